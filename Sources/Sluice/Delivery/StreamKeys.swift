@@ -1,0 +1,18 @@
+/// The Redis key names of a pipeline. Every key carries the same hash tag (`{sluice}`), so
+/// that the atomic forward-and-ack of a chunk touches a single Redis Cluster slot.
+public struct StreamKeys: Sendable, Equatable {
+    /// The hash tag without braces.
+    public var hashTag: String
+
+    /// Keys under `{hashTag}`.
+    public init(hashTag: String = "sluice") {
+        self.hashTag = hashTag
+    }
+
+    /// The stream named `name` in manifests (`{sluice}:stream:validate`).
+    public func stream(_ name: String) -> String { "{\(hashTag)}:stream:\(name)" }
+    /// The dead-letter stream of function `function`.
+    public func deadLetters(_ function: String) -> String { "{\(hashTag)}:dlq:\(function)" }
+    /// The hash of live counters of job `id`.
+    public func job(_ id: String) -> String { "{\(hashTag)}:job:\(id)" }
+}

@@ -1,0 +1,185 @@
+/// A JSON value. Numbers that are integers fitting in 64 bits stay exact (`int`); every other
+/// number is a `double`. Objects keep their keys in input order.
+public enum JSONValue: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object(JSONObject)
+
+    /// The member `key` of an object; `nil` for other values or a missing key.
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let object) = self { return object[key] }
+        return nil
+    }
+
+    /// The element at `index` of an array; `nil` for other values or out of range.
+    public subscript(index: Int) -> JSONValue? {
+        if case .array(let array) = self, array.indices.contains(index) { return array[index] }
+        return nil
+    }
+
+    /// The value at a dot-separated path of object keys (`metadata.event_id`).
+    public func value(atPath path: String) -> JSONValue? {
+        var current = self
+        for key in path.split(separator: ".", omittingEmptySubsequences: false) {
+            guard case .object(let object) = current, let next = object[String(key)] else { return nil }
+            current = next
+        }
+        return current
+    }
+
+    /// Sets the value at a dot-separated path, creating objects on the way (replacing any
+    /// non-object found there). `nil` removes the last key.
+    public mutating func setValue(_ value: JSONValue?, atPath path: String) {
+        let keys = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        Self.set(&self, keys: keys[...], value: value)
+    }
+
+    private static func set(_ target: inout JSONValue, keys: ArraySlice<String>, value: JSONValue?) {
+        guard let key = keys.first else {
+            target = value ?? .null
+            return
+        }
+        var object: JSONObject
+        if case .object(let existing) = target { object = existing } else { object = JSONObject() }
+        if keys.count == 1 {
+            object[key] = value
+        } else {
+            var child = object[key] ?? .object(JSONObject())
+            set(&child, keys: keys.dropFirst(), value: value)
+            object[key] = child
+        }
+        target = .object(object)
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    /// The integer of an `int`, or of a `double` with an integral value in range.
+    public var intValue: Int64? {
+        switch self {
+        case .int(let i): return i
+        case .double(let d) where d.rounded() == d && abs(d) < 9.2e18: return Int64(d)
+        default: return nil
+        }
+    }
+
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    public var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
+    public var objectValue: JSONObject? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+
+    public var isNull: Bool { self == .null }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+    ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
+{
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int64) { self = .int(value) }
+    public init(floatLiteral value: Double) { self = .double(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        var object = JSONObject()
+        for (key, value) in elements { object[key] = value }
+        self = .object(object)
+    }
+    public init(nilLiteral: ()) { self = .null }
+}
+
+extension JSONValue: CustomStringConvertible {
+    /// Compact JSON.
+    public var description: String { serializedString }
+}
+
+/// A JSON object that keeps its keys in insertion order. Lookups are linear: event objects
+/// are small, and a linear scan of a few keys beats hashing them.
+///
+/// Equality ignores key order (two objects with the same members are equal).
+public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
+    public typealias Element = (key: String, value: JSONValue)
+
+    private var members: [(key: String, value: JSONValue)]
+
+    public init() { members = [] }
+
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        members = []
+        members.reserveCapacity(elements.count)
+        for (key, value) in elements { self[key] = value }
+    }
+
+    /// Appends without checking for an existing key: for parsers that checked already.
+    init(uncheckedMembers: [(key: String, value: JSONValue)]) {
+        members = uncheckedMembers
+    }
+
+    /// The value of `key`; setting `nil` removes it. A new key goes last; an existing key keeps
+    /// its position.
+    public subscript(key: String) -> JSONValue? {
+        get {
+            for member in members where member.key == key { return member.value }
+            return nil
+        }
+        set {
+            if let index = members.firstIndex(where: { $0.key == key }) {
+                if let newValue { members[index].value = newValue } else { members.remove(at: index) }
+            } else if let newValue {
+                members.append((key, newValue))
+            }
+        }
+    }
+
+    public var keys: [String] { members.map(\.key) }
+    public var count: Int { members.count }
+    public var isEmpty: Bool { members.isEmpty }
+
+    public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> {
+        members.makeIterator()
+    }
+
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        guard lhs.members.count == rhs.members.count else { return false }
+        for member in lhs.members {
+            guard let other = rhs[member.key], other == member.value else { return false }
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        // Order-independent: combine the members' hashes commutatively.
+        var combined = 0
+        for member in members {
+            var h = Hasher()
+            h.combine(member.key)
+            h.combine(member.value)
+            combined = combined &+ h.finalize()
+        }
+        hasher.combine(members.count)
+        hasher.combine(combined)
+    }
+}

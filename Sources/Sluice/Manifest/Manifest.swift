@@ -1,0 +1,88 @@
+/// A function's manifest, read from `functions/NAME/function.yaml`.
+///
+/// ```yaml
+/// handler: tag                 # the registered handler
+/// triggers:
+///   - stream: tag              # consume the stream `tag` with the consumer group `tag`
+///   - http: {}                 # serve the handler's HTTP routes (HTTP functions)
+/// outputs: [filter]            # streams that forwarded events are appended to
+/// middleware: [deadline]       # applied in this order, the first outermost
+/// batch: 500                   # most events in one chunk this function writes
+/// linger: 50ms                 # longest wait to fill a chunk before writing it
+/// concurrency: 4               # chunks handled at once (in flight: concurrency × batch events)
+/// visibility_timeout: 30s      # a chunk held longer by a silent consumer is reclaimed
+/// retry: {max_attempts: 5, initial_backoff: 200ms, max_backoff: 30s, jitter: 0.2}
+/// environment: {KEY: value}    # configuration values for the handler
+/// config: {...}                # free-form settings of the handler (rules, tables)
+/// ```
+public struct Manifest: Sendable, Equatable {
+    /// How a function is invoked.
+    public enum Trigger: Sendable, Equatable {
+        /// Consume the named stream with a consumer group named after the function.
+        case stream(String)
+        /// Serve the handler's HTTP routes.
+        case http
+    }
+
+    /// The function's name (its folder's name).
+    public var name: String
+    /// The registered handler that implements it.
+    public var handler: String
+    /// What it does, for people.
+    public var description: String?
+    /// How it is invoked.
+    public var triggers: [Trigger]
+    /// Streams that forwarded events are appended to.
+    public var outputs: [String]
+    /// Middleware names, outermost first.
+    public var middleware: [String]
+    /// The most events in one chunk the function writes.
+    public var batch: Int
+    /// The longest wait to fill a chunk before writing it.
+    public var linger: Duration
+    /// Chunks handled at once.
+    public var concurrency: Int
+    /// How long a delivered chunk may stay unacknowledged before another consumer reclaims it.
+    public var visibilityTimeout: Duration
+    /// Retries and backoff.
+    public var retry: RetryPolicy
+    /// Configuration values for the handler.
+    public var environment: [String: String]
+    /// Free-form settings of the handler.
+    public var config: JSONValue
+    /// The file the manifest was read from (for error messages).
+    public var file: String
+
+    /// Creates a manifest with the documented defaults.
+    public init(
+        name: String, handler: String, description: String? = nil, triggers: [Trigger] = [],
+        outputs: [String] = [], middleware: [String] = [], batch: Int = 500,
+        linger: Duration = .milliseconds(50), concurrency: Int = 2,
+        visibilityTimeout: Duration = .seconds(30), retry: RetryPolicy = RetryPolicy(),
+        environment: [String: String] = [:], config: JSONValue = .object([:]), file: String = "<memory>"
+    ) {
+        self.name = name
+        self.handler = handler
+        self.description = description
+        self.triggers = triggers
+        self.outputs = outputs
+        self.middleware = middleware
+        self.batch = batch
+        self.linger = linger
+        self.concurrency = concurrency
+        self.visibilityTimeout = visibilityTimeout
+        self.retry = retry
+        self.environment = environment
+        self.config = config
+        self.file = file
+    }
+
+    /// The stream this function consumes, if it has a stream trigger.
+    public var inputStream: String? {
+        for case .stream(let name) in triggers { return name }
+        return nil
+    }
+
+    /// Whether the function serves HTTP routes of its own.
+    public var servesHTTP: Bool { triggers.contains(.http) }
+}

@@ -1,0 +1,260 @@
+import Foundation
+import Yams
+
+/// Reads and checks function manifests.
+///
+/// Unknown keys, missing fields, wrong types and bad durations are errors that name the file,
+/// the key and its line, so that a typo never silently falls back to a default.
+public struct ManifestLoader: Sendable {
+    /// The folder holding one sub-folder per function.
+    public var functionsDirectory: String
+
+    /// Creates a loader for `functionsDirectory` (`./functions` by default).
+    public init(functionsDirectory: String = "./functions") {
+        self.functionsDirectory = functionsDirectory
+    }
+
+    /// The names of the folders under the functions directory that hold a `function.yaml`, sorted.
+    public func functionNames() throws -> [String] {
+        let fm = FileManager.default
+        guard let entries = try? fm.contentsOfDirectory(atPath: functionsDirectory) else {
+            throw ManifestError(.unreadable, file: functionsDirectory, key: "",
+                                message: "cannot read the functions directory")
+        }
+        return entries.filter { fm.fileExists(atPath: "\(functionsDirectory)/\($0)/function.yaml") }.sorted()
+    }
+
+    /// Loads the manifest of function `name`.
+    /// - Throws: ``ManifestError``.
+    public func load(_ name: String) throws -> Manifest {
+        let file = "\(functionsDirectory)/\(name)/function.yaml"
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw ManifestError(.unknownFunction, file: file, key: "",
+                                message: "no function named '\(name)' (no such file)")
+        }
+        guard let data = FileManager.default.contents(atPath: file),
+              let text = String(data: data, encoding: .utf8)
+        else {
+            throw ManifestError(.unreadable, file: file, key: "", message: "cannot read the file as UTF-8")
+        }
+        return try Self.parse(text, name: name, file: file)
+    }
+
+    /// Loads every manifest in the functions directory.
+    public func loadAll() throws -> [Manifest] {
+        try functionNames().map(load)
+    }
+
+    /// Parses manifest text for function `name`; `file` is used in error messages.
+    public static func parse(_ text: String, name: String, file: String) throws -> Manifest {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ManifestError(.syntax, file: file, key: "", message: "not valid YAML (\(Self.describe(error)))")
+        }
+        guard let root, let top = root.mapping else {
+            throw ManifestError(.syntax, file: file, key: "", message: "the manifest must be a mapping of keys")
+        }
+        var reader = Reader(file: file)
+        let fields = try reader.fields(of: top, at: "", allowed: [
+            "name", "handler", "description", "triggers", "outputs", "middleware", "batch", "linger",
+            "concurrency", "visibility_timeout", "retry", "environment", "config",
+        ])
+        var manifest = Manifest(name: name, handler: "", file: file)
+        if let node = fields["name"] {
+            let declared = try reader.string(node, at: "name")
+            guard declared == name else {
+                throw reader.error(.badValue, "name", node, "is '\(declared)' but the folder is '\(name)'")
+            }
+        }
+        guard let handler = fields["handler"] else {
+            throw ManifestError(.missingField, file: file, key: "handler", message: "is required")
+        }
+        manifest.handler = try reader.string(handler, at: "handler")
+        if let node = fields["description"] { manifest.description = try reader.string(node, at: "description") }
+        guard let triggers = fields["triggers"] else {
+            throw ManifestError(.missingField, file: file, key: "triggers", message: "is required")
+        }
+        manifest.triggers = try reader.triggers(triggers)
+        if let node = fields["outputs"] { manifest.outputs = try reader.strings(node, at: "outputs") }
+        if let node = fields["middleware"] { manifest.middleware = try reader.strings(node, at: "middleware") }
+        if let node = fields["batch"] { manifest.batch = try reader.positiveInt(node, at: "batch") }
+        if let node = fields["linger"] { manifest.linger = try reader.duration(node, at: "linger") }
+        if let node = fields["concurrency"] { manifest.concurrency = try reader.positiveInt(node, at: "concurrency") }
+        if let node = fields["visibility_timeout"] {
+            manifest.visibilityTimeout = try reader.duration(node, at: "visibility_timeout")
+            guard manifest.visibilityTimeout >= .milliseconds(100) else {
+                throw reader.error(.badValue, "visibility_timeout", node, "must be at least 100ms")
+            }
+        }
+        if let node = fields["retry"] { manifest.retry = try reader.retry(node) }
+        if let node = fields["environment"] { manifest.environment = try reader.environment(node) }
+        if let node = fields["config"] { manifest.config = try reader.json(node, at: "config") }
+        for output in manifest.outputs where !Self.isValidStreamName(output) {
+            throw ManifestError(.badValue, file: file, key: "outputs", message: "'\(output)' is not a valid stream name (use letters, digits, '-', '_', '.')")
+        }
+        return manifest
+    }
+
+    static func isValidStreamName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 100 && name.unicodeScalars.allSatisfy {
+            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "-_.".unicodeScalars.contains($0)
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let yaml = error as? YamlError {
+            switch yaml {
+            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
+                return "\(context?.text ?? "") \(problem) at line \(mark.line)".trimmingWhitespace()
+            default: return "syntax error"
+            }
+        }
+        return "syntax error"
+    }
+}
+
+/// Walks a YAML node tree, turning every surprise into a ``ManifestError``.
+private struct Reader {
+    let file: String
+
+    func error(_ code: ManifestError.Code, _ key: String, _ node: Node?, _ message: String) -> ManifestError {
+        let line = node?.mark.map { " (line \($0.line))" } ?? ""
+        return ManifestError(code, file: file, key: key, message: message + line)
+    }
+
+    func join(_ prefix: String, _ key: String) -> String { prefix.isEmpty ? key : "\(prefix).\(key)" }
+
+    mutating func fields(of mapping: Node.Mapping, at path: String, allowed: Set<String>) throws -> [String: Node] {
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else {
+                throw error(.badValue, path, keyNode, "keys must be strings")
+            }
+            guard allowed.contains(key) else {
+                throw error(.unknownKey, join(path, key), keyNode,
+                            "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
+            }
+            guard result[key] == nil else {
+                throw error(.badValue, join(path, key), keyNode, "appears twice")
+            }
+            result[key] = value
+        }
+        return result
+    }
+
+    func string(_ node: Node, at key: String) throws -> String {
+        guard let scalar = node.scalar else { throw error(.badValue, key, node, "must be a string") }
+        return scalar.string
+    }
+
+    func strings(_ node: Node, at key: String) throws -> [String] {
+        guard let sequence = node.sequence else { throw error(.badValue, key, node, "must be a list") }
+        return try sequence.enumerated().map { try string($0.element, at: "\(key)[\($0.offset)]") }
+    }
+
+    func positiveInt(_ node: Node, at key: String) throws -> Int {
+        guard node.scalar != nil, let value = node.int else {
+            throw error(.badValue, key, node, "must be a whole number")
+        }
+        guard value >= 1 else { throw error(.badValue, key, node, "must be at least 1") }
+        return value
+    }
+
+    func duration(_ node: Node, at key: String) throws -> Duration {
+        guard let text = node.scalar?.string, let value = DurationParser.parse(text) else {
+            throw error(.badDuration, key, node, "is not a duration (write e.g. 250ms, 5s, 2m, 1h)")
+        }
+        return value
+    }
+
+    mutating func triggers(_ node: Node) throws -> [Manifest.Trigger] {
+        guard let sequence = node.sequence, !sequence.isEmpty else {
+            throw error(.badValue, "triggers", node, "must be a non-empty list")
+        }
+        var result: [Manifest.Trigger] = []
+        for (index, item) in sequence.enumerated() {
+            let path = "triggers[\(index)]"
+            guard let mapping = item.mapping else {
+                throw error(.badValue, path, item, "must be `stream: NAME` or `http: {}`")
+            }
+            let fields = try self.fields(of: mapping, at: path, allowed: ["stream", "http"])
+            if let stream = fields["stream"] {
+                let name = try string(stream, at: "\(path).stream")
+                guard ManifestLoader.isValidStreamName(name) else {
+                    throw error(.badValue, "\(path).stream", stream, "'\(name)' is not a valid stream name")
+                }
+                result.append(.stream(name))
+            }
+            if let http = fields["http"] {
+                if let map = http.mapping {
+                    _ = try self.fields(of: map, at: "\(path).http", allowed: [])
+                } else if http.null == nil {
+                    throw error(.badValue, "\(path).http", http, "must be {}")
+                }
+                result.append(.http)
+            }
+            if fields.isEmpty { throw error(.badValue, path, item, "must be `stream: NAME` or `http: {}`") }
+        }
+        return result
+    }
+
+    mutating func retry(_ node: Node) throws -> RetryPolicy {
+        guard let mapping = node.mapping else { throw error(.badValue, "retry", node, "must be a mapping") }
+        let fields = try self.fields(of: mapping, at: "retry",
+                                     allowed: ["max_attempts", "initial_backoff", "max_backoff", "jitter"])
+        var policy = RetryPolicy()
+        if let n = fields["max_attempts"] { policy.maxAttempts = try positiveInt(n, at: "retry.max_attempts") }
+        if let n = fields["initial_backoff"] { policy.initialBackoff = try duration(n, at: "retry.initial_backoff") }
+        if let n = fields["max_backoff"] { policy.maxBackoff = try duration(n, at: "retry.max_backoff") }
+        if let n = fields["jitter"] {
+            guard n.scalar != nil, let value = n.float, (0...1).contains(value) else {
+                throw error(.badValue, "retry.jitter", n, "must be a number from 0 to 1")
+            }
+            policy.jitter = value
+        }
+        guard policy.maxBackoff >= policy.initialBackoff else {
+            throw error(.badValue, "retry.max_backoff", fields["max_backoff"] ?? node,
+                        "must not be shorter than retry.initial_backoff")
+        }
+        return policy
+    }
+
+    func environment(_ node: Node) throws -> [String: String] {
+        guard let mapping = node.mapping else { throw error(.badValue, "environment", node, "must be a mapping") }
+        var result: [String: String] = [:]
+        for (key, value) in mapping {
+            guard let name = key.string else { throw error(.badValue, "environment", key, "keys must be strings") }
+            guard let scalar = value.scalar else {
+                throw error(.badValue, "environment.\(name)", value, "must be a string, number or boolean")
+            }
+            result[name] = scalar.string
+        }
+        return result
+    }
+
+    func json(_ node: Node, at key: String) throws -> JSONValue {
+        switch node {
+        case .scalar(let scalar):
+            if scalar.style == .plain || scalar.style == .any {
+                if node.null != nil { return .null }
+                if let b = node.bool { return .bool(b) }
+                if let i = node.int { return .int(Int64(i)) }
+                if let d = node.float { return .double(d) }
+            }
+            return .string(scalar.string)
+        case .sequence(let sequence):
+            return .array(try sequence.enumerated().map { try json($0.element, at: "\(key)[\($0.offset)]") })
+        case .mapping(let mapping):
+            var object = JSONObject()
+            for (k, v) in mapping {
+                guard let name = k.string else { throw error(.badValue, key, k, "keys must be strings") }
+                object[name] = try json(v, at: "\(key).\(name)")
+            }
+            return .object(object)
+        case .alias:
+            throw error(.badValue, key, node, "YAML aliases are not supported")
+        }
+    }
+}

@@ -1,0 +1,15 @@
+import Sluice
+
+/// The handlers and middleware built into the `sluice` binary.
+public enum BuiltinFunctions {
+    /// A registry holding every built-in handler.
+    public static func registry() -> FunctionRegistry {
+        var registry = FunctionRegistry()
+        registry.register("intake") { try IntakeFunction(setup: $0) }
+        registry.register("stamp") { try StampFunction(setup: $0) }
+        registry.register("filter") { _ in FilterFunction() }
+        registry.register("sink") { try SinkFunction(setup: $0) }
+        registry.register("fail") { try FailFunction(setup: $0) }
+        return registry
+    }
+}

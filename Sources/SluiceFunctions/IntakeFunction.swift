@@ -1,0 +1,106 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import Sluice
+import SluiceHTTP
+import SluicePostgres
+import SluiceRedis
+
+/// `POST /intake`: accepts NDJSON (one JSON object per line), records a job and appends the
+/// events to the function's outputs in chunks of `batch` events. Answers
+/// `202 {"job_id", "status": "received", "received": N}`.
+///
+/// This is the runtime's proving HTTP function; the `ingest` function replaces it with
+/// streaming parsing of every upload format.
+///
+/// `config.max_body_bytes` (default 64 MiB) bounds the body: larger ones get 413.
+public struct IntakeFunction: HTTPFunction {
+    let manifest: Manifest
+    let redis: RedisClient
+    let pool: PostgresPool
+    let keys: StreamKeys
+    let maxBody: Int
+
+    public init(setup: FunctionSetup) throws {
+        manifest = setup.manifest
+        redis = try setup.resources.require(RedisClient.self)
+        pool = try setup.resources.require(PostgresPool.self)
+        keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
+        maxBody = Int(setup.manifest.config["max_body_bytes"]?.intValue ?? 64 << 20)
+        guard !manifest.outputs.isEmpty else {
+            throw ManifestError(.missingField, file: manifest.file, key: "outputs", message: "intake needs at least one output")
+        }
+    }
+
+    public func addRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/intake") { request, _ -> JSONResponse in
+            try await self.accept(request)
+        }
+    }
+
+    func accept(_ request: Request) async throws -> JSONResponse {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maxBody)
+        } catch {
+            throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(maxBody) bytes")
+        }
+        let events = try body.withUnsafeReadableBytes { try Self.parseNDJSON($0) }
+        let jobID = UUID().uuidString.lowercased()
+        let traceID = request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)) ?? TraceContext.newTraceID()
+        try await pool.query(
+            "INSERT INTO jobs (id, status, format, counts) VALUES ($1::uuid, 'received', 'ndjson', jsonb_build_object('received', $2::bigint))",
+            [jobID, String(events.count)])
+        var commands: [[RedisArgument]] = []
+        var start = 0
+        while start < events.count {
+            let end = min(start + manifest.batch, events.count)
+            let fields = ChunkCodec.encode(events: events[start..<end], jobID: jobID, traceID: traceID)
+            for output in manifest.outputs {
+                var command: [RedisArgument] = ["XADD", RedisArgument(keys.stream(output)), "*"]
+                for (name, value) in fields { command.append(RedisArgument(name)); command.append(RedisArgument(value)) }
+                commands.append(command)
+            }
+            start = end
+        }
+        commands.append(["HSET", RedisArgument(keys.job(jobID)), "received", RedisArgument(events.count)])
+        var sent = 0
+        while sent < commands.count {
+            let slice = Array(commands[sent..<min(sent + 64, commands.count)])
+            let replies = try await redis.pipeline(slice)
+            if let failure = replies.first(where: { if case .error = $0 { true } else { false } }), case .error(let message) = failure {
+                throw RedisError(.command, message)
+            }
+            sent += slice.count
+        }
+        return JSONResponse(status: .accepted, value: [
+            "job_id": .string(jobID), "status": "received", "received": .int(Int64(events.count)),
+        ])
+    }
+
+    /// Parses NDJSON: every non-blank line one JSON value.
+    /// - Throws: ``Problem`` 400 `invalid_json` naming the line and the byte offset in the body.
+    static func parseNDJSON(_ bytes: UnsafeRawBufferPointer) throws -> [Event] {
+        var events: [Event] = []
+        var lineStart = 0
+        var line = 1
+        let parser = JSONParser()
+        while lineStart < bytes.count {
+            var lineEnd = lineStart
+            while lineEnd < bytes.count, bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[lineStart..<lineEnd])
+            if slice.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) {
+                do {
+                    events.append(Event(try parser.parse(slice)))
+                } catch {
+                    throw Problem(.badRequest, code: "invalid_json",
+                                  detail: "line \(line) is not valid JSON (\(error.code.rawValue))",
+                                  extra: ["line": .int(Int64(line)), "offset": .int(Int64(lineStart + error.offset))])
+                }
+            }
+            lineStart = lineEnd + 1
+            line += 1
+        }
+        return events
+    }
+}

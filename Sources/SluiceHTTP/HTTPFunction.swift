@@ -1,0 +1,11 @@
+import Hummingbird
+import Sluice
+
+/// A function invoked over HTTP: it contributes routes to the process's router.
+///
+/// The protocol lives here, not in the core, because its routes are Hummingbird routes; the
+/// core stays free of any HTTP library.
+public protocol HTTPFunction: FunctionHandler {
+    /// Adds the function's routes.
+    func addRoutes(to router: Router<BasicRequestContext>)
+}

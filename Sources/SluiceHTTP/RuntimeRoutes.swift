@@ -1,0 +1,129 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import Prometheus
+import Sluice
+
+/// The routes every function process serves: `/health/live`, `/health/ready`, `/metrics`, and
+/// for event functions `POST /invoke` (the process's only event function) and
+/// `POST /invoke/{name}` (any event function it runs).
+public struct RuntimeRoutes: Sendable {
+    /// The event functions the process runs, by name.
+    public var invokers: [String: FunctionInvoker]
+    /// Readiness probes.
+    public var health: HealthCheck
+    /// The registry `/metrics` prints.
+    public var metrics: PrometheusCollectorRegistry
+    /// The largest `POST /invoke` body accepted.
+    public var maxInvokeBody: Int
+
+    public init(invokers: [String: FunctionInvoker], health: HealthCheck, metrics: PrometheusCollectorRegistry,
+                maxInvokeBody: Int = 16 << 20) {
+        self.invokers = invokers
+        self.health = health
+        self.metrics = metrics
+        self.maxInvokeBody = maxInvokeBody
+    }
+
+    /// Adds the routes to `router`.
+    public func add(to router: Router<BasicRequestContext>) {
+        router.get("/health/live") { _, _ -> JSONValue in ["status": "live"] }
+        router.get("/health/ready") { _, _ -> JSONResponse in
+            let results = await health.run()
+            var checks = JSONObject()
+            for (name, ok) in results { checks[name] = .bool(ok) }
+            let ready = results.allSatisfy(\.1)
+            return JSONResponse(status: ready ? .ok : .serviceUnavailable,
+                                value: ["status": .string(ready ? "ready" : "not_ready"), "checks": .object(checks)])
+        }
+        router.get("/metrics") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+        }
+        let invokers = self.invokers
+        let limit = maxInvokeBody
+        if invokers.count == 1, let only = invokers.values.first {
+            router.post("/invoke") { request, _ -> JSONResponse in
+                try await Self.invoke(only, request: request, limit: limit)
+            }
+        }
+        router.post("/invoke/{name}") { request, context -> JSONResponse in
+            let name = try context.parameters.require("name")
+            guard let invoker = invokers[name] else {
+                throw Problem(.notFound, code: "unknown_function", detail: "this process runs no event function of that name")
+            }
+            return try await Self.invoke(invoker, request: request, limit: limit)
+        }
+    }
+
+    static func invoke(_ invoker: FunctionInvoker, request: Request, limit: Int) async throws -> JSONResponse {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limit)
+        } catch {
+            throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(limit) bytes")
+        }
+        let value: JSONValue
+        do {
+            value = try body.withUnsafeReadableBytes { try JSONParser().parse($0) }
+        } catch let error as JSONParseError {
+            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not valid JSON (\(error.code.rawValue))",
+                          extra: ["offset": .int(Int64(error.offset)), "error": .string(error.code.rawValue)])
+        }
+        guard case .array(let items) = value else {
+            throw Problem(.badRequest, code: "invalid_events", detail: "the body must be a JSON array of events")
+        }
+        let chunk = Chunk(id: "invoke-\(UUID().uuidString.lowercased())",
+                          traceID: request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)),
+                          events: items.map(Event.init))
+        let metrics = FunctionMetrics(function: invoker.manifest.name)
+        let started = ContinuousClock.now
+        do {
+            let outcomes = try await invoker.invoke(chunk, attempt: 1)
+            metrics.recordInvocation(viaStream: false, duration: .now - started, outcomes: outcomes)
+            return JSONResponse(status: .ok, value: [
+                "function": .string(invoker.manifest.name),
+                "outcomes": .array(outcomes.map(Self.describe)),
+            ])
+        } catch {
+            metrics.recordInvocation(viaStream: false, duration: .now - started, outcomes: [])
+            throw Problem(error.kind == .retryable ? .serviceUnavailable : .unprocessableContent,
+                          code: error.code, detail: error.message,
+                          extra: ["retryable": .bool(error.kind == .retryable)])
+        }
+    }
+
+    /// The JSON form of an outcome, as `POST /invoke` and `sluice invoke` print it.
+    public static func describe(_ outcome: Outcome) -> JSONValue {
+        switch outcome {
+        case .forward(let event, let output):
+            return ["outcome": "forward", "output": output.map(JSONValue.string) ?? .null, "event": event.value]
+        case .drop(let reason):
+            return ["outcome": "drop", "reason": .string(reason)]
+        case .quarantine(let reason, let event):
+            return ["outcome": "quarantine", "reason": .string(reason), "event": event.value]
+        }
+    }
+}
+
+/// W3C trace context helpers.
+public enum TraceContext {
+    /// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed.
+    public static func traceID(fromTraceparent header: String) -> String? {
+        let parts = header.split(separator: "-")
+        guard parts.count == 4, parts[1].count == 32, parts[1].allSatisfy(\.isHexDigit),
+              parts[1] != String(repeating: "0", count: 32)
+        else { return nil }
+        return String(parts[1]).lowercased()
+    }
+
+    /// A new random trace id (32 hex digits).
+    public static func newTraceID() -> String {
+        (0..<2).map { _ in
+            let v = UInt64.random(in: 1...UInt64.max)
+            let s = String(v, radix: 16)
+            return String(repeating: "0", count: 16 - s.count) + s
+        }.joined()
+    }
+}

@@ -1,0 +1,61 @@
+/// One versioned schema change.
+public struct Migration: Sendable {
+    /// Applied in increasing order; never reuse or renumber one that has shipped.
+    public var version: Int
+    /// A short name, recorded in the ledger.
+    public var name: String
+    /// Fixed SQL (several statements allowed). Runs in one transaction with its ledger row.
+    public var sql: String
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+}
+
+extension Migration {
+    /// The schema of this build, in order.
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "jobs", sql: """
+            CREATE TABLE jobs (
+                id           uuid PRIMARY KEY,
+                status       text NOT NULL DEFAULT 'received'
+                             CHECK (status IN ('received', 'processing', 'completed', 'failed', 'cancelled')),
+                format       text,
+                counts       jsonb NOT NULL DEFAULT '{}'::jsonb,
+                error        text,
+                created_at   timestamptz NOT NULL DEFAULT now(),
+                updated_at   timestamptz NOT NULL DEFAULT now(),
+                finished_at  timestamptz
+            );
+            CREATE INDEX jobs_created_at ON jobs (created_at DESC);
+            """),
+        Migration(version: 2, name: "sink", sql: """
+            -- Rows written by the 'sink' function that proves the runtime: no unique key on
+            -- event_id, so that a duplicate delivery would show as a second row.
+            CREATE TABLE sink_events (
+                job_id     uuid,
+                event_id   text,
+                event      jsonb NOT NULL,
+                chunk_id   text NOT NULL,
+                loaded_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+            );
+            CREATE INDEX sink_events_job ON sink_events (job_id);
+            -- One row per input chunk written, in the same transaction as its rows: a chunk
+            -- delivered again after a crash finds its row and writes nothing. Stream entry
+            -- ids are unique per stream only, so the key holds the stream as well.
+            CREATE TABLE sink_chunks (
+                function   text NOT NULL,
+                stream     text NOT NULL,
+                chunk_id   text NOT NULL,
+                rows       integer NOT NULL,
+                written_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                PRIMARY KEY (function, stream, chunk_id)
+            );
+            """),
+    ]
+
+    /// The newest version of this build.
+    public static var latestVersion: Int { all.map(\.version).max() ?? 0 }
+}

@@ -1,0 +1,63 @@
+import Logging
+
+/// Applies ``Migration``s under a PostgreSQL advisory lock, so that several processes
+/// starting together are safe: one applies, the others wait and then find nothing to do.
+public struct Migrator: Sendable {
+    /// The advisory lock key (`'sluice'` as an integer).
+    static let lockKey = "7308044066418992485"
+
+    let pool: PostgresPool
+    let migrations: [Migration]
+    let logger: Logger
+
+    public init(pool: PostgresPool, migrations: [Migration] = Migration.all, logger: Logger) {
+        self.pool = pool
+        self.migrations = migrations.sorted { $0.version < $1.version }
+        self.logger = logger
+    }
+
+    /// Applies the missing migrations and answers the versions it applied (empty when the
+    /// schema was current).
+    /// - Throws: ``PostgresError``; a failed migration is rolled back with its ledger row.
+    @discardableResult
+    public func migrate() async throws -> [Int] {
+        let migrations = self.migrations
+        let applied: [Int] = try await pool.withConnection { connection in
+            // The lock comes first: even CREATE TABLE IF NOT EXISTS races on the catalog.
+            try connection.query("SELECT pg_advisory_lock($1::bigint)", [Self.lockKey])
+            defer { _ = try? connection.query("SELECT pg_advisory_unlock($1::bigint)", [Self.lockKey]) }
+            try connection.executeUnparameterized("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer PRIMARY KEY,
+                    name       text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """)
+            let done = Set(try connection.query("SELECT version FROM schema_migrations").rows.compactMap { $0[0].flatMap(Int.init) })
+            var newlyApplied: [Int] = []
+            for migration in migrations where !done.contains(migration.version) {
+                try connection.executeUnparameterized("BEGIN")
+                do {
+                    try connection.executeUnparameterized(migration.sql)
+                    try connection.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                         [String(migration.version), migration.name])
+                    try connection.executeUnparameterized("COMMIT")
+                } catch {
+                    try? connection.executeUnparameterized("ROLLBACK")
+                    throw error
+                }
+                newlyApplied.append(migration.version)
+            }
+            return newlyApplied
+        }
+        for version in applied { logger.info("migration applied", metadata: ["version": .stringConvertible(version)]) }
+        return applied
+    }
+
+    /// Whether every migration of this build is applied.
+    public func isCurrent() async throws -> Bool {
+        let latest = migrations.last?.version ?? 0
+        let rows = try await pool.query("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        return Int(rows.scalar ?? "0") ?? 0 >= latest
+    }
+}

@@ -1,0 +1,336 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Sluice
+import Synchronization
+
+/// Runs an event function on the chunks of its input stream, with the delivery guarantees of
+/// DESIGN.md: one consumer group per function, forward-and-ack in one atomic step, reclaim of
+/// chunks a dead consumer left pending, retries with backoff, then the dead-letter stream.
+///
+/// At most `concurrency` chunks (`concurrency × batch` events) are in flight. On graceful
+/// shutdown (SIGTERM) it stops reading, finishes and acknowledges the chunks in flight, and
+/// returns; a chunk waiting for a retry stays pending and is reclaimed by another consumer.
+public final class StreamTrigger: Service {
+    /// Tunables that are not in the manifest.
+    public struct Configuration: Sendable {
+        /// Key names.
+        public var keys: StreamKeys
+        /// This process's consumer name (unique per process).
+        public var consumerName: String
+        /// How long one `XREADGROUP` waits for new entries.
+        public var blockTime: Duration
+        /// How often the group's lag is measured and acknowledged entries trimmed.
+        public var maintenanceInterval: Duration
+
+        public init(keys: StreamKeys = StreamKeys(), consumerName: String = StreamTrigger.uniqueConsumerName(),
+                    blockTime: Duration = .seconds(1), maintenanceInterval: Duration = .seconds(5)) {
+            self.keys = keys
+            self.consumerName = consumerName
+            self.blockTime = blockTime
+            self.maintenanceInterval = maintenanceInterval
+        }
+    }
+
+    let invoker: FunctionInvoker
+    let redis: RedisClient
+    let configuration: Configuration
+    let logger: Logger
+    let metrics: FunctionMetrics
+    let inputStream: String
+    let stopping = Atomic<Bool>(false)
+
+    var manifest: Manifest { invoker.manifest }
+    var group: String { manifest.name }
+    var consumer: String { configuration.consumerName }
+
+    /// Creates the trigger for `invoker`'s function, which must have a stream trigger.
+    public init(invoker: FunctionInvoker, redis: RedisClient, configuration: Configuration, logger: Logger) {
+        self.invoker = invoker
+        self.redis = redis
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "function"] = .string(invoker.manifest.name)
+        self.logger = logger
+        self.metrics = FunctionMetrics(function: invoker.manifest.name)
+        self.inputStream = configuration.keys.stream(invoker.manifest.inputStream ?? invoker.manifest.name)
+    }
+
+    /// `HOSTNAME-PID-RANDOM`: unique per process, so a restarted process never inherits the
+    /// pending entries of its previous life except through `XAUTOCLAIM`.
+    public static func uniqueConsumerName() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        return "\(host)-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for worker in 0..<manifest.concurrency {
+                    group.addTask { await self.work(worker) }
+                }
+                group.addTask { await self.maintain() }
+            }
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .relaxed)
+        }
+        logger.info("stream trigger stopped", metadata: ["stream": .string(inputStream)])
+    }
+
+    var isStopping: Bool { stopping.load(ordering: .relaxed) || Task.isCancelled }
+
+    // MARK: - Reading
+
+    func work(_ worker: Int) async {
+        var outage = Backoff()
+        var groupReady = false
+        var nextReclaim = ContinuousClock.now
+        let reclaimEvery = max(manifest.visibilityTimeout / 4, .milliseconds(50))
+        while !isStopping {
+            do {
+                if !groupReady {
+                    try await redis.ensureGroup(stream: inputStream, group: group)
+                    groupReady = true
+                }
+                if ContinuousClock.now >= nextReclaim {
+                    nextReclaim = .now + reclaimEvery
+                    let claimed = try await redis.autoClaim(stream: inputStream, group: group, consumer: consumer,
+                                                            minIdle: manifest.visibilityTimeout, count: 1)
+                    if let entry = claimed.first {
+                        nextReclaim = .now  // more may be waiting
+                        let attempt = try await redis.deliveryCount(stream: inputStream, group: group, id: entry.id) ?? 2
+                        logger.warning("reclaimed a chunk left pending", metadata: ["chunk": .string(entry.id), "attempt": .stringConvertible(attempt)])
+                        await process(entry, attempt: attempt)
+                        outage.reset(logger: logger)
+                        continue
+                    }
+                }
+                let entries = try await redis.readGroup(stream: inputStream, group: group, consumer: consumer,
+                                                        count: 1, block: configuration.blockTime)
+                outage.reset(logger: logger)
+                for entry in entries { await process(entry, attempt: 1) }
+            } catch let error as RedisError where error.code == .command && error.message.hasPrefix("NOGROUP") {
+                groupReady = false  // the server lost the group (restarted without persistence)
+            } catch {
+                await outage.wait(after: error, logger: logger, isStopping: { self.isStopping })
+                groupReady = false
+            }
+        }
+    }
+
+    // MARK: - Processing
+
+    func process(_ entry: StreamEntry, attempt firstAttempt: Int) async {
+        let chunk: Chunk
+        do {
+            chunk = try ChunkCodec.decode(id: entry.id, fields: entry.fields)
+        } catch {
+            await deadLetter(entry, jobID: entry.field("job"), events: Int(entry.field("n") ?? "") ?? 0,
+                             error: .permanent(error.code, error.message), attempts: firstAttempt)
+            return
+        }
+        var attempt = firstAttempt
+        var current = entry
+        while true {
+            if attempt > manifest.retry.maxAttempts {
+                await deadLetter(current, jobID: chunk.jobID, events: chunk.events.count,
+                                 error: .permanent("max_attempts_exceeded",
+                                                   "delivered \(attempt - 1) times without being acknowledged (the handler crashed or timed out)"),
+                                 attempts: attempt - 1)
+                return
+            }
+            let started = ContinuousClock.now
+            do {
+                let outcomes = try await invoker.invoke(chunk, attempt: attempt)
+                metrics.recordInvocation(viaStream: true, duration: .now - started, outcomes: outcomes)
+                await acknowledge(current, chunk: chunk, outcomes: outcomes)
+                return
+            } catch {
+                metrics.recordInvocation(viaStream: true, duration: .now - started, outcomes: [])
+                let retry = error.kind == .retryable && manifest.retry.shouldRetry(afterAttempt: attempt)
+                logger.warning("chunk failed", metadata: [
+                    "chunk": .string(chunk.id), "attempt": .stringConvertible(attempt),
+                    "error": .string(error.code), "retry": .stringConvertible(retry),
+                ])
+                guard retry else {
+                    await deadLetter(current, jobID: chunk.jobID, events: chunk.events.count, error: error, attempts: attempt)
+                    return
+                }
+                metrics.recordRetry()
+                let delay = manifest.retry.backoff(beforeAttempt: attempt + 1, unitRandom: Double.random(in: 0..<1))
+                guard await holdWhileWaiting(entryID: current.id, delay: delay) else { return }
+                do {
+                    guard let claimed = try await redis.claim(stream: inputStream, group: group, consumer: consumer, id: current.id) else {
+                        return  // acknowledged or deleted meanwhile
+                    }
+                    current = claimed
+                } catch {
+                    return  // Redis is away: the entry stays pending and is reclaimed later
+                }
+                attempt += 1
+            }
+        }
+    }
+
+    /// Waits `delay` before a retry, resetting the entry's idle time meanwhile so that no other
+    /// consumer reclaims it. Answers `false` when shutting down (the entry stays pending).
+    func holdWhileWaiting(entryID: String, delay: Duration) async -> Bool {
+        let until = ContinuousClock.now + delay
+        let step = max(manifest.visibilityTimeout / 3, .milliseconds(20))
+        while ContinuousClock.now < until {
+            if isStopping { return false }
+            try? await Task.sleep(for: min(step, until - .now, .milliseconds(200)))
+            try? await redis.touch(stream: inputStream, group: group, consumer: consumer, ids: [entryID])
+        }
+        return !isStopping
+    }
+
+    func acknowledge(_ entry: StreamEntry, chunk: Chunk, outcomes: [Outcome]) async {
+        let plan = AcknowledgementPlan(manifest: manifest, chunk: chunk, outcomes: outcomes, keys: configuration.keys)
+        var outage = Backoff()
+        // Keep trying while Redis is away: the outputs exist only in memory until this succeeds.
+        // If the process dies meanwhile, the entry is still pending and will be reclaimed.
+        while true {
+            do {
+                let acked = try await redis.acknowledge(
+                    stream: inputStream, group: group, id: entry.id, appends: plan.appends,
+                    counterKey: plan.counterKey, counters: plan.counters)
+                if !acked {
+                    logger.notice("chunk was acknowledged by another consumer; this result is discarded",
+                                  metadata: ["chunk": .string(entry.id)])
+                }
+                return
+            } catch let error as RedisError where error.code == .unavailable {
+                if Task.isCancelled { return }
+                await outage.wait(after: error, logger: logger, isStopping: { Task.isCancelled })
+            } catch {
+                logger.error("acknowledging a chunk failed", metadata: ["chunk": .string(entry.id), "error": .string("\(error)")])
+                return
+            }
+        }
+    }
+
+    func deadLetter(_ entry: StreamEntry, jobID: String?, events: Int, error: FunctionError, attempts: Int) async {
+        var fields = entry.fields.filter { !["error", "error_code", "error_kind", "attempts", "function", "source_id", "failed_at"].contains($0.0) }
+        fields.append(("function", Array(manifest.name.utf8)))
+        fields.append(("source_id", Array(entry.id.utf8)))
+        fields.append(("error_code", Array(error.code.utf8)))
+        fields.append(("error_kind", Array(error.kind.rawValue.utf8)))
+        fields.append(("error", Array(error.message.utf8)))
+        fields.append(("attempts", Array(String(attempts).utf8)))
+        fields.append(("failed_at", Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)))
+        let counterKey = configuration.keys.job(jobID ?? "-")
+        let counters: [(String, Int)] = jobID == nil ? [] : [("dead_lettered", events), ("fn.\(manifest.name).dead_lettered", events)]
+        var outage = Backoff()
+        while true {
+            do {
+                let acked = try await redis.acknowledge(
+                    stream: inputStream, group: group, id: entry.id,
+                    appends: [.init(stream: configuration.keys.deadLetters(manifest.name), fields: fields)],
+                    counterKey: counterKey, counters: counters)
+                if acked {
+                    metrics.recordDeadLetter()
+                    logger.error("chunk dead-lettered", metadata: [
+                        "chunk": .string(entry.id), "error": .string(error.code), "attempts": .stringConvertible(attempts),
+                    ])
+                }
+                return
+            } catch let error as RedisError where error.code == .unavailable {
+                if Task.isCancelled { return }
+                await outage.wait(after: error, logger: logger, isStopping: { Task.isCancelled })
+            } catch {
+                logger.error("dead-lettering a chunk failed", metadata: ["chunk": .string(entry.id)])
+                return
+            }
+        }
+    }
+
+    // MARK: - Maintenance
+
+    func maintain() async {
+        while !isStopping {
+            do {
+                if let state = try await redis.groupState(stream: inputStream, group: group) {
+                    metrics.recordStreamState(lag: state.lag, pending: state.pending)
+                }
+                try await redis.trimAcknowledged(stream: inputStream)
+            } catch {
+                logger.debug("stream maintenance skipped", metadata: ["error": .string("\(error)")])
+            }
+            let until = ContinuousClock.now + configuration.maintenanceInterval
+            while !isStopping, ContinuousClock.now < until {
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+}
+
+/// What one chunk's outcomes write on acknowledgement: an entry per output that receives
+/// events, one quarantine entry, and the job's counters.
+struct AcknowledgementPlan {
+    var appends: [RedisClient.Append] = []
+    var counters: [(String, Int)] = []
+    var counterKey: String
+
+    init(manifest: Manifest, chunk: Chunk, outcomes: [Outcome], keys: StreamKeys) {
+        counterKey = keys.job(chunk.jobID ?? "-")
+        var forwarded: [String: [Event]] = [:]
+        var quarantined: [Event] = []
+        var dropped: [String: Int] = [:]
+        var quarantineReasons: [String: Int] = [:]
+        var forwardedCount = 0
+        for outcome in outcomes {
+            switch outcome {
+            case .forward(let event, let output):
+                forwardedCount += 1
+                for name in output.map({ [$0] }) ?? manifest.outputs { forwarded[name, default: []].append(event) }
+            case .drop(let reason):
+                dropped[reason, default: 0] += 1
+            case .quarantine(let reason, let event):
+                quarantineReasons[reason, default: 0] += 1
+                quarantined.append(Event(.object([
+                    "reason": .string(reason), "function": .string(manifest.name), "event": event.value,
+                ])))
+            }
+        }
+        for name in manifest.outputs {
+            guard let events = forwarded[name], !events.isEmpty else { continue }
+            appends.append(.init(stream: keys.stream(name),
+                                 fields: ChunkCodec.encode(events: events, jobID: chunk.jobID, traceID: chunk.traceID)))
+        }
+        if !quarantined.isEmpty {
+            appends.append(.init(stream: keys.stream("quarantine"),
+                                 fields: ChunkCodec.encode(events: quarantined, jobID: chunk.jobID, traceID: chunk.traceID)))
+        }
+        guard chunk.jobID != nil else { return }
+        counters.append(("fn.\(manifest.name).in", chunk.events.count))
+        counters.append(("fn.\(manifest.name).forwarded", forwardedCount))
+        for (reason, count) in dropped.sorted(by: { $0.key < $1.key }) { counters.append(("dropped.\(reason)", count)) }
+        for (reason, count) in quarantineReasons.sorted(by: { $0.key < $1.key }) { counters.append(("quarantined.\(reason)", count)) }
+    }
+}
+
+/// Exponential backoff while a dependency is away: 100 ms doubling to 5 s. Logs the start
+/// and the end of an outage once each, not every attempt.
+struct Backoff {
+    var delay: Duration = .milliseconds(100)
+    var failing = false
+
+    mutating func wait(after error: any Error, logger: Logger, isStopping: () -> Bool) async {
+        if !failing {
+            logger.warning("dependency unavailable; retrying with backoff", metadata: ["error": .string("\(error)")])
+            failing = true
+        }
+        let until = ContinuousClock.now + delay
+        while !isStopping(), ContinuousClock.now < until {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        delay = min(delay * 2, .seconds(5))
+    }
+
+    mutating func reset(logger: Logger) {
+        if failing { logger.notice("dependency available again") }
+        failing = false
+        delay = .milliseconds(100)
+    }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Foundation
+import Sluice
+
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Run every function in one process; start local redis-server and PostgreSQL under .sluice/ unless SLUICE_REDIS_URL / SLUICE_DATABASE_URL are set.")
+
+    @Option(help: "The HTTP port.")
+    var port: Int = 8080
+
+    @Option(help: "The address to listen on.")
+    var host: String = "127.0.0.1"
+
+    func run() async throws {
+        var configuration = Environment.configuration()
+        let logger = Environment.bootstrapLogging(configuration)
+        let environment = ProcessInfo.processInfo.environment
+        var servers: LocalServers?
+        if (environment["SLUICE_REDIS_URL"] ?? "").isEmpty || (environment["SLUICE_DATABASE_URL"] ?? "").isEmpty {
+            var local = LocalServers(directory: FileManager.default.currentDirectoryPath + "/.sluice", logger: logger)
+            try local.start()
+            servers = local
+            if (environment["SLUICE_REDIS_URL"] ?? "").isEmpty { configuration.redisURL = local.redisURL }
+            if (environment["SLUICE_DATABASE_URL"] ?? "").isEmpty { configuration.databaseURL = local.databaseURL }
+            print("export SLUICE_REDIS_URL=\(configuration.redisURL)")
+            print("export SLUICE_DATABASE_URL=\(configuration.databaseURL)")
+        }
+        defer { servers?.stop() }
+        let manifests = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).loadAll()
+        try await FunctionHost(configuration: configuration, logger: logger).run(manifests: manifests, host: host, port: port)
+    }
+}

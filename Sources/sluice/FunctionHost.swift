@@ -1,0 +1,145 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+import Sluice
+import SluiceFunctions
+import SluiceHTTP
+import SluicePostgres
+import SluiceRedis
+
+/// Assembles one process: the clients, the migrations, every function's triggers and the HTTP
+/// server, run as services of one `ServiceGroup` that SIGTERM drains.
+struct FunctionHost {
+    let configuration: RuntimeConfiguration
+    let logger: Logger
+
+    /// The clients a process shares. Close with ``shutdown()``.
+    struct Clients {
+        let threadPool: NIOThreadPool
+        let redis: RedisClient
+        let postgres: PostgresPool
+        let keys: StreamKeys
+
+        var resources: Resources {
+            var resources = Resources()
+            resources.set(redis)
+            resources.set(postgres)
+            resources.set(keys)
+            return resources
+        }
+
+        func shutdown() async {
+            redis.closeIdle()
+            try? await threadPool.shutdownGracefully()
+        }
+    }
+
+    /// Creates the clients (connections open lazily).
+    func makeClients(concurrency: Int) throws -> Clients {
+        // Blocking calls: one per in-flight chunk and blocking read, plus requests and upkeep.
+        let threadPool = NIOThreadPool(numberOfThreads: max(8, concurrency * 2 + 6))
+        threadPool.start()
+        let endpoint: RedisEndpoint
+        do {
+            endpoint = try RedisEndpoint(url: configuration.redisURL)
+        } catch {
+            throw CommandFailure("SLUICE_REDIS_URL: \(error.message)")
+        }
+        return Clients(
+            threadPool: threadPool,
+            redis: RedisClient(endpoint: endpoint, threadPool: threadPool, maxIdle: max(8, concurrency * 2 + 4)),
+            postgres: PostgresPool(url: configuration.databaseURL, threadPool: threadPool, maxConnections: max(4, concurrency + 2)),
+            keys: StreamKeys(hashTag: configuration.hashTag))
+    }
+
+    /// Applies the migrations, waiting (with backoff, up to `patience`) for PostgreSQL.
+    func migrate(_ clients: Clients, patience: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + patience
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                try await Migrator(pool: clients.postgres, logger: logger).migrate()
+                return
+            } catch let error as PostgresError where error.code == .unavailable && ContinuousClock.now < deadline {
+                logger.warning("waiting for PostgreSQL", metadata: ["error": .string(error.code.rawValue)])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+    }
+
+    /// Runs `manifests` until SIGTERM or SIGINT.
+    func run(manifests: [Manifest], host: String, port: Int, registry: FunctionRegistry = BuiltinFunctions.registry()) async throws {
+        let prometheus = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+
+        let clients = try makeClients(concurrency: manifests.map(\.concurrency).reduce(0, +))
+        do {
+            try await migrate(clients)
+            let router = Router()
+            router.add(middleware: ProblemMiddleware())
+            var invokers: [String: FunctionInvoker] = [:]
+            var triggers: [any Service] = []
+            let consumer = StreamTrigger.uniqueConsumerName()
+            for manifest in manifests {
+                var functionLogger = logger
+                functionLogger[metadataKey: "function"] = .string(manifest.name)
+                let setup = FunctionSetup(manifest: manifest, logger: functionLogger, resources: clients.resources)
+                let handler = try await registry.makeHandler(setup)
+                if let function = handler as? any EventFunction {
+                    let invoker = FunctionInvoker(manifest: manifest, function: function, logger: logger)
+                    invokers[manifest.name] = invoker
+                    if manifest.inputStream != nil {
+                        triggers.append(StreamTrigger(
+                            invoker: invoker, redis: clients.redis,
+                            configuration: .init(keys: clients.keys, consumerName: consumer), logger: logger))
+                    }
+                } else if let function = handler as? any HTTPFunction {
+                    function.addRoutes(to: router)
+                }
+                if manifest.servesHTTP, !(handler is any HTTPFunction) {
+                    throw ManifestError(.badValue, file: manifest.file, key: "triggers",
+                                        message: "declares an http trigger but handler '\(manifest.handler)' serves no routes")
+                }
+                if manifest.inputStream != nil, !(handler is any EventFunction) {
+                    throw ManifestError(.badValue, file: manifest.file, key: "triggers",
+                                        message: "declares a stream trigger but handler '\(manifest.handler)' is not an event function")
+                }
+            }
+            let redis = clients.redis, postgres = clients.postgres
+            let migrator = Migrator(pool: postgres, logger: logger)
+            RuntimeRoutes(
+                invokers: invokers,
+                health: HealthCheck([
+                    ("redis", { await redis.ping() }),
+                    ("postgres", { await postgres.ping() }),
+                    ("migrations", { (try? await migrator.isCurrent()) ?? false }),
+                ]),
+                metrics: prometheus
+            ).add(to: router)
+
+            let app = Application(
+                router: router,
+                configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
+                logger: logger)
+            let group = ServiceGroup(configuration: .init(
+                services: [.init(service: app)] + triggers.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: logger))
+            logger.info("serving", metadata: [
+                "functions": .string(manifests.map(\.name).joined(separator: ",")),
+                "port": .stringConvertible(port), "redis": .string(clients.redis.endpoint.description),
+            ])
+            try await group.run()
+        } catch {
+            await clients.shutdown()
+            throw error
+        }
+        await clients.shutdown()
+    }
+}

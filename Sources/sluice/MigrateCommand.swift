@@ -1,0 +1,29 @@
+import ArgumentParser
+import NIOPosix
+import Sluice
+import SluicePostgres
+
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Apply the schema migrations (idempotent, safe to run concurrently).")
+
+    func run() async throws {
+        let configuration = Environment.configuration()
+        let logger = Environment.bootstrapLogging(configuration)
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        let pool = PostgresPool(url: configuration.databaseURL, threadPool: threadPool, maxConnections: 1)
+        let outcome: Result<[Int], any Error>
+        do {
+            outcome = .success(try await Migrator(pool: pool, logger: logger).migrate())
+        } catch {
+            outcome = .failure(error)
+        }
+        try? await threadPool.shutdownGracefully()
+        let applied = try outcome.get()
+        print(applied.isEmpty
+              ? "schema is current (version \(Migration.latestVersion))"
+              : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema at version \(Migration.latestVersion)")
+    }
+}

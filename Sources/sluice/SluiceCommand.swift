@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Sluice
+
+@main
+struct SluiceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "A function runtime for data pipelines.",
+        subcommands: [ServeCommand.self, DevCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self]
+    )
+}
+
+/// Reads the environment once, at the edge, and sets up logging.
+enum Environment {
+    static func configuration() -> RuntimeConfiguration {
+        RuntimeConfiguration(environment: ProcessInfo.processInfo.environment)
+    }
+
+    static func bootstrapLogging(_ configuration: RuntimeConfiguration) -> Logger {
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "sluice")
+    }
+}
+
+/// A failure the CLI reports with its message and a non-zero exit, without a stack of types.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

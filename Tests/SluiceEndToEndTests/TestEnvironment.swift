@@ -1,0 +1,65 @@
+import Foundation
+import NIOPosix
+import Sluice
+import SluicePostgres
+import SluiceRedis
+
+/// The real servers and the release binary that `make test` provides, read from the
+/// environment. Missing pieces fail the tests with the command that provides them: an
+/// end-to-end test that silently skips proves nothing.
+struct TestEnvironment: Sendable {
+    let redisBase: RedisEndpoint
+    let databaseURL: String
+    let binary: String
+    let serversScript: String?
+    let serversDirectory: String?
+    let packageRoot: String
+
+    static let shared: Result<TestEnvironment, TestSetupError> = {
+        let env = ProcessInfo.processInfo.environment
+        let root = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        guard let redis = env["SLUICE_REDIS_URL"], let database = env["SLUICE_DATABASE_URL"] else {
+            return .failure(TestSetupError("SLUICE_REDIS_URL and SLUICE_DATABASE_URL are not set: run the suite with `make test`, which starts the servers"))
+        }
+        let binary = env["SLUICE_BIN"] ?? "\(root)/.build/release/sluice"
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            return .failure(TestSetupError("\(binary) is missing: build it with `swift build -c release` (make test does)"))
+        }
+        guard let endpoint = try? RedisEndpoint(url: redis) else {
+            return .failure(TestSetupError("SLUICE_REDIS_URL is not a redis:// URL"))
+        }
+        return .success(TestEnvironment(
+            redisBase: endpoint, databaseURL: database, binary: binary,
+            serversScript: env["SLUICE_SERVERS_SCRIPT"], serversDirectory: env["SLUICE_TEST_SERVERS_DIR"],
+            packageRoot: root))
+    }()
+
+    static func get() throws -> TestEnvironment { try shared.get() }
+
+    /// A Redis URL of database `db` on the test server.
+    func redisURL(db: Int) -> String { "redis://\(redisBase.host):\(redisBase.port)/\(db)" }
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Clients for the test's own checks, on a private thread pool.
+final class TestClients: Sendable {
+    let threadPool: NIOThreadPool
+    let redis: RedisClient
+    let postgres: PostgresPool
+
+    init(environment: TestEnvironment, db: Int) throws {
+        threadPool = NIOThreadPool(numberOfThreads: 4)
+        threadPool.start()
+        redis = RedisClient(endpoint: try RedisEndpoint(url: environment.redisURL(db: db)), threadPool: threadPool)
+        postgres = PostgresPool(url: environment.databaseURL, threadPool: threadPool, maxConnections: 2)
+    }
+
+    func shutdown() async {
+        redis.closeIdle()
+        try? await threadPool.shutdownGracefully()
+    }
+}

@@ -1,0 +1,60 @@
+import Testing
+@testable import Sluice
+
+@Suite("Chunk encoding")
+struct ChunkCodecTests {
+    func field(_ fields: [(String, [UInt8])], _ name: String) -> String? {
+        fields.first { $0.0 == name }.map { String(decoding: $0.1, as: UTF8.self) }
+    }
+
+    @Test func exactFieldsAndBytes() {
+        let events = [Event(["id": "a", "n": 1]), Event(["id": "b", "text": "é\"\n"])]
+        let fields = ChunkCodec.encode(events: events, jobID: "job-1", traceID: "abc")
+        #expect(fields.map(\.0) == ["v", "n", "job", "trace", "events"])
+        #expect(field(fields, "v") == "1")
+        #expect(field(fields, "n") == "2")
+        #expect(field(fields, "job") == "job-1")
+        #expect(field(fields, "trace") == "abc")
+        #expect(field(fields, "events") == #"[{"id":"a","n":1},{"id":"b","text":"é\"\n"}]"#)
+    }
+
+    @Test func roundTrip() throws {
+        let events = (0..<50).map { Event(["metadata": ["event_id": .string("e\($0)")], "value": .int(Int64($0))]) }
+        let chunk = try ChunkCodec.decode(id: "1-0", fields: ChunkCodec.encode(events: events, jobID: nil, traceID: "t"))
+        #expect(chunk.id == "1-0")
+        #expect(chunk.jobID == nil)
+        #expect(chunk.traceID == "t")
+        #expect(chunk.events == events)
+        #expect(chunk.events.map(\.id) == (0..<50).map { "e\($0)" })
+    }
+
+    @Test func emptyChunk() throws {
+        let fields = ChunkCodec.encode(events: [Event](), jobID: nil, traceID: nil)
+        #expect(field(fields, "events") == "[]")
+        #expect(try ChunkCodec.decode(id: "2-0", fields: fields).events.isEmpty)
+    }
+
+    @Test func rejectsBadEntries() {
+        func code(_ fields: [(String, [UInt8])]) -> String? {
+            do {
+                _ = try ChunkCodec.decode(id: "1-0", fields: fields)
+                return nil
+            } catch {
+                return error.code
+            }
+        }
+        #expect(code([("events", Array("[]".utf8))]) == "chunk_missing_field")
+        #expect(code([("v", Array("9".utf8)), ("events", Array("[]".utf8))]) == "chunk_bad_version")
+        #expect(code([("v", Array("1".utf8))]) == "chunk_missing_field")
+        #expect(code([("v", Array("1".utf8)), ("events", Array("[{".utf8))]) == "chunk_bad_events")
+        #expect(code([("v", Array("1".utf8)), ("events", Array("{}".utf8))]) == "chunk_bad_events")
+        #expect(code([("v", Array("1".utf8)), ("n", Array("3".utf8)), ("events", Array("[1]".utf8))]) == "chunk_count_mismatch")
+    }
+
+    @Test func streamKeysShareOneHashTag() {
+        let keys = StreamKeys(hashTag: "p1")
+        #expect(keys.stream("validate") == "{p1}:stream:validate")
+        #expect(keys.deadLetters("validate") == "{p1}:dlq:validate")
+        #expect(keys.job("j") == "{p1}:job:j")
+    }
+}

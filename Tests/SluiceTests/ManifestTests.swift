@@ -1,0 +1,163 @@
+import Testing
+@testable import Sluice
+
+@Suite("Manifest parsing")
+struct ManifestTests {
+    let file = "functions/tag/function.yaml"
+
+    func parse(_ text: String, name: String = "tag") throws -> Manifest {
+        try ManifestLoader.parse(text, name: name, file: file)
+    }
+
+    func error(_ text: String) -> ManifestError? {
+        do {
+            _ = try parse(text)
+            return nil
+        } catch let error as ManifestError {
+            return error
+        } catch {
+            return nil
+        }
+    }
+
+    @Test func fullManifest() throws {
+        let manifest = try parse("""
+            name: tag
+            handler: stamp
+            description: tags events
+            triggers:
+              - stream: tag
+              - http: {}
+            outputs: [filter, audit]
+            middleware: [deadline]
+            batch: 250
+            linger: 20ms
+            concurrency: 3
+            visibility_timeout: 1.5s
+            retry:
+              max_attempts: 4
+              initial_backoff: 100ms
+              max_backoff: 2m
+              jitter: 0.5
+            environment:
+              MODE: fast
+              LIMIT: 10
+            config:
+              delay_ms: 5
+              rules: [{rename: a}]
+            """)
+        #expect(manifest.name == "tag")
+        #expect(manifest.handler == "stamp")
+        #expect(manifest.description == "tags events")
+        #expect(manifest.triggers == [.stream("tag"), .http])
+        #expect(manifest.inputStream == "tag")
+        #expect(manifest.servesHTTP)
+        #expect(manifest.outputs == ["filter", "audit"])
+        #expect(manifest.middleware == ["deadline"])
+        #expect(manifest.batch == 250)
+        #expect(manifest.linger == .milliseconds(20))
+        #expect(manifest.concurrency == 3)
+        #expect(manifest.visibilityTimeout == .milliseconds(1500))
+        #expect(manifest.retry == RetryPolicy(maxAttempts: 4, initialBackoff: .milliseconds(100), maxBackoff: .seconds(120), jitter: 0.5))
+        #expect(manifest.environment == ["MODE": "fast", "LIMIT": "10"])
+        #expect(manifest.config == ["delay_ms": 5, "rules": [["rename": "a"]]])
+        #expect(manifest.file == file)
+    }
+
+    @Test func defaults() throws {
+        let manifest = try parse("handler: stamp\ntriggers: [{stream: tag}]\n")
+        #expect(manifest.batch == 500)
+        #expect(manifest.linger == .milliseconds(50))
+        #expect(manifest.concurrency == 2)
+        #expect(manifest.visibilityTimeout == .seconds(30))
+        #expect(manifest.retry == RetryPolicy(maxAttempts: 5, initialBackoff: .milliseconds(200), maxBackoff: .seconds(30), jitter: 0.2))
+        #expect(manifest.outputs == [])
+        #expect(manifest.middleware == [])
+    }
+
+    @Test func unknownTopLevelKeyNamesFileKeyAndLine() {
+        let error = error("handler: stamp\ntriggers: [{stream: tag}]\nbatchsize: 10\n")
+        #expect(error?.code == .unknownKey)
+        #expect(error?.key == "batchsize")
+        #expect(error?.file == file)
+        #expect(error?.description.hasPrefix("functions/tag/function.yaml: batchsize: unknown key") == true)
+        #expect(error?.description.contains("(line 3)") == true)
+    }
+
+    @Test func unknownNestedKey() {
+        let error = error("handler: stamp\ntriggers: [{stream: tag}]\nretry:\n  max_attemps: 3\n")
+        #expect(error?.code == .unknownKey)
+        #expect(error?.key == "retry.max_attemps")
+        #expect(error?.description.contains("line 4") == true)
+    }
+
+    @Test func unknownTriggerKey() {
+        let error = error("handler: stamp\ntriggers:\n  - queue: tag\n")
+        #expect(error?.code == .unknownKey)
+        #expect(error?.key == "triggers[0].queue")
+    }
+
+    @Test func missingHandler() {
+        let error = error("triggers: [{stream: tag}]\n")
+        #expect(error?.code == .missingField)
+        #expect(error?.key == "handler")
+        #expect(error?.description == "functions/tag/function.yaml: handler: is required")
+    }
+
+    @Test func missingTriggers() {
+        let error = error("handler: stamp\n")
+        #expect(error?.code == .missingField)
+        #expect(error?.key == "triggers")
+    }
+
+    @Test(arguments: ["5", "5 seconds", "-1s", "1d", "ms", "", "1.2.3s"])
+    func badDurations(_ text: String) {
+        let error = error("handler: stamp\ntriggers: [{stream: tag}]\nvisibility_timeout: \"\(text)\"\n")
+        #expect(error?.code == .badDuration)
+        #expect(error?.key == "visibility_timeout")
+    }
+
+    @Test func badNestedDuration() {
+        let error = error("handler: stamp\ntriggers: [{stream: tag}]\nretry: {initial_backoff: soon}\n")
+        #expect(error?.code == .badDuration)
+        #expect(error?.key == "retry.initial_backoff")
+        #expect(error?.description.contains("is not a duration") == true)
+    }
+
+    @Test func badValues() {
+        #expect(error("handler: stamp\ntriggers: [{stream: tag}]\nbatch: 0\n")?.key == "batch")
+        #expect(error("handler: stamp\ntriggers: [{stream: tag}]\nbatch: many\n")?.code == .badValue)
+        #expect(error("handler: stamp\ntriggers: [{stream: tag}]\nretry: {jitter: 2}\n")?.key == "retry.jitter")
+        #expect(error("handler: stamp\ntriggers: [{stream: tag}]\nretry: {initial_backoff: 5s, max_backoff: 1s}\n")?.key == "retry.max_backoff")
+        #expect(error("handler: stamp\ntriggers: []\n")?.key == "triggers")
+        #expect(error("handler: stamp\ntriggers: [{stream: 'a b'}]\n")?.key == "triggers[0].stream")
+        #expect(error("handler: stamp\ntriggers: [{stream: tag}]\noutputs: ['x/y']\n")?.key == "outputs")
+        #expect(error("name: other\nhandler: stamp\ntriggers: [{stream: tag}]\n")?.key == "name")
+    }
+
+    @Test func notYAML() {
+        let error = error("handler: [unclosed\n")
+        #expect(error?.code == .syntax)
+        #expect(error?.key == "")
+    }
+
+    @Test func durationParser() {
+        #expect(DurationParser.parse("250ms") == .milliseconds(250))
+        #expect(DurationParser.parse("5s") == .seconds(5))
+        #expect(DurationParser.parse("2m") == .seconds(120))
+        #expect(DurationParser.parse("1h") == .seconds(3600))
+        #expect(DurationParser.parse("0.5s") == .milliseconds(500))
+        #expect(DurationParser.parse(" 3s ") == .seconds(3))
+        #expect(DurationParser.parse("3") == nil)
+        #expect(DurationParser.parse("3sec") == nil)
+    }
+
+    @Test func repositoryManifestsLoad() throws {
+        // Every manifest shipped in functions/ must load; this catches a typo before a deploy.
+        let root = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let loader = ManifestLoader(functionsDirectory: "/\(root)/functions")
+        let names = try loader.functionNames()
+        #expect(names == ["filter", "intake", "sink", "tag"])
+        for name in names { _ = try loader.load(name) }
+    }
+}
