@@ -30,6 +30,7 @@ public final class PostgresPool: Sendable {
     /// Runs `body` with a connection, on the thread pool.
     /// - Throws: ``PostgresError`` `.unavailable` when no connection can be made, or what
     ///   `body` throws. A connection that broke is discarded, not reused.
+    @discardableResult
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
         await acquireSlot()
         let reused = state.withLock { $0.idle.popLast() }
@@ -55,6 +56,7 @@ public final class PostgresPool: Sendable {
     }
 
     /// Runs `body` inside `BEGIN` … `COMMIT`; rolls back when it throws.
+    @discardableResult
     public func withTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
         try await withConnection { connection in
             try connection.executeUnparameterized("BEGIN")

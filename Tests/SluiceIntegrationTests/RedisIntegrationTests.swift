@@ -1,0 +1,113 @@
+import Foundation
+import NIOPosix
+import Sluice
+import SluiceRedis
+import Testing
+
+/// The Redis adapter against a real redis-server (`make test` provides SLUICE_REDIS_URL).
+@Suite("Redis adapter", .serialized)
+struct RedisIntegrationTests {
+    let threadPool: NIOThreadPool
+    let redis: RedisClient
+
+    init() async throws {
+        guard let url = ProcessInfo.processInfo.environment["SLUICE_REDIS_URL"] else {
+            throw IntegrationSetupError("SLUICE_REDIS_URL is not set: run the suite with `make test`")
+        }
+        var endpoint = try RedisEndpoint(url: url)
+        endpoint.database = 9
+        threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        redis = RedisClient(endpoint: endpoint, threadPool: threadPool)
+        try await redis.send(["FLUSHDB"])
+    }
+
+    @Test func repliesOfEveryType() async throws {
+        #expect(try await redis.send(["SET", "k", "v"]) == .status("OK"))
+        #expect(try await redis.send(["GET", "k"]) == .string(Array("v".utf8)))
+        #expect(try await redis.send(["GET", "missing"]) == .null)
+        #expect(try await redis.send(["INCRBY", "n", 41]) == .integer(41))
+        #expect(try await redis.send(["MGET", "k", "missing"]) == .array([.string(Array("v".utf8)), .null]))
+        let binary: [UInt8] = [0, 1, 255, 10, 13, 0]
+        try await redis.send(["SET", "bin", RedisArgument(binary)])
+        #expect(try await redis.send(["GET", "bin"]).bytes == binary)
+        await #expect(throws: RedisError.self) { try await redis.send(["INCR", "k"]) }
+        let replies = try await redis.pipeline([["PING"], ["INCR", "k"], ["GET", "n"]])
+        #expect(replies.count == 3)
+        #expect(replies[0] == .status("PONG"))
+        if case .error(let message) = replies[1] { #expect(message.hasPrefix("ERR")) } else { Issue.record("expected an error reply") }
+        #expect(replies[2].int == 41)
+    }
+
+    @Test func unreachableServerIsUnavailableNotAHang() async throws {
+        let dead = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: 1), threadPool: threadPool, timeout: .seconds(1))
+        let started = ContinuousClock.now
+        do {
+            try await dead.send(["PING"])
+            Issue.record("expected an error")
+        } catch let error as RedisError {
+            #expect(error.code == .unavailable)
+        }
+        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(await dead.ping() == false)
+    }
+
+    @Test func acknowledgeWritesOutputsOnlyOnce() async throws {
+        let input = "{t}:stream:in", output = "{t}:stream:out", counters = "{t}:job:j"
+        try await redis.ensureGroup(stream: input, group: "g")
+        try await redis.ensureGroup(stream: input, group: "g")  // idempotent
+        let id = try await redis.add(stream: input, fields: [("v", Array("1".utf8))])
+        let read = try await redis.readGroup(stream: input, group: "g", consumer: "c1", count: 10, block: .milliseconds(100))
+        #expect(read.map(\.id) == [id])
+        let append = RedisClient.Append(stream: output, fields: [("x", Array("y".utf8))])
+        // A second consumer claims it (as XAUTOCLAIM would) and both try to acknowledge.
+        let claimed = try await redis.claim(stream: input, group: "g", consumer: "c2", id: id)
+        #expect(claimed?.id == id)
+        #expect(try await redis.deliveryCount(stream: input, group: "g", id: id) == 2)
+        let first = try await redis.acknowledge(stream: input, group: "g", id: id, appends: [append], counterKey: counters, counters: [("done", 5)])
+        let second = try await redis.acknowledge(stream: input, group: "g", id: id, appends: [append], counterKey: counters, counters: [("done", 5)])
+        #expect(first)
+        #expect(!second)
+        #expect(try await redis.send(["XLEN", RedisArgument(output)]).int == 1)
+        #expect(try await redis.send(["HGET", RedisArgument(counters), "done"]).int == 5)
+        #expect(try await redis.groupState(stream: input, group: "g")?.pending == 0)
+        #expect(try await redis.deliveryCount(stream: input, group: "g", id: id) == nil)
+    }
+
+    @Test func autoClaimTakesOnlyIdleEntries() async throws {
+        let stream = "{t}:stream:claim"
+        try await redis.ensureGroup(stream: stream, group: "g")
+        let id = try await redis.add(stream: stream, fields: [("v", Array("1".utf8))])
+        _ = try await redis.readGroup(stream: stream, group: "g", consumer: "dead", count: 1, block: .milliseconds(100))
+        #expect(try await redis.autoClaim(stream: stream, group: "g", consumer: "alive", minIdle: .seconds(5), count: 10).isEmpty)
+        try await Task.sleep(for: .milliseconds(150))
+        let claimed = try await redis.autoClaim(stream: stream, group: "g", consumer: "alive", minIdle: .milliseconds(100), count: 10)
+        #expect(claimed.map(\.id) == [id])
+        #expect(claimed.first?.field("v") == "1")
+        #expect(try await redis.deliveryCount(stream: stream, group: "g", id: id) == 2)
+    }
+
+    @Test func trimRemovesOnlyAcknowledgedEntries() async throws {
+        let stream = "{t}:stream:trim"
+        try await redis.ensureGroup(stream: stream, group: "g")
+        var ids: [String] = []
+        for i in 0..<300 { ids.append(try await redis.add(stream: stream, fields: [("i", Array(String(i).utf8))])) }
+        let read = try await redis.readGroup(stream: stream, group: "g", consumer: "c", count: 200, block: .milliseconds(100))
+        #expect(read.count == 200)
+        // Acknowledge the first 150; entry 150 stays pending, 200… are undelivered.
+        try await redis.send(["XACK", RedisArgument(stream), "g"] + ids[0..<150].map { RedisArgument($0) })
+        try await redis.trimAcknowledged(stream: stream)
+        let left = try await redis.range(stream: stream, count: 1000)
+        // MINID ~ trims whole macro nodes only, so some acknowledged entries may remain, but
+        // every unacknowledged one must.
+        #expect(Set(ids[150...]).isSubset(of: Set(left.map(\.id))))
+        #expect(left.count <= 300)
+        try await redis.send(["XTRIM", RedisArgument(stream), "MINID", RedisArgument(ids[150])])
+        #expect(try await redis.range(stream: stream, count: 1000).count == 150)
+    }
+}
+
+struct IntegrationSetupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

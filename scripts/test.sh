@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make test`: installs what is missing, starts throwaway Redis and PostgreSQL, builds the
+# release binary that the end-to-end tests run, runs `swift test`, and stops the servers
+# whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+servers=$(mktemp -d /tmp/sluice-test-XXXXXX)
+trap 'scripts/servers.sh stop "$servers"' EXIT
+scripts/servers.sh start "$servers" >/dev/null
+# shellcheck disable=SC1091
+source "$servers/env"
+
+# Release once: some concurrency errors show only there, and the end-to-end tests run it.
+swift build -c release
+
+export SLUICE_BIN="$PWD/.build/release/sluice"
+export SLUICE_TEST_SERVERS_DIR="$servers"
+export SLUICE_SERVERS_SCRIPT="$PWD/scripts/servers.sh"
+# One test at a time: the end-to-end tests each run a pipeline of processes on 2 cores.
+swift test --no-parallel "$@"
