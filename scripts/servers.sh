@@ -25,7 +25,8 @@ start_redis() {
   # (a graceful shutdown flushes everything).
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/redis" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-    --save '' --appendonly yes --appendfsync everysec
+    --save '' --appendonly yes --appendfsync everysec </dev/null >/dev/null 2>&1
+  # (stdio to /dev/null: a daemon that inherits a caller's pipe keeps that caller waiting)
   for _ in $(seq 1 100); do
     [[ $(redis-cli -p "$port" ping 2>/dev/null || true) == PONG ]] && return 0
     sleep 0.1

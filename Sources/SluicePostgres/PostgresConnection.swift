@@ -26,6 +26,8 @@ public final class PostgresConnection: @unchecked Sendable {
             PQfinish(conn)
             throw PostgresError(.unavailable, message)
         }
+        // Server notices ("relation already exists, skipping") would go to stderr unformatted.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
         self.conn = conn
     }
 

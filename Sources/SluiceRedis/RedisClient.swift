@@ -55,9 +55,11 @@ public final class RedisClient: Sendable {
         try await withConnection { try $0.pipeline(commands) }
     }
 
-    /// Whether Redis answers `PING` now.
+    /// Whether Redis answers `PING` now. A pooled connection that died while idle (Redis
+    /// restarted) fails once and is dropped, so a second try uses a fresh one.
     public func ping() async -> Bool {
-        (try? await send(["PING"])) == .status("PONG")
+        for _ in 0..<2 where (try? await send(["PING"])) == .status("PONG") { return true }
+        return false
     }
 
     /// Closes the idle connections.

@@ -59,7 +59,11 @@ public final class StreamTrigger: Service {
     /// `HOSTNAME-PID-RANDOM`: unique per process, so a restarted process never inherits the
     /// pending entries of its previous life except through `XAUTOCLAIM`.
     public static func uniqueConsumerName() -> String {
-        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        var buffer = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&buffer, buffer.count) == 0
+            ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(separator: ".").first.map(String.init) ?? "host"
+            : "host"
         return "\(host)-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
     }
 

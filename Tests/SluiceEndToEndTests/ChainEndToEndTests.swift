@@ -106,14 +106,14 @@ struct ChainEndToEndTests {
         while try await pipeline.sinkCounts(jobs: [job]).rows == 0 {
             try await Task.sleep(for: .milliseconds(20))
         }
-        let shutdown = try runCommand("/usr/bin/env", ["redis-cli", "-p", "\(pipeline.environment.redisBase.port)", "shutdown"])
+        let shutdown = try await runCommand("/usr/bin/env", ["redis-cli", "-p", "\(pipeline.environment.redisBase.port)", "shutdown"])
         #expect(shutdown.status == 0 || shutdown.output.isEmpty)
         try await Task.sleep(for: .milliseconds(300))
         let ready = try await HTTP.request("GET", pipeline.url("tag", "/health/ready"))
         #expect(ready.status == 503)
         #expect(ready.text.contains(#""redis":false"#))
         try await Task.sleep(for: .seconds(1))
-        let restart = try runCommand("/bin/bash", [script, "restart-redis", serversDirectory])
+        let restart = try await runCommand("/bin/bash", [script, "restart-redis", serversDirectory])
         #expect(restart.status == 0, "restart-redis failed: \(restart.error)")
 
         try await pipeline.waitUntilDone(jobs: [job], expected: workload.expectedSunk, streams: ["filter", "tag", "sink"])

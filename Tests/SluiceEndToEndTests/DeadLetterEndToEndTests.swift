@@ -77,7 +77,7 @@ struct DeadLetterEndToEndTests {
         #expect(try await pipeline.backlog("rigid") == 0)
 
         // `sluice dlq list` shows it.
-        let list = try runCommand(pipeline.environment.binary, ["dlq", "list", "flaky"], environment: pipeline.processEnvironment)
+        let list = try await runCommand(pipeline.environment.binary, ["dlq", "list", "flaky"], environment: pipeline.processEnvironment)
         #expect(list.status == 0)
         let lines = list.output.split(separator: "\n")
         #expect(lines.count == 1)
@@ -97,7 +97,7 @@ struct DeadLetterEndToEndTests {
             visibility_timeout: 2s
             """.write(toFile: "\(pipeline.functionsDirectory)/flaky/function.yaml", atomically: true, encoding: .utf8)
         try await pipeline.start("flaky")
-        let redrive = try runCommand(pipeline.environment.binary, ["dlq", "redrive", "flaky"], environment: pipeline.processEnvironment)
+        let redrive = try await runCommand(pipeline.environment.binary, ["dlq", "redrive", "flaky"], environment: pipeline.processEnvironment)
         #expect(redrive.status == 0)
         #expect(redrive.output == "redrove 1 chunk to flaky\n")
         #expect(try await redis.send(["XLEN", RedisArgument(flakyDLQ)]).int == 0)
@@ -114,7 +114,7 @@ struct DeadLetterEndToEndTests {
         #expect(chunk.events.map { $0.value["id"] } == events.map { $0["id"] })
         #expect(chunk.events.allSatisfy { $0.value["stages"] == ["flaky"] })
         // A second redrive finds nothing.
-        let again = try runCommand(pipeline.environment.binary, ["dlq", "redrive", "flaky"], environment: pipeline.processEnvironment)
+        let again = try await runCommand(pipeline.environment.binary, ["dlq", "redrive", "flaky"], environment: pipeline.processEnvironment)
         #expect(again.output == "redrove 0 chunks to flaky\n")
     }
 }

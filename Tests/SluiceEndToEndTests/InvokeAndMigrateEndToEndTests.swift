@@ -63,7 +63,7 @@ struct InvokeAndMigrateEndToEndTests {
         #expect(live.status == 200)
 
         // `sluice invoke` prints the same outcomes as the route.
-        let cli = try runCommand(pipeline.environment.binary, ["invoke", "filter"], environment: pipeline.processEnvironment,
+        let cli = try await runCommand(pipeline.environment.binary, ["invoke", "filter"], environment: pipeline.processEnvironment,
                                  input: Data(body))
         #expect(cli.status == 0, "\(cli.error)")
         #expect(try JSONParser().parse(Array(cli.output.utf8)) == answer)
@@ -81,7 +81,7 @@ struct InvokeAndMigrateEndToEndTests {
         let results = try await withThrowingTaskGroup(of: (Int32, String).self) { group in
             for _ in 0..<3 {
                 group.addTask {
-                    let result = try runCommand(environment.binary, ["migrate"], environment: ["SLUICE_DATABASE_URL": url])
+                    let result = try await runCommand(environment.binary, ["migrate"], environment: ["SLUICE_DATABASE_URL": url])
                     return (result.status, result.output)
                 }
             }
@@ -91,7 +91,7 @@ struct InvokeAndMigrateEndToEndTests {
         let applied = results.filter { $0.1.hasPrefix("applied migrations") }
         #expect(applied.count == 1, "exactly one process applies; the others find the schema current")
         #expect(results.filter { $0.1 == "schema is current (version \(Migration.latestVersion))\n" }.count == 2)
-        let check = try runCommand("/usr/bin/env", ["psql", url, "-tAc", "SELECT count(*) FROM schema_migrations"])
+        let check = try await runCommand("/usr/bin/env", ["psql", url, "-tAc", "SELECT count(*) FROM schema_migrations"])
         #expect(check.output == "\(Migration.latestVersion)\n")
     }
 }

@@ -61,7 +61,7 @@ final class PipelineFixture: @unchecked Sendable {
         }
         clients = try TestClients(environment: environment, db: db)
         try await clients.redis.send(["FLUSHDB"])
-        let migrate = try runCommand(environment.binary, ["migrate"], environment: processEnvironment)
+        let migrate = try await runCommand(environment.binary, ["migrate"], environment: processEnvironment)
         guard migrate.status == 0 else { throw TestSetupError("sluice migrate failed: \(migrate.error)") }
     }
 

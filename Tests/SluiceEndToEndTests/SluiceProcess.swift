@@ -1,9 +1,58 @@
 import Foundation
 
+/// A child process started with `posix_spawn` and reaped with `waitpid`. Foundation's
+/// `Process` is not used: on Linux its exit monitoring was seen to miss a child's exit and
+/// leave `waitUntilExit` hanging.
+final class Child: @unchecked Sendable {
+    // `status` is written only by `poll()`, which the owning test calls from one task at a time.
+    let pid: pid_t
+    private var status: Int32?
+
+    init(_ binary: String, _ arguments: [String], environment: [String: String],
+         stdin: String = "/dev/null", stdout: String, stderr: String) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, binary, &actions, nil, argv, envp)
+        guard result == 0 else { throw TestSetupError("cannot start \(binary): errno \(result)") }
+        self.pid = pid
+    }
+
+    /// The exit status (or 128 + signal), or nil while the child runs.
+    func poll() -> Int32? {
+        if let status { return status }
+        var raw: Int32 = 0
+        let result = waitpid(pid, &raw, WNOHANG)
+        guard result == pid else { return nil }
+        let signal = raw & 0x7F
+        status = signal == 0 ? (raw >> 8) & 0xFF : 128 + signal
+        return status
+    }
+
+    var isRunning: Bool { poll() == nil }
+
+    /// Waits for the child to exit; answers its status, or nil on timeout.
+    func wait(timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let status = poll() { return status }
+            if ContinuousClock.now >= deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
 /// A `sluice` process started by a test, with its output in a log file.
-final class SluiceProcess: @unchecked Sendable {
-    // The Process is only touched from the test's own task.
-    let process = Process()
+final class SluiceProcess: Sendable {
+    let child: Child
     let name: String
     let port: Int
     let logPath: String
@@ -13,14 +62,7 @@ final class SluiceProcess: @unchecked Sendable {
         self.name = name
         self.port = port
         logPath = "\(logDirectory)/\(name)-\(port)-\(UUID().uuidString.prefix(6)).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        child = try Child(binary, arguments, environment: environment, stdout: logPath, stderr: logPath)
     }
 
     /// `sluice serve NAME --port PORT`.
@@ -29,15 +71,15 @@ final class SluiceProcess: @unchecked Sendable {
                           environment: environment, name: name, port: port, logDirectory: directory)
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
+    var pid: Int32 { child.pid }
+    var isRunning: Bool { child.isRunning }
 
     /// Waits until `/health/ready` answers 200.
     func waitReady(timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            guard process.isRunning else {
-                throw TestSetupError("\(name) exited with status \(process.terminationStatus) before it was ready:\n\(tail())")
+            if let status = child.poll() {
+                throw TestSetupError("\(name) exited with status \(status) before it was ready:\n\(tail())")
             }
             if let response = try? await HTTP.request("GET", "http://127.0.0.1:\(port)/health/ready"), response.status == 200 {
                 return
@@ -48,22 +90,17 @@ final class SluiceProcess: @unchecked Sendable {
     }
 
     func signal(_ signal: Int32) {
-        kill(process.processIdentifier, signal)
+        kill(child.pid, signal)
     }
 
     /// Waits for the process to exit; answers its status, or nil on timeout.
     func waitExit(timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now >= deadline { return nil }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return process.terminationStatus
+        await child.wait(timeout: timeout)
     }
 
     /// Stops the process (SIGKILL if it does not end on SIGTERM within 10 s).
     func stop() async {
-        guard process.isRunning else { return }
+        guard child.isRunning else { return }
         signal(SIGTERM)
         if await waitExit(timeout: .seconds(10)) == nil {
             signal(SIGKILL)
@@ -73,36 +110,29 @@ final class SluiceProcess: @unchecked Sendable {
 
     /// The last lines of the process's log.
     func tail(_ lines: Int = 30) -> String {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+        log.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 }
 
-/// Runs a command to completion and answers its status and output.
-func runCommand(_ binary: String, _ arguments: [String], environment: [String: String] = [:], input: Data? = nil) throws -> (status: Int32, output: String, error: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    if let input {
-        let pipe = Pipe()
-        process.standardInput = pipe
-        try process.run()
-        pipe.fileHandleForWriting.write(input)
-        try pipe.fileHandleForWriting.close()
-    } else {
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+/// Runs a command to completion (at most `timeout`) and answers its status and output.
+func runCommand(_ binary: String, _ arguments: [String], environment: [String: String] = [:], input: Data? = nil,
+                timeout: Duration = .seconds(120)) async throws -> (status: Int32, output: String, error: String) {
+    let directory = try makeTemporaryDirectory("cmd")
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let outPath = "\(directory)/out", errPath = "\(directory)/err", inPath = "\(directory)/in"
+    FileManager.default.createFile(atPath: inPath, contents: input ?? Data())
+    let path = binary.hasPrefix("/") ? binary : "/usr/bin/\(binary)"
+    let child = try Child(path, arguments, environment: environment, stdin: inPath, stdout: outPath, stderr: errPath)
+    guard let status = await child.wait(timeout: timeout) else {
+        kill(child.pid, SIGKILL)
+        _ = await child.wait(timeout: .seconds(5))
+        throw TestSetupError("\(binary) \(arguments.joined(separator: " ")) did not finish within \(timeout)")
     }
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let error = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
+    let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let error = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return (status, output, error)
 }
 
 /// A free TCP port on 127.0.0.1.
