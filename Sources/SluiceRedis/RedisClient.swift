@@ -26,7 +26,11 @@ public final class RedisClient: Sendable {
     /// Runs `body` with a pooled connection on the thread pool.
     /// - Throws: what `body` throws; ``RedisError`` `.unavailable` when Redis cannot be reached.
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (RedisConnection) throws -> T) async throws -> T {
-        let connection = idle.withLock { $0.popLast() } ?? RedisConnection(endpoint: endpoint, timeout: timeout)
+        var reused: RedisConnection?
+        while reused == nil, let candidate = idle.withLock({ $0.popLast() }) {
+            if candidate.isReusable { reused = candidate }  // one the server closed is dropped
+        }
+        let connection = reused ?? RedisConnection(endpoint: endpoint, timeout: timeout)
         let result: Result<T, any Error>
         do {
             result = .success(try await threadPool.runIfActive { try body(connection) })
@@ -55,11 +59,9 @@ public final class RedisClient: Sendable {
         try await withConnection { try $0.pipeline(commands) }
     }
 
-    /// Whether Redis answers `PING` now. A pooled connection that died while idle (Redis
-    /// restarted) fails once and is dropped, so a second try uses a fresh one.
+    /// Whether Redis answers `PING` now.
     public func ping() async -> Bool {
-        for _ in 0..<2 where (try? await send(["PING"])) == .status("PONG") { return true }
-        return false
+        (try? await send(["PING"])) == .status("PONG")
     }
 
     /// Closes the idle connections.

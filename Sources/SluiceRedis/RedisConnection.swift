@@ -30,6 +30,21 @@ public final class RedisConnection: Sendable {
     /// Whether the connection is open (a later command may still find it broken).
     public var isOpen: Bool { context.withLock { $0 != nil } }
 
+    /// Whether an idle connection can be reused: it is open and the server has not closed it
+    /// meanwhile (a non-blocking peek finds neither end-of-file nor stray data). A connection
+    /// found dead is closed. Never blocks.
+    public var isReusable: Bool {
+        context.withLock { ctx in
+            guard let c = ctx else { return false }
+            var byte: UInt8 = 0
+            let n = recv(c.pointee.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            if n < 0, errno == EAGAIN || errno == EWOULDBLOCK { return true }
+            redisFree(c)
+            ctx = nil
+            return false
+        }
+    }
+
     /// Closes the connection; the next command reopens it.
     public func close() {
         context.withLock { ctx in

@@ -14,6 +14,9 @@ import SluiceRedis
 /// Assembles one process: the clients, the migrations, every function's triggers and the HTTP
 /// server, run as services of one `ServiceGroup` that SIGTERM drains.
 struct FunctionHost {
+    /// The longest a SIGTERM drain may take before the remaining work is cancelled.
+    static let drainLimit: Duration = .seconds(25)
+
     let configuration: RuntimeConfiguration
     let logger: Logger
 
@@ -126,11 +129,16 @@ struct FunctionHost {
                 router: router,
                 configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
                 logger: logger)
-            let group = ServiceGroup(configuration: .init(
+            // Services stop in reverse order: the triggers drain first, then the HTTP server.
+            var groupConfiguration = ServiceGroupConfiguration(
                 services: [.init(service: app)] + triggers.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [],
-                logger: logger))
+                logger: logger)
+            // A drain that cannot finish (Redis gone for good) is cancelled before Kubernetes'
+            // default 30 s grace ends; what was not acknowledged stays pending and is reclaimed.
+            groupConfiguration.maximumGracefulShutdownDuration = Self.drainLimit
+            let group = ServiceGroup(configuration: groupConfiguration)
             logger.info("serving", metadata: [
                 "functions": .string(manifests.map(\.name).joined(separator: ",")),
                 "port": .stringConvertible(port), "redis": .string(clients.redis.endpoint.description),

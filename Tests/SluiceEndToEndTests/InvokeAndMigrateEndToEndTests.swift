@@ -77,7 +77,8 @@ struct InvokeAndMigrateEndToEndTests {
         let clients = try TestClients(environment: environment, db: 6)
         defer { Task { await clients.shutdown() } }
         try await clients.postgres.query("CREATE DATABASE \(name)")  // name is ours: letters and digits
-        let url = environment.databaseURL.replacingOccurrences(of: "/sluice", with: "/\(name)", options: .backwards)
+        let base = environment.databaseURL
+        let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"  // same server, the new database
         let results = try await withThrowingTaskGroup(of: (Int32, String).self) { group in
             for _ in 0..<3 {
                 group.addTask {
@@ -87,7 +88,7 @@ struct InvokeAndMigrateEndToEndTests {
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(results.map(\.0) == [0, 0, 0])
+        #expect(results.map(\.0) == [0, 0, 0], "outputs: \(results.map(\.1))")
         let applied = results.filter { $0.1.hasPrefix("applied migrations") }
         #expect(applied.count == 1, "exactly one process applies; the others find the schema current")
         #expect(results.filter { $0.1 == "schema is current (version \(Migration.latestVersion))\n" }.count == 2)

@@ -130,11 +130,15 @@ final class PipelineFixture: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         var last = (rows: -1, distinct: -1)
         while ContinuousClock.now < deadline {
-            last = try await sinkCounts(jobs: jobs)
-            if last.rows >= expected {
-                var idle = true
-                for stream in streams where try await backlog(stream) > 0 { idle = false }
-                if idle { return }
+            do {
+                last = try await sinkCounts(jobs: jobs)
+                if last.rows >= expected {
+                    var idle = true
+                    for stream in streams where try await backlog(stream) > 0 { idle = false }
+                    if idle { return }
+                }
+            } catch {
+                // A server may be restarting (the test restarts Redis): look again shortly.
             }
             try await Task.sleep(for: .milliseconds(250))
         }
