@@ -20,15 +20,22 @@ struct DevCommand: AsyncParsableCommand {
         var servers: LocalServers?
         if (environment["SLUICE_REDIS_URL"] ?? "").isEmpty || (environment["SLUICE_DATABASE_URL"] ?? "").isEmpty {
             var local = LocalServers(directory: FileManager.default.currentDirectoryPath + "/.sluice", logger: logger)
-            try local.start()
+            try await local.start()
             servers = local
             if (environment["SLUICE_REDIS_URL"] ?? "").isEmpty { configuration.redisURL = local.redisURL }
             if (environment["SLUICE_DATABASE_URL"] ?? "").isEmpty { configuration.databaseURL = local.databaseURL }
             print("export SLUICE_REDIS_URL=\(configuration.redisURL)")
             print("export SLUICE_DATABASE_URL=\(configuration.databaseURL)")
         }
-        defer { servers?.stop() }
-        let manifests = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).loadAll()
-        try await FunctionHost(configuration: configuration, logger: logger).run(manifests: manifests, host: host, port: port)
+        let result: Result<Void, any Error>
+        do {
+            let manifests = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).loadAll()
+            try await FunctionHost(configuration: configuration, logger: logger).run(manifests: manifests, host: host, port: port)
+            result = .success(())
+        } catch {
+            result = .failure(error)
+        }
+        await servers?.stop()
+        try result.get()
     }
 }

@@ -20,7 +20,7 @@ struct LocalServers {
     var isRoot: Bool { getuid() == 0 }
 
     /// Starts both servers (creating their data on first use).
-    mutating func start() throws {
+    mutating func start() async throws {
         guard let redisServer = Self.which("redis-server") else {
             throw CommandFailure("redis-server not found: install the Debian package 'redis-server' (apt-get install redis-server)")
         }
@@ -33,7 +33,7 @@ struct LocalServers {
         redisPort = try Self.freePort()
         postgresPort = try Self.freePort()
 
-        try Self.run(redisServer, [
+        try await Self.run(redisServer, [
             "--port", "\(redisPort)", "--bind", "127.0.0.1", "--dir", "\(directory)/redis", "--daemonize", "yes",
             "--pidfile", "\(directory)/redis.pid", "--logfile", "\(directory)/redis.log",
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
@@ -42,26 +42,26 @@ struct LocalServers {
         let data = "\(directory)/pg"
         let socketDir = "\(directory)/pgsock"
         try fm.createDirectory(atPath: socketDir, withIntermediateDirectories: true)
-        if isRoot { try Self.run("/bin/chown", ["postgres:postgres", socketDir]) }
+        if isRoot { try await Self.run("/bin/chown", ["postgres:postgres", socketDir]) }
         if !fm.fileExists(atPath: "\(data)/PG_VERSION") {
             try fm.createDirectory(atPath: data, withIntermediateDirectories: true)
-            if isRoot { try Self.run("/bin/chown", ["postgres:postgres", data]) }
-            try runAsPostgres("\(Self.postgresBin)/initdb", ["-D", data, "-U", "sluice", "--auth=trust", "-E", "UTF8", "--no-locale"])
+            if isRoot { try await Self.run("/bin/chown", ["postgres:postgres", data]) }
+            try await runAsPostgres("\(Self.postgresBin)/initdb", ["-D", data, "-U", "sluice", "--auth=trust", "-E", "UTF8", "--no-locale"])
         }
-        try runAsPostgres("\(Self.postgresBin)/pg_ctl", [
-            "-D", data, "-l", "\(directory)/pg.log", "-w", "-t", "30",
+        try await runAsPostgres("\(Self.postgresBin)/pg_ctl", [
+            "-D", data, "-l", "\(socketDir)/pg.log", "-w", "-t", "30",
             "-o", "-p \(postgresPort) -k \(socketDir) -c listen_addresses=127.0.0.1", "start",
         ])
         // Exists already after the first run: ignore that failure.
-        try? runAsPostgres("\(Self.postgresBin)/createdb", ["-h", "127.0.0.1", "-p", "\(postgresPort)", "-U", "sluice", "sluice"], quiet: true)
+        try? await runAsPostgres("\(Self.postgresBin)/createdb", ["-h", "127.0.0.1", "-p", "\(postgresPort)", "-U", "sluice", "sluice"], quiet: true)
         logger.info("started local servers", metadata: ["redis": .string(redisURL), "postgres": .string(databaseURL), "dir": .string(directory)])
     }
 
     /// Stops both servers; their data stays under the directory for the next run.
-    func stop() {
-        try? runAsPostgres("\(Self.postgresBin)/pg_ctl", ["-D", "\(directory)/pg", "-m", "fast", "-w", "-t", "30", "stop"], quiet: true)
+    func stop() async {
+        try? await runAsPostgres("\(Self.postgresBin)/pg_ctl", ["-D", "\(directory)/pg", "-m", "fast", "-w", "-t", "30", "stop"], quiet: true)
         if let cli = Self.which("redis-cli") {
-            try? Self.run(cli, ["-p", "\(redisPort)", "shutdown"], quiet: true)
+            try? await Self.run(cli, ["-p", "\(redisPort)", "shutdown"], quiet: true)
         } else if let pid = try? String(contentsOfFile: "\(directory)/redis.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
                   let value = Int32(pid) {
             kill(value, SIGTERM)
@@ -69,28 +69,40 @@ struct LocalServers {
         logger.info("stopped local servers")
     }
 
-    func runAsPostgres(_ tool: String, _ arguments: [String], quiet: Bool = false) throws {
+    func runAsPostgres(_ tool: String, _ arguments: [String], quiet: Bool = false) async throws {
         if isRoot {
-            try Self.run("/usr/sbin/runuser", ["-u", "postgres", "--", tool] + arguments, quiet: quiet)
+            try await Self.run("/usr/sbin/runuser", ["-u", "postgres", "--", tool] + arguments, quiet: quiet)
         } else {
-            try Self.run(tool, arguments, quiet: quiet)
+            try await Self.run(tool, arguments, quiet: quiet)
         }
     }
 
-    static func run(_ tool: String, _ arguments: [String], quiet: Bool = false) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
+    /// Runs `tool` to completion. `posix_spawn` and `waitpid`, not Foundation's `Process`:
+    /// `redis-server --daemonize` and `pg_ctl start` leave daemons holding the descriptors
+    /// that `Process` watches to notice an exit, and its wait would never return.
+    static func run(_ tool: String, _ arguments: [String], quiet: Bool = false) async throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         if quiet {
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         } else {
-            process.standardOutput = FileHandle.standardError
+            posix_spawn_file_actions_adddup2(&actions, 2, 1)  // tool output to our stderr
         }
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CommandFailure("\((tool as NSString).lastPathComponent) failed with status \(process.terminationStatus)")
+        let argv: [UnsafeMutablePointer<CChar>?] = ([tool] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, tool, &actions, nil, argv, environ)
+        guard spawned == 0 else { throw CommandFailure("cannot run \(tool): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        guard exitCode == 0 else {
+            throw CommandFailure("\((tool as NSString).lastPathComponent) failed with status \(exitCode)")
         }
     }
 
