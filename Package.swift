@@ -98,9 +98,7 @@ let package = Package(
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceFunctions",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "Sluice", "SluiceRedis", "SluicePostgres",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
