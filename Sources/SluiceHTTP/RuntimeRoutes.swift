@@ -41,23 +41,23 @@ public struct RuntimeRoutes: Sendable {
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
         }
-        let invokers = self.invokers
+        let targets = invokers.mapValues { (invoker: $0, metrics: FunctionMetrics(function: $0.manifest.name)) }
         let limit = maxInvokeBody
-        if invokers.count == 1, let only = invokers.values.first {
+        if targets.count == 1, let only = targets.values.first {
             router.post("/invoke") { request, _ -> JSONResponse in
-                try await Self.invoke(only, request: request, limit: limit)
+                try await Self.invoke(only.invoker, metrics: only.metrics, request: request, limit: limit)
             }
         }
         router.post("/invoke/{name}") { request, context -> JSONResponse in
             let name = try context.parameters.require("name")
-            guard let invoker = invokers[name] else {
+            guard let target = targets[name] else {
                 throw Problem(.notFound, code: "unknown_function", detail: "this process runs no event function of that name")
             }
-            return try await Self.invoke(invoker, request: request, limit: limit)
+            return try await Self.invoke(target.invoker, metrics: target.metrics, request: request, limit: limit)
         }
     }
 
-    static func invoke(_ invoker: FunctionInvoker, request: Request, limit: Int) async throws -> JSONResponse {
+    static func invoke(_ invoker: FunctionInvoker, metrics: FunctionMetrics, request: Request, limit: Int) async throws -> JSONResponse {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: limit)
@@ -77,7 +77,6 @@ public struct RuntimeRoutes: Sendable {
         let chunk = Chunk(id: "invoke-\(UUID().uuidString.lowercased())",
                           traceID: request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)),
                           events: items.map(Event.init))
-        let metrics = FunctionMetrics(function: invoker.manifest.name)
         let started = ContinuousClock.now
         do {
             let outcomes = try await invoker.invoke(chunk, attempt: 1)
