@@ -8,65 +8,66 @@ import Testing
 struct InvokeAndMigrateEndToEndTests {
     /// `POST /invoke` answers the outcomes the stream path produced for the same events.
     @Test func invokeAnswersWhatTheStreamPathDid() async throws {
-        let pipeline = try await PipelineFixture(db: 5, manifests: [
+        let manifests = [
             "intake": "handler: intake\ntriggers: [{http: {}}]\noutputs: [filter]\nbatch: 1000\n",
             "filter": "handler: filter\ntriggers: [{stream: filter}]\noutputs: [tag]\nvisibility_timeout: 2s\n",
-        ])
-        defer { Task { await pipeline.stopAll() } }
-        try await pipeline.start("intake")
-        try await pipeline.start("filter")
-        let workload = Workload(count: 300, prefix: "inv")
-        let job = try await pipeline.upload(workload.events)
-        let redis = pipeline.clients.redis
-        let deadline = ContinuousClock.now + .seconds(20)
-        while try await pipeline.counter("fn.filter.in", jobs: [job]) < 300, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
+        ]
+        try await PipelineFixture.with(db: 5, manifests: manifests) { pipeline in
+            try await pipeline.start("intake")
+            try await pipeline.start("filter")
+            let workload = Workload(count: 300, prefix: "inv")
+            let job = try await pipeline.upload(workload.events)
+            let redis = pipeline.clients.redis
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try await pipeline.counter("fn.filter.in", jobs: [job]) < 300, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let streamForwarded = try await redis.range(stream: pipeline.keys.stream("tag"))
+                .flatMap { try ChunkCodec.decode(id: $0.id, fields: $0.fields).events.map(\.value) }
+            let streamQuarantined = try await redis.range(stream: pipeline.keys.stream("quarantine"))
+                .flatMap { try ChunkCodec.decode(id: $0.id, fields: $0.fields).events.map(\.value) }
+
+            let body = JSONValue.array(workload.events).serializedBytes
+            let response = try await HTTP.request("POST", pipeline.url("filter", "/invoke"), body: Data(body),
+                                                  headers: ["Content-Type": "application/json"])
+            #expect(response.status == 200)
+            let answer = try JSONParser().parse(Array(response.body))
+            #expect(answer["function"] == "filter")
+            let outcomes = try #require(answer["outcomes"]?.arrayValue)
+            #expect(outcomes.count == 300)
+            let forwarded = outcomes.filter { $0["outcome"] == "forward" }.compactMap { $0["event"] }
+            let dropped = outcomes.filter { $0["outcome"] == "drop" }
+            let quarantined = outcomes.filter { $0["outcome"] == "quarantine" }
+            #expect(forwarded == streamForwarded)
+            #expect(forwarded.count == workload.expectedSunk)
+            #expect(dropped.count == workload.expectedDropped)
+            #expect(dropped.allSatisfy { $0["reason"] == "filtered" })
+            #expect(try await pipeline.counter("dropped.filtered", jobs: [job]) == dropped.count)
+            #expect(quarantined.map { $0["event"] } == streamQuarantined.map { $0["event"] })
+            #expect(quarantined.map { $0["reason"] } == streamQuarantined.map { $0["reason"] })
+
+            // Bad bodies get problems with stable codes; the process stays up.
+            let bad = try await HTTP.request("POST", pipeline.url("filter", "/invoke"), body: Data("[{\"id\": 1,}]".utf8))
+            #expect(bad.status == 400)
+            #expect(bad.headers["content-type"] == "application/problem+json")
+            let problem = try JSONParser().parse(Array(bad.body))
+            #expect(problem["code"] == "invalid_json")
+            #expect(problem["offset"] == 10)
+            let notArray = try await HTTP.request("POST", pipeline.url("filter", "/invoke"), body: Data("{}".utf8))
+            #expect(notArray.status == 400)
+            #expect(try JSONParser().parse(Array(notArray.body))["code"] == "invalid_events")
+            let unknown = try await HTTP.request("POST", pipeline.url("filter", "/invoke/nope"), body: Data("[]".utf8))
+            #expect(unknown.status == 404)
+            #expect(try JSONParser().parse(Array(unknown.body))["code"] == "unknown_function")
+            let live = try await HTTP.request("GET", pipeline.url("filter", "/health/live"))
+            #expect(live.status == 200)
+
+            // `sluice invoke` prints the same outcomes as the route.
+            let cli = try await runCommand(pipeline.environment.binary, ["invoke", "filter"], environment: pipeline.processEnvironment,
+                                     input: Data(body))
+            #expect(cli.status == 0, "\(cli.error)")
+            #expect(try JSONParser().parse(Array(cli.output.utf8)) == answer)
         }
-        let streamForwarded = try await redis.range(stream: pipeline.keys.stream("tag"))
-            .flatMap { try ChunkCodec.decode(id: $0.id, fields: $0.fields).events.map(\.value) }
-        let streamQuarantined = try await redis.range(stream: pipeline.keys.stream("quarantine"))
-            .flatMap { try ChunkCodec.decode(id: $0.id, fields: $0.fields).events.map(\.value) }
-
-        let body = JSONValue.array(workload.events).serializedBytes
-        let response = try await HTTP.request("POST", pipeline.url("filter", "/invoke"), body: Data(body),
-                                              headers: ["Content-Type": "application/json"])
-        #expect(response.status == 200)
-        let answer = try JSONParser().parse(Array(response.body))
-        #expect(answer["function"] == "filter")
-        let outcomes = try #require(answer["outcomes"]?.arrayValue)
-        #expect(outcomes.count == 300)
-        let forwarded = outcomes.filter { $0["outcome"] == "forward" }.compactMap { $0["event"] }
-        let dropped = outcomes.filter { $0["outcome"] == "drop" }
-        let quarantined = outcomes.filter { $0["outcome"] == "quarantine" }
-        #expect(forwarded == streamForwarded)
-        #expect(forwarded.count == workload.expectedSunk)
-        #expect(dropped.count == workload.expectedDropped)
-        #expect(dropped.allSatisfy { $0["reason"] == "filtered" })
-        #expect(try await pipeline.counter("dropped.filtered", jobs: [job]) == dropped.count)
-        #expect(quarantined.map { $0["event"] } == streamQuarantined.map { $0["event"] })
-        #expect(quarantined.map { $0["reason"] } == streamQuarantined.map { $0["reason"] })
-
-        // Bad bodies get problems with stable codes; the process stays up.
-        let bad = try await HTTP.request("POST", pipeline.url("filter", "/invoke"), body: Data("[{\"id\": 1,}]".utf8))
-        #expect(bad.status == 400)
-        #expect(bad.headers["content-type"] == "application/problem+json")
-        let problem = try JSONParser().parse(Array(bad.body))
-        #expect(problem["code"] == "invalid_json")
-        #expect(problem["offset"] == 10)
-        let notArray = try await HTTP.request("POST", pipeline.url("filter", "/invoke"), body: Data("{}".utf8))
-        #expect(notArray.status == 400)
-        #expect(try JSONParser().parse(Array(notArray.body))["code"] == "invalid_events")
-        let unknown = try await HTTP.request("POST", pipeline.url("filter", "/invoke/nope"), body: Data("[]".utf8))
-        #expect(unknown.status == 404)
-        #expect(try JSONParser().parse(Array(unknown.body))["code"] == "unknown_function")
-        let live = try await HTTP.request("GET", pipeline.url("filter", "/health/live"))
-        #expect(live.status == 200)
-
-        // `sluice invoke` prints the same outcomes as the route.
-        let cli = try await runCommand(pipeline.environment.binary, ["invoke", "filter"], environment: pipeline.processEnvironment,
-                                 input: Data(body))
-        #expect(cli.status == 0, "\(cli.error)")
-        #expect(try JSONParser().parse(Array(cli.output.utf8)) == answer)
     }
 
     /// Three `sluice migrate` processes started at once on a new database all succeed and the
@@ -75,8 +76,8 @@ struct InvokeAndMigrateEndToEndTests {
         let environment = try TestEnvironment.get()
         let name = "migrate_\(UInt32.random(in: 0...UInt32.max))"
         let clients = try TestClients(environment: environment, db: 6)
-        defer { Task { await clients.shutdown() } }
         try await clients.postgres.query("CREATE DATABASE \(name)")  // name is ours: letters and digits
+        await clients.shutdown()
         let base = environment.databaseURL
         let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"  // same server, the new database
         let results = try await withThrowingTaskGroup(of: (Int32, String).self) { group in

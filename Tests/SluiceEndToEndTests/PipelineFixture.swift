@@ -148,6 +148,16 @@ final class PipelineFixture: @unchecked Sendable {
         throw TestSetupError(report)
     }
 
+    /// Runs `body` with a new fixture and stops its processes afterwards, whether it threw or not.
+    static func with(db: Int, manifests: [String: String] = PipelineFixture.chainManifests,
+                     _ body: (PipelineFixture) async throws -> Void) async throws {
+        let fixture = try await PipelineFixture(db: db, manifests: manifests)
+        let result: Result<Void, any Error>
+        do { result = .success(try await body(fixture)) } catch { result = .failure(error) }
+        await fixture.stopAll()
+        try result.get()
+    }
+
     func stopAll() async {
         for process in processes.values { await process.stop() }
         await clients.shutdown()
