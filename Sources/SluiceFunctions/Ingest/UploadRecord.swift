@@ -1,0 +1,142 @@
+import Sluice
+
+/// One record decoded from an upload: an event, or a record that does not parse and goes to
+/// the quarantine with its line number (its 1-based position for JSON arrays and XML).
+public enum UploadRecord: Sendable, Equatable {
+    /// A well-formed record, as a JSON object.
+    case event(JSONValue, line: Int)
+    /// A record that does not parse; `raw` is its text, cut to `UploadLimits.maxQuarantinedBytes`.
+    case malformed(reason: String, line: Int, raw: String)
+}
+
+/// A body that cannot be parsed at all: answered 400 and nothing of it is loaded.
+public struct UploadError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Stable codes, used as the problem's `code`.
+    public enum Code: String, Sendable {
+        case invalidUTF8 = "invalid_utf8"
+        case invalidJSON = "invalid_json"
+        case notAnArray = "json_not_an_array"
+        case truncated = "truncated_body"
+        case tooDeep = "too_deep"
+        case invalidXML = "invalid_xml"
+        case xmlDTDRefused = "xml_dtd_refused"
+        case invalidCSV = "invalid_csv"
+        case binary = "binary_body"
+    }
+
+    public var code: Code
+    /// The byte offset in the body where the problem is.
+    public var offset: Int
+    /// A sentence for people; never the body's content.
+    public var message: String
+
+    public init(_ code: Code, offset: Int, _ message: String) {
+        self.code = code
+        self.offset = offset
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue) at byte \(offset): \(message)" }
+}
+
+/// Bounds that keep a decoder's memory flat whatever the body.
+public struct UploadLimits: Sendable, Equatable {
+    /// The longest record (an NDJSON or text line, a CSV record, a JSON array element, an XML
+    /// event) kept; a longer one is quarantined as `record_too_long` without being buffered.
+    public var maxRecordBytes: Int
+    /// How much of a malformed record's text the quarantine keeps.
+    public var maxQuarantinedBytes: Int
+    /// The deepest nesting accepted in a JSON or XML record.
+    public var maxDepth: Int
+
+    public init(maxRecordBytes: Int = 1 << 20, maxQuarantinedBytes: Int = 4096, maxDepth: Int = 64) {
+        self.maxRecordBytes = maxRecordBytes
+        self.maxQuarantinedBytes = maxQuarantinedBytes
+        self.maxDepth = maxDepth
+    }
+}
+
+/// Decodes an upload body fed in pieces, as it arrives, never holding it whole.
+public protocol UploadDecoder {
+    /// Decodes what `bytes` completes and appends the records found.
+    /// - Throws: ``UploadError`` when the body cannot be parsed at all.
+    mutating func feed(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError)
+    /// Decodes what is left at the end of the body.
+    mutating func finish(into records: inout [UploadRecord]) throws(UploadError)
+}
+
+extension UploadDecoder {
+    /// Decodes a whole body at once (tests, small bodies).
+    public mutating func decodeAll(_ bytes: [UInt8]) throws(UploadError) -> [UploadRecord] {
+        var records: [UploadRecord] = []
+        let result: Result<Void, UploadError> = bytes.withUnsafeBytes { raw in
+            do throws(UploadError) {
+                try feed(raw, into: &records)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+        try finish(into: &records)
+        return records
+    }
+}
+
+/// Validates UTF-8 across piece boundaries and refuses NUL bytes (binary bodies): overlong forms, surrogates and code points above
+/// U+10FFFF are errors, as is a sequence cut off by the end of the body.
+public struct UTF8StreamValidator: Sendable {
+    private var needed = 0
+    private var lower: UInt8 = 0x80
+    private var upper: UInt8 = 0xBF
+    private var sequenceStart = 0
+    /// Bytes seen so far.
+    public private(set) var offset = 0
+
+    public init() {}
+
+    /// Checks the next piece.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) throws(UploadError) {
+        var i = 0
+        let count = bytes.count
+        while i < count {
+            let b = bytes[i]
+            if needed == 0 {
+                if b < 0x80 {
+                    // NUL never occurs in text: a body holding one is binary.
+                    guard b != 0 else { throw UploadError(.binary, offset: offset + i, "the body is binary, not text") }
+                    i += 1
+                    while i < count, bytes[i] < 0x80, bytes[i] != 0 { i += 1 }
+                    continue
+                }
+                sequenceStart = offset + i
+                lower = 0x80
+                upper = 0xBF
+                switch b {
+                case 0xC2...0xDF: needed = 1
+                case 0xE0: needed = 2; lower = 0xA0
+                case 0xE1...0xEC, 0xEE...0xEF: needed = 2
+                case 0xED: needed = 2; upper = 0x9F
+                case 0xF0: needed = 3; lower = 0x90
+                case 0xF1...0xF3: needed = 3
+                case 0xF4: needed = 3; upper = 0x8F
+                default: throw UploadError(.invalidUTF8, offset: offset + i, "the body is not valid UTF-8")
+                }
+            } else {
+                guard b >= lower, b <= upper else {
+                    throw UploadError(.invalidUTF8, offset: offset + i, "the body is not valid UTF-8")
+                }
+                lower = 0x80
+                upper = 0xBF
+                needed -= 1
+            }
+            i += 1
+        }
+        offset += count
+    }
+
+    /// Checks that the body did not end inside a sequence.
+    public func finish() throws(UploadError) {
+        if needed > 0 { throw UploadError(.invalidUTF8, offset: sequenceStart, "the body ends inside a UTF-8 sequence") }
+    }
+}

@@ -1,0 +1,110 @@
+import Sluice
+import SluiceFunctions
+import Testing
+
+/// Feeds `body` to a decoder in pieces of `piece` bytes, to prove nothing depends on where
+/// the pieces break.
+func decode<D: UploadDecoder>(_ decoder: D, _ body: [UInt8], piece: Int) throws(UploadError) -> [UploadRecord] {
+    var decoder = decoder
+    var records: [UploadRecord] = []
+    var start = 0
+    while start < body.count {
+        let end = min(start + piece, body.count)
+        let slice = Array(body[start..<end])
+        let result: Result<Void, UploadError> = slice.withUnsafeBytes { raw in
+            do throws(UploadError) {
+                try decoder.feed(raw, into: &records)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+        start = end
+    }
+    try decoder.finish(into: &records)
+    return records
+}
+
+func failure<D: UploadDecoder>(_ decoder: D, _ body: [UInt8], piece: Int = 1 << 20) -> UploadError? {
+    do {
+        _ = try decode(decoder, body, piece: piece)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite("Upload decoders")
+struct UploadDecoderTests {
+    static let pieces = [1, 2, 3, 7, 64, 1 << 20]
+
+    @Test(arguments: pieces)
+    func ndjsonRecordsAndQuarantinedLines(piece: Int) throws {
+        let body = Array("{\"a\":1}\r\n\n  \n{\"b\":\"é\"}\nnot json\n[1]\n{\"c\":{\"d\":[true,null]}}".utf8)
+        let records = try decode(NDJSONDecoder(), body, piece: piece)
+        #expect(records == [
+            .event(["a": 1], line: 1),
+            .event(["b": "é"], line: 4),
+            .malformed(reason: "invalid_json", line: 5, raw: "not json"),
+            .malformed(reason: "not_an_object", line: 6, raw: "[1]"),
+            .event(["c": ["d": [true, nil]]], line: 7),
+        ])
+    }
+
+    @Test(arguments: pieces)
+    func overlongLinesAreQuarantinedNotBuffered(piece: Int) throws {
+        let limits = UploadLimits(maxRecordBytes: 32, maxQuarantinedBytes: 8, maxDepth: 16)
+        let long = "{\"x\":\"" + String(repeating: "y", count: 100) + "\"}"
+        let body = Array("{\"a\":1}\n\(long)\n{\"b\":2}\n".utf8)
+        let records = try decode(NDJSONDecoder(limits: limits), body, piece: piece)
+        #expect(records == [
+            .event(["a": 1], line: 1),
+            .malformed(reason: "record_too_long", line: 2, raw: "{\"x\":\"yy"),
+            .event(["b": 2], line: 3),
+        ])
+    }
+
+    @Test(arguments: pieces)
+    func textLines(piece: Int) throws {
+        let records = try decode(TextDecoder(), Array("first line\r\n\nsecond \"quoted\"".utf8), piece: piece)
+        #expect(records == [.event(["text": "first line"], line: 1), .event(["text": "second \"quoted\""], line: 3)])
+    }
+
+    @Test(arguments: pieces)
+    func jsonArrayElements(piece: Int) throws {
+        let body = Array(" [ {\"a\":\"x,]}\"} , 42 ,{\"b\":[1,{\"c\":2}]}\n ] \n".utf8)
+        let records = try decode(JSONArrayDecoder(), body, piece: piece)
+        #expect(records == [
+            .event(["a": "x,]}"], line: 1),
+            .malformed(reason: "not_an_object", line: 2, raw: "42 "),
+            .event(["b": [1, ["c": 2]]], line: 3),
+        ])
+        #expect(try decode(JSONArrayDecoder(), Array("[]".utf8), piece: piece) == [])
+    }
+
+    @Test(arguments: pieces)
+    func brokenBodiesNameTheOffset(piece: Int) {
+        #expect(failure(JSONArrayDecoder(), Array("[{\"a\":1},{\"b\":".utf8), piece: piece) == UploadError(.truncated, offset: 14, "the body ends before the array does"))
+        #expect(failure(JSONArrayDecoder(), Array("[{\"a\":1},,{}]".utf8), piece: piece)?.code == .invalidJSON)
+        #expect(failure(JSONArrayDecoder(), Array("[{\"a\":1},,{}]".utf8), piece: piece)?.offset == 9)
+        #expect(failure(JSONArrayDecoder(), Array("[{\"a\":1 \"b\":2}]".utf8), piece: piece)?.offset == 8)
+        #expect(failure(JSONArrayDecoder(), Array("[{}] x".utf8), piece: piece)?.offset == 5)
+        #expect(failure(JSONArrayDecoder(), Array("{\"a\":1}".utf8), piece: piece)?.code == .notAnArray)
+        #expect(failure(JSONArrayDecoder(), Array("".utf8), piece: piece)?.code == .notAnArray)
+        #expect(failure(JSONArrayDecoder(), Array("[{}}]".utf8), piece: piece)?.offset == 3)
+        let deep = Array(("[" + String(repeating: "[", count: 10_000)).utf8)
+        #expect(failure(JSONArrayDecoder(), deep, piece: piece)?.code == .tooDeep)
+    }
+
+    @Test(arguments: pieces)
+    func invalidUTF8AndBinaryAreBodyErrors(piece: Int) {
+        var body = Array("{\"a\":1}\n{\"b\":\"".utf8)
+        body += [0xC3, 0x28]
+        body += Array("\"}\n".utf8)
+        #expect(failure(NDJSONDecoder(), body, piece: piece) == UploadError(.invalidUTF8, offset: 15, "the body is not valid UTF-8"))
+        #expect(failure(TextDecoder(), [0x61, 0xE2, 0x82], piece: piece) == UploadError(.invalidUTF8, offset: 1, "the body ends inside a UTF-8 sequence"))
+        #expect(failure(TextDecoder(), [0x61, 0x00, 0x62], piece: piece)?.code == .binary)
+        #expect(failure(JSONArrayDecoder(), [0x5B, 0xED, 0xA0, 0x80, 0x5D], piece: piece)?.offset == 2)  // encoded surrogate
+    }
+}
