@@ -6,6 +6,11 @@ import Testing
 /// the pieces break.
 func decode<D: UploadDecoder>(_ decoder: D, _ body: [UInt8], piece: Int) throws(UploadError) -> [UploadRecord] {
     var decoder = decoder
+    return try decode(into: &decoder, body, piece: piece)
+}
+
+/// The same, keeping the decoder's state for inspection afterwards.
+func decode<D: UploadDecoder>(into decoder: inout D, _ body: [UInt8], piece: Int) throws(UploadError) -> [UploadRecord] {
     var records: [UploadRecord] = []
     var start = 0
     while start < body.count {
@@ -37,7 +42,7 @@ func failure<D: UploadDecoder>(_ decoder: D, _ body: [UInt8], piece: Int = 1 << 
 
 @Suite("Upload decoders")
 struct UploadDecoderTests {
-    static let pieces = [1, 2, 3, 7, 64, 1 << 20]
+    static let pieces = [1, 2, 3, 7, 64, 1 << 20]  // piece sizes the bodies are fed in
 
     @Test(arguments: pieces)
     func ndjsonRecordsAndQuarantinedLines(piece: Int) throws {
@@ -106,5 +111,68 @@ struct UploadDecoderTests {
         #expect(failure(TextDecoder(), [0x61, 0xE2, 0x82], piece: piece) == UploadError(.invalidUTF8, offset: 1, "the body ends inside a UTF-8 sequence"))
         #expect(failure(TextDecoder(), [0x61, 0x00, 0x62], piece: piece)?.code == .binary)
         #expect(failure(JSONArrayDecoder(), [0x5B, 0xED, 0xA0, 0x80, 0x5D], piece: piece)?.offset == 2)  // encoded surrogate
+    }
+}
+
+@Suite("CSV decoder")
+struct CSVDecoderTests {
+    @Test(arguments: UploadDecoderTests.pieces)
+    func recordsQuotesAndLines(piece: Int) throws {
+        let body = Array("""
+            id,n,when,ok,props\r
+            a,1,2026-11-23T01:02:03.456Z,true,"{""k"":""v, w""}"\r
+            b,2.5,2026-11-23,false,"multi
+            line"
+            c,3
+            d,4,,TRUE,x"y
+            e,-7,2026-11-23 10:00,false,
+            """.utf8)
+        var decoder = CSVDecoder()
+        let records = try decode(into: &decoder, body, piece: piece)
+        #expect(records == [
+            .event(["id": "a", "n": "1", "when": "2026-11-23T01:02:03.456Z", "ok": "true", "props": "{\"k\":\"v, w\"}"], line: 2),
+            .event(["id": "b", "n": "2.5", "when": "2026-11-23", "ok": "false", "props": "multi\nline"], line: 3),
+            .malformed(reason: "csv_wrong_cell_count", line: 5, raw: "c,3"),
+            .malformed(reason: "csv_bad_quote", line: 6, raw: "d,4,,TRUE,x\"y"),
+            .event(["id": "e", "n": "-7", "when": "2026-11-23 10:00", "ok": "false", "props": nil], line: 7),
+        ])
+        #expect(decoder.schema.map(\.name) == ["id", "n", "when", "ok", "props"])
+        #expect(decoder.schema.map(\.type) == [.string, .number, .timestamp, .boolean, .string])
+    }
+
+    @Test func brokenBodies() {
+        #expect(failure(CSVDecoder(), Array("a,b\n1,\"open\n2,3\n".utf8)) == UploadError(.invalidCSV, offset: 6, "a quoted field is not closed before the end of the body"))
+        #expect(failure(CSVDecoder(), Array("a,,b\n1,2,3\n".utf8))?.code == .invalidCSV)
+        #expect(failure(CSVDecoder(), Array("a,a\n1,2\n".utf8))?.code == .invalidCSV)
+        #expect(failure(CSVDecoder(), Array("".utf8))?.code == .invalidCSV)
+        #expect(failure(CSVDecoder(), [0x61, 0x0A, 0xFF])?.code == .invalidUTF8)
+    }
+
+    @Test func overlongRecordsAreQuarantined() throws {
+        var decoder = CSVDecoder(limits: UploadLimits(maxRecordBytes: 16, maxQuarantinedBytes: 6, maxDepth: 8))
+        let records = try decoder.decodeAll(Array("a,b\n1,2\n\(String(repeating: "x", count: 50)),3\n4,5\n".utf8))
+        #expect(records == [
+            .event(["a": "1", "b": "2"], line: 2),
+            .malformed(reason: "record_too_long", line: 3, raw: "xxxxxx"),
+            .event(["a": "4", "b": "5"], line: 4),
+        ])
+    }
+
+    @Test func typeInference() {
+        func infer(_ cells: [String]) -> ColumnTypeInference.ColumnType {
+            var inference = ColumnTypeInference()
+            for cell in cells { inference.observe(cell) }
+            return inference.type
+        }
+        #expect(infer([]) == .empty)
+        #expect(infer(["", ""]) == .empty)
+        #expect(infer(["1", "", "-20"]) == .integer)
+        #expect(infer(["1", "2.5", "1e3"]) == .number)
+        #expect(infer(["true", "FALSE"]) == .boolean)
+        #expect(infer(["2026-01-02", "2026-01-02T03:04:05Z", "2026-01-02 03:04:05.123+02:00"]) == .timestamp)
+        #expect(infer(["1", "x"]) == .string)
+        #expect(infer(["true", "1"]) == .string)
+        #expect(infer(["nan"]) == .string)
+        #expect(infer(["2026-13"]) == .string)
     }
 }
