@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceFunctions",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict

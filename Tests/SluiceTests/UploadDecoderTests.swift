@@ -176,3 +176,67 @@ struct CSVDecoderTests {
         #expect(infer(["2026-13"]) == .string)
     }
 }
+
+@Suite("XML decoder")
+struct XMLDecoderTests {
+    @Test(arguments: UploadDecoderTests.pieces)
+    func eventsFromElements(piece: Int) throws {
+        let body = Array("""
+            <?xml version="1.0" encoding="UTF-8"?>
+            <!-- an upload -->
+            <events>
+              <event id="1"><metadata><event_id>a&amp;b</event_id><n>42</n></metadata><tags><tag>x</tag><tag>y</tag></tags><note><![CDATA[<raw> & text]]></note><empty/></event>
+              <event><text>caf&#233; &#x1F600; &lt;ok&gt; &quot;q&quot; &apos;s&apos;</text></event>
+            </events>
+
+            """.utf8)
+        let records = try decode(XMLDecoder(), body, piece: piece)
+        #expect(records == [
+            .event([
+                "@id": "1",
+                "metadata": ["event_id": "a&b", "n": "42"],
+                "tags": ["tag": ["x", "y"]],
+                "note": "<raw> & text",
+                "empty": "",
+            ], line: 1),
+            .event(["text": "café 😀 <ok> \"q\" 's'"], line: 2),
+        ])
+    }
+
+    @Test func entityDeclarationsAreRefused() {
+        let laughs = """
+            <?xml version="1.0"?>
+            <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>
+            <events><event><a>&lol2;</a></event></events>
+            """
+        #expect(failure(XMLDecoder(), Array(laughs.utf8)) == UploadError(.xmlDTDRefused, offset: 22, "document type declarations (and so entity declarations) are refused"))
+        let external = "<!DOCTYPE e [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><events><event><a>&x;</a></event></events>"
+        #expect(failure(XMLDecoder(), Array(external.utf8))?.code == .xmlDTDRefused)
+        #expect(failure(XMLDecoder(), Array("<events><event><a>&x;</a></event></events>".utf8)) == UploadError(.invalidXML, offset: 18, "unknown entity (only the predefined ones are understood)"))
+    }
+
+    @Test(arguments: UploadDecoderTests.pieces)
+    func malformedBodiesNameTheOffset(piece: Int) {
+        #expect(failure(XMLDecoder(), Array("<events><event><a>1</b></event></events>".utf8), piece: piece) == UploadError(.invalidXML, offset: 19, "the end tag does not match the open element"))
+        #expect(failure(XMLDecoder(), Array("<events><event><a>1</a></event>".utf8), piece: piece)?.code == .truncated)
+        #expect(failure(XMLDecoder(), Array("<events><event><a>1</a></event></events><more/>".utf8), piece: piece)?.code == .invalidXML)
+        #expect(failure(XMLDecoder(), Array("<events>stray<event/></events>".utf8), piece: piece) == UploadError(.invalidXML, offset: 8, "text between events"))
+        #expect(failure(XMLDecoder(), Array("<events><event a=1/></events>".utf8), piece: piece)?.code == .invalidXML)
+        #expect(failure(XMLDecoder(), Array("".utf8), piece: piece)?.code == .invalidXML)
+        #expect(failure(XMLDecoder(), Array("not xml at all".utf8), piece: piece)?.offset == 0)
+        #expect(failure(XMLDecoder(), [0x3C, 0x65, 0x3E, 0xFF], piece: piece)?.code == .invalidUTF8)
+    }
+
+    @Test func oversizedAndDeepEventsAreQuarantined() throws {
+        var decoder = XMLDecoder(limits: UploadLimits(maxRecordBytes: 64, maxQuarantinedBytes: 16, maxDepth: 3))
+        let big = "<event><a>" + String(repeating: "z", count: 200) + "</a></event>"
+        let deep = "<event><a><b><c><d>1</d></c></b></a></event>"
+        let records = try decoder.decodeAll(Array("<events><event><a>1</a></event>\(big)\(deep)<event><b>2</b></event></events>".utf8))
+        #expect(records == [
+            .event(["a": "1"], line: 1),
+            .malformed(reason: "record_too_long", line: 2, raw: ""),
+            .malformed(reason: "too_deep", line: 3, raw: ""),
+            .event(["b": "2"], line: 4),
+        ])
+    }
+}
