@@ -77,4 +77,26 @@ struct WorkloadDecodingTests {
         #expect(csv.schema.first { $0.name == "device_type" }?.type == .string)
         #expect(csv.schema.first { $0.name == "properties" }?.type == .string)
     }
+
+    /// The validator agrees with the generator's manifest about every event it planted.
+    @Test func validatorMatchesTheManifest() throws {
+        let generated = try generate("ndjson", count: 5_000)
+        let records = try decodeInPieces(NDJSONDecoder(), generated.body)
+        let now = try #require(generated.manifest["now"]?.stringValue.flatMap(Timestamp.milliseconds))
+        let validator = EventShapeValidator()
+        var malformed = 0, stale = 0, valid = 0
+        for case .event(let value, _) in records {
+            switch validator.check(value, nowMilliseconds: now) {
+            case .malformed: malformed += 1
+            case .stale: stale += 1
+            case .valid: valid += 1
+            }
+        }
+        let expected = try #require(generated.manifest["expected"])
+        #expect(malformed == Int(expected["quarantined"]?.intValue ?? -1))
+        #expect(stale == Int(expected["stale"]?.intValue ?? -1))
+        let passing = ["loaded", "duplicate", "no_consent"].compactMap { expected[$0]?.intValue }.reduce(0, +)
+        #expect(valid == Int(passing))
+        #expect(malformed > 0 && stale > 0)
+    }
 }
