@@ -111,3 +111,32 @@ struct IntegrationSetupError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+@Suite("First-seen marks", .serialized)
+struct DedupIntegrationTests {
+    @Test func duplicatesAcrossChunksButNotAcrossRedeliveries() async throws {
+        guard let url = ProcessInfo.processInfo.environment["SLUICE_REDIS_URL"] else {
+            throw IntegrationSetupError("SLUICE_REDIS_URL is not set: run the suite with `make test`")
+        }
+        var endpoint = try RedisEndpoint(url: url)
+        endpoint.database = 10
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        let redis = RedisClient(endpoint: endpoint, threadPool: threadPool)
+        try await redis.send(["FLUSHDB"])
+        let keys = ["{t}:dedup:a", "{t}:dedup:b", "{t}:dedup:a"]
+        // First delivery of chunk 1: a and b are new; the second a in the same chunk is a duplicate.
+        #expect(try await redis.claimFirstSeen(keys: keys, positions: [0, 1, 2], chunkIdentity: "1-0", ttl: .seconds(60)) == [true, true, false])
+        // The same chunk delivered again (a crash before its ack): same answers, nothing is a duplicate of itself.
+        #expect(try await redis.claimFirstSeen(keys: keys, positions: [0, 1, 2], chunkIdentity: "1-0", ttl: .seconds(60)) == [true, true, false])
+        // Another chunk with a and c: a is a duplicate, c is new.
+        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:a", "{t}:dedup:c"], positions: [0, 1], chunkIdentity: "2-0", ttl: .seconds(60)) == [false, true])
+        // Marks expire.
+        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:d"], positions: [0], chunkIdentity: "3-0", ttl: .milliseconds(50)) == [true])
+        try await Task.sleep(for: .milliseconds(120))
+        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:d"], positions: [0], chunkIdentity: "4-0", ttl: .seconds(60)) == [true])
+        #expect(try await redis.claimFirstSeen(keys: [], positions: [], chunkIdentity: "5-0", ttl: .seconds(60)) == [])
+        redis.closeIdle()
+        try await threadPool.shutdownGracefully()
+    }
+}
