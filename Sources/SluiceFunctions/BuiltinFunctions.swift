@@ -10,6 +10,7 @@ public enum BuiltinFunctions {
         registry.register("filter") { _ in FilterFunction() }
         registry.register("sink") { try SinkFunction(setup: $0) }
         registry.register("fail") { try FailFunction(setup: $0) }
+        registry.register("validate") { try ValidateFunction(setup: $0) }
         return registry
     }
 }

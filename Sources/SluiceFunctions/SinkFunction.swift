@@ -34,7 +34,7 @@ public struct SinkFunction: EventFunction {
             csv.append(UInt8(ascii: "\n"))
         }
         let rows = chunk.events.count
-        let chunkID = chunk.id
+        let chunkID = chunk.identity  // a redriven chunk keeps its ledger row
         let data = csv
         do {
             try await pool.withTransaction { connection in

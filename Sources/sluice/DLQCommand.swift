@@ -60,7 +60,11 @@ struct DLQCommand: AsyncParsableCommand {
             while true {
                 let entries = try await context.redis.range(stream: dlq, start: cursor, count: 500)
                 for entry in entries where id == nil || entry.id == id {
-                    let fields = entry.fields.filter { !DLQCommand.metadataFields.contains($0.0) }
+                    var fields = entry.fields.filter { !DLQCommand.metadataFields.contains($0.0) }
+                    // The chunk keeps its identity (deduplication marks, ledgers) in its new entry.
+                    if !fields.contains(where: { $0.0 == "origin" }), let source = entry.field("source_id") {
+                        fields.insert(("origin", Array(source.utf8)), at: max(0, fields.count - 1))
+                    }
                     if try await context.redis.move(from: dlq, id: entry.id, to: context.keys.stream(input), fields: fields) {
                         moved += 1
                     }

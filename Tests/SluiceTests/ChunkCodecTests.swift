@@ -28,6 +28,15 @@ struct ChunkCodecTests {
         #expect(chunk.events.map(\.id) == (0..<50).map { "e\($0)" })
     }
 
+    @Test func originIsKeptAndIsTheIdentity() throws {
+        let fields = ChunkCodec.encode(events: [Event(["id": "a"])], jobID: "j", traceID: nil, origin: "5-0")
+        #expect(fields.map(\.0) == ["v", "n", "job", "origin", "events"])
+        let chunk = try ChunkCodec.decode(id: "9-0", fields: fields)
+        #expect(chunk.origin == "5-0")
+        #expect(chunk.identity == "5-0")
+        #expect(Chunk(id: "9-0", events: []).identity == "9-0")
+    }
+
     @Test func emptyChunk() throws {
         let fields = ChunkCodec.encode(events: [Event](), jobID: nil, traceID: nil)
         #expect(field(fields, "events") == "[]")

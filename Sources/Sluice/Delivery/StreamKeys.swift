@@ -13,6 +13,8 @@ public struct StreamKeys: Sendable, Equatable {
     public func stream(_ name: String) -> String { "{\(hashTag)}:stream:\(name)" }
     /// The dead-letter stream of function `function`.
     public func deadLetters(_ function: String) -> String { "{\(hashTag)}:dlq:\(function)" }
+    /// The first-seen mark of event id `eventID` (deduplication).
+    public func dedup(_ eventID: String) -> String { "{\(hashTag)}:dedup:\(eventID)" }
     /// The hash of live counters of job `id`.
     public func job(_ id: String) -> String { "{\(hashTag)}:job:\(id)" }
 }

@@ -9,12 +9,20 @@ public struct Chunk: Sendable {
     public var traceID: String?
     /// The events, in order.
     public var events: [Event]
+    /// The stream entry that first carried this chunk, when it is carried again by another
+    /// entry (a dead letter redriven): the chunk keeps its identity across the move.
+    public var origin: String?
 
     /// Creates a chunk.
-    public init(id: String, jobID: String? = nil, traceID: String? = nil, events: [Event]) {
+    public init(id: String, jobID: String? = nil, traceID: String? = nil, events: [Event], origin: String? = nil) {
         self.id = id
         self.jobID = jobID
         self.traceID = traceID
         self.events = events
+        self.origin = origin
     }
+
+    /// What identifies the chunk for idempotence (deduplication marks, ledgers): the entry
+    /// that first carried it.
+    public var identity: String { origin ?? id }
 }
