@@ -11,6 +11,7 @@ public enum BuiltinFunctions {
         registry.register("sink") { try SinkFunction(setup: $0) }
         registry.register("fail") { try FailFunction(setup: $0) }
         registry.register("validate") { try ValidateFunction(setup: $0) }
+        registry.register("enrich") { try EnrichFunction(setup: $0) }
         return registry
     }
 }

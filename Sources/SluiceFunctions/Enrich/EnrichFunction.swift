@@ -1,0 +1,62 @@
+import Sluice
+import SluicePostgres
+
+/// Adds looked-up values to events: `context.location.country_name` from the country code and
+/// `context.device_class` from the device type, from tables in PostgreSQL (`lookup_countries`,
+/// `lookup_device_classes`) cached for `config.cache_ttl` (default 60s). A key that is not in
+/// a table leaves the field null; a lookup outage is the retryable error `lookup_unavailable`.
+public struct EnrichFunction: EventFunction {
+    let cache: LookupCache
+
+    public init(setup: FunctionSetup) throws {
+        let manifest = setup.manifest
+        var ttl = Duration.seconds(60)
+        if let value = manifest.config["cache_ttl"] {
+            guard let text = value.stringValue, let parsed = DurationParser.parse(text) else {
+                throw ManifestError(.badDuration, file: manifest.file, key: "config.cache_ttl", message: "is not a duration (write e.g. 60s)")
+            }
+            ttl = parsed
+        }
+        let pool = try setup.resources.require(PostgresPool.self)
+        cache = LookupCache(ttl: ttl) { try await Self.loadTables(pool) }
+    }
+
+    /// An enrich function over tables from `cache` (tests).
+    public init(cache: LookupCache) {
+        self.cache = cache
+    }
+
+    static func loadTables(_ pool: PostgresPool) async throws -> LookupCache.Tables {
+        try await pool.withConnection { connection in
+            var tables: LookupCache.Tables = [:]
+            for (name, sql) in [("country", "SELECT code, name FROM lookup_countries"),
+                                ("device", "SELECT device_type, device_class FROM lookup_device_classes")] {
+                var table: [String: String] = [:]
+                for row in try connection.query(sql).rows {
+                    if let key = row[0], let value = row[1] { table[key] = value }
+                }
+                tables[name] = table
+            }
+            return tables
+        }
+    }
+
+    public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
+        let tables: LookupCache.Tables
+        do {
+            tables = try await cache.current()
+        } catch {
+            throw FunctionError.retryable("lookup_unavailable", "the lookup tables could not be loaded")
+        }
+        let countries = tables["country"] ?? [:], devices = tables["device"] ?? [:]
+        return chunk.events.map { event in
+            var value = event.value
+            let code = value.value(atPath: "context.location.country")?.stringValue?.uppercased()
+            value.setValue(code.flatMap { countries[$0] }.map(JSONValue.string) ?? .null, atPath: "context.location.country_name")
+            let device = value.value(atPath: "context.device_type")?.stringValue?.lowercased()
+            value.setValue(device.flatMap { devices[$0] }.map(JSONValue.string) ?? .null, atPath: "context.device_class")
+            return .forward(Event(value))
+        }
+    }
+}
+

@@ -1,0 +1,42 @@
+import Foundation
+import Logging
+import NIOPosix
+import Sluice
+import SluiceFunctions
+import SluicePostgres
+import Testing
+
+/// The enrich function on the lookup tables the migration seeds, in a real PostgreSQL.
+@Suite("Enrich function", .serialized)
+struct EnrichIntegrationTests {
+    @Test func seededTablesAndAnUnreachableDatabase() async throws {
+        guard let url = ProcessInfo.processInfo.environment["SLUICE_DATABASE_URL"] else {
+            throw IntegrationSetupError("SLUICE_DATABASE_URL is not set: run the suite with `make test`")
+        }
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 1)
+        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        let manifest = Manifest(name: "enrich", handler: "enrich", triggers: [.stream("enrich")], outputs: ["transform"])
+        func invoker(_ pool: PostgresPool) throws -> FunctionInvoker {
+            var resources = Resources()
+            resources.set(pool)
+            let function = try EnrichFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources))
+            return FunctionInvoker(manifest: manifest, function: function, logger: Logger(label: "test"))
+        }
+        let event = Event(["context": ["device_type": "desktop", "location": ["country": "JP", "region": "13"]]])
+        let outcomes = try await invoker(pool).invoke(Chunk(id: "1-0", events: [event]), attempt: 1)
+        #expect(outcomes == [.forward(Event(["context": [
+            "device_type": "desktop", "location": ["country": "JP", "region": "13", "country_name": "Japan"], "device_class": "computer",
+        ]]))])
+        // Every country gen_events.py uses is known.
+        let known = try await pool.query("SELECT count(*) FROM lookup_countries WHERE code = ANY($1::text[])", ["{US,DE,FR,GB,IN,BR,JP}"])
+        #expect(known.scalar == "7")
+
+        let dead = PostgresPool(url: "postgres://sluice@127.0.0.1:1/sluice", threadPool: threadPool, maxConnections: 1)
+        await #expect(throws: FunctionError.retryable("lookup_unavailable", "the lookup tables could not be loaded")) {
+            _ = try await invoker(dead).invoke(Chunk(id: "2-0", events: [event]), attempt: 1)
+        }
+        try await threadPool.shutdownGracefully()
+    }
+}
