@@ -51,11 +51,12 @@ public struct IntakeFunction: HTTPFunction {
         try await pool.query(
             "INSERT INTO jobs (id, status, format, counts) VALUES ($1::uuid, 'received', 'ndjson', jsonb_build_object('received', $2::bigint))",
             [jobID, String(events.count)])
+        let receivedAt = ValidateFunction.systemMilliseconds()
         var commands: [[RedisArgument]] = []
         var start = 0
         while start < events.count {
             let end = min(start + manifest.batch, events.count)
-            let fields = ChunkCodec.encode(events: events[start..<end], jobID: jobID, traceID: traceID)
+            let fields = ChunkCodec.encode(events: events[start..<end], jobID: jobID, traceID: traceID, receivedAt: receivedAt)
             for output in manifest.outputs {
                 var command: [RedisArgument] = ["XADD", RedisArgument(keys.stream(output)), "*"]
                 for (name, value) in fields { command.append(RedisArgument(name)); command.append(RedisArgument(value)) }

@@ -80,6 +80,34 @@ extension Migration {
                 ('laptop', 'computer'), ('tv', 'living_room'), ('console', 'living_room'),
                 ('watch', 'wearable'), ('iot', 'embedded');
             """),
+        Migration(version: 4, name: "warehouse", sql: """
+            -- The warehouse: one row per loaded event. received_at is when ingest accepted the
+            -- event, loaded_at the clock time the load stage wrote it: latency is in the data.
+            CREATE TABLE events (
+                event_id     text PRIMARY KEY,
+                job_id       uuid,
+                event_type   text,
+                event_time   timestamptz,
+                user_id      text,
+                session_id   text,
+                source       text,
+                version      text,
+                device_type  text,
+                device_class text,
+                os_version   text,
+                app_version  text,
+                country      text,
+                country_name text,
+                region       text,
+                properties   jsonb,
+                custom_data  jsonb,
+                attributes   jsonb,
+                received_at  timestamptz NOT NULL,
+                loaded_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+            );
+            CREATE INDEX events_job ON events (job_id);
+            CREATE INDEX events_time_type ON events (event_time, event_type);
+            """),
     ]
 
     /// The newest version of this build.

@@ -300,11 +300,11 @@ struct AcknowledgementPlan {
         for name in manifest.outputs {
             guard let events = forwarded[name], !events.isEmpty else { continue }
             appends.append(.init(stream: keys.stream(name),
-                                 fields: ChunkCodec.encode(events: events, jobID: chunk.jobID, traceID: chunk.traceID)))
+                                 fields: ChunkCodec.encode(events: events, jobID: chunk.jobID, traceID: chunk.traceID, receivedAt: chunk.receivedAt)))
         }
         if !quarantined.isEmpty {
             appends.append(.init(stream: keys.stream("quarantine"),
-                                 fields: ChunkCodec.encode(events: quarantined, jobID: chunk.jobID, traceID: chunk.traceID)))
+                                 fields: ChunkCodec.encode(events: quarantined, jobID: chunk.jobID, traceID: chunk.traceID, receivedAt: chunk.receivedAt)))
         }
         guard chunk.jobID != nil else { return }
         counters.append(("fn.\(manifest.name).in", chunk.events.count))

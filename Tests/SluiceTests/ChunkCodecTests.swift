@@ -35,6 +35,9 @@ struct ChunkCodecTests {
         #expect(chunk.origin == "5-0")
         #expect(chunk.identity == "5-0")
         #expect(Chunk(id: "9-0", events: []).identity == "9-0")
+        let stamped = ChunkCodec.encode(events: [Event(["id": "a"])], jobID: nil, traceID: nil, receivedAt: 1_795_435_200_123)
+        #expect(stamped.map(\.0) == ["v", "n", "received", "events"])
+        #expect(try ChunkCodec.decode(id: "1-0", fields: stamped).receivedAt == 1_795_435_200_123)
     }
 
     @Test func emptyChunk() throws {

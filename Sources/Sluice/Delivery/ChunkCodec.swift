@@ -1,7 +1,8 @@
 /// Turns chunks into stream entry fields and back.
 ///
 /// An entry holds `v` (format version, `1`), `n` (event count), `events` (a compact JSON array),
-/// and, when known, `job`, `trace` and `origin` (the entry that first carried the chunk). Field values are bytes; the field order is fixed.
+/// and, when known, `job`, `trace`, `origin` (the entry that first carried the chunk) and
+/// `received` (when the events were accepted, Unix milliseconds). Field values are bytes; the field order is fixed.
 public enum ChunkCodec {
     /// The format version written by this build.
     public static let version = "1"
@@ -16,7 +17,8 @@ public enum ChunkCodec {
     }
 
     /// The entry fields for `events` of job `jobID` with trace `traceID`.
-    public static func encode(events: some Collection<Event>, jobID: String?, traceID: String?, origin: String? = nil) -> [(String, [UInt8])] {
+    public static func encode(events: some Collection<Event>, jobID: String?, traceID: String?, origin: String? = nil,
+                              receivedAt: Int64? = nil) -> [(String, [UInt8])] {
         var body: [UInt8] = []
         body.reserveCapacity(events.count * 512)
         body.append(UInt8(ascii: "["))
@@ -31,20 +33,21 @@ public enum ChunkCodec {
         if let jobID { fields.append(("job", Array(jobID.utf8))) }
         if let traceID { fields.append(("trace", Array(traceID.utf8))) }
         if let origin { fields.append(("origin", Array(origin.utf8))) }
+        if let receivedAt { fields.append(("received", Array(String(receivedAt).utf8))) }
         fields.append(("events", body))
         return fields
     }
 
     /// The entry fields of `chunk` (its id is the entry's, not a field).
     public static func encode(_ chunk: Chunk) -> [(String, [UInt8])] {
-        encode(events: chunk.events, jobID: chunk.jobID, traceID: chunk.traceID, origin: chunk.origin)
+        encode(events: chunk.events, jobID: chunk.jobID, traceID: chunk.traceID, origin: chunk.origin, receivedAt: chunk.receivedAt)
     }
 
     /// The chunk held by the entry `id` with `fields`.
     /// - Throws: ``DecodingError`` for a missing field, an unknown version, events that are
     ///   not a JSON array, or a count that does not match.
     public static func decode(id: String, fields: [(String, [UInt8])]) throws(DecodingError) -> Chunk {
-        var version: String?, count: Int?, job: String?, trace: String?, origin: String?, body: [UInt8]?
+        var version: String?, count: Int?, job: String?, trace: String?, origin: String?, received: Int64?, body: [UInt8]?
         for (name, value) in fields {
             switch name {
             case "v": version = String(decoding: value, as: UTF8.self)
@@ -52,6 +55,7 @@ public enum ChunkCodec {
             case "job": job = String(decoding: value, as: UTF8.self)
             case "trace": trace = String(decoding: value, as: UTF8.self)
             case "origin": origin = String(decoding: value, as: UTF8.self)
+            case "received": received = Int64(String(decoding: value, as: UTF8.self))
             case "events": body = value
             default: continue
             }
@@ -73,6 +77,6 @@ public enum ChunkCodec {
         if let count, count != values.count {
             throw DecodingError(code: "chunk_count_mismatch", message: "n is \(count) but \(values.count) events are present")
         }
-        return Chunk(id: id, jobID: job, traceID: trace, events: values.map(Event.init), origin: origin)
+        return Chunk(id: id, jobID: job, traceID: trace, events: values.map(Event.init), origin: origin, receivedAt: received)
     }
 }

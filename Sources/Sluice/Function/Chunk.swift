@@ -12,14 +12,19 @@ public struct Chunk: Sendable {
     /// The stream entry that first carried this chunk, when it is carried again by another
     /// entry (a dead letter redriven): the chunk keeps its identity across the move.
     public var origin: String?
+    /// When the upload's events were accepted (Unix milliseconds), carried to the warehouse's
+    /// `received_at` so that latency can be read from the data.
+    public var receivedAt: Int64?
 
     /// Creates a chunk.
-    public init(id: String, jobID: String? = nil, traceID: String? = nil, events: [Event], origin: String? = nil) {
+    public init(id: String, jobID: String? = nil, traceID: String? = nil, events: [Event], origin: String? = nil,
+                receivedAt: Int64? = nil) {
         self.id = id
         self.jobID = jobID
         self.traceID = traceID
         self.events = events
         self.origin = origin
+        self.receivedAt = receivedAt
     }
 
     /// What identifies the chunk for idempotence (deduplication marks, ledgers): the entry

@@ -1,0 +1,64 @@
+import Foundation
+import Logging
+import NIOPosix
+import Sluice
+import SluicePostgres
+@testable import SluiceFunctions
+import Testing
+
+/// The load function into the real warehouse table.
+@Suite("Load function", .serialized)
+struct LoadIntegrationTests {
+    @Test func loadsOnceWithLatencyColumns() async throws {
+        guard let url = ProcessInfo.processInfo.environment["SLUICE_DATABASE_URL"] else {
+            throw IntegrationSetupError("SLUICE_DATABASE_URL is not set: run the suite with `make test`")
+        }
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 1)
+        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        let manifest = Manifest(name: "load", handler: "load", triggers: [.stream("load")])
+        let invoker = FunctionInvoker(manifest: manifest, function: LoadFunction(pool: pool), logger: Logger(label: "test"))
+        let job = UUID().uuidString.lowercased()
+        let prefix = "load-\(UUID().uuidString.prefix(8))"
+        let received: Int64 = 1_767_225_600_123  // 2026-01-01T00:00:00.123Z, in the past
+        func row(_ n: Int, type: String = "login") -> Event {
+            Event([
+                "event_id": .string("\(prefix)-\(n)"), "event_type": .string(type), "event_time": "2026-11-23T11:59:00Z",
+                "user_id": "u-1", "country": "DE", "country_name": "Germany", "properties": ["value": .int(Int64(n)), "note": "a \"q\", b"],
+            ])
+        }
+        let chunk = Chunk(id: "1-0", jobID: job, events: [row(1), row(2), row(1, type: "again"), Event(["event_type": "x"])], receivedAt: received)
+        let outcomes = try await invoker.invoke(chunk, attempt: 1)
+        #expect(outcomes.map(\.kind) == [.forward, .forward, .forward, .quarantine])
+        #expect(outcomes.last == .quarantine(reason: "missing_event_id", event: Event(["event_type": "x"])))
+        let loaded = try await pool.query("""
+            SELECT event_id, event_type, properties->>'note', properties->>'value', country_name,
+                   to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'), loaded_at >= received_at
+            FROM events WHERE job_id = $1::uuid ORDER BY event_id
+            """, [job])
+        #expect(loaded.rows.count == 2)  // DISTINCT ON (event_id): one row for id 1
+        #expect(loaded.rows.map { $0[0] } == ["\(prefix)-1", "\(prefix)-2"])
+        #expect(loaded.rows[1] == ["\(prefix)-2", "login", "a \"q\", b", "2", "Germany", "2026-01-01T00:00:00.123", "t"])
+        // Delivered again (a crash after the commit, before the ack): nothing is loaded twice.
+        #expect(try await invoker.invoke(chunk, attempt: 2).map(\.kind) == [.forward, .forward, .forward, .quarantine])
+        #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [job]).scalar == "2")
+        // A row the table refuses fails the chunk permanently and loads none of it.
+        let bad = Chunk(id: "2-0", jobID: job, events: [row(3), Event(["event_id": .string("\(prefix)-4"), "event_time": "not-a-time"])], receivedAt: received)
+        do {
+            _ = try await invoker.invoke(bad, attempt: 1)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.kind == .permanent)
+            #expect(error.message == "SQLSTATE 22007")
+        }
+        #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [job]).scalar == "2")
+        try await threadPool.shutdownGracefully()
+    }
+
+    @Test func timestampsForPostgres() {
+        #expect(LoadFunction.timestamp(0) == "1970-01-01T00:00:00.000Z")
+        #expect(LoadFunction.timestamp(1_795_435_200_123) == "2026-11-23T12:00:00.123Z")
+        #expect(LoadFunction.timestamp(951_782_400_000) == "2000-02-29T00:00:00.000Z")
+    }
+}
