@@ -12,6 +12,7 @@ public enum BuiltinFunctions {
         registry.register("fail") { try FailFunction(setup: $0) }
         registry.register("validate") { try ValidateFunction(setup: $0) }
         registry.register("enrich") { try EnrichFunction(setup: $0) }
+        registry.register("transform") { try TransformFunction(setup: $0) }
         registry.register("load") { try LoadFunction(setup: $0) }
         return registry
     }

@@ -1,5 +1,6 @@
 import Sluice
 import SluiceFunctions
+import Logging
 import Testing
 
 @Suite("Transform rules")
@@ -108,5 +109,30 @@ struct TransformRuleTests {
         #expect(manifestError([["drop": ["field": "a"], "lowercase": ["field": "b"]]])?.key == "config.rules[0]")
         #expect(manifestError("not a list")?.key == "config.rules")
         #expect(manifestError([["concat": ["fields": [], "to": "x"]]])?.key == "config.rules[0].concat.fields")
+    }
+}
+
+@Suite("Transform function")
+struct TransformFunctionTests {
+    @Test func forwardsRowsAndQuarantinesWhatRulesCannotCast() async throws {
+        let manifest = try ManifestLoader.parse("""
+            handler: transform
+            triggers: [{stream: transform}]
+            outputs: [load]
+            config:
+              rules:
+                - rename: {from: metadata.event_id, to: event_id}
+                - cast: {field: payload.properties.value, to: number}
+            """, name: "transform", file: "functions/transform/function.yaml")
+        let registry = BuiltinFunctions.registry()
+        let function = try await registry.makeHandler(FunctionSetup(manifest: manifest, logger: .init(label: "t"), resources: Resources())) as! any EventFunction
+        let invoker = FunctionInvoker(manifest: manifest, function: function, logger: .init(label: "t"))
+        let good = Event(["metadata": ["event_id": "e-1"], "payload": ["properties": ["value": "2.5"]]])
+        let bad = Event(["metadata": ["event_id": "e-2"], "payload": ["properties": ["value": "lots"]]])
+        let outcomes = try await invoker.invoke(Chunk(id: "1-0", events: [good, bad]), attempt: 1)
+        #expect(outcomes == [
+            .forward(Event(["metadata": [:], "payload": ["properties": ["value": 2.5]], "event_id": "e-1"])),
+            .quarantine(reason: "cast_failed", event: bad),
+        ])
     }
 }
