@@ -108,6 +108,41 @@ extension Migration {
             CREATE INDEX events_job ON events (job_id);
             CREATE INDEX events_time_type ON events (event_time, event_type);
             """),
+        Migration(version: 5, name: "pipeline", sql: """
+            -- Events that could not be processed, with why and where. One row per quarantined
+            -- event: (stream, entry, position) is the event's place in the quarantine stream,
+            -- so a redelivered entry writes nothing twice.
+            CREATE TABLE quarantine (
+                id          bigserial PRIMARY KEY,
+                job_id      uuid,
+                function    text NOT NULL,
+                reason      text NOT NULL,
+                line        integer,
+                raw         text NOT NULL,
+                stream      text NOT NULL,
+                entry_id    text NOT NULL,
+                position    integer NOT NULL,
+                created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+                UNIQUE (stream, entry_id, position)
+            );
+            CREATE INDEX quarantine_job ON quarantine (job_id);
+            -- One row per chunk the load stage committed, written in the same transaction, with
+            -- the events it found already loaded: a chunk delivered again after a crash answers
+            -- the recorded outcome and inserts nothing.
+            CREATE TABLE load_ledger (
+                stream      text NOT NULL,
+                chunk_id    text NOT NULL,
+                loaded      integer NOT NULL,
+                duplicates  text[] NOT NULL DEFAULT '{}',
+                written_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+                PRIMARY KEY (stream, chunk_id)
+            );
+            CREATE INDEX load_ledger_written ON load_ledger (written_at);
+            ALTER TABLE jobs ADD COLUMN schema jsonb;
+            ALTER TABLE jobs ADD COLUMN content_type text;
+            ALTER TABLE jobs ADD COLUMN bytes bigint;
+            CREATE INDEX jobs_status ON jobs (status, created_at DESC);
+            """),
     ]
 
     /// The newest version of this build.

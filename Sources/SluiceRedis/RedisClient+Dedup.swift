@@ -1,36 +1,66 @@
+import Sluice
+
 /// First-seen marks for event ids, safe under redelivery.
 extension RedisClient {
     static let claimFirstScript = """
         local result = {}
+        local job = ARGV[1]
         for i = 1, #KEYS do
-          local owner = ARGV[1] .. ':' .. ARGV[2 + i]
-          if redis.call('SET', KEYS[i], owner, 'NX', 'PX', ARGV[2]) then
-            result[i] = 1
-          elseif redis.call('GET', KEYS[i]) == owner then
+          local owner = job .. '|' .. ARGV[2] .. ':' .. ARGV[4 + i]
+          if redis.call('SET', KEYS[i], owner, 'NX', 'PX', ARGV[3]) then
             result[i] = 1
           else
-            result[i] = 0
+            local held = redis.call('GET', KEYS[i])
+            if held == owner then
+              result[i] = 1
+            else
+              result[i] = 0
+              local holder = held and string.match(held, '^([^|]*)|')
+              if holder and holder ~= '' and holder ~= job then
+                local state = redis.call('HGET', ARGV[4] .. holder, 'state')
+                if state == 'failed' or state == 'cancelled' then
+                  redis.call('SET', KEYS[i], owner, 'PX', ARGV[3])
+                  result[i] = 1
+                end
+              end
+            end
           end
         end
         return result
         """
 
-    /// Marks each of `keys` as first seen by position `positions[i]` of chunk `chunkIdentity`,
-    /// unless another chunk or position marked it already, for `ttl`; answers, per key, whether
-    /// this chunk position owns the mark. A chunk delivered again (same identity and positions)
-    /// owns its marks again, so a redelivery is never mistaken for a duplicate of itself; the
-    /// same key twice in one chunk is owned by its first position only.
-    public func claimFirstSeen(keys: [String], positions: [Int], chunkIdentity: String, ttl: Duration) async throws -> [Bool] {
+    /// Marks each of `keys` as first seen by position `positions[i]` of chunk `chunkIdentity`
+    /// of job `jobID`, unless another chunk or position marked it already, for `ttl`; answers,
+    /// per key, whether this chunk position owns the mark. A chunk delivered again (same
+    /// identity and positions) owns its marks again, so a redelivery is never mistaken for a
+    /// duplicate of itself; the same key twice in one chunk is owned by its first position only.
+    ///
+    /// A mark held by a job that failed or was cancelled is void: its events were not all
+    /// loaded, and uploading them again must load them (what the cancelled job did load, the
+    /// warehouse's primary key still refuses, and load counts those as duplicates).
+    public func claimFirstSeen(keys: [String], positions: [Int], chunkIdentity: String, jobID: String? = nil,
+                               ttl: Duration, streamKeys: StreamKeys = StreamKeys()) async throws -> [Bool] {
         precondition(keys.count == positions.count)
         guard !keys.isEmpty else { return [] }
         var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.claimFirstScript), RedisArgument(keys.count)]
         arguments += keys.map { RedisArgument($0) }
+        arguments.append(RedisArgument(jobID ?? ""))
         arguments.append(RedisArgument(chunkIdentity))
         arguments.append(RedisArgument(max(ttl.milliseconds, 1)))
+        arguments.append(RedisArgument(streamKeys.job("")))
         arguments += positions.map { RedisArgument($0) }
         guard let replies = try await send(arguments).array, replies.count == keys.count else {
             throw RedisError(.unexpectedReply, "the first-seen script answered an unexpected shape")
         }
         return replies.map { $0.int == 1 }
+    }
+
+    /// Whether each of `keys` holds a first-seen mark, without writing anything (dry runs).
+    public func peekSeen(keys: [String]) async throws -> [Bool] {
+        guard !keys.isEmpty else { return [] }
+        guard let replies = try await send(["MGET"] + keys.map { RedisArgument($0) }).array, replies.count == keys.count else {
+            throw RedisError(.unexpectedReply, "MGET answered an unexpected shape")
+        }
+        return replies.map { !$0.isNull }
     }
 }

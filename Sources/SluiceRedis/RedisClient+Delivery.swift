@@ -1,22 +1,32 @@
+import Sluice
+
 /// The atomic steps of delivery. Each is one Lua script, which Redis runs as atomically as a
 /// `MULTI`/`EXEC` block, with one difference that matters: the script acknowledges the input
 /// first and writes the outputs only if that acknowledgement took effect. A consumer that lost
 /// its entry to `XAUTOCLAIM` (it was too slow) therefore cannot forward it a second time.
 extension RedisClient {
-    static let forwardAndAckScript = """
+    static let forwardAndAckScript = JobScripts.settle + """
         local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
         if acked == 0 then return 0 end
-        local i = 3
+        local state = redis.call('HGET', KEYS[2], 'state')
+        if ARGV[4] == '1' and (state == 'cancelled' or state == 'failed') then
+          local reason = 'dropped.cancelled'
+          if state == 'failed' then reason = 'dropped.job_failed' end
+          redis.call('HINCRBY', KEYS[2], reason, ARGV[3])
+          return 2
+        end
+        local i = 5
         local counters = tonumber(ARGV[i]); i = i + 1
         for c = 1, counters do
           redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
         end
-        for k = 3, #KEYS do
+        for k = 4, #KEYS do
           local n = tonumber(ARGV[i]); i = i + 1
           local args = {}
           for f = 1, n * 2 do args[f] = ARGV[i]; i = i + 1 end
           redis.call('XADD', KEYS[k], '*', unpack(args))
         end
+        if state == 'processing' and counters > 0 then settle(KEYS[2], KEYS[3]) end
         return 1
         """
 
@@ -30,19 +40,38 @@ extension RedisClient {
         }
     }
 
+    /// What ``acknowledge(stream:group:id:appends:counterKey:counters:events:honourJobState:jobEvents:)`` did.
+    public enum Acknowledgement: Sendable, Equatable {
+        /// The entry was no longer pending: nothing was written.
+        case alreadyAcknowledged
+        /// Acknowledged; the outputs and counters were written.
+        case written
+        /// Acknowledged; the job was cancelled or had failed, so its `events` were counted as
+        /// dropped (`dropped.cancelled` / `dropped.job_failed`) and nothing was forwarded.
+        case droppedForJob
+    }
+
     /// Acknowledges entry `id` of `stream` for `group` and, only if it was still pending,
-    /// appends `appends` and adds `counters` to the hash `counterKey`, all at once.
-    /// - Returns: `false` when the entry was no longer pending (nothing was written).
+    /// appends `appends` and adds `counters` to the job hash `counterKey`, all at once. When
+    /// the job's state is `processing` and its events are all accounted for, the job is settled
+    /// (`completed`, or `failed` if some were dead-lettered) and announced on `jobEvents`.
+    ///
+    /// With `honourJobState`, a chunk of a cancelled or failed job writes nothing but its
+    /// `events` count as dropped.
     public func acknowledge(
         stream: String, group: String, id: String,
-        appends: [Append], counterKey: String, counters: [(String, Int)]
-    ) async throws -> Bool {
-        var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.forwardAndAckScript), RedisArgument(2 + appends.count)]
+        appends: [Append], counterKey: String, counters: [(String, Int)],
+        events: Int = 0, honourJobState: Bool = false, jobEvents: String = StreamKeys().stream("jobs")
+    ) async throws -> Acknowledgement {
+        var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.forwardAndAckScript), RedisArgument(3 + appends.count)]
         arguments.append(RedisArgument(stream))
         arguments.append(RedisArgument(counterKey))
+        arguments.append(RedisArgument(jobEvents))
         for append in appends { arguments.append(RedisArgument(append.stream)) }
         arguments.append(RedisArgument(group))
         arguments.append(RedisArgument(id))
+        arguments.append(RedisArgument(events))
+        arguments.append(honourJobState ? "1" : "0")
         arguments.append(RedisArgument(counters.count))
         for (field, increment) in counters {
             arguments.append(RedisArgument(field))
@@ -55,7 +84,11 @@ extension RedisClient {
                 arguments.append(RedisArgument(value))
             }
         }
-        return try await send(arguments).int == 1
+        switch try await send(arguments).int {
+        case 1: return .written
+        case 2: return .droppedForJob
+        default: return .alreadyAcknowledged
+        }
     }
 
     static let moveScript = """

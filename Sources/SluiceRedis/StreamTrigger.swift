@@ -196,12 +196,19 @@ public final class StreamTrigger: Service {
         // If the process dies meanwhile, the entry is still pending and will be reclaimed.
         while true {
             do {
-                let acked = try await redis.acknowledge(
+                let result = try await redis.acknowledge(
                     stream: inputStream, group: group, id: entry.id, appends: plan.appends,
-                    counterKey: plan.counterKey, counters: plan.counters)
-                if !acked {
+                    counterKey: plan.counterKey, counters: plan.counters,
+                    events: chunk.events.count, honourJobState: plan.honourJobState,
+                    jobEvents: configuration.keys.stream("jobs"))
+                switch result {
+                case .alreadyAcknowledged:
                     logger.notice("chunk was acknowledged by another consumer; this result is discarded",
                                   metadata: ["chunk": .string(entry.id)])
+                case .droppedForJob:
+                    logger.info("chunk of a cancelled or failed job dropped", metadata: ["chunk": .string(entry.id)])
+                case .written:
+                    break
                 }
                 return
             } catch let error as RedisError where error.code == .unavailable {
@@ -228,11 +235,12 @@ public final class StreamTrigger: Service {
         var outage = Backoff()
         while true {
             do {
-                let acked = try await redis.acknowledge(
+                let result = try await redis.acknowledge(
                     stream: inputStream, group: group, id: entry.id,
                     appends: [.init(stream: configuration.keys.deadLetters(manifest.name), fields: fields)],
-                    counterKey: counterKey, counters: counters)
-                if acked {
+                    counterKey: counterKey, counters: counters, events: events, honourJobState: jobID != nil,
+                    jobEvents: configuration.keys.stream("jobs"))
+                if result == .written {
                     metrics.recordDeadLetter()
                     logger.error("chunk dead-lettered", metadata: [
                         "chunk": .string(entry.id), "error": .string(error.code), "attempts": .stringConvertible(attempts),
@@ -275,9 +283,13 @@ struct AcknowledgementPlan {
     var appends: [RedisClient.Append] = []
     var counters: [(String, Int)] = []
     var counterKey: String
+    /// Whether a chunk of a cancelled or failed job is dropped instead (not for the function
+    /// that records quarantined events: those are kept whatever became of their job).
+    var honourJobState: Bool
 
     init(manifest: Manifest, chunk: Chunk, outcomes: [Outcome], keys: StreamKeys) {
         counterKey = keys.job(chunk.jobID ?? "-")
+        honourJobState = chunk.jobID != nil && manifest.countsAs != "quarantined"
         var forwarded: [String: [Event]] = [:]
         var quarantined: [Event] = []
         var dropped: [String: Int] = [:]
@@ -311,6 +323,7 @@ struct AcknowledgementPlan {
         counters.append(("fn.\(manifest.name).forwarded", forwardedCount))
         for (reason, count) in dropped.sorted(by: { $0.key < $1.key }) { counters.append(("dropped.\(reason)", count)) }
         for (reason, count) in quarantineReasons.sorted(by: { $0.key < $1.key }) { counters.append(("quarantined.\(reason)", count)) }
+        if let terminal = manifest.countsAs, forwardedCount > 0 { counters.append((terminal, forwardedCount)) }
     }
 }
 

@@ -83,6 +83,9 @@ struct FunctionHost {
         let clients = try makeClients(concurrency: manifests.map(\.concurrency).reduce(0, +))
         do {
             try await migrate(clients)
+            var resources = clients.resources
+            resources.set(ManifestLoader(functionsDirectory: configuration.functionsDirectory))
+            resources.set(registry)
             let router = Router()
             router.add(middleware: ProblemMiddleware())
             var invokers: [String: FunctionInvoker] = [:]
@@ -91,7 +94,7 @@ struct FunctionHost {
             for manifest in manifests {
                 var functionLogger = logger
                 functionLogger[metadataKey: "function"] = .string(manifest.name)
-                let setup = FunctionSetup(manifest: manifest, logger: functionLogger, resources: clients.resources)
+                let setup = FunctionSetup(manifest: manifest, logger: functionLogger, resources: resources)
                 let handler = try await registry.makeHandler(setup)
                 if let function = handler as? any EventFunction {
                     let invoker = FunctionInvoker(manifest: manifest, function: function, logger: logger)

@@ -14,6 +14,7 @@
 /// retry: {max_attempts: 5, initial_backoff: 200ms, max_backoff: 30s, jitter: 0.2}
 /// environment: {KEY: value}    # configuration values for the handler
 /// config: {...}                # free-form settings of the handler (rules, tables)
+/// counts_as: loaded            # events it forwards reach their end here: the job counter they add to
 /// ```
 public struct Manifest: Sendable, Equatable {
     /// How a function is invoked.
@@ -50,6 +51,9 @@ public struct Manifest: Sendable, Equatable {
     public var environment: [String: String]
     /// Free-form settings of the handler.
     public var config: JSONValue
+    /// For a function at the end of a pipeline: the job counter (`loaded` or `quarantined`)
+    /// that the events it forwards are added to, as they have reached their terminal state.
+    public var countsAs: String?
     /// The file the manifest was read from (for error messages).
     public var file: String
 
@@ -82,6 +86,9 @@ public struct Manifest: Sendable, Equatable {
         for case .stream(let name) in triggers { return name }
         return nil
     }
+
+    /// The values `counts_as` may take.
+    public static let terminalCounters: Set<String> = ["loaded", "quarantined"]
 
     /// Whether the function serves HTTP routes of its own.
     public var servesHTTP: Bool { triggers.contains(.http) }

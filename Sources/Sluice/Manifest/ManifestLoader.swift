@@ -59,7 +59,7 @@ public struct ManifestLoader: Sendable {
         var reader = Reader(file: file)
         let fields = try reader.fields(of: top, at: "", allowed: [
             "name", "handler", "description", "triggers", "outputs", "middleware", "batch", "linger",
-            "concurrency", "visibility_timeout", "retry", "environment", "config",
+            "concurrency", "visibility_timeout", "retry", "environment", "config", "counts_as",
         ])
         var manifest = Manifest(name: name, handler: "", file: file)
         if let node = fields["name"] {
@@ -91,6 +91,13 @@ public struct ManifestLoader: Sendable {
         if let node = fields["retry"] { manifest.retry = try reader.retry(node) }
         if let node = fields["environment"] { manifest.environment = try reader.environment(node) }
         if let node = fields["config"] { manifest.config = try reader.json(node, at: "config") }
+        if let node = fields["counts_as"] {
+            let value = try reader.string(node, at: "counts_as")
+            guard Manifest.terminalCounters.contains(value) else {
+                throw reader.error(.badValue, "counts_as", node, "must be one of \(Manifest.terminalCounters.sorted().joined(separator: ", "))")
+            }
+            manifest.countsAs = value
+        }
         for output in manifest.outputs where !Self.isValidStreamName(output) {
             throw ManifestError(.badValue, file: file, key: "outputs", message: "'\(output)' is not a valid stream name (use letters, digits, '-', '_', '.')")
         }

@@ -3,12 +3,21 @@ import SluicePostgres
 
 /// Loads warehouse rows (flat objects whose keys are column names, as transform makes them)
 /// into the table `events`: COPY into a per-connection staging table, then
-/// `INSERT … SELECT DISTINCT ON (event_id) … ON CONFLICT (event_id) DO NOTHING`, in one
-/// transaction, checking that COPY took every row; the chunk is acknowledged only after the
-/// commit. A chunk delivered again after a crash inserts nothing a second time.
+/// `INSERT … SELECT DISTINCT ON (event_id) … ON CONFLICT (event_id) DO NOTHING RETURNING`, in
+/// one transaction, checking that COPY took every row; the chunk is acknowledged only after
+/// the commit.
+///
+/// Outcomes: an inserted row is forwarded (and counts as `loaded` with `counts_as: loaded`);
+/// a row whose `event_id` the warehouse already held is dropped as `duplicate`; a row without
+/// an `event_id` is quarantined (`missing_event_id`). The transaction also writes a
+/// `load_ledger` row with the chunk's duplicates, so that a chunk delivered again after a
+/// crash between commit and acknowledgement answers the same outcomes and inserts nothing.
+/// It first takes a share lock on the chunk's job row: the chunks of a job that was
+/// cancelled or failed are dropped (`cancelled`, `job_failed`) and never loaded, and a job
+/// that fails concurrently waits for this transaction and then deletes what it loaded.
 ///
 /// `job_id` and `received_at` come from the chunk; `loaded_at` is the database's clock at the
-/// insert. A row without an `event_id` cannot be loaded and is quarantined (`missing_event_id`).
+/// insert.
 public struct LoadFunction: EventFunction {
     /// The columns loaded from a row (besides `job_id`, `received_at` and `loaded_at`), and
     /// whether each holds JSON.
@@ -20,28 +29,30 @@ public struct LoadFunction: EventFunction {
     ]
 
     let pool: PostgresPool
+    let stream: String
 
     public init(setup: FunctionSetup) throws {
         pool = try setup.resources.require(PostgresPool.self)
+        stream = setup.manifest.inputStream ?? setup.manifest.name
     }
 
-    public init(pool: PostgresPool) {
+    public init(pool: PostgresPool, stream: String = "load") {
         self.pool = pool
+        self.stream = stream
     }
 
     static let columnList = (columns.map(\.name) + ["job_id", "received_at"]).joined(separator: ", ")
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
-        var outcomes: [Outcome] = []
-        outcomes.reserveCapacity(chunk.events.count)
+        var outcomes: [Outcome?] = Array(repeating: nil, count: chunk.events.count)
         var csv: [UInt8] = []
         csv.reserveCapacity(chunk.events.count * 400)
-        var rows = 0
+        var ids: [(position: Int, id: String)] = []
         let job = chunk.jobID.flatMap { SinkFunction.isUUID($0) ? $0 : nil }
         let received = Self.timestamp(chunk.receivedAt ?? ValidateFunction.systemMilliseconds())
-        for event in chunk.events {
+        for (position, event) in chunk.events.enumerated() {
             guard case .string(let id)? = event.value["event_id"], !id.isEmpty else {
-                outcomes.append(.quarantine(reason: "missing_event_id", event: event))
+                outcomes[position] = .quarantine(reason: "missing_event_id", event: event)
                 continue
             }
             for (index, column) in Self.columns.enumerated() {
@@ -59,13 +70,23 @@ public struct LoadFunction: EventFunction {
             csv.append(UInt8(ascii: ","))
             SinkFunction.appendCSV(received, to: &csv)
             csv.append(UInt8(ascii: "\n"))
-            rows += 1
-            outcomes.append(.forward(event))
+            ids.append((position, id))
         }
-        guard rows > 0 else { return outcomes }
-        let data = csv, expected = rows
+        guard !ids.isEmpty else { return outcomes.map { $0! } }
+        let data = csv, expected = ids.count, stream = self.stream, chunkKey = chunk.identity, idList = ids
+        let verdict: LoadVerdict
         do {
-            try await pool.withTransaction { connection in
+            verdict = try await pool.withTransaction { connection in
+                if let job {
+                    let status = try connection.query("SELECT status FROM jobs WHERE id = $1::uuid FOR SHARE", [job]).scalar
+                    if status == "cancelled" { return .jobEnded("cancelled") }
+                    if status == "failed" { return .jobEnded("job_failed") }
+                }
+                let recorded = try connection.query(
+                    "SELECT duplicates FROM load_ledger WHERE stream = $1 AND chunk_id = $2", [stream, chunkKey])
+                if let row = recorded.rows.first {
+                    return .recorded(duplicates: PostgresArray.parse(row[0] ?? "{}"))
+                }
                 try connection.executeUnparameterized("""
                     CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
                     """)
@@ -73,11 +94,19 @@ public struct LoadFunction: EventFunction {
                 guard copied == expected else {
                     throw FunctionError.retryable("row_count_mismatch", "COPY took \(copied) rows of \(expected)")
                 }
-                try connection.query("""
+                let inserted = try connection.query("""
                     INSERT INTO events (\(Self.columnList))
                     SELECT DISTINCT ON (event_id) \(Self.columnList) FROM events_staging ORDER BY event_id
                     ON CONFLICT (event_id) DO NOTHING
+                    RETURNING event_id
                     """)
+                var fresh = Set(inserted.rows.compactMap { $0[0] })
+                var duplicates: [String] = []
+                for (_, id) in idList where fresh.remove(id) == nil { duplicates.append(id) }
+                try connection.query(
+                    "INSERT INTO load_ledger (stream, chunk_id, loaded, duplicates) VALUES ($1, $2, $3::integer, $4::text[])",
+                    [stream, chunkKey, String(inserted.rows.count), PostgresArray.literal(duplicates)])
+                return .inserted(duplicates: duplicates)
             }
         } catch let error as PostgresError {
             // A row the table refuses (a bad timestamp, say) fails the whole COPY: retrying cannot
@@ -86,7 +115,33 @@ public struct LoadFunction: EventFunction {
             throw FunctionError(permanent ? .permanent : .retryable, code: error.code.rawValue,
                                 message: error.sqlState.map { "SQLSTATE \($0)" } ?? "database error")
         }
-        return outcomes
+        switch verdict {
+        case .jobEnded(let reason):
+            return chunk.events.map { _ in .drop(reason: reason) }
+        case .inserted(let duplicates), .recorded(let duplicates):
+            // The duplicates list names an id once per surplus occurrence, in chunk order.
+            var surplus: [String: Int] = [:]
+            for id in duplicates { surplus[id, default: 0] += 1 }
+            var seen: Set<String> = []
+            let total = Dictionary(ids.map { ($0.id, 1) }, uniquingKeysWith: +)
+            for (position, id) in ids {
+                // Of the occurrences of an id, the last `surplus` ones are duplicates.
+                let first = seen.insert(id).inserted
+                let loadedOccurrences = total[id]! - surplus[id, default: 0]
+                if first && loadedOccurrences > 0 {
+                    outcomes[position] = .forward(chunk.events[position])
+                } else {
+                    outcomes[position] = .drop(reason: "duplicate")
+                }
+            }
+            return outcomes.map { $0! }
+        }
+    }
+
+    enum LoadVerdict: Sendable {
+        case jobEnded(String)
+        case inserted(duplicates: [String])
+        case recorded(duplicates: [String])
     }
 
     /// Unix milliseconds as an ISO 8601 UTC timestamp PostgreSQL reads.
@@ -115,5 +170,40 @@ public struct LoadFunction: EventFunction {
 extension String {
     func trimmingQuotes() -> String {
         hasPrefix("\"") && hasSuffix("\"") && count >= 2 ? String(dropFirst().dropLast()) : self
+    }
+}
+
+/// PostgreSQL's text form of `text[]`.
+enum PostgresArray {
+    /// `{"a","b"}` with `"` and `\` escaped.
+    static func literal(_ items: [String]) -> String {
+        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+    }
+
+    /// Parses the text form PostgreSQL answers for a one-dimensional `text[]`.
+    static func parse(_ text: String) -> [String] {
+        var items: [String] = []
+        var chars = Array(text.unicodeScalars)
+        guard chars.first == "{", chars.last == "}" else { return [] }
+        chars = Array(chars.dropFirst().dropLast())
+        var index = 0
+        while index < chars.count {
+            var item = String.UnicodeScalarView()
+            if chars[index] == "\"" {
+                index += 1
+                while index < chars.count, chars[index] != "\"" {
+                    if chars[index] == "\\", index + 1 < chars.count { index += 1 }
+                    item.append(chars[index])
+                    index += 1
+                }
+                index += 1  // closing quote
+            } else {
+                while index < chars.count, chars[index] != "," { item.append(chars[index]); index += 1 }
+            }
+            items.append(String(item))
+            index += 1  // comma
+        }
+        return items
     }
 }

@@ -10,6 +10,11 @@ import SluiceRedis
 /// - an id seen before (by another chunk, or earlier in this one) → dropped as `duplicate`;
 /// - the rest → forwarded.
 ///
+/// `config.rules` adds field checks (``FieldRule``) after the shape. `config.shape: rules`
+/// replaces the built-in shape for events of another shape: then only the rules apply, the
+/// id is read from `config.id_field` and the time, when `config.time_field` names one, from
+/// there (freshness is checked only then).
+///
 /// The first-seen marks live in Redis for `config.dedup_ttl` (default `max_age` + 1h, so an
 /// event cannot outlive its mark and be loaded twice) and record which chunk position set
 /// them, so a chunk delivered again is never taken for a duplicate of itself.
@@ -19,6 +24,10 @@ public struct ValidateFunction: EventFunction {
     let keys: StreamKeys
     let dedupTTL: Duration
     let clock: @Sendable () -> Int64
+    let rules: [FieldRule]
+    let customShape: (idField: String, timeField: String?)?
+    /// Checks duplicates without recording first-seen marks (`POST /api/v1/process/transform`).
+    public var dryRun = false
 
     public init(setup: FunctionSetup, clock: @escaping @Sendable () -> Int64 = ValidateFunction.systemMilliseconds) throws {
         let manifest = setup.manifest
@@ -37,8 +46,21 @@ public struct ValidateFunction: EventFunction {
                                 message: "must be longer than config.max_age, or an old duplicate could be loaded again")
         }
         redis = try setup.resources.require(RedisClient.self)
+        rules = try FieldRule.rules(from: manifest.config, file: manifest.file)
+        switch manifest.config["shape"] {
+        case nil, .string("builtin")?:
+            customShape = nil
+        case .string("rules")?:
+            guard case .string(let idField)? = manifest.config["id_field"] else {
+                throw ManifestError(.missingField, file: manifest.file, key: "config.id_field", message: "is required with shape: rules")
+            }
+            customShape = (idField, manifest.config["time_field"]?.stringValue)
+        default:
+            throw ManifestError(.badValue, file: manifest.file, key: "config.shape", message: "must be builtin or rules")
+        }
         keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
         self.clock = clock
+        dryRun = setup.resources.get(DryRun.self)?.enabled ?? false
     }
 
     /// The wall clock in Unix milliseconds.
@@ -53,7 +75,7 @@ public struct ValidateFunction: EventFunction {
         var outcomes: [Outcome?] = Array(repeating: nil, count: chunk.events.count)
         var dedupKeys: [String] = [], positions: [Int] = []
         for (position, event) in chunk.events.enumerated() {
-            switch validator.check(event.value, nowMilliseconds: now) {
+            switch check(event.value, now: now) {
             case .malformed(let reason, _):
                 outcomes[position] = .quarantine(reason: reason, event: event)
             case .stale:
@@ -65,7 +87,14 @@ public struct ValidateFunction: EventFunction {
         }
         let first: [Bool]
         do {
-            first = try await redis.claimFirstSeen(keys: dedupKeys, positions: positions, chunkIdentity: chunk.identity, ttl: dedupTTL)
+            if dryRun {
+                let seen = try await redis.peekSeen(keys: dedupKeys)
+                var earlier: Set<String> = []
+                first = zip(dedupKeys, seen).map { key, seen in !seen && earlier.insert(key).inserted }
+            } else {
+                first = try await redis.claimFirstSeen(keys: dedupKeys, positions: positions, chunkIdentity: chunk.identity,
+                                                       jobID: chunk.jobID, ttl: dedupTTL, streamKeys: keys)
+            }
         } catch {
             throw FunctionError.retryable("dedup_unavailable", "the deduplication store did not answer")
         }
@@ -73,6 +102,35 @@ public struct ValidateFunction: EventFunction {
             outcomes[position] = first[index] ? .forward(chunk.events[position]) : .drop(reason: "duplicate")
         }
         return outcomes.map { $0! }
+    }
+
+    /// The shape (built-in or by rules), then the rules.
+    func check(_ event: JSONValue, now: Int64) -> EventShapeValidator.Verdict {
+        let verdict: EventShapeValidator.Verdict
+        if let customShape {
+            verdict = checkCustom(event, shape: customShape, now: now)
+        } else {
+            verdict = validator.check(event, nowMilliseconds: now)
+        }
+        guard case .valid = verdict else { return verdict }
+        for rule in rules {
+            if let reason = rule.violation(in: event) { return .malformed(reason: reason, field: rule.field) }
+        }
+        return verdict
+    }
+
+    func checkCustom(_ event: JSONValue, shape: (idField: String, timeField: String?), now: Int64) -> EventShapeValidator.Verdict {
+        guard case .object = event else { return .malformed(reason: "wrong_type", field: "") }
+        guard case .string(let id)? = event.value(atPath: shape.idField), !id.isEmpty else {
+            let value = event.value(atPath: shape.idField)
+            return .malformed(reason: value == nil || value == .null || value == .string("") ? "missing_field" : "wrong_type", field: shape.idField)
+        }
+        guard let timeField = shape.timeField else { return .valid(eventID: id, timestamp: now) }
+        guard case .string(let text)? = event.value(atPath: timeField) else { return .malformed(reason: "missing_field", field: timeField) }
+        guard let time = Timestamp.milliseconds(text) else { return .malformed(reason: "invalid_timestamp", field: timeField) }
+        if time > now + validator.maxFutureSkew.milliseconds { return .malformed(reason: "future_timestamp", field: timeField) }
+        if time < now - validator.maxAge.milliseconds { return .stale(eventID: id) }
+        return .valid(eventID: id, timestamp: time)
     }
 }
 

@@ -1,0 +1,502 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Sluice
+import SluiceHTTP
+import SluicePostgres
+import SluiceRedis
+
+/// The pipeline's front door (`POST /api/v1/ingest`) and its job API
+/// (`GET /api/v1/jobs[/{id}]`, `DELETE /api/v1/jobs/{id}`), plus `POST /api/v1/process/transform`.
+///
+/// An upload is decoded as it arrives (``UploadDecoder``), never held whole: events go to the
+/// function's outputs in chunks of `batch`, records that do not parse go to the quarantine
+/// stream with their line. The job row exists from the first byte; when the body ends its
+/// `received` count is final and the job moves to `processing`. A body that cannot be parsed
+/// at all, or is larger than `config.max_body_bytes`, fails the job: the job row is marked
+/// `failed` (which stops the load stage, see ``LoadFunction``), whatever was loaded is deleted,
+/// the job's remaining chunks are dropped, and the client gets a problem naming the offset.
+public struct IngestFunction: HTTPFunction {
+    let manifest: Manifest
+    let redis: RedisClient
+    let pool: PostgresPool
+    let keys: StreamKeys
+    let logger: Logger
+    let maxBody: Int
+    let limits: UploadLimits
+    let csvMapping: CSVColumnMapping
+    let processChain: [FunctionInvoker]
+
+    public init(setup: FunctionSetup) async throws {
+        manifest = setup.manifest
+        redis = try setup.resources.require(RedisClient.self)
+        pool = try setup.resources.require(PostgresPool.self)
+        keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
+        logger = setup.logger
+        let config = manifest.config
+        maxBody = Int(config["max_body_bytes"]?.intValue ?? 1 << 30)
+        limits = UploadLimits(maxRecordBytes: Int(config["max_record_bytes"]?.intValue ?? 1 << 20))
+        csvMapping = try CSVColumnMapping(config: config["csv"], file: manifest.file)
+        guard !manifest.outputs.isEmpty else {
+            throw ManifestError(.missingField, file: manifest.file, key: "outputs", message: "ingest needs at least one output")
+        }
+        // The stages `POST /api/v1/process/transform` runs, built from their own manifests.
+        var chain: [FunctionInvoker] = []
+        if let loader = setup.resources.get(ManifestLoader.self), let registry = setup.resources.get(FunctionRegistry.self) {
+            let names = config["process_transform"].flatMap { value -> [String]? in
+                if case .array(let items) = value { return items.compactMap(\.stringValue) }
+                return nil
+            } ?? ["validate", "enrich", "transform"]
+            var resources = setup.resources
+            resources.set(DryRun(true))
+            for name in names {
+                guard let stage = try? loader.load(name) else { continue }
+                var stageLogger = setup.logger
+                stageLogger[metadataKey: "function"] = .string(name)
+                let handler = try await registry.makeHandler(FunctionSetup(manifest: stage, logger: stageLogger, resources: resources))
+                if let function = handler as? any EventFunction {
+                    chain.append(FunctionInvoker(manifest: stage, function: function, logger: stageLogger))
+                }
+            }
+        }
+        processChain = chain
+    }
+
+    public func addRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/api/v1/ingest") { request, _ -> JSONResponse in
+            try await self.ingest(request)
+        }
+        router.get("/api/v1/jobs") { request, _ -> JSONResponse in
+            try await self.listJobs(request)
+        }
+        router.get("/api/v1/jobs/{id}") { _, context -> JSONResponse in
+            let id = try context.parameters.require("id")
+            return JSONResponse(status: .ok, value: try await self.job(id))
+        }
+        router.delete("/api/v1/jobs/{id}") { _, context -> JSONResponse in
+            try await self.cancel(try context.parameters.require("id"))
+        }
+        router.post("/api/v1/process/transform") { request, _ -> JSONResponse in
+            try await self.processTransform(request)
+        }
+    }
+
+    // MARK: - Upload
+
+    func ingest(_ request: Request) async throws -> JSONResponse {
+        let filename = request.uri.queryParameters.get("filename")
+            ?? request.headers[.contentDisposition].flatMap(UploadFormat.filename(fromContentDisposition:))
+        let contentType = request.headers[.contentType]
+        guard let format = UploadFormat.detect(query: request.uri.queryParameters.get("format"), contentType: contentType, filename: filename) else {
+            throw Problem(.unsupportedMediaType, code: "unsupported_format",
+                          detail: "name the format with Content-Type (application/x-ndjson, application/json, text/csv, application/xml, text/plain) or ?format=")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBody {
+            throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(maxBody) bytes",
+                          extra: ["limit": .int(Int64(maxBody))])
+        }
+        let jobID = UUID().uuidString.lowercased()
+        let traceID = request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)) ?? TraceContext.newTraceID()
+        do {
+            try await pool.query(
+                "INSERT INTO jobs (id, status, format, content_type, counts) VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb)",
+                [jobID, format.rawValue, contentType.map { String($0.prefix(200)) }])
+            try await redis.beginJob(jobID, keys: keys)
+        } catch {
+            throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the job store is not available; try again")
+        }
+        var publisher = UploadPublisher(jobID: jobID, traceID: traceID, batch: manifest.batch, outputs: manifest.outputs,
+                                        keys: keys, redis: redis, function: manifest.name)
+        publisher.isCSV = format == .csv
+        let schema: JSONValue?
+        do {
+            switch format {
+            case .ndjson: schema = try await receive(request.body, decoder: NDJSONDecoder(limits: limits), into: &publisher)
+            case .json: schema = try await receive(request.body, decoder: JSONArrayDecoder(limits: limits), into: &publisher)
+            case .text: schema = try await receive(request.body, decoder: TextDecoder(limits: limits), into: &publisher)
+            case .xml: schema = try await receive(request.body, decoder: XMLDecoder(limits: limits), into: &publisher)
+            case .csv: schema = try await receive(request.body, decoder: CSVDecoder(limits: limits), into: &publisher)
+            }
+        } catch let failure as IngestFailure {
+            await fail(jobID, code: failure.problem.code)
+            logger.notice("upload refused", metadata: ["job": .string(jobID), "code": .string(failure.problem.code)])
+            var problem = failure.problem
+            problem.extra["job_id"] = .string(jobID)
+            throw problem
+        }
+        do {
+            try await pool.query("""
+                UPDATE jobs SET status = CASE WHEN status = 'received' THEN 'processing' ELSE status END,
+                    counts = counts || jsonb_build_object('received', $2::bigint), schema = $3::jsonb, bytes = $4::bigint,
+                    updated_at = now()
+                WHERE id = $1::uuid
+                """, [jobID, String(publisher.received), schema?.serializedString, String(publisher.bytes)])
+            let state = try await redis.finishReceiving(jobID, received: publisher.received, keys: keys)
+            logger.info("upload received", metadata: [
+                "job": .string(jobID), "format": .string(format.rawValue), "events": .stringConvertible(publisher.received),
+                "bytes": .stringConvertible(publisher.bytes), "state": .string(state),
+            ])
+        } catch {
+            await fail(jobID, code: "ingest_unavailable")
+            throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the upload could not be recorded; try again",
+                          extra: ["job_id": .string(jobID)])
+        }
+        var answer: JSONObject = ["job_id": .string(jobID), "status": "received", "format": .string(format.rawValue),
+                                  "received": .int(Int64(publisher.received))]
+        if let schema { answer["schema"] = schema }
+        return JSONResponse(status: .accepted, value: .object(answer))
+    }
+
+    /// Feeds the body through `decoder`, publishing as it goes; answers the CSV schema.
+    func receive<D: UploadDecoder>(_ body: RequestBody, decoder: D, into publisher: inout UploadPublisher) async throws -> JSONValue? {
+        var decoder = decoder
+        var records: [UploadRecord] = []
+        do {
+            for try await buffer in body {
+                publisher.bytes += buffer.readableBytes
+                guard publisher.bytes <= maxBody else {
+                    throw IngestFailure(Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(maxBody) bytes",
+                                                extra: ["limit": .int(Int64(maxBody))]))
+                }
+                records.removeAll(keepingCapacity: true)
+                let result: Result<Void, UploadError> = buffer.withUnsafeReadableBytes { raw in
+                    do throws(UploadError) {
+                        try decoder.feed(raw, into: &records)
+                        return .success(())
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                try result.get()
+                try await publish(records, via: &publisher)
+            }
+            records.removeAll(keepingCapacity: true)
+            try decoder.finish(into: &records)
+            try await publish(records, via: &publisher)
+            try await publisher.flush()
+        } catch let error as UploadError {
+            throw IngestFailure(Problem(.badRequest, code: error.code.rawValue, detail: "the body cannot be parsed: \(error.message)",
+                                        extra: ["offset": .int(Int64(error.offset))]))
+        } catch let failure as IngestFailure {
+            throw failure
+        } catch is RedisError {
+            throw IngestFailure(Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the event stream is not available; try again"))
+        } catch {
+            throw IngestFailure(Problem(.badRequest, code: "body_incomplete", detail: "the body ended before it was complete"))
+        }
+        if let csv = decoder as? CSVDecoder {
+            return .array(csv.schema.map { ["name": .string($0.name), "type": .string($0.type.rawValue)] })
+        }
+        return nil
+    }
+
+    func publish(_ records: [UploadRecord], via publisher: inout UploadPublisher) async throws {
+        let mapCSV = publisher.isCSV
+        for record in records {
+            switch record {
+            case .event(let value, _):
+                publisher.add(Event(mapCSV ? csvMapping.map(value) : value))
+            case .malformed(let reason, let line, let raw):
+                publisher.quarantine(["reason": .string(reason), "function": .string(manifest.name), "line": .int(Int64(line)), "raw": .string(raw)])
+            }
+            if publisher.isFull { try await publisher.flush() }
+        }
+    }
+
+    /// Marks the job failed: first in PostgreSQL (under the row lock the load stage takes, so
+    /// no chunk of it is loaded afterwards, and what was loaded before goes), then in Redis
+    /// (the stages drop its remaining chunks).
+    func fail(_ jobID: String, code: String) async {
+        do {
+            try await pool.withTransaction { connection in
+                try connection.query("""
+                    UPDATE jobs SET status = 'failed', error = $2, finished_at = now(), updated_at = now()
+                    WHERE id = $1::uuid AND status IN ('received', 'processing')
+                    """, [jobID, code])
+                try connection.query("DELETE FROM events WHERE job_id = $1::uuid", [jobID])
+            }
+            try await redis.endJob(jobID, as: "failed", code: code, keys: keys)
+        } catch {
+            logger.error("could not mark a job failed", metadata: ["job": .string(jobID), "error": .string("\(error)")])
+        }
+    }
+
+    // MARK: - Jobs
+
+    static let jobColumns = """
+        id::text, status, format, counts::text, error, schema::text, content_type, bytes::text,
+        \(iso("created_at")), \(iso("updated_at")), \(iso("finished_at"))
+        """
+
+    /// A timestamptz column as ISO 8601 in UTC with milliseconds.
+    static func iso(_ column: String) -> String {
+        "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    }
+
+    func job(_ id: String) async throws -> JSONValue {
+        guard SinkFunction.isUUID(id.lowercased()) else { throw Self.jobNotFound }
+        let rows: PostgresRows
+        do {
+            rows = try await pool.query("SELECT \(Self.jobColumns) FROM jobs WHERE id = $1::uuid", [id.lowercased()])
+        } catch {
+            throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
+        }
+        guard let row = rows.rows.first else { throw Self.jobNotFound }
+        let live = try? await redis.jobState(id.lowercased(), keys: keys)
+        return Self.describeJob(row, live: live?.state == nil ? nil : live?.fields)
+    }
+
+    static let jobNotFound = Problem(.notFound, code: "job_not_found", detail: "no job has this id")
+
+    /// A job as the API answers it: the row, with the live state and counters from Redis
+    /// when it still holds them.
+    static func describeJob(_ row: [String?], live: [String: String]?) -> JSONValue {
+        let stored = (row[3].flatMap { try? JSONParser().parse(Array($0.utf8)) }) ?? .object([:])
+        func count(_ liveName: String, _ storedName: String) -> JSONValue {
+            if let live, let value = live[liveName].flatMap(Int64.init) { return .int(value) }
+            if live != nil, liveName != "received" { return .int(0) }
+            return stored[storedName] ?? .int(0)
+        }
+        var counts: JSONObject = [
+            "received": count("received", "received"), "loaded": count("loaded", "loaded"),
+            "quarantined": count("quarantined", "quarantined"), "stale": count("dropped.stale", "stale"),
+            "duplicate": count("dropped.duplicate", "duplicate"), "no_consent": count("dropped.no_consent", "no_consent"),
+            "failed": count("dead_lettered", "failed"), "cancelled": count("dropped.cancelled", "cancelled"),
+        ]
+        var status = row[1] ?? "received"
+        if let state = live?["state"], ["received", "processing", "completed", "failed", "cancelled"].contains(state) {
+            // Redis decides first; the row follows when the jobs stream is recorded.
+            if !["completed", "failed", "cancelled"].contains(status) || state == status { status = state }
+        }
+        if case .int(let received)? = counts["received"] {
+            let settled = ["loaded", "quarantined", "stale", "duplicate", "no_consent", "failed", "cancelled"]
+                .reduce(Int64(0)) { sum, name in if case .int(let v)? = counts[name] { sum + v } else { sum } }
+            counts["in_flight"] = .int(max(0, received - settled))
+        }
+        var object: JSONObject = [
+            "id": .string(row[0] ?? ""), "status": .string(status), "format": row[2].map(JSONValue.string) ?? .null,
+            "counts": .object(counts), "created_at": .string(row[8] ?? ""), "updated_at": .string(row[9] ?? ""),
+            "finished_at": row[10].map(JSONValue.string) ?? .null,
+        ]
+        if let error = live?["error"] ?? row[4] { object["error"] = .string(error) }
+        if let schema = row[5].flatMap({ try? JSONParser().parse(Array($0.utf8)) }) { object["schema"] = schema }
+        if let type = row[6] { object["content_type"] = .string(type) }
+        if let bytes = row[7].flatMap(Int64.init) { object["bytes"] = .int(bytes) }
+        return .object(object)
+    }
+
+    func listJobs(_ request: Request) async throws -> JSONResponse {
+        let query = request.uri.queryParameters
+        let limitText = query.get("limit") ?? "50"
+        guard let limit = Int(limitText), (1...500).contains(limit) else {
+            throw Problem(.badRequest, code: "invalid_parameter", detail: "limit must be an integer from 1 to 500", extra: ["parameter": "limit"])
+        }
+        let status = query.get("status")
+        if let status, !["received", "processing", "completed", "failed", "cancelled"].contains(status) {
+            throw Problem(.badRequest, code: "invalid_parameter", detail: "status must be received, processing, completed, failed or cancelled",
+                          extra: ["parameter": "status"])
+        }
+        let before = query.get("before")
+        if let before, !SinkFunction.isUUID(before.lowercased()) {
+            throw Problem(.badRequest, code: "invalid_parameter", detail: "before must be a job id (the next_before of the previous page)",
+                          extra: ["parameter": "before"])
+        }
+        let rows: PostgresRows
+        do {
+            rows = try await pool.query("""
+                SELECT \(Self.jobColumns) FROM jobs
+                WHERE ($1::text IS NULL OR status = $1)
+                  AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM jobs WHERE id = $2::uuid))
+                ORDER BY created_at DESC, id DESC
+                LIMIT $3::integer
+                """, [status, before?.lowercased(), String(limit)])
+        } catch {
+            throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
+        }
+        var jobs: [JSONValue] = []
+        for row in rows.rows {
+            var live: [String: String]?
+            if let id = row[0], row[1] == "received" || row[1] == "processing",
+               let state = try? await redis.jobState(id, keys: keys), state.state != nil {
+                live = state.fields
+            }
+            jobs.append(Self.describeJob(row, live: live))
+        }
+        var answer: JSONObject = ["jobs": .array(jobs)]
+        answer["next_before"] = rows.rows.count == limit ? (rows.rows.last?[0]).map(JSONValue.string) ?? .null : .null
+        return JSONResponse(status: .ok, value: .object(answer))
+    }
+
+    func cancel(_ id: String) async throws -> JSONResponse {
+        let jobID = id.lowercased()
+        guard SinkFunction.isUUID(jobID) else { throw Self.jobNotFound }
+        let previous: String?
+        do {
+            previous = try await pool.withTransaction { connection in
+                let current = try connection.query("SELECT status FROM jobs WHERE id = $1::uuid FOR UPDATE", [jobID]).scalar
+                guard let current else { return nil }
+                if current == "received" || current == "processing" {
+                    try connection.query("""
+                        UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now() WHERE id = $1::uuid
+                        """, [jobID])
+                }
+                return current
+            }
+        } catch {
+            throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
+        }
+        guard let previous else { throw Self.jobNotFound }
+        guard previous == "received" || previous == "processing" else {
+            throw Problem(.conflict, code: "job_finished", detail: "the job has already ended", extra: ["status": .string(previous)])
+        }
+        do {
+            try await redis.endJob(jobID, as: "cancelled", keys: keys)
+        } catch {
+            throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the event stream is not available; try again")
+        }
+        logger.info("job cancelled", metadata: ["job": .string(jobID)])
+        return JSONResponse(status: .ok, value: try await job(jobID))
+    }
+
+    // MARK: - Dry run
+
+    /// Runs the process chain (validate → enrich → transform by default) on the posted JSON
+    /// array (or NDJSON) of events and answers each event's fate; writes nothing.
+    func processTransform(_ request: Request) async throws -> JSONResponse {
+        guard !processChain.isEmpty else {
+            throw Problem(.serviceUnavailable, code: "not_configured", detail: "no stage manifests were found for the dry run")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: 8 << 20)
+        } catch {
+            throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(8 << 20) bytes")
+        }
+        var records: [UploadRecord] = []
+        do {
+            let bytes = Array(body.readableBytesView)
+            let first = bytes.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }
+            if first == UInt8(ascii: "[") {
+                var decoder = JSONArrayDecoder(limits: limits)
+                records = try decoder.decodeAll(bytes)
+            } else {
+                var decoder = NDJSONDecoder(limits: limits)
+                records = try decoder.decodeAll(bytes)
+            }
+        } catch {
+            throw Problem(.badRequest, code: error.code.rawValue, detail: "the body cannot be parsed: \(error.message)",
+                          extra: ["offset": .int(Int64(error.offset))])
+        }
+        guard records.count <= 10_000 else {
+            throw Problem(.contentTooLarge, code: "too_many_events", detail: "at most 10000 events per dry run")
+        }
+        var results: [JSONValue] = Array(repeating: .null, count: records.count)
+        var live: [(index: Int, event: Event)] = []
+        for (index, record) in records.enumerated() {
+            switch record {
+            case .event(let value, _): live.append((index, Event(value)))
+            case .malformed(let reason, _, _):
+                results[index] = ["index": .int(Int64(index)), "outcome": "quarantine", "reason": .string(reason), "stage": .string(manifest.name)]
+            }
+        }
+        for stage in processChain where !live.isEmpty {
+            let chunk = Chunk(id: "dry-run-\(UUID().uuidString.lowercased())", events: live.map(\.event))
+            let outcomes: [Outcome]
+            do {
+                outcomes = try await stage.invoke(chunk, attempt: 1)
+            } catch {
+                throw Problem(error.kind == .retryable ? .serviceUnavailable : .unprocessableContent, code: error.code,
+                              detail: error.message, extra: ["stage": .string(stage.manifest.name)])
+            }
+            var next: [(index: Int, event: Event)] = []
+            for (item, outcome) in zip(live, outcomes) {
+                switch outcome {
+                case .forward(let event, _): next.append((item.index, event))
+                case .drop(let reason):
+                    results[item.index] = ["index": .int(Int64(item.index)), "outcome": "drop", "reason": .string(reason),
+                                           "stage": .string(stage.manifest.name)]
+                case .quarantine(let reason, _):
+                    results[item.index] = ["index": .int(Int64(item.index)), "outcome": "quarantine", "reason": .string(reason),
+                                           "stage": .string(stage.manifest.name)]
+                }
+            }
+            live = next
+        }
+        for item in live {
+            results[item.index] = ["index": .int(Int64(item.index)), "outcome": "forward", "row": item.event.value]
+        }
+        var counts: JSONObject = ["forward": 0, "drop": 0, "quarantine": 0]
+        for result in results {
+            if let outcome = result["outcome"]?.stringValue, case .int(let n)? = counts[outcome] { counts[outcome] = .int(n + 1) }
+        }
+        return JSONResponse(status: .ok, value: [
+            "stages": .array(processChain.map { .string($0.manifest.name) }), "counts": .object(counts), "results": .array(results),
+        ])
+    }
+}
+
+/// Marks the resources of a dry run: stages built with it record nothing.
+public struct DryRun: Sendable {
+    public var enabled: Bool
+    public init(_ enabled: Bool) { self.enabled = enabled }
+}
+
+/// An upload refused part-way: the problem to answer once the job is marked failed.
+struct IngestFailure: Error {
+    var problem: Problem
+    init(_ problem: Problem) { self.problem = problem }
+}
+
+/// Collects an upload's events into chunks and appends them to the outputs (and malformed
+/// records to the quarantine stream), counting what it received.
+struct UploadPublisher {
+    let jobID: String
+    let traceID: String
+    let batch: Int
+    let outputs: [String]
+    let keys: StreamKeys
+    let redis: RedisClient
+    let function: String
+    var isCSV = false
+    var events: [Event] = []
+    var quarantined: [Event] = []
+    var received = 0
+    var bytes = 0
+
+    init(jobID: String, traceID: String, batch: Int, outputs: [String], keys: StreamKeys, redis: RedisClient, function: String) {
+        self.jobID = jobID
+        self.traceID = traceID
+        self.batch = batch
+        self.outputs = outputs
+        self.keys = keys
+        self.redis = redis
+        self.function = function
+    }
+
+    var isFull: Bool { events.count >= batch || quarantined.count >= batch }
+
+    mutating func add(_ event: Event) {
+        events.append(event)
+        received += 1
+    }
+
+    mutating func quarantine(_ item: JSONObject) {
+        quarantined.append(Event(.object(item)))
+        received += 1
+    }
+
+    mutating func flush() async throws {
+        let receivedAt = ValidateFunction.systemMilliseconds()
+        if !events.isEmpty {
+            let fields = ChunkCodec.encode(events: events, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+            for output in outputs { _ = try await redis.add(stream: keys.stream(output), fields: fields) }
+            events.removeAll(keepingCapacity: true)
+        }
+        if !quarantined.isEmpty {
+            let fields = ChunkCodec.encode(events: quarantined, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+            _ = try await redis.add(stream: keys.stream("quarantine"), fields: fields)
+            quarantined.removeAll(keepingCapacity: true)
+        }
+    }
+}
