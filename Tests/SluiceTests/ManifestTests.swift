@@ -157,7 +157,20 @@ struct ManifestTests {
         let root = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
         let loader = ManifestLoader(functionsDirectory: "/\(root)/functions")
         let names = try loader.functionNames()
-        #expect(names == ["filter", "intake", "sink", "tag"])
-        for name in names { _ = try loader.load(name) }
+        #expect(names == ["enrich", "ingest", "jobs", "load", "quarantine", "transform", "validate"])
+        var manifests: [String: Manifest] = [:]
+        for name in names { manifests[name] = try loader.load(name) }
+        // The stages are wired into one chain: each output is some function's input stream.
+        let inputs = Set(manifests.values.compactMap(\.inputStream))
+        #expect(manifests["ingest"]?.outputs == ["validate"])
+        #expect(manifests["validate"]?.outputs == ["enrich"])
+        #expect(manifests["enrich"]?.outputs == ["transform"])
+        #expect(manifests["transform"]?.outputs == ["load"])
+        #expect(manifests["load"]?.outputs == [])
+        for manifest in manifests.values {
+            for output in manifest.outputs { #expect(inputs.contains(output), "\(manifest.name) → \(output)") }
+        }
+        #expect(manifests["load"]?.countsAs == "loaded")
+        #expect(manifests["quarantine"]?.countsAs == "quarantined")
     }
 }

@@ -1,0 +1,289 @@
+import Foundation
+import Sluice
+import SluiceRedis
+import Testing
+
+/// The pipeline of `functions/`, every stage its own process, on gen_events.py workloads.
+@Suite(.serialized) struct PipelineEndToEndTests {
+    static let reasons: Set<String> = ["missing_field", "wrong_type", "invalid_timestamp", "invalid_value", "future_timestamp"]
+
+    /// Checks a finished job against the workload's manifest, the warehouse and the quarantine.
+    func expectExact(_ job: JSONValue, _ workload: GeneratedWorkload, _ fixture: PipelineFixture, id: String) async throws {
+        #expect(job["status"]?.stringValue == "completed")
+        #expect(job.count("received") == workload.count)
+        for name in ["loaded", "quarantined", "stale", "duplicate", "no_consent"] {
+            #expect(job.count(name) == workload.expected[name], "counts.\(name)")
+        }
+        #expect(job.count("failed") == 0)
+        #expect(job.count("in_flight") == 0)
+        #expect(try await fixture.warehouseRows(job: id) == workload.expected["loaded"])
+        let reasons = try await fixture.quarantineReasons(job: id)
+        #expect(reasons.values.reduce(0, +) == workload.expected["quarantined"])
+        #expect(Set(reasons.keys).isSubset(of: Self.reasons), "reasons: \(reasons)")
+    }
+
+    @Test func everyFormatIsAccountedForExactly() async throws {
+        try await PipelineFixture.with(db: 7, manifests: try PipelineFixture.pipelineManifests()) { fixture in
+            try await fixture.startPipeline()
+            let runs: [(count: Int, seed: Int, format: String, type: String)] = [
+                (100_000, 101, "ndjson", "application/x-ndjson"), (20_000, 102, "csv", "text/csv"),
+                (20_000, 103, "xml", "application/xml"), (20_000, 104, "json", "application/json"),
+            ]
+            for run in runs {
+                let workload = try await GeneratedWorkload.make(count: run.count, seed: run.seed, format: run.format, in: fixture.directory)
+                let answer = try await fixture.upload(file: workload.path, contentType: run.type)
+                #expect(answer.status == 202, "\(run.format): \(answer.body.serializedString)")
+                #expect(answer.body["status"]?.stringValue == "received")
+                #expect(answer.body["received"]?.intValue == Int64(workload.count))
+                let id = try #require(answer.body["job_id"]?.stringValue)
+                let job = try await fixture.waitForJob(id)
+                try await expectExact(job, workload, fixture, id: id)
+                if run.format == "csv" {
+                    // Schema detection: the inferred column types are on the job.
+                    let schema = try #require(job["schema"])
+                    #expect(schema[0]?["name"]?.stringValue == "event_id")
+                    #expect(schema[0]?["type"]?.stringValue == "string")
+                    #expect(schema[7]?["name"]?.stringValue == "os_version")
+                    #expect(schema[7]?["type"]?.stringValue == "number")
+                }
+                if run.format == "json" {
+                    // The same upload again loads nothing: every event that was loaded or a
+                    // duplicate is now a duplicate; malformed and stale ones are what they were.
+                    let again = try await fixture.upload(file: workload.path, contentType: run.type)
+                    #expect(again.status == 202)
+                    let second = try #require(again.body["job_id"]?.stringValue)
+                    let repeated = try await fixture.waitForJob(second)
+                    #expect(repeated["status"]?.stringValue == "completed")
+                    #expect(repeated.count("loaded") == 0)
+                    #expect(repeated.count("duplicate") == workload.expected["loaded"]! + workload.expected["duplicate"]!)
+                    #expect(repeated.count("quarantined") == workload.expected["quarantined"])
+                    #expect(repeated.count("stale") == workload.expected["stale"])
+                    #expect(try await fixture.warehouseRows(job: second) == 0)
+                }
+            }
+            // The job list has them all, newest first, and the recorder wrote the final rows.
+            let list = try await HTTP.request("GET", fixture.url("ingest", "/api/v1/jobs?limit=5"))
+            #expect(list.status == 200)
+            let jobs = try JSONParser().parse(Array(list.body))["jobs"]
+            #expect(jobs?.arrayValue?.count == 5)
+            #expect(jobs?[0]?["format"]?.stringValue == "json")
+            try await fixture.waitUntilDrained()
+            let final = try await fixture.clients.postgres.query(
+                "SELECT count(*) FROM jobs WHERE status = 'completed' AND (counts->>'received')::int > 0")
+            #expect(final.scalar == "5")
+        }
+    }
+
+    @Test(arguments: ["validate", "enrich", "transform", "load"])
+    func killingAStageLosesNothing(stage: String) async throws {
+        let db = ["validate": 8, "enrich": 9, "transform": 10, "load": 13][stage]!
+        try await PipelineFixture.with(db: db, manifests: try PipelineFixture.pipelineManifests()) { fixture in
+            try await fixture.startPipeline()
+            let seed = 200 + db
+            let workload = try await GeneratedWorkload.make(count: 100_000, seed: seed, format: "ndjson", in: fixture.directory)
+            let upload = Task { try await fixture.upload(file: workload.path, contentType: "application/x-ndjson") }
+            // Kill the stage once it is in the middle of the run, then start it again.
+            let deadline = ContinuousClock.now + .seconds(120)
+            var killedAt = 0
+            while ContinuousClock.now < deadline {
+                let processed = try await fixture.clients.redis.send(["KEYS", "{sluice}:job:*"]).array?.first?.text
+                if let key = processed, let seen = try await fixture.clients.redis.send(["HGET", RedisArgument(key), RedisArgument("fn.\(stage).in")]).int,
+                   seen >= 20_000 {
+                    killedAt = Int(seen)
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(killedAt >= 20_000, "the stage never got going")
+            let victim = try #require(fixture.processes[stage])
+            victim.signal(SIGKILL)
+            #expect(await victim.waitExit(timeout: .seconds(10)) == 128 + SIGKILL)
+            try await fixture.start(stage)
+            let answer = try await upload.value
+            #expect(answer.status == 202)
+            let id = try #require(answer.body["job_id"]?.stringValue)
+            let job = try await fixture.waitForJob(id)
+            try await expectExact(job, workload, fixture, id: id)
+            #expect(killedAt < workload.count, "killed after the stage had seen everything")
+        }
+    }
+
+    @Test func refusedBodiesFailTheJobAndLoadNothing() async throws {
+        let manifests = try PipelineFixture.pipelineManifests(overrides: [
+            "ingest": [("max_body_bytes: 1073741824", "max_body_bytes: 4000000")],
+        ])
+        try await PipelineFixture.with(db: 14, manifests: manifests) { fixture in
+            try await fixture.startPipeline()
+            // A valid prefix long enough to be published before the body turns out broken.
+            let workload = try await GeneratedWorkload.make(count: 3000, seed: 301, format: "json", in: fixture.directory)
+            var truncated = try Data(contentsOf: URL(fileURLWithPath: workload.path))
+            truncated.removeLast(200)
+            var utf8 = try Data(contentsOf: URL(fileURLWithPath: workload.path))
+            utf8 = utf8.prefix(700_000) + Data([0xC3, 0x28]) + utf8.suffix(from: 700_000)
+            let cases: [(name: String, body: Data, type: String, status: Int, code: String, offset: Int?)] = [
+                ("truncated JSON array", truncated, "application/json", 400, "truncated_body", truncated.count),
+                ("invalid UTF-8", utf8, "application/json", 400, "invalid_utf8", 700_000),
+                ("mismatched XML", Data("<events><event><a>1</b></event></events>".utf8), "application/xml", 400, "invalid_xml", nil),
+                ("XML entity", Data("<?xml version=\"1.0\"?><!DOCTYPE e [<!ENTITY x \"y\">]><events><event><a>&x;</a></event></events>".utf8),
+                 "application/xml", 400, "xml_dtd_refused", 21),
+                ("binary", Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D]), "application/x-ndjson", 400, "binary_body", nil),
+                ("not an array", Data("{\"a\": 1}".utf8), "application/json", 400, "json_not_an_array", 0),
+            ]
+            var failed: [String] = []
+            for item in cases {
+                let answer = try await fixture.upload(bytes: item.body, contentType: item.type)
+                #expect(answer.status == item.status, "\(item.name): \(answer.body.serializedString)")
+                #expect(answer.body["code"]?.stringValue == item.code, "\(item.name)")
+                #expect(answer.body["offset"]?.intValue != nil, "\(item.name) names no offset")
+                if let offset = item.offset { #expect(answer.body["offset"]?.intValue == Int64(offset), "\(item.name)") }
+                let id = try #require(answer.body["job_id"]?.stringValue, "\(item.name)")
+                failed.append(id)
+                let job = try await fixture.job(id)
+                #expect(job["status"]?.stringValue == "failed", "\(item.name)")
+                #expect(job["error"]?.stringValue == item.code, "\(item.name)")
+            }
+            // Too large: refused from Content-Length before any job exists.
+            let large = try await fixture.upload(bytes: Data(repeating: UInt8(ascii: "\n"), count: 4_000_001), contentType: "application/x-ndjson")
+            #expect(large.status == 413)
+            #expect(large.body["code"]?.stringValue == "body_too_large")
+            // Unknown format.
+            let unknown = try await fixture.upload(bytes: Data("x".utf8), contentType: "image/png")
+            #expect(unknown.status == 415)
+            #expect(unknown.body["code"]?.stringValue == "unsupported_format")
+            // The process is still up, and nothing of a refused body reached the warehouse.
+            let live = try await HTTP.request("GET", fixture.url("ingest", "/health/live"))
+            #expect(live.status == 200)
+            #expect(fixture.processes["ingest"]?.isRunning == true)
+            try await fixture.waitUntilDrained()
+            for id in failed {
+                #expect(try await fixture.warehouseRows(job: id) == 0)
+                #expect(try await fixture.job(id)["status"]?.stringValue == "failed")
+            }
+            // The refused events can be uploaded again once fixed: their first-seen marks are void.
+            let fixed = try await fixture.upload(file: workload.path, contentType: "application/json")
+            #expect(fixed.status == 202)
+            let job = try await fixture.waitForJob(try #require(fixed.body["job_id"]?.stringValue))
+            #expect(job["status"]?.stringValue == "completed")
+            #expect(job.count("loaded") == workload.expected["loaded"])
+            #expect(job.count("duplicate") == workload.expected["duplicate"])
+        }
+    }
+
+    @Test func unparseableRecordsAreQuarantinedWithTheirLine() async throws {
+        try await PipelineFixture.with(db: 15, manifests: try PipelineFixture.pipelineManifests()) { fixture in
+            try await fixture.startPipeline()
+            let now = ISO8601DateFormatter().string(from: Date())
+            func event(_ id: String) -> String {
+                #"{"metadata":{"event_id":"\#(id)","timestamp":"\#(now)","version":"1","source":"web"},"user":{"id":"u-1"},"context":{"device_type":"mobile","location":{"country":"DE","region":"BE"}},"payload":{"event_type":"Page_View","properties":{"page":"/"}}}"#
+            }
+            let ndjson = [event("line-1"), "{\"broken\": ", event("line-3"), "", "[1,2]", event("line-6")].joined(separator: "\n") + "\n"
+            let answer = try await fixture.upload(bytes: Data(ndjson.utf8), contentType: "application/x-ndjson")
+            #expect(answer.status == 202)
+            #expect(answer.body["received"]?.intValue == 5)
+            let id = try #require(answer.body["job_id"]?.stringValue)
+            let job = try await fixture.waitForJob(id)
+            #expect(job["status"]?.stringValue == "completed")
+            #expect(job.count("loaded") == 3)
+            #expect(job.count("quarantined") == 2)
+            let rows = try await fixture.clients.postgres.query(
+                "SELECT line, reason, function, raw FROM quarantine WHERE job_id = $1::uuid ORDER BY line", [id])
+            #expect(rows.rows.map { $0[0] } == ["2", "5"])
+            #expect(rows.rows.map { $0[1] } == ["invalid_json", "not_an_object"])
+            #expect(rows.rows.map { $0[2] } == ["ingest", "ingest"])
+            #expect(rows.rows.map { $0[3] } == ["{\"broken\": ", "[1,2]"])
+            // Transform's rules made the rows: flattened, lowercased, enriched.
+            let row = try await fixture.clients.postgres.query(
+                "SELECT event_type, user_id, country, country_name, device_class, properties->>'page' FROM events WHERE event_id = 'line-6'")
+            #expect(row.rows.first == ["page_view", "u-1", "DE", "Germany", "handheld", "/"])
+
+            // CSV: a row with the wrong number of cells is quarantined with its line.
+            let csv = "event_id,timestamp,user_id,event_type\nc-1,\(now),u-2,click\nc-2,\(now)\nc-3,\(now),u-3,click\n"
+            let csvAnswer = try await fixture.upload(bytes: Data(csv.utf8), contentType: "text/csv")
+            let csvJob = try await fixture.waitForJob(try #require(csvAnswer.body["job_id"]?.stringValue))
+            #expect(csvJob.count("loaded") == 2)
+            #expect(csvJob.count("quarantined") == 1)
+            let csvRows = try await fixture.clients.postgres.query(
+                "SELECT line, reason FROM quarantine WHERE job_id = $1::uuid", [try #require(csvAnswer.body["job_id"]?.stringValue)])
+            #expect(csvRows.rows == [["3", "csv_wrong_cell_count"]])
+        }
+    }
+
+    @Test func cancellingAJobDropsItsRemainingChunks() async throws {
+        try await PipelineFixture.with(db: 0, manifests: try PipelineFixture.pipelineManifests()) { fixture in
+            // Transform is not running: the job's events wait in its stream.
+            try await fixture.startPipeline(except: ["transform"])
+            let workload = try await GeneratedWorkload.make(count: 2000, seed: 401, format: "ndjson", in: fixture.directory)
+            let answer = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
+            let id = try #require(answer.body["job_id"]?.stringValue)
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline, try await fixture.backlog("validate") + fixture.backlog("enrich") > 0 {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let waiting = try await fixture.backlog("transform")
+            #expect(waiting > 0)
+            #expect(try await fixture.job(id)["status"]?.stringValue == "processing")
+            let cancel = try await HTTP.request("DELETE", fixture.url("ingest", "/api/v1/jobs/\(id)"))
+            #expect(cancel.status == 200)
+            #expect(try JSONParser().parse(Array(cancel.body))["status"]?.stringValue == "cancelled")
+            try await fixture.start("transform")
+            try await fixture.waitUntilDrained()
+            let job = try await fixture.job(id)
+            #expect(job["status"]?.stringValue == "cancelled")
+            // What validate let through reached transform and was dropped there as cancelled.
+            let passed = workload.expected["loaded"]!
+            #expect(job.count("cancelled") == passed)
+            #expect(job.count("loaded") == 0)
+            #expect(job.count("quarantined") == workload.expected["quarantined"])
+            #expect(try await fixture.warehouseRows(job: id) == 0)
+            let again = try await HTTP.request("DELETE", fixture.url("ingest", "/api/v1/jobs/\(id)"))
+            #expect(again.status == 409)
+            #expect(try JSONParser().parse(Array(again.body))["code"]?.stringValue == "job_finished")
+            let missing = try await HTTP.request("DELETE", fixture.url("ingest", "/api/v1/jobs/00000000-0000-4000-8000-000000000000"))
+            #expect(missing.status == 404)
+            #expect(try JSONParser().parse(Array(missing.body))["code"]?.stringValue == "job_not_found")
+            // The recorder wrote the final state into the row.
+            let row = try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = $1::uuid", [id])
+            #expect(row.scalar == "cancelled")
+
+            // The dry run answers every event's fate and stores nothing.
+            let before = try await fixture.clients.postgres.query("SELECT count(*) FROM events").scalar
+            let keysBefore = try await fixture.clients.redis.send(["DBSIZE"]).int
+            let now = ISO8601DateFormatter().string(from: Date())
+            let body = """
+                [{"metadata":{"event_id":"dry-1","timestamp":"\(now)"},"user":{"id":"u"},"context":{"location":{"country":"FR"}},"payload":{"event_type":"Click"}},
+                 {"metadata":{"timestamp":"\(now)"},"user":{"id":"u"},"payload":{"event_type":"click"}},
+                 {"metadata":{"event_id":"dry-3","timestamp":"2020-01-01T00:00:00Z"},"user":{"id":"u"},"payload":{"event_type":"click"}}]
+                """
+            let dry = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/process/transform"), body: Data(body.utf8),
+                                             headers: ["Content-Type": "application/json"])
+            #expect(dry.status == 200)
+            let result = try JSONParser().parse(Array(dry.body))
+            #expect(result["counts"] == ["forward": 1, "drop": 1, "quarantine": 1])
+            #expect(result["results"]?[0]?["row"]?["event_id"]?.stringValue == "dry-1")
+            #expect(result["results"]?[0]?["row"]?["event_type"]?.stringValue == "click")
+            #expect(result["results"]?[0]?["row"]?["country_name"]?.stringValue == "France")
+            #expect(result["results"]?[1]?["reason"]?.stringValue == "missing_field")
+            #expect(result["results"]?[1]?["stage"]?.stringValue == "validate")
+            #expect(result["results"]?[2]?["reason"]?.stringValue == "stale")
+            #expect(try await fixture.clients.postgres.query("SELECT count(*) FROM events").scalar == before)
+            #expect(try await fixture.clients.redis.send(["DBSIZE"]).int == keysBefore)
+        }
+    }
+
+    @Test func aHundredMegabyteUploadKeepsIngestSmall() async throws {
+        try await PipelineFixture.with(db: 0, manifests: try PipelineFixture.pipelineManifests()) { fixture in
+            let ingest = try await fixture.start("ingest")
+            let workload = try await GeneratedWorkload.make(count: 225_000, seed: 501, format: "ndjson", in: fixture.directory)
+            let size = try FileManager.default.attributesOfItem(atPath: workload.path)[.size] as? Int ?? 0
+            #expect(size >= 100_000_000, "the workload is only \(size) bytes")
+            let answer = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
+            #expect(answer.status == 202)
+            #expect(answer.body["received"]?.intValue == Int64(workload.count))
+            let status = try String(contentsOfFile: "/proc/\(ingest.pid)/status", encoding: .utf8)
+            let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+                .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) } ?? -1
+            #expect(peak > 0 && peak < 150 * 1024, "ingest peaked at \(peak) kB of resident memory")
+            try await fixture.clients.redis.send(["FLUSHDB"])
+        }
+    }
+}
