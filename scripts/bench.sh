@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# `make bench`: the proving chain end to end on release builds, each function its own
-# process, next to baselines measured in the same run on the same servers:
-#   raw Redis  — redis-benchmark XADD of entries the size of a chunk's events
-#   raw COPY   — psql \copy of the same rows into a table
-# Writes bench/results/runtime.json and prints a summary.
+# `make bench`: the pipeline of functions/ (ingest → validate → enrich → transform → load, with
+# quarantine and jobs), each function its own release-built process, on a gen_events.py
+# workload, next to baselines measured in the same run on the same servers:
+#   raw Redis — redis-benchmark XADD of entries the size of an event
+#   raw COPY  — psql \copy of the same events, already flattened, into a table shaped like the warehouse
+# Checks that the job's counts equal the workload's manifest (a fast wrong answer is no result),
+# writes bench/results/pipeline.json and prints a summary.
+#   BENCH_EVENTS (default 200000), BENCH_FORMAT (ndjson|json|csv|xml, default ndjson)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${BENCH_EVENTS:-200000}
+format=${BENCH_FORMAT:-ndjson}
+case $format in
+  ndjson) type=application/x-ndjson ;; json) type=application/json ;;
+  csv) type=text/csv ;; xml) type=application/xml ;;
+  *) echo "BENCH_FORMAT must be ndjson, json, csv or xml" >&2; exit 2 ;;
+esac
 scripts/install-deps.sh
 swift build -c release >/dev/null
 
@@ -26,67 +35,116 @@ redis_port=$(cat "$servers/redis.port")
 now() { date +%s.%N; }
 rate() { python3 -c "import sys; print(round(float(sys.argv[1]) / (float(sys.argv[3]) - float(sys.argv[2]))))" "$@"; }
 
-# Workload: the proving chain's events, as NDJSON and as CSV for the COPY baseline.
-python3 - "$count" "$servers" <<'PY'
-import json, sys
-n, d = int(sys.argv[1]), sys.argv[2]
-with open(f"{d}/events.ndjson", "w") as nd, open(f"{d}/rows.csv", "w") as csv:
-    for i in range(n):
-        e = {"id": f"b-{i}", "seq": i, "payload": {"text": f"event {i}: lorem ipsum dolor sit amet", "value": i / 8}}
-        line = json.dumps(e, separators=(",", ":"))
-        nd.write(line + "\n")
-        csv.write(f'"{e["id"]}","' + line.replace('"', '""') + '"\n')
+# The workload (timestamps relative to now, so freshness rules apply as they would live), and
+# the same events flattened into warehouse rows for the COPY baseline.
+generated_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+python3 ../shared/bench/gen_events.py --count "$count" --seed 7 --format "$format" --no-consent-rate 0 \
+  --now "$generated_at" --out "$servers/events.$format" --manifest "$servers/manifest.json"
+python3 ../shared/bench/gen_events.py --count "$count" --seed 7 --format ndjson --no-consent-rate 0 \
+  --now "$generated_at" --out "$servers/events-flat.ndjson"
+python3 - "$servers" <<'PY'
+import csv, json, sys
+from datetime import datetime
+d = sys.argv[1]
+with open(f"{d}/events-flat.ndjson") as source, open(f"{d}/rows.csv", "w", newline="") as out:
+    w = csv.writer(out)
+    for line in source:
+        try:
+            e = json.loads(line)
+            m, u, c, p = e.get("metadata", {}), e.get("user", {}), e.get("context", {}), e.get("payload", {})
+            loc = c.get("location", {}) or {}
+            j = lambda v: json.dumps(v) if v is not None else None
+            datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00"))
+            if not all(isinstance(v, str) for v in (m["event_id"], u["id"], p["event_type"])):
+                continue
+            w.writerow([m.get("event_id"), None, p.get("event_type"), m.get("timestamp"), u.get("id"), u.get("session_id"),
+                        m.get("source"), m.get("version"), c.get("device_type"), None, c.get("os_version"), c.get("app_version"),
+                        loc.get("country"), None, loc.get("region"), j(p.get("properties")), j(p.get("custom_data")),
+                        j(u.get("attributes")), "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"])
+        except (ValueError, AttributeError, KeyError, TypeError):
+            pass  # the malformed share of the workload, which a COPY would refuse
 PY
+rows=$(wc -l <"$servers/rows.csv")
+event_bytes=$(( $(stat -c %s "$servers/events-flat.ndjson") / count ))
 
-# Baseline 1: raw XADD of ~120-byte entries, pipelined.
+# Baseline 1: raw XADD of entries the size of an average event, pipelined.
 start=$(now)
-redis-benchmark -p "$redis_port" -n "$count" -P 64 -q XADD bench:raw '*' f "$(head -c 120 /dev/zero | tr '\0' x)" >/dev/null
+redis-benchmark -p "$redis_port" -n "$count" -P 64 -q XADD bench:raw '*' f "$(head -c "$event_bytes" /dev/zero | tr '\0' x)" >/dev/null
 end=$(now)
 raw_xadd=$(rate "$count" "$start" "$end")
 
-# Baseline 2: raw COPY of the same rows.
-psql "$SLUICE_DATABASE_URL" -qc "CREATE UNLOGGED TABLE bench_copy (event_id text, event jsonb)"
+# Baseline 2: raw COPY of the flattened rows into an unindexed copy of the warehouse table.
+.build/release/sluice migrate >/dev/null
+psql "$SLUICE_DATABASE_URL" -qc "CREATE TABLE bench_copy (LIKE events INCLUDING DEFAULTS)"
 start=$(now)
 psql "$SLUICE_DATABASE_URL" -qc "\\copy bench_copy FROM '$servers/rows.csv' CSV"
 end=$(now)
-raw_copy=$(rate "$count" "$start" "$end")
+raw_copy=$(rate "$rows" "$start" "$end")
 
-# Sluice: intake → filter → tag → sink, each its own process.
-.build/release/sluice migrate >/dev/null
+# Sluice: every function of functions/ in its own process.
 port=18080
-for fn in intake filter tag sink; do
-  .build/release/sluice serve "$fn" --port "$port" --host 127.0.0.1 >"$servers/$fn.log" 2>&1 &
+declare -A ports
+for fn in ingest validate enrich transform load quarantine jobs; do
+  ports[$fn]=$port
+  SLUICE_LOG_LEVEL=warning .build/release/sluice serve "$fn" --port "$port" --host 127.0.0.1 >"$servers/$fn.log" 2>&1 &
   pids+=($!)
   port=$((port + 1))
 done
-for p in 18080 18081 18082 18083; do
-  for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$p/health/ready" >/dev/null && break; sleep 0.05; done
+for fn in "${!ports[@]}"; do
+  ready=0
+  for _ in $(seq 1 400); do
+    if curl -fs "http://127.0.0.1:${ports[$fn]}/health/ready" >/dev/null; then ready=1; break; fi
+    sleep 0.05
+  done
+  [[ $ready == 1 ]] || { echo "$fn did not become ready:" >&2; tail "$servers/$fn.log" >&2; exit 1; }
 done
+ingest="http://127.0.0.1:${ports[ingest]}"
 start=$(now)
-job=$(curl -fs -XPOST --data-binary "@$servers/events.ndjson" http://127.0.0.1:18080/intake | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+answer=$(curl -fsS -XPOST -H "Content-Type: $type" --data-binary "@$servers/events.$format" "$ingest/api/v1/ingest")
+accepted=$(now)
+job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$answer")
+deadline=$(( $(date +%s) + 900 ))
 while :; do
-  loaded=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT count(*) FROM sink_events WHERE job_id = '$job'")
-  [[ "$loaded" -ge "$count" ]] && break
+  state=$(curl -fsS "$ingest/api/v1/jobs/$job")
+  status=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$state")
+  [[ $status == completed || $status == failed || $status == cancelled ]] && break
+  (( $(date +%s) < deadline )) || { echo "job $job did not end: $state" >&2; exit 1; }
   sleep 0.05
 done
 end=$(now)
-e2e=$(rate "$count" "$start" "$end")
-latency=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric,1) FROM (SELECT extract(epoch FROM loaded_at - (SELECT created_at FROM jobs WHERE id = '$job')) * 1000 AS ms FROM sink_events WHERE job_id = '$job') t")
+latency=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric,1) FROM (SELECT extract(epoch FROM loaded_at - received_at) * 1000 AS ms FROM events WHERE job_id = '$job') t")
+rss=$(for pid in "${pids[@]}"; do awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done | paste -sd' ')
 
 mkdir -p bench/results
-python3 - "$count" "$raw_xadd" "$raw_copy" "$e2e" "$latency" <<'PY'
+python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" <<'PY'
 import json, sys, platform, os
-count, xadd, copy, e2e = (int(x) for x in sys.argv[1:5])
-p50, p99 = (float(x) for x in sys.argv[5].split())
+count, fmt, xadd, copy = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+start, accepted, end = (float(x) for x in sys.argv[5:8])
+p50, p99 = (float(x) for x in sys.argv[8].split())
+job = json.loads(sys.argv[9])
+expected = json.load(open(sys.argv[10]))["expected"]
+peaks = [int(x) for x in sys.argv[11].split()]
+e2e = round(count / (end - start))
+upload = round(count / (accepted - start))
+mismatches = {k: (job["counts"].get(k), v) for k, v in expected.items() if job["counts"].get(k) != v}
 result = {
-    "events": count, "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+    "events": count, "format": fmt, "machine": f"{os.cpu_count()} cores, {platform.machine()}",
     "raw_xadd_per_s": xadd, "raw_copy_rows_per_s": copy,
-    "sluice_end_to_end_events_per_s": e2e, "ratio_to_raw_copy": round(e2e / copy, 3),
-    "ms_since_upload_p50": p50, "ms_since_upload_p99": p99,
+    "sluice_ingest_events_per_s": upload, "sluice_end_to_end_events_per_s": e2e,
+    "ratio_to_raw_copy": round(e2e / copy, 3),
+    "loaded_minus_received_ms_p50": p50, "loaded_minus_received_ms_p99": p99,
+    "peak_rss_mb_max": round(max(peaks) / 1024, 1), "job": job["status"], "counts": job["counts"],
+    "counts_match_manifest": not mismatches,
 }
-json.dump(result, open("bench/results/runtime.json", "w"), indent=1)
-print(f"raw XADD           {xadd:>9} entries/s")
-print(f"raw COPY           {copy:>9} rows/s")
-print(f"sluice end to end  {e2e:>9} events/s  ({e2e / copy:.2f} x raw COPY)  intake → filter → tag → sink, 4 processes")
-print(f"loaded after upload start: p50 {p50} ms, p99 {p99} ms")
+json.dump(result, open("bench/results/pipeline.json", "w"), indent=1)
+print(f"raw XADD              {xadd:>9} entries/s")
+print(f"raw COPY              {copy:>9} rows/s")
+print(f"sluice ingest         {upload:>9} events/s  (upload of {count} {fmt} events answered)")
+print(f"sluice end to end     {e2e:>9} events/s  ({e2e / copy:.2f} x raw COPY)  ingest → validate → enrich → transform → load, 7 processes")
+print(f"loaded − received     p50 {p50} ms, p99 {p99} ms")
+print(f"peak RSS per process  {max(peaks) / 1024:.1f} MB at most")
+print(f"job {job['status']}: {json.dumps(job['counts'])}")
+if mismatches:
+    print(f"COUNTS DIFFER FROM THE MANIFEST (got, expected): {mismatches}")
+    sys.exit(1)
 PY

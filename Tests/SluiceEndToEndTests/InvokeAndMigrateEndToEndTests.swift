@@ -78,8 +78,7 @@ struct InvokeAndMigrateEndToEndTests {
         let clients = try TestClients(environment: environment, db: 6)
         try await clients.postgres.query("CREATE DATABASE \(name)")  // name is ours: letters and digits
         await clients.shutdown()
-        let base = environment.databaseURL
-        let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"  // same server, the new database
+        let url = environment.databaseURL(named: name)  // same server, the new database
         let results = try await withThrowingTaskGroup(of: (Int32, String).self) { group in
             for _ in 0..<3 {
                 group.addTask {

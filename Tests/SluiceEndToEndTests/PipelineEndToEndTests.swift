@@ -126,7 +126,7 @@ import Testing
                 ("mismatched XML", Data("<events><event><a>1</b></event></events>".utf8), "application/xml", 400, "invalid_xml", nil),
                 ("XML entity", Data("<?xml version=\"1.0\"?><!DOCTYPE e [<!ENTITY x \"y\">]><events><event><a>&x;</a></event></events>".utf8),
                  "application/xml", 400, "xml_dtd_refused", 21),
-                ("binary", Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D]), "application/x-ndjson", 400, "binary_body", nil),
+                ("binary", Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D]), "application/x-ndjson", 400, "binary_body", 0),
                 ("not an array", Data("{\"a\": 1}".utf8), "application/json", 400, "json_not_an_array", 0),
             ]
             var failed: [String] = []

@@ -10,6 +10,8 @@ final class PipelineFixture: @unchecked Sendable {
     // Mutated only from the owning test's task.
     let environment: TestEnvironment
     let db: Int
+    /// The fixture's own PostgreSQL database.
+    let databaseURL: String
     let directory: String
     let functionsDirectory: String
     let clients: TestClients
@@ -59,7 +61,9 @@ final class PipelineFixture: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: "\(functionsDirectory)/\(name)", withIntermediateDirectories: true)
             try text.write(toFile: "\(functionsDirectory)/\(name)/function.yaml", atomically: true, encoding: .utf8)
         }
-        clients = try TestClients(environment: environment, db: db)
+        // Each fixture has its own PostgreSQL database: the warehouse remembers every event id.
+        databaseURL = try await environment.freshDatabase("sluice_e2e_\(db)")
+        clients = try TestClients(environment: environment, db: db, databaseURL: databaseURL)
         try await clients.redis.send(["FLUSHDB"])
         let migrate = try await runCommand(environment.binary, ["migrate"], environment: processEnvironment)
         guard migrate.status == 0 else { throw TestSetupError("sluice migrate failed: \(migrate.error)") }
@@ -68,7 +72,7 @@ final class PipelineFixture: @unchecked Sendable {
     var processEnvironment: [String: String] {
         [
             "SLUICE_REDIS_URL": environment.redisURL(db: db),
-            "SLUICE_DATABASE_URL": environment.databaseURL,
+            "SLUICE_DATABASE_URL": databaseURL,
             "SLUICE_FUNCTIONS_DIR": functionsDirectory,
             "SLUICE_LOG_LEVEL": "info",
         ]
@@ -112,7 +116,10 @@ final class PipelineFixture: @unchecked Sendable {
 
     /// Pending (delivered, unacknowledged) plus undelivered entries of `function`'s group.
     func backlog(_ function: String) async throws -> Int {
-        guard let state = try await clients.redis.groupState(stream: keys.stream(function), group: function) else { return 0 }
+        guard let state = try await clients.redis.groupState(stream: keys.stream(function), group: function) else {
+            // No consumer has started yet: everything in the stream is waiting for one.
+            return Int(try await clients.redis.send(["XLEN", RedisArgument(keys.stream(function))]).int ?? 0)
+        }
         return state.lag + state.pending
     }
 

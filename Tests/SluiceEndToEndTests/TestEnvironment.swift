@@ -38,6 +38,26 @@ struct TestEnvironment: Sendable {
 
     /// A Redis URL of database `db` on the test server.
     func redisURL(db: Int) -> String { "redis://\(redisBase.host):\(redisBase.port)/\(db)" }
+
+    /// The URL of database `name` on the test PostgreSQL server.
+    func databaseURL(named name: String) -> String {
+        String(databaseURL[..<databaseURL.lastIndex(of: "/")!]) + "/\(name)"
+    }
+
+    /// Drops and recreates database `name` (letters, digits and underscores: ours, not input),
+    /// so that a test sees only its own rows however often the suite runs against one server.
+    func freshDatabase(_ name: String) async throws -> String {
+        let clients = try TestClients(environment: self, db: 0)
+        do {
+            try await clients.postgres.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            try await clients.postgres.query("CREATE DATABASE \(name)")
+        } catch {
+            await clients.shutdown()
+            throw error
+        }
+        await clients.shutdown()
+        return databaseURL(named: name)
+    }
 }
 
 struct TestSetupError: Error, CustomStringConvertible {
@@ -51,11 +71,11 @@ final class TestClients: Sendable {
     let redis: RedisClient
     let postgres: PostgresPool
 
-    init(environment: TestEnvironment, db: Int) throws {
+    init(environment: TestEnvironment, db: Int, databaseURL: String? = nil) throws {
         threadPool = NIOThreadPool(numberOfThreads: 4)
         threadPool.start()
         redis = RedisClient(endpoint: try RedisEndpoint(url: environment.redisURL(db: db)), threadPool: threadPool)
-        postgres = PostgresPool(url: environment.databaseURL, threadPool: threadPool, maxConnections: 2)
+        postgres = PostgresPool(url: databaseURL ?? environment.databaseURL, threadPool: threadPool, maxConnections: 2)
     }
 
     func shutdown() async {

@@ -74,6 +74,9 @@ struct UploadDecoderTests {
     func textLines(piece: Int) throws {
         let records = try decode(TextDecoder(), Array("first line\r\n\nsecond \"quoted\"".utf8), piece: piece)
         #expect(records == [.event(["text": "first line"], line: 1), .event(["text": "second \"quoted\""], line: 3)])
+        // Tabs, form feeds and ANSI colours are text, not a binary body.
+        let coloured = try decode(TextDecoder(), Array("a\tb\u{0C}\n\u{1B}[31mred\u{1B}[0m\n".utf8), piece: piece)
+        #expect(coloured == [.event(["text": "a\tb\u{0C}"], line: 1), .event(["text": "\u{1B}[31mred\u{1B}[0m"], line: 2)])
     }
 
     @Test(arguments: pieces)
@@ -107,10 +110,17 @@ struct UploadDecoderTests {
         var body = Array("{\"a\":1}\n{\"b\":\"".utf8)
         body += [0xC3, 0x28]
         body += Array("\"}\n".utf8)
-        #expect(failure(NDJSONDecoder(), body, piece: piece) == UploadError(.invalidUTF8, offset: 15, "the body is not valid UTF-8"))
+        #expect(failure(NDJSONDecoder(), body, piece: piece) == UploadError(.invalidUTF8, offset: 14, "the body is not valid UTF-8"))
         #expect(failure(TextDecoder(), [0x61, 0xE2, 0x82], piece: piece) == UploadError(.invalidUTF8, offset: 1, "the body ends inside a UTF-8 sequence"))
         #expect(failure(TextDecoder(), [0x61, 0x00, 0x62], piece: piece)?.code == .binary)
-        #expect(failure(JSONArrayDecoder(), [0x5B, 0xED, 0xA0, 0x80, 0x5D], piece: piece)?.offset == 2)  // encoded surrogate
+        #expect(failure(JSONArrayDecoder(), [0x5B, 0xED, 0xA0, 0x80, 0x5D], piece: piece)?.offset == 1)  // encoded surrogate
+        // Files that are not text: PNG (first byte cannot start UTF-8), gzip and zip (C0 controls).
+        let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00]
+        #expect(failure(NDJSONDecoder(), png, piece: piece) == UploadError(.binary, offset: 0, "the body is binary, not text"))
+        #expect(failure(CSVDecoder(), [0x1F, 0x8B, 0x08, 0x00], piece: piece) == UploadError(.binary, offset: 0, "the body is binary, not text"))
+        #expect(failure(NDJSONDecoder(), Array("PK".utf8) + [0x03, 0x04], piece: piece) == UploadError(.binary, offset: 2, "the body is binary, not text"))
+        // Latin-1 text after a valid start is bad text, named at its byte.
+        #expect(failure(TextDecoder(), Array("caf".utf8) + [0xE9, 0x0A], piece: piece) == UploadError(.invalidUTF8, offset: 3, "the body is not valid UTF-8"))
     }
 }
 

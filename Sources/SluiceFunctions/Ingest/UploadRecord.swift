@@ -103,10 +103,14 @@ public struct UTF8StreamValidator: Sendable {
             let b = bytes[i]
             if needed == 0 {
                 if b < 0x80 {
-                    // NUL never occurs in text: a body holding one is binary.
-                    guard b != 0 else { throw UploadError(.binary, offset: offset + i, "the body is binary, not text") }
+                    // NUL and the other C0 controls besides whitespace and ESC never occur in text: a body holding one is binary.
+                    guard b >= 0x20 || Self.isTextControl(b) else { throw UploadError(.binary, offset: offset + i, "the body is binary, not text") }
                     i += 1
-                    while i < count, bytes[i] < 0x80, bytes[i] != 0 { i += 1 }
+                    while i < count {
+                        let c = bytes[i]
+                        guard c < 0x80, c >= 0x20 || Self.isTextControl(c) else { break }
+                        i += 1
+                    }
                     continue
                 }
                 sequenceStart = offset + i
@@ -120,11 +124,15 @@ public struct UTF8StreamValidator: Sendable {
                 case 0xF0: needed = 3; lower = 0x90
                 case 0xF1...0xF3: needed = 3
                 case 0xF4: needed = 3; upper = 0x8F
-                default: throw UploadError(.invalidUTF8, offset: offset + i, "the body is not valid UTF-8")
+                default:
+                    // A body whose very first byte cannot start UTF-8 (PNG, gzip, …) is a binary file, not bad text.
+                    if offset + i == 0 { throw UploadError(.binary, offset: 0, "the body is binary, not text") }
+                    throw UploadError(.invalidUTF8, offset: offset + i, "the body is not valid UTF-8")
                 }
             } else {
+                // The offset names the start of the broken sequence, as Python's and ICU's decoders do.
                 guard b >= lower, b <= upper else {
-                    throw UploadError(.invalidUTF8, offset: offset + i, "the body is not valid UTF-8")
+                    throw UploadError(.invalidUTF8, offset: sequenceStart, "the body is not valid UTF-8")
                 }
                 lower = 0x80
                 upper = 0xBF
@@ -133,6 +141,11 @@ public struct UTF8StreamValidator: Sendable {
             i += 1
         }
         offset += count
+    }
+
+    /// Tab, line feed, vertical tab, form feed, carriage return and ESC (coloured log lines).
+    @inline(__always) static func isTextControl(_ b: UInt8) -> Bool {
+        (b >= 0x09 && b <= 0x0D) || b == 0x1B
     }
 
     /// Checks that the body did not end inside a sequence.
