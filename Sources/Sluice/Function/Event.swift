@@ -11,7 +11,9 @@ public struct Event: Sendable, Hashable {
     /// The event's identity: `metadata.event_id` in the built-in shape, else a top-level `id`.
     /// `nil` when neither is a string.
     public var id: String? {
-        if let id = value.value(atPath: "metadata.event_id")?.stringValue { return id }
+        if let id = value.value(at: Self.idPath)?.stringValue { return id }
         return value["id"]?.stringValue
     }
+
+    private static let idPath = JSONPath("metadata.event_id")
 }

@@ -22,10 +22,13 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     /// The value at a dot-separated path of object keys (`metadata.event_id`).
-    public func value(atPath path: String) -> JSONValue? {
+    public func value(atPath path: String) -> JSONValue? { value(at: JSONPath(path)) }
+
+    /// The value at `path`; `nil` when a key is missing or a step is not an object.
+    public func value(at path: JSONPath) -> JSONValue? {
         var current = self
-        for key in path.split(separator: ".", omittingEmptySubsequences: false) {
-            guard case .object(let object) = current, let next = object[String(key)] else { return nil }
+        for key in path.keys {
+            guard case .object(let object) = current, let next = object[key] else { return nil }
             current = next
         }
         return current
@@ -34,8 +37,14 @@ public enum JSONValue: Sendable, Hashable {
     /// Sets the value at a dot-separated path, creating objects on the way (replacing any
     /// non-object found there). `nil` removes the last key.
     public mutating func setValue(_ value: JSONValue?, atPath path: String) {
-        let keys = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        Self.set(&self, keys: keys[...], value: value)
+        setValue(value, at: JSONPath(path))
+    }
+
+    /// Sets the value at `path`, creating objects on the way (replacing any non-object found
+    /// there). `nil` removes the last key, and changes nothing when the path does not exist.
+    /// Mutates in place: no object on the path is copied.
+    public mutating func setValue(_ value: JSONValue?, at path: JSONPath) {
+        Self.set(&self, keys: path.keys[...], value: value)
     }
 
     private static func set(_ target: inout JSONValue, keys: ArraySlice<String>, value: JSONValue?) {
@@ -44,13 +53,17 @@ public enum JSONValue: Sendable, Hashable {
             return
         }
         var object: JSONObject
-        if case .object(let existing) = target { object = existing } else { object = JSONObject() }
+        if case .object(let existing) = target {
+            object = existing
+        } else {
+            guard value != nil else { return }  // removing below a non-object: nothing is there
+            object = JSONObject()
+        }
+        target = .null  // `object` is now the only reference: changing it copies nothing
         if keys.count == 1 {
             object[key] = value
-        } else {
-            var child = object[key] ?? .object(JSONObject())
-            set(&child, keys: keys.dropFirst(), value: value)
-            object[key] = child
+        } else if value != nil || object[key] != nil {
+            object.updateValue(forKey: key, default: .object(JSONObject())) { set(&$0, keys: keys.dropFirst(), value: value) }
         }
         target = .object(object)
     }
@@ -154,6 +167,14 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         }
     }
 
+    /// Changes the value of `key` in place (adding `default` first when the key is missing).
+    public mutating func updateValue<R>(forKey key: String, default fallback: @autoclosure () -> JSONValue,
+                                        _ body: (inout JSONValue) throws -> R) rethrows -> R {
+        if let index = members.firstIndex(where: { $0.key == key }) { return try body(&members[index].value) }
+        members.append((key, fallback()))
+        return try body(&members[members.count - 1].value)
+    }
+
     public var keys: [String] { members.map(\.key) }
     public var count: Int { members.count }
     public var isEmpty: Bool { members.isEmpty }
@@ -182,4 +203,16 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         hasher.combine(members.count)
         hasher.combine(combined)
     }
+}
+
+/// A dot-separated path of object keys (`context.location.country`), split once: for rules
+/// applied to every event.
+public struct JSONPath: Sendable, Hashable, CustomStringConvertible {
+    public let keys: [String]
+
+    public init(_ text: String) {
+        keys = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    public var description: String { keys.joined(separator: ".") }
 }

@@ -51,12 +51,19 @@ public struct EnrichFunction: EventFunction {
         let countries = tables["country"] ?? [:], devices = tables["device"] ?? [:]
         return chunk.events.map { event in
             var value = event.value
-            let code = value.value(atPath: "context.location.country")?.stringValue?.uppercased()
-            value.setValue(code.flatMap { countries[$0] }.map(JSONValue.string) ?? .null, atPath: "context.location.country_name")
-            let device = value.value(atPath: "context.device_type")?.stringValue?.lowercased()
-            value.setValue(device.flatMap { devices[$0] }.map(JSONValue.string) ?? .null, atPath: "context.device_class")
+            let code = value.value(at: Paths.country)?.stringValue?.uppercased()
+            value.setValue(code.flatMap { countries[$0] }.map(JSONValue.string) ?? .null, at: Paths.countryName)
+            let device = value.value(at: Paths.deviceType)?.stringValue?.lowercased()
+            value.setValue(device.flatMap { devices[$0] }.map(JSONValue.string) ?? .null, at: Paths.deviceClass)
             return .forward(Event(value))
         }
     }
 }
 
+/// The fields enrich reads and writes, split once.
+private enum Paths {
+    static let country = JSONPath("context.location.country")
+    static let countryName = JSONPath("context.location.country_name")
+    static let deviceType = JSONPath("context.device_type")
+    static let deviceClass = JSONPath("context.device_class")
+}

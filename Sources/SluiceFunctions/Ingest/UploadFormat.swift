@@ -70,11 +70,15 @@ public struct CSVColumnMapping: Sendable {
         "custom_data": "payload.custom_data", "attributes": "user.attributes",
     ]
 
-    var paths: [String: String]
+    var paths: [String: String] {
+        didSet { compiled = paths.mapValues(JSONPath.init) }
+    }
+    private var compiled: [String: JSONPath]
     var jsonColumns: Set<String>
 
     public init(paths: [String: String] = CSVColumnMapping.builtin, jsonColumns: Set<String> = ["properties", "custom_data", "attributes"]) {
         self.paths = paths
+        compiled = paths.mapValues(JSONPath.init)
         self.jsonColumns = jsonColumns
     }
 
@@ -113,13 +117,8 @@ public struct CSVColumnMapping: Sendable {
                first == UInt8(ascii: "{") || first == UInt8(ascii: "["), let parsed = try? parser.parse(Array(text.utf8)) {
                 value = parsed
             }
-            let path = paths[name] ?? name
-            if path.contains(".") {
-                event.setValue(value, atPath: path)
-            } else if case .object(var object) = event {
-                object[path] = value
-                event = .object(object)
-            }
+            // A column without a mapping keeps its name (a dotted name nests).
+            event.setValue(value, at: compiled[name] ?? JSONPath(name))
         }
         return event
     }

@@ -13,15 +13,15 @@ import Sluice
 ///   - hash: {field: user.session_id, to: session_hash}       # SHA-256, hex
 ///   - plugin: {name: my-plugin}                                # Swift code from the plugin registry
 /// ```
-/// Fields are dot-separated paths into the event.
+/// Fields are dot-separated paths into the event, split once when the manifest is read.
 public enum TransformRule: Sendable, Equatable {
-    case rename(from: String, to: String)
-    case cast(field: String, to: CastType)
-    case defaultValue(field: String, value: JSONValue)
-    case drop(field: String)
-    case lowercase(field: String)
-    case concat(fields: [String], separator: String, to: String)
-    case hash(field: String, to: String)
+    case rename(from: JSONPath, to: JSONPath)
+    case cast(field: JSONPath, to: CastType)
+    case defaultValue(field: JSONPath, value: JSONValue)
+    case drop(field: JSONPath)
+    case lowercase(field: JSONPath)
+    case concat(fields: [JSONPath], separator: String, to: JSONPath)
+    case hash(field: JSONPath, to: JSONPath)
     case plugin(name: String)
 
     /// The types `cast` converts to.
@@ -120,7 +120,7 @@ public struct TransformProgram: Sendable {
                     throw ManifestError(.badValue, file: file, key: "\(at).concat.fields", message: "must be a non-empty list of paths")
                 }
                 let separator = body["separator"] == nil ? "" : try reader.string("separator")
-                rules.append(.concat(fields: paths, separator: separator, to: try reader.path("to")))
+                rules.append(.concat(fields: paths.map(JSONPath.init), separator: separator, to: try reader.path("to")))
             case "hash":
                 try reader.only(["field", "to"])
                 let field = try reader.path("field")
@@ -147,25 +147,25 @@ public struct TransformProgram: Sendable {
         for rule in rules {
             switch rule {
             case .rename(let from, let to):
-                guard let moved = value.value(atPath: from) else { continue }
-                value.setValue(nil, atPath: from)
-                value.setValue(moved, atPath: to)
+                guard let moved = value.value(at: from) else { continue }
+                value.setValue(nil, at: from)
+                value.setValue(moved, at: to)
             case .cast(let field, let type):
-                guard let current = value.value(atPath: field), current != .null else { continue }
-                guard let cast = Self.cast(current, to: type) else { throw TransformFailure(code: "cast_failed", field: field) }
-                value.setValue(cast, atPath: field)
+                guard let current = value.value(at: field), current != .null else { continue }
+                guard let cast = Self.cast(current, to: type) else { throw TransformFailure(code: "cast_failed", field: field.description) }
+                value.setValue(cast, at: field)
             case .defaultValue(let field, let fallback):
-                if value.value(atPath: field) == nil || value.value(atPath: field) == .null { value.setValue(fallback, atPath: field) }
+                if value.value(at: field) == nil || value.value(at: field) == .null { value.setValue(fallback, at: field) }
             case .drop(let field):
-                value.setValue(nil, atPath: field)
+                value.setValue(nil, at: field)
             case .lowercase(let field):
-                if case .string(let text)? = value.value(atPath: field) { value.setValue(.string(text.lowercased()), atPath: field) }
+                if case .string(let text)? = value.value(at: field) { value.setValue(.string(text.lowercased()), at: field) }
             case .concat(let fields, let separator, let to):
-                let parts = fields.compactMap { value.value(atPath: $0) }.compactMap(Self.text)
-                value.setValue(parts.isEmpty ? .null : .string(parts.joined(separator: separator)), atPath: to)
+                let parts = fields.compactMap { value.value(at: $0) }.compactMap(Self.text)
+                value.setValue(parts.isEmpty ? .null : .string(parts.joined(separator: separator)), at: to)
             case .hash(let field, let to):
-                guard let current = value.value(atPath: field), current != .null, let text = Self.text(current) else { continue }
-                value.setValue(.string(SHA256.hex(Array(text.utf8))), atPath: to)
+                guard let current = value.value(at: field), current != .null, let text = Self.text(current) else { continue }
+                value.setValue(.string(SHA256.hex(Array(text.utf8))), at: to)
             case .plugin(let name):
                 do {
                     value = try plugins[name]!.transform(value)
@@ -231,11 +231,11 @@ private struct RuleReader {
         return text
     }
 
-    func path(_ key: String) throws -> String {
+    func path(_ key: String) throws -> JSONPath {
         let text = try string(key)
         guard !text.isEmpty, !text.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) else {
             throw ManifestError(.badValue, file: file, key: "\(at).\(key)", message: "is not a dotted path")
         }
-        return text
+        return JSONPath(text)
     }
 }

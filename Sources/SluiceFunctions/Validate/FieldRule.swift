@@ -14,7 +14,10 @@ import Sluice
 public struct FieldRule: Sendable {
     public enum ValueType: String, Sendable { case string, integer, number, boolean, object, array }
 
-    public var field: String
+    public var field: String {
+        didSet { path = JSONPath(field) }
+    }
+    private var path: JSONPath
     public var required: Bool
     public var type: ValueType?
     public var oneOf: Set<String>?
@@ -64,13 +67,13 @@ public struct FieldRule: Sendable {
                     }
                 })
             }
-            return FieldRule(field: field, required: required, type: type, oneOf: oneOf, pattern: pattern)
+            return FieldRule(field: field, path: JSONPath(field), required: required, type: type, oneOf: oneOf, pattern: pattern)
         }
     }
 
     /// The reason code when `event` breaks the rule, else nil.
     public func violation(in event: JSONValue) -> String? {
-        guard let value = event.value(atPath: field), value != .null else { return required ? "missing_field" : nil }
+        guard let value = event.value(at: path), value != .null else { return required ? "missing_field" : nil }
         if let type, !Self.matches(value, type) { return "wrong_type" }
         if pattern != nil || oneOf != nil {
             guard case .string(let text) = value else { return "wrong_type" }

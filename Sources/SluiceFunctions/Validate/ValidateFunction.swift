@@ -25,7 +25,20 @@ public struct ValidateFunction: EventFunction {
     let dedupTTL: Duration
     let clock: @Sendable () -> Int64
     let rules: [FieldRule]
-    let customShape: (idField: String, timeField: String?)?
+    let customShape: CustomShape?
+
+    /// `shape: rules`: the event's id and (optional) time are at these paths.
+    struct CustomShape: Sendable {
+        let idField: String, idPath: JSONPath
+        let timeField: String?, timePath: JSONPath?
+
+        init(idField: String, timeField: String?) {
+            self.idField = idField
+            idPath = JSONPath(idField)
+            self.timeField = timeField
+            timePath = timeField.map(JSONPath.init)
+        }
+    }
     /// Checks duplicates without recording first-seen marks (`POST /api/v1/process/transform`).
     public var dryRun = false
 
@@ -54,7 +67,7 @@ public struct ValidateFunction: EventFunction {
             guard case .string(let idField)? = manifest.config["id_field"] else {
                 throw ManifestError(.missingField, file: manifest.file, key: "config.id_field", message: "is required with shape: rules")
             }
-            customShape = (idField, manifest.config["time_field"]?.stringValue)
+            customShape = CustomShape(idField: idField, timeField: manifest.config["time_field"]?.stringValue)
         default:
             throw ManifestError(.badValue, file: manifest.file, key: "config.shape", message: "must be builtin or rules")
         }
@@ -119,14 +132,14 @@ public struct ValidateFunction: EventFunction {
         return verdict
     }
 
-    func checkCustom(_ event: JSONValue, shape: (idField: String, timeField: String?), now: Int64) -> EventShapeValidator.Verdict {
+    func checkCustom(_ event: JSONValue, shape: CustomShape, now: Int64) -> EventShapeValidator.Verdict {
         guard case .object = event else { return .malformed(reason: "wrong_type", field: "") }
-        guard case .string(let id)? = event.value(atPath: shape.idField), !id.isEmpty else {
-            let value = event.value(atPath: shape.idField)
+        guard case .string(let id)? = event.value(at: shape.idPath), !id.isEmpty else {
+            let value = event.value(at: shape.idPath)
             return .malformed(reason: value == nil || value == .null || value == .string("") ? "missing_field" : "wrong_type", field: shape.idField)
         }
-        guard let timeField = shape.timeField else { return .valid(eventID: id, timestamp: now) }
-        guard case .string(let text)? = event.value(atPath: timeField) else { return .malformed(reason: "missing_field", field: timeField) }
+        guard let timeField = shape.timeField, let timePath = shape.timePath else { return .valid(eventID: id, timestamp: now) }
+        guard case .string(let text)? = event.value(at: timePath) else { return .malformed(reason: "missing_field", field: timeField) }
         guard let time = Timestamp.milliseconds(text) else { return .malformed(reason: "invalid_timestamp", field: timeField) }
         if time > now + validator.maxFutureSkew.milliseconds { return .malformed(reason: "future_timestamp", field: timeField) }
         if time < now - validator.maxAge.milliseconds { return .stale(eventID: id) }
