@@ -95,5 +95,23 @@ struct JSONTests {
         #expect(value.value(atPath: "metadata.source.more") == nil)
         #expect(JSONValue.double(3).intValue == 3)
         #expect(JSONValue.double(3.5).intValue == nil)
+        // Removing what is not there changes nothing: no empty objects appear, no string is replaced.
+        var event: JSONValue = ["user": "just-a-string", "n": 1]
+        event.setValue(nil, at: JSONPath("user.id"))
+        event.setValue(nil, at: JSONPath("context.location.country"))
+        #expect(event.serializedString == #"{"user":"just-a-string","n":1}"#)
+        // Setting below a non-object replaces it with an object.
+        event.setValue("u-1", at: JSONPath("user.id"))
+        #expect(event.serializedString == #"{"user":{"id":"u-1"},"n":1}"#)
+    }
+
+    @Test func settingInPlaceLeavesCopiesAlone() {
+        let original: JSONValue = ["context": ["location": ["country": "DE"]]]
+        var copy = original
+        copy.setValue("Germany", at: JSONPath("context.location.country_name"))
+        #expect(original.serializedString == #"{"context":{"location":{"country":"DE"}}}"#)
+        #expect(copy.serializedString == #"{"context":{"location":{"country":"DE","country_name":"Germany"}}}"#)
+        #expect(JSONPath("a.b.c").keys == ["a", "b", "c"])
+        #expect(JSONPath("a.b").description == "a.b")
     }
 }
