@@ -73,6 +73,7 @@ let package = Package(
             dependencies: [
                 "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

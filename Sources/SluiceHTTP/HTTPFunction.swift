@@ -1,4 +1,5 @@
 import Hummingbird
+import ServiceLifecycle
 import Sluice
 
 /// A function invoked over HTTP: it contributes routes to the process's router.
@@ -8,4 +9,12 @@ import Sluice
 public protocol HTTPFunction: FunctionHandler {
     /// Adds the function's routes.
     func addRoutes(to router: Router<BasicRequestContext>)
+
+    /// Work the function does in the background while the process runs (a reaper, a
+    /// refresher); stopped with the process, before the HTTP server.
+    var backgroundServices: [any Service] { get }
+}
+
+extension HTTPFunction {
+    public var backgroundServices: [any Service] { [] }
 }

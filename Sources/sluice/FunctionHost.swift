@@ -106,6 +106,7 @@ struct FunctionHost {
                     }
                 } else if let function = handler as? any HTTPFunction {
                     function.addRoutes(to: router)
+                    triggers += function.backgroundServices
                 }
                 if manifest.servesHTTP, !(handler is any HTTPFunction) {
                     throw ManifestError(.badValue, file: manifest.file, key: "triggers",

@@ -169,6 +169,58 @@ import Testing
         }
     }
 
+    @Test func anUploadCutOffByAKilledIngestFailsAndLoadsNothing() async throws {
+        let manifests = try PipelineFixture.pipelineManifests(overrides: [
+            "ingest": [("upload_lease: 60s", "upload_lease: 2s"), ("reap_interval: 15s", "reap_interval: 500ms")],
+        ])
+        try await PipelineFixture.with(db: 12, manifests: manifests) { fixture in
+            try await fixture.startPipeline()
+            let workload = try await GeneratedWorkload.make(count: 20_000, seed: 601, format: "ndjson", in: fixture.directory)
+            let lines = try String(contentsOfFile: workload.path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            // curl streams its stdin as a chunked body: half the file goes, then ingest dies.
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            curl.arguments = ["-sS", "-X", "POST", "-T", "-", "-H", "Content-Type: application/x-ndjson",
+                              fixture.url("ingest", "/api/v1/ingest")]
+            let stdin = Pipe()
+            curl.standardInput = stdin
+            curl.standardOutput = FileHandle.nullDevice
+            curl.standardError = FileHandle.nullDevice
+            try curl.run()
+            stdin.fileHandleForWriting.write(Data((lines[..<10_000].joined(separator: "\n") + "\n").utf8))
+            var jobID: String?
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                let rows = try await fixture.clients.postgres.query("SELECT id::text FROM jobs WHERE status = 'received'")
+                if let id = rows.scalar, try await fixture.clients.redis.send(["HGET", RedisArgument(fixture.keys.job(id)), "fn.validate.in"]).int ?? 0 >= 5_000 {
+                    jobID = id
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let id = try #require(jobID, "the first half never reached validate")
+            let ingest = try #require(fixture.processes["ingest"])
+            ingest.signal(SIGKILL)
+            #expect(await ingest.waitExit(timeout: .seconds(10)) == 128 + SIGKILL)
+            try? stdin.fileHandleForWriting.close()
+            curl.waitUntilExit()
+            #expect(curl.terminationStatus != 0, "curl got an answer from a killed process")
+            // A new ingest process finds the job without its lease and fails it.
+            try await fixture.start("ingest")
+            let job = try await fixture.waitForJob(id, timeout: .seconds(60))
+            #expect(job["status"]?.stringValue == "failed")
+            #expect(job["error"]?.stringValue == "upload_interrupted")
+            try await fixture.waitUntilDrained()
+            #expect(try await fixture.warehouseRows(job: id) == 0)
+            // The whole file, sent again, loads exactly as the manifest says.
+            let again = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
+            #expect(again.status == 202)
+            let second = try await fixture.waitForJob(try #require(again.body["job_id"]?.stringValue))
+            try await expectExact(second, workload, fixture, id: try #require(again.body["job_id"]?.stringValue))
+            #expect(try await fixture.warehouseRows(job: id) == 0)
+        }
+    }
+
     @Test func unparseableRecordsAreQuarantinedWithTheirLine() async throws {
         try await PipelineFixture.with(db: 15, manifests: try PipelineFixture.pipelineManifests()) { fixture in
             try await fixture.startPipeline()

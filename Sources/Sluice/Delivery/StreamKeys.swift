@@ -17,4 +17,6 @@ public struct StreamKeys: Sendable, Equatable {
     public func dedup(_ eventID: String) -> String { "{\(hashTag)}:dedup:\(eventID)" }
     /// The hash of live counters of job `id`.
     public func job(_ id: String) -> String { "{\(hashTag)}:job:\(id)" }
+    /// The lease an ingest process holds on job `id` while its body is arriving.
+    public func uploadLease(_ id: String) -> String { "{\(hashTag)}:upload:\(id)" }
 }

@@ -93,3 +93,15 @@ public struct Manifest: Sendable, Equatable {
     /// Whether the function serves HTTP routes of its own.
     public var servesHTTP: Bool { triggers.contains(.http) }
 }
+
+extension Manifest {
+    /// The duration at `config.KEY` (`"60s"`, `"24h"`), or `fallback` when the key is absent.
+    /// - Throws: ``ManifestError`` `.badDuration` naming the key when it is not a duration.
+    public func configDuration(_ key: String, default fallback: Duration) throws -> Duration {
+        guard let value = config[key] else { return fallback }
+        guard let text = value.stringValue, let parsed = DurationParser.parse(text) else {
+            throw ManifestError(.badDuration, file: file, key: "config.\(key)", message: "is not a duration (write e.g. 60s)")
+        }
+        return parsed
+    }
+}

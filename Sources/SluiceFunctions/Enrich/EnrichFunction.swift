@@ -10,13 +10,7 @@ public struct EnrichFunction: EventFunction {
 
     public init(setup: FunctionSetup) throws {
         let manifest = setup.manifest
-        var ttl = Duration.seconds(60)
-        if let value = manifest.config["cache_ttl"] {
-            guard let text = value.stringValue, let parsed = DurationParser.parse(text) else {
-                throw ManifestError(.badDuration, file: manifest.file, key: "config.cache_ttl", message: "is not a duration (write e.g. 60s)")
-            }
-            ttl = parsed
-        }
+        let ttl = try manifest.configDuration("cache_ttl", default: .seconds(60))
         let pool = try setup.resources.require(PostgresPool.self)
         cache = LookupCache(ttl: ttl) { try await Self.loadTables(pool) }
     }

@@ -5,6 +5,7 @@ import NIOCore
 import Sluice
 import SluiceHTTP
 import SluicePostgres
+import ServiceLifecycle
 import SluiceRedis
 
 /// The pipeline's front door (`POST /api/v1/ingest`) and its job API
@@ -27,6 +28,8 @@ public struct IngestFunction: HTTPFunction {
     let limits: UploadLimits
     let csvMapping: CSVColumnMapping
     let processChain: [FunctionInvoker]
+    let uploadLease: Duration
+    let reapInterval: Duration
 
     public init(setup: FunctionSetup) async throws {
         manifest = setup.manifest
@@ -38,6 +41,11 @@ public struct IngestFunction: HTTPFunction {
         maxBody = Int(config["max_body_bytes"]?.intValue ?? 1 << 30)
         limits = UploadLimits(maxRecordBytes: Int(config["max_record_bytes"]?.intValue ?? 1 << 20))
         csvMapping = try CSVColumnMapping(config: config["csv"], file: manifest.file)
+        uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
+        reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
+        guard uploadLease >= .seconds(1) else {
+            throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
+        }
         guard !manifest.outputs.isEmpty else {
             throw ManifestError(.missingField, file: manifest.file, key: "outputs", message: "ingest needs at least one output")
         }
@@ -61,6 +69,11 @@ public struct IngestFunction: HTTPFunction {
             }
         }
         processChain = chain
+    }
+
+    public var backgroundServices: [any Service] {
+        [UploadReaper(pool: pool, redis: redis, keys: keys, lease: uploadLease, interval: reapInterval, logger: logger,
+                      fail: { [self] jobID, code in await self.fail(jobID, code: code) })]
     }
 
     public func addRoutes(to router: Router<BasicRequestContext>) {
@@ -106,17 +119,31 @@ public struct IngestFunction: HTTPFunction {
         } catch {
             throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the job store is not available; try again")
         }
+        // The lease tells the reaper of every ingest replica that this upload is alive.
+        let lease = UploadLease(jobID: jobID, lease: uploadLease, redis: redis, keys: keys)
+        do {
+            let answer = try await accept(request.body, jobID: jobID, traceID: traceID, format: format)
+            await lease.release(redis: redis, keys: keys, jobID: jobID)
+            return answer
+        } catch {
+            await lease.release(redis: redis, keys: keys, jobID: jobID)
+            throw error
+        }
+    }
+
+    /// Receives the body of job `jobID` and records its end.
+    func accept(_ body: RequestBody, jobID: String, traceID: String, format: UploadFormat) async throws -> JSONResponse {
         var publisher = UploadPublisher(jobID: jobID, traceID: traceID, batch: manifest.batch, outputs: manifest.outputs,
                                         keys: keys, redis: redis, function: manifest.name)
         publisher.isCSV = format == .csv
         let schema: JSONValue?
         do {
             switch format {
-            case .ndjson: schema = try await receive(request.body, decoder: NDJSONDecoder(limits: limits), into: &publisher)
-            case .json: schema = try await receive(request.body, decoder: JSONArrayDecoder(limits: limits), into: &publisher)
-            case .text: schema = try await receive(request.body, decoder: TextDecoder(limits: limits), into: &publisher)
-            case .xml: schema = try await receive(request.body, decoder: XMLDecoder(limits: limits), into: &publisher)
-            case .csv: schema = try await receive(request.body, decoder: CSVDecoder(limits: limits), into: &publisher)
+            case .ndjson: schema = try await receive(body, decoder: NDJSONDecoder(limits: limits), into: &publisher)
+            case .json: schema = try await receive(body, decoder: JSONArrayDecoder(limits: limits), into: &publisher)
+            case .text: schema = try await receive(body, decoder: TextDecoder(limits: limits), into: &publisher)
+            case .xml: schema = try await receive(body, decoder: XMLDecoder(limits: limits), into: &publisher)
+            case .csv: schema = try await receive(body, decoder: CSVDecoder(limits: limits), into: &publisher)
             }
         } catch let failure as IngestFailure {
             await fail(jobID, code: failure.problem.code)

@@ -45,11 +45,7 @@ public struct ValidateFunction: EventFunction {
     public init(setup: FunctionSetup, clock: @escaping @Sendable () -> Int64 = ValidateFunction.systemMilliseconds) throws {
         let manifest = setup.manifest
         func duration(_ key: String, _ fallback: Duration) throws -> Duration {
-            guard let value = manifest.config[key] else { return fallback }
-            guard let text = value.stringValue, let parsed = DurationParser.parse(text) else {
-                throw ManifestError(.badDuration, file: manifest.file, key: "config.\(key)", message: "is not a duration (write e.g. 24h)")
-            }
-            return parsed
+            try manifest.configDuration(key, default: fallback)
         }
         let maxAge = try duration("max_age", .seconds(24 * 3600))
         validator = EventShapeValidator(maxAge: maxAge, maxFutureSkew: try duration("max_future_skew", .seconds(300)))

@@ -1,0 +1,73 @@
+import Foundation
+import Logging
+import NIOPosix
+import Sluice
+import SluicePostgres
+import SluiceRedis
+@testable import SluiceFunctions
+import Testing
+
+/// The reaper's decisions against real PostgreSQL job rows and real Redis job state.
+@Suite("Upload reaper", .serialized)
+struct UploadReaperIntegrationTests {
+    @Test func settlesOnlyJobsWhoseIngestProcessIsGone() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let databaseURL = environment["SLUICE_DATABASE_URL"], let redisURL = environment["SLUICE_REDIS_URL"] else {
+            throw IntegrationSetupError("SLUICE_DATABASE_URL and SLUICE_REDIS_URL are not set: run the suite with `make test`")
+        }
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let pool = PostgresPool(url: databaseURL, threadPool: threadPool, maxConnections: 2)
+        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        var endpoint = try RedisEndpoint(url: redisURL)
+        endpoint.database = 11
+        let redis = RedisClient(endpoint: endpoint, threadPool: threadPool)
+        try await redis.send(["FLUSHDB"])
+        let keys = StreamKeys()
+
+        func job(status: String, age: String, received: Int? = nil) async throws -> String {
+            let id = UUID().uuidString.lowercased()
+            try await pool.query("""
+                INSERT INTO jobs (id, status, format, counts, created_at)
+                VALUES ($1::uuid, $2, 'ndjson', $3::jsonb, now() - $4::interval)
+                """, [id, status, received.map { "{\"received\": \($0)}" } ?? "{}", age])
+            try await redis.beginJob(id, keys: keys)
+            return id
+        }
+        let abandoned = try await job(status: "received", age: "10 minutes")
+        let alive = try await job(status: "received", age: "10 minutes")
+        try await redis.send(["SET", RedisArgument(keys.uploadLease(alive)), "1", "PX", "60000"])
+        let young = try await job(status: "received", age: "0 seconds")
+        let halfEnded = try await job(status: "processing", age: "10 minutes", received: 4)
+        try await redis.send(["HSET", RedisArgument(keys.job(halfEnded)), "loaded", "1"])
+        let unknownToRedis = try await job(status: "received", age: "10 minutes")
+        try await redis.send(["DEL", RedisArgument(keys.job(unknownToRedis))])
+
+        let failed = FailedJobs()
+        let reaper = UploadReaper(pool: pool, redis: redis, keys: keys, lease: .seconds(60), interval: .seconds(1),
+                                  logger: Logger(label: "test"), fail: { id, code in await failed.add(id, code) })
+        let settled = Set(try await reaper.reapOnce())
+        let mine: Set = [abandoned, alive, young, halfEnded, unknownToRedis]
+        #expect(settled.intersection(mine) == [abandoned, halfEnded, unknownToRedis])
+        let calls = await failed.calls.filter { mine.contains($0.id) }
+        #expect(Set(calls.map(\.id)) == [abandoned, unknownToRedis])
+        #expect(calls.allSatisfy { $0.code == "upload_interrupted" })
+        // The half-ended job got its final count in Redis and goes on processing.
+        let state = try await redis.jobState(halfEnded, keys: keys)
+        #expect(state.state == "processing")
+        #expect(state.fields["received"] == "4")
+        // A second pass changes nothing more for these jobs.
+        await failed.reset()
+        let again = Set(try await reaper.reapOnce())
+        #expect(again.intersection([alive, young, halfEnded]).isEmpty)
+        try await pool.query("DELETE FROM jobs WHERE id = ANY($1::uuid[])", ["{" + mine.joined(separator: ",") + "}"])
+        redis.closeIdle()
+        try await threadPool.shutdownGracefully()
+    }
+}
+
+private actor FailedJobs {
+    var calls: [(id: String, code: String)] = []
+    func add(_ id: String, _ code: String) { calls.append((id, code)) }
+    func reset() { calls = [] }
+}
