@@ -90,24 +90,4 @@ extension RedisClient {
         default: return .alreadyAcknowledged
         }
     }
-
-    static let moveScript = """
-        local removed = redis.call('XDEL', KEYS[1], ARGV[1])
-        if removed == 0 then return 0 end
-        local args = {}
-        for f = 2, #ARGV do args[f - 1] = ARGV[f] end
-        redis.call('XADD', KEYS[2], '*', unpack(args))
-        return 1
-        """
-
-    /// Deletes entry `id` from `from` and, only if it was there, appends `fields` to `to`,
-    /// atomically (used to redrive dead letters without losing or doubling one).
-    public func move(from: String, id: String, to: String, fields: [(String, [UInt8])]) async throws -> Bool {
-        var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.moveScript), "2", RedisArgument(from), RedisArgument(to), RedisArgument(id)]
-        for (name, value) in fields {
-            arguments.append(RedisArgument(name))
-            arguments.append(RedisArgument(value))
-        }
-        return try await send(arguments).int == 1
-    }
 }

@@ -58,6 +58,29 @@ enum JobScripts {
         return redis.call('HGET', KEYS[1], 'state')
         """
 
+    /// KEYS: dead-letter stream, input stream, job hash (or any key when the chunk has no job).
+    /// ARGV: entry id, events in the chunk, function, has-job flag, then the fields to append.
+    /// Moves the dead letter back to the input and takes its events out of `dead_lettered`;
+    /// a job that had failed only because of dead letters is `processing` again. Returns 1 when
+    /// it moved the entry, 0 when the entry was gone (moved by someone else).
+    static let redrive = """
+        if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+        local args = {}
+        for f = 5, #ARGV do args[f - 4] = ARGV[f] end
+        redis.call('XADD', KEYS[2], '*', unpack(args))
+        if ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+          local n = tonumber(ARGV[2])
+          redis.call('HINCRBY', KEYS[3], 'dead_lettered', -n)
+          redis.call('HINCRBY', KEYS[3], 'fn.' .. ARGV[3] .. '.dead_lettered', -n)
+          if redis.call('HGET', KEYS[3], 'state') == 'failed' and redis.call('HGET', KEYS[3], 'error') == 'dead_lettered' then
+            redis.call('HSET', KEYS[3], 'state', 'processing')
+            redis.call('HDEL', KEYS[3], 'error', 'finished')
+            redis.call('PERSIST', KEYS[3])
+          end
+        end
+        return 1
+        """
+
     /// KEYS: job hash, jobs stream. ARGV: final state (`failed`/`cancelled`), error code or ''.
     /// Returns the state before (`''` for an unknown job); changes it only from `received` or
     /// `processing`.
@@ -95,6 +118,23 @@ extension RedisClient {
         precondition(state == "failed" || state == "cancelled")
         return try await send(["EVAL", RedisArgument(JobScripts.end), "2", RedisArgument(keys.job(jobID)),
                                RedisArgument(keys.stream("jobs")), RedisArgument(state), RedisArgument(code ?? "")]).text ?? ""
+    }
+
+    /// Moves dead letter `id` of `function` back onto `input` with `fields`, atomically, and
+    /// reopens its job (`jobID`, `events` in the chunk) when dead letters alone had failed it.
+    /// - Returns: false when the entry was no longer there.
+    public func redrive(function: String, id: String, to input: String, fields: [(String, [UInt8])],
+                        jobID: String?, events: Int, keys: StreamKeys = StreamKeys()) async throws -> Bool {
+        var arguments: [RedisArgument] = [
+            "EVAL", RedisArgument(JobScripts.redrive), "3", RedisArgument(keys.deadLetters(function)), RedisArgument(input),
+            RedisArgument(keys.job(jobID ?? "-")), RedisArgument(id), RedisArgument(events), RedisArgument(function),
+            RedisArgument(jobID == nil ? "0" : "1"),
+        ]
+        for (name, value) in fields {
+            arguments.append(RedisArgument(name))
+            arguments.append(RedisArgument(value))
+        }
+        return try await send(arguments).int == 1
     }
 
     /// The job hash: its `state` (nil when Redis does not know the job) and its counters.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Sluice
+import SluicePostgres
 import SluiceRedis
 
 struct DLQCommand: AsyncParsableCommand {
@@ -65,7 +66,16 @@ struct DLQCommand: AsyncParsableCommand {
                     if !fields.contains(where: { $0.0 == "origin" }), let source = entry.field("source_id") {
                         fields.insert(("origin", Array(source.utf8)), at: max(0, fields.count - 1))
                     }
-                    if try await context.redis.move(from: dlq, id: entry.id, to: context.keys.stream(input), fields: fields) {
+                    let job = entry.field("job")
+                    if let job {
+                        // PostgreSQL first: the load stage must find the job open when the chunk arrives.
+                        try await context.postgres.query("""
+                            UPDATE jobs SET status = 'processing', error = NULL, finished_at = NULL, updated_at = now()
+                            WHERE id = $1::uuid AND status = 'failed' AND error = 'dead_lettered'
+                            """, [job])
+                    }
+                    if try await context.redis.redrive(function: name, id: entry.id, to: context.keys.stream(input), fields: fields,
+                                                       jobID: job, events: Int(entry.field("n") ?? "") ?? 0, keys: context.keys) {
                         moved += 1
                     }
                 }
@@ -77,10 +87,11 @@ struct DLQCommand: AsyncParsableCommand {
     }
 }
 
-/// What the dlq commands share: the manifest and a Redis client.
+/// What the dlq commands share: the manifest, a Redis client and a PostgreSQL pool.
 struct DLQContext {
     let manifest: Manifest
     let redis: RedisClient
+    let postgres: PostgresPool
     let keys: StreamKeys
     let threadPool: NIOThreadPoolHandle
 
@@ -90,6 +101,7 @@ struct DLQContext {
         manifest = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).load(name)
         threadPool = NIOThreadPoolHandle()
         redis = RedisClient(endpoint: try RedisEndpoint(url: configuration.redisURL), threadPool: threadPool.pool)
+        postgres = PostgresPool(url: configuration.databaseURL, threadPool: threadPool.pool, maxConnections: 1)
         keys = StreamKeys(hashTag: configuration.hashTag)
     }
 

@@ -221,6 +221,43 @@ import Testing
         }
     }
 
+    @Test func deadLetteredChunksRedriveIntoTheirJob() async throws {
+        try await PipelineFixture.with(db: 11, manifests: try PipelineFixture.pipelineManifests()) { fixture in
+            // The warehouse refuses `search` events (a constraint an operator got wrong): every
+            // load chunk holding one fails permanently and goes to the dead letters.
+            try await fixture.clients.postgres.query("ALTER TABLE events ADD CONSTRAINT no_search CHECK (event_type <> 'search')")
+            try await fixture.startPipeline()
+            let workload = try await GeneratedWorkload.make(count: 3000, seed: 701, format: "ndjson", in: fixture.directory)
+            let answer = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
+            let id = try #require(answer.body["job_id"]?.stringValue)
+            let failed = try await fixture.waitForJob(id)
+            #expect(failed["status"]?.stringValue == "failed")
+            #expect(failed["error"]?.stringValue == "dead_lettered")
+            let deadLettered = failed.count("failed")
+            #expect(deadLettered > 0)
+            // Every event that reached load was loaded or dead-lettered; the rest are as the manifest says.
+            #expect(failed.count("loaded") + deadLettered == workload.expected["loaded"])
+            for name in ["quarantined", "stale", "duplicate"] { #expect(failed.count(name) == workload.expected[name], "counts.\(name)") }
+            try await fixture.waitUntilDrained()
+            #expect(try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = $1::uuid", [id]).scalar == "failed")
+
+            // Fixed, and redriven: the same job goes on and completes exactly.
+            try await fixture.clients.postgres.query("ALTER TABLE events DROP CONSTRAINT no_search")
+            let redrive = try await runCommand(fixture.environment.binary, ["dlq", "redrive", "load"], environment: fixture.processEnvironment)
+            #expect(redrive.status == 0, "\(redrive.error)")
+            #expect(redrive.output.hasPrefix("redrove "))
+            let job = try await fixture.waitForJob(id)
+            try await expectExact(job, workload, fixture, id: id)
+            #expect(job["error"] == nil || job["error"] == .null)
+            try await fixture.waitUntilDrained()
+            let row = try await fixture.clients.postgres.query("SELECT status, error FROM jobs WHERE id = $1::uuid", [id])
+            #expect(row.rows == [["completed", nil]])
+            // Nothing is left to redrive.
+            let again = try await runCommand(fixture.environment.binary, ["dlq", "redrive", "load"], environment: fixture.processEnvironment)
+            #expect(again.output == "redrove 0 chunks to load\n")
+        }
+    }
+
     @Test func unparseableRecordsAreQuarantinedWithTheirLine() async throws {
         try await PipelineFixture.with(db: 15, manifests: try PipelineFixture.pipelineManifests()) { fixture in
             try await fixture.startPipeline()
