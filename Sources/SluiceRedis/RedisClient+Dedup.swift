@@ -55,12 +55,30 @@ extension RedisClient {
         return replies.map { $0.int == 1 }
     }
 
-    /// Whether each of `keys` holds a first-seen mark, without writing anything (dry runs).
-    public func peekSeen(keys: [String]) async throws -> [Bool] {
+    static let peekSeenScript = """
+        local result = {}
+        for i = 1, #KEYS do
+          local held = redis.call('GET', KEYS[i])
+          result[i] = held and 1 or 0
+          local holder = held and string.match(held, '^([^|]*)|')
+          if holder and holder ~= '' then
+            local state = redis.call('HGET', ARGV[1] .. holder, 'state')
+            if state == 'failed' or state == 'cancelled' then result[i] = 0 end
+          end
+        end
+        return result
+        """
+
+    /// Whether each of `keys` holds a first-seen mark that counts (not one of a failed or
+    /// cancelled job), without writing anything (dry runs).
+    public func peekSeen(keys: [String], streamKeys: StreamKeys = StreamKeys()) async throws -> [Bool] {
         guard !keys.isEmpty else { return [] }
-        guard let replies = try await send(["MGET"] + keys.map { RedisArgument($0) }).array, replies.count == keys.count else {
-            throw RedisError(.unexpectedReply, "MGET answered an unexpected shape")
+        var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.peekSeenScript), RedisArgument(keys.count)]
+        arguments += keys.map { RedisArgument($0) }
+        arguments.append(RedisArgument(streamKeys.job("")))
+        guard let replies = try await send(arguments).array, replies.count == keys.count else {
+            throw RedisError(.unexpectedReply, "the first-seen peek answered an unexpected shape")
         }
-        return replies.map { !$0.isNull }
+        return replies.map { $0.int == 1 }
     }
 }

@@ -136,6 +136,21 @@ struct DedupIntegrationTests {
         try await Task.sleep(for: .milliseconds(120))
         #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:d"], positions: [0], chunkIdentity: "4-0", ttl: .seconds(60)) == [true])
         #expect(try await redis.claimFirstSeen(keys: [], positions: [], chunkIdentity: "5-0", ttl: .seconds(60)) == [])
+
+        // Marks held by a job that failed or was cancelled are void: the same events uploaded
+        // again (another job) are new, for the dry run's peek as for the claim.
+        let streamKeys = StreamKeys(hashTag: "t")
+        try await redis.send(["HSET", RedisArgument(streamKeys.job("j1")), "state", "processing"])
+        let marks = ["{t}:dedup:e", "{t}:dedup:f"]
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "6-0", jobID: "j1", ttl: .seconds(60), streamKeys: streamKeys) == [true, true])
+        #expect(try await redis.peekSeen(keys: marks + ["{t}:dedup:g"], streamKeys: streamKeys) == [true, true, false])
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "7-0", jobID: "j2", ttl: .seconds(60), streamKeys: streamKeys) == [false, false])
+        try await redis.send(["HSET", RedisArgument(streamKeys.job("j1")), "state", "failed"])
+        #expect(try await redis.peekSeen(keys: marks, streamKeys: streamKeys) == [false, false])
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "7-0", jobID: "j2", ttl: .seconds(60), streamKeys: streamKeys) == [true, true])
+        // j2 holds them now: a third job finds them taken.
+        #expect(try await redis.peekSeen(keys: marks, streamKeys: streamKeys) == [true, true])
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "8-0", jobID: "j3", ttl: .seconds(60), streamKeys: streamKeys) == [false, false])
         redis.closeIdle()
         try await threadPool.shutdownGracefully()
     }

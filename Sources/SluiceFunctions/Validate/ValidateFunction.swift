@@ -97,7 +97,7 @@ public struct ValidateFunction: EventFunction {
         let first: [Bool]
         do {
             if dryRun {
-                let seen = try await redis.peekSeen(keys: dedupKeys)
+                let seen = try await redis.peekSeen(keys: dedupKeys, streamKeys: keys)
                 var earlier: Set<String> = []
                 first = zip(dedupKeys, seen).map { key, seen in !seen && earlier.insert(key).inserted }
             } else {
