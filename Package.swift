@@ -27,6 +27,8 @@ let package = Package(
                        providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq",
                        providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CJWT", pkgConfig: "libjwt",
+                       providers: [.apt(["libjwt-dev"])]),
         .target(
             name: "Sluice",
             dependencies: [
@@ -60,7 +62,7 @@ let package = Package(
         .target(
             name: "SluiceHTTP",
             dependencies: [
-                "Sluice",
+                "Sluice", "CJWT",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,7 +95,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTests",
-            dependencies: ["Sluice", "SluiceFunctions"],
+            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP"],
             swiftSettings: strict
         ),
         .testTarget(

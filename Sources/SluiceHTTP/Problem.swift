@@ -12,12 +12,15 @@ public struct Problem: Error, Sendable, ResponseGenerator {
     public var detail: String
     /// Extra members (`offset`, `line`, …).
     public var extra: JSONObject
+    /// Extra response headers (`WWW-Authenticate`, `Retry-After`, …).
+    public var headers: HTTPFields
 
-    public init(_ status: HTTPResponse.Status, code: String, detail: String, extra: JSONObject = [:]) {
+    public init(_ status: HTTPResponse.Status, code: String, detail: String, extra: JSONObject = [:], headers: HTTPFields = [:]) {
         self.status = status
         self.code = code
         self.detail = detail
         self.extra = extra
+        self.headers = headers
     }
 
     /// The problem's JSON body.
@@ -34,7 +37,7 @@ public struct Problem: Error, Sendable, ResponseGenerator {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers = HTTPFields()
+        var headers = self.headers
         headers[.contentType] = "application/problem+json"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body.serializedBytes)))
     }

@@ -122,7 +122,7 @@ func runCommand(_ binary: String, _ arguments: [String], environment: [String: S
     let directory = try makeTemporaryDirectory("cmd")
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let outPath = "\(directory)/out", errPath = "\(directory)/err", inPath = "\(directory)/in"
-    FileManager.default.createFile(atPath: inPath, contents: input ?? Data())
+    _ = FileManager.default.createFile(atPath: inPath, contents: input ?? Data())
     let path = binary.hasPrefix("/") ? binary : "/usr/bin/\(binary)"
     let child = try Child(path, arguments, environment: environment, stdin: inPath, stdout: outPath, stderr: errPath)
     guard let status = await child.wait(timeout: timeout) else {

@@ -1,4 +1,5 @@
-/// SHA-256 (FIPS 180-4), for the `hash` transform rule and, later, keyed pseudonyms (HMAC).
+/// SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104): the `hash` transform rule, the gateway's
+/// cache of verified tokens, keyed pseudonyms and webhook signatures.
 /// Pure Swift so the functions need no cryptography package for one digest.
 public enum SHA256 {
     private static let k: [UInt32] = [
@@ -57,6 +58,17 @@ public enum SHA256 {
             out.append(digits[Int(byte & 0xF)])
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104).
+public enum HMACSHA256 {
+    /// The 32-byte authentication code of `message` under `key`.
+    public static func authenticationCode(for message: some Collection<UInt8>, key: some Collection<UInt8>) -> [UInt8] {
+        var block = key.count > 64 ? SHA256.digest(key) : Array(key)
+        block += [UInt8](repeating: 0, count: 64 - block.count)
+        let inner = SHA256.digest(block.map { $0 ^ 0x36 } + Array(message))
+        return SHA256.digest(block.map { $0 ^ 0x5c } + inner)
     }
 }
 
