@@ -17,6 +17,7 @@ public enum BuiltinFunctions {
         registry.register("ingest") { try await IngestFunction(setup: $0) }
         registry.register("quarantine") { try QuarantineFunction(setup: $0) }
         registry.register("job-recorder") { try JobRecorderFunction(setup: $0) }
+        registry.register("gateway") { try GatewayFunction(setup: $0) }
         return registry
     }
 }

@@ -10,6 +10,10 @@ public protocol HTTPFunction: FunctionHandler {
     /// Adds the function's routes.
     func addRoutes(to router: Router<BasicRequestContext>)
 
+    /// Adds middleware that sees every request of the process (the gateway's checks). Called
+    /// for every HTTP function before any routes are added.
+    func addMiddleware(to router: Router<BasicRequestContext>)
+
     /// Work the function does in the background while the process runs (a reaper, a
     /// refresher); stopped with the process, before the HTTP server.
     var backgroundServices: [any Service] { get }
@@ -17,4 +21,5 @@ public protocol HTTPFunction: FunctionHandler {
 
 extension HTTPFunction {
     public var backgroundServices: [any Service] { [] }
+    public func addMiddleware(to router: Router<BasicRequestContext>) {}
 }

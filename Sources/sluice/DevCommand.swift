@@ -27,6 +27,11 @@ struct DevCommand: AsyncParsableCommand {
             print("export SLUICE_REDIS_URL=\(configuration.redisURL)")
             print("export SLUICE_DATABASE_URL=\(configuration.databaseURL)")
         }
+        if configuration.jwtSecret == nil && configuration.jwtPublicKeyPath == nil {
+            // A development secret kept under .sluice/, so `sluice token` can sign with it.
+            configuration.jwtSecret = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice")
+            print("export SLUICE_JWT_SECRET=\(configuration.jwtSecret!)")
+        }
         let result: Result<Void, any Error>
         do {
             let manifests = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).loadAll()
@@ -37,5 +42,21 @@ struct DevCommand: AsyncParsableCommand {
         }
         await servers?.stop()
         try result.get()
+    }
+
+    /// The secret in `directory/jwt-secret`, made (32 random bytes, hex) when missing.
+    static func developmentSecret(directory: String) throws -> String {
+        let path = directory + "/jwt-secret"
+        if let data = FileManager.default.contents(atPath: path) {
+            let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if secret.utf8.count >= 32 { return secret }
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var generator = SystemRandomNumberGenerator()
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        guard FileManager.default.createFile(atPath: path, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CommandFailure("cannot write \(path)")
+        }
+        return secret
     }
 }

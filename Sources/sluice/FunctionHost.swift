@@ -86,10 +86,13 @@ struct FunctionHost {
             var resources = clients.resources
             resources.set(ManifestLoader(functionsDirectory: configuration.functionsDirectory))
             resources.set(registry)
+            resources.set(configuration)
+            resources.set(HostedFunctions(Set(manifests.map(\.name))))
             let router = Router()
             router.add(middleware: ProblemMiddleware())
             var invokers: [String: FunctionInvoker] = [:]
             var triggers: [any Service] = []
+            var httpFunctions: [any HTTPFunction] = []
             let consumer = StreamTrigger.uniqueConsumerName()
             for manifest in manifests {
                 var functionLogger = logger
@@ -105,7 +108,7 @@ struct FunctionHost {
                             configuration: .init(keys: clients.keys, consumerName: consumer), logger: logger))
                     }
                 } else if let function = handler as? any HTTPFunction {
-                    function.addRoutes(to: router)
+                    httpFunctions.append(function)
                     triggers += function.backgroundServices
                 }
                 if manifest.servesHTTP, !(handler is any HTTPFunction) {
@@ -117,6 +120,9 @@ struct FunctionHost {
                                         message: "declares a stream trigger but handler '\(manifest.handler)' is not an event function")
                 }
             }
+            // Middleware first: it applies only to routes added after it.
+            for function in httpFunctions { function.addMiddleware(to: router) }
+            for function in httpFunctions { function.addRoutes(to: router) }
             let redis = clients.redis, postgres = clients.postgres
             let migrator = Migrator(pool: postgres, logger: logger)
             RuntimeRoutes(

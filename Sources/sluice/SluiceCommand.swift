@@ -8,7 +8,7 @@ struct SluiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "A function runtime for data pipelines.",
-        subcommands: [ServeCommand.self, DevCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self]
+        subcommands: [ServeCommand.self, DevCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self, TokenCommand.self]
     )
 }
 

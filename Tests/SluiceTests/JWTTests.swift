@@ -106,9 +106,11 @@ struct JWTTests {
         // JWS carries ES256 signatures as R‖S (64 bytes), not DER.
         #expect(Base64URL.decode(esToken.split(separator: ".")[2].utf8)?.count == 64)
         // The algorithm is read from the key itself.
-        #expect(JWTAlgorithm.forPublicKey(pem: String(decoding: rsa.publicPEM, as: UTF8.self)) == .rs256)
-        #expect(JWTAlgorithm.forPublicKey(pem: String(decoding: ec.publicPEM, as: UTF8.self)) == .es256)
-        #expect(JWTAlgorithm.forPublicKey(pem: "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n") == nil)
+        #expect(JWTAlgorithm.forKey(pem: String(decoding: rsa.publicPEM, as: UTF8.self)) == .rs256)
+        #expect(JWTAlgorithm.forKey(pem: String(decoding: ec.publicPEM, as: UTF8.self)) == .es256)
+        #expect(JWTAlgorithm.forKey(pem: String(decoding: rsa.privatePEM, as: UTF8.self)) == .rs256)
+        #expect(JWTAlgorithm.forKey(pem: String(decoding: ec.privatePEM, as: UTF8.self)) == .es256)
+        #expect(JWTAlgorithm.forKey(pem: "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n") == nil)
     }
 
     @Test func rs256SignedByOpenSSLItselfPasses() throws {

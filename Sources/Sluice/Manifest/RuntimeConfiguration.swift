@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// Process-wide settings read once from the environment at the edge (the CLI).
@@ -13,6 +14,16 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// The hash tag every Redis key of the pipeline shares, so that the forward-and-ack
     /// script touches one Redis Cluster slot. Default `sluice`.
     public var hashTag: String
+    /// `SLUICE_JWT_SECRET`: the HS256 secret. Never logged.
+    public var jwtSecret: String?
+    /// `SLUICE_JWT_PUBLIC_KEY`: the path of a PEM public key (RS256 or ES256, read from the key).
+    public var jwtPublicKeyPath: String?
+    /// `SLUICE_JWT_ISSUER` and `SLUICE_JWT_AUDIENCE`: checked when set.
+    public var jwtIssuer: String?
+    public var jwtAudience: String?
+    /// `SLUICE_UPSTREAM_<NAME>`: where the gateway finds function NAME (lowercased, `_` → `-`)
+    /// when it runs in another process.
+    public var upstreams: [String: String] = [:]
 
     /// Defaults as documented above.
     public init(
@@ -36,5 +47,31 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         if let v = environment["SLUICE_DATABASE_URL"], !v.isEmpty { databaseURL = v }
         if let v = environment["SLUICE_FUNCTIONS_DIR"], !v.isEmpty { functionsDirectory = v }
         if let v = environment["SLUICE_LOG_LEVEL"], let level = Logger.Level(rawValue: v.lowercased()) { logLevel = level }
+        if let v = environment["SLUICE_JWT_SECRET"], !v.isEmpty { jwtSecret = v }
+        if let v = environment["SLUICE_JWT_PUBLIC_KEY"], !v.isEmpty { jwtPublicKeyPath = v }
+        if let v = environment["SLUICE_JWT_ISSUER"], !v.isEmpty { jwtIssuer = v }
+        if let v = environment["SLUICE_JWT_AUDIENCE"], !v.isEmpty { jwtAudience = v }
+        let prefix = "SLUICE_UPSTREAM_"
+        for (key, value) in environment where key.hasPrefix(prefix) && !value.isEmpty {
+            let name = key.dropFirst(prefix.count).lowercased().replacingOccurrences(of: "_", with: "-")
+            upstreams[name] = value
+        }
+    }
+}
+
+extension RuntimeConfiguration: CustomStringConvertible {
+    /// The settings without secrets (the JWT secret is shown as set or not).
+    public var description: String {
+        "RuntimeConfiguration(redis: \(redisURL.redactingPassword), database: \(databaseURL.redactingPassword), functions: \(functionsDirectory), "
+            + "jwt_secret: \(jwtSecret == nil ? "unset" : "set"), jwt_public_key: \(jwtPublicKeyPath ?? "unset"), upstreams: \(upstreams.keys.sorted()))"
+    }
+}
+
+extension String {
+    /// A URL with any password replaced by `***`.
+    var redactingPassword: String {
+        guard let scheme = range(of: "://"), let at = self[scheme.upperBound...].firstIndex(of: "@"),
+              let colon = self[scheme.upperBound..<at].firstIndex(of: ":") else { return self }
+        return String(self[..<self.index(after: colon)]) + "***" + String(self[at...])
     }
 }

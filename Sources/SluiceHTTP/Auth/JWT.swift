@@ -17,11 +17,11 @@ public enum JWTAlgorithm: String, Sendable, CaseIterable {
         }
     }
 
-    /// The algorithm a PEM public key is for: RS256 for an RSA key, ES256 for an EC key
-    /// (read from the key's algorithm identifier, not guessed from the file name).
-    public static func forPublicKey(pem: String) -> JWTAlgorithm? {
-        if pem.contains("BEGIN RSA PUBLIC KEY") { return .rs256 }
-        if pem.contains("BEGIN EC PUBLIC KEY") { return .es256 }
+    /// The algorithm a PEM key (public or private) is for: RS256 for an RSA key, ES256 for an
+    /// EC key (read from the key's algorithm identifier, not guessed from the file name).
+    public static func forKey(pem: String) -> JWTAlgorithm? {
+        if pem.contains("BEGIN RSA PUBLIC KEY") || pem.contains("BEGIN RSA PRIVATE KEY") { return .rs256 }
+        if pem.contains("BEGIN EC PUBLIC KEY") || pem.contains("BEGIN EC PRIVATE KEY") { return .es256 }
         let body = pem.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
         guard let der = Data(base64Encoded: body) else { return nil }
         let bytes = [UInt8](der)
@@ -253,5 +253,44 @@ public enum Base64URL {
         var text = Data(bytes).base64EncodedString()
         while text.hasSuffix("=") { text.removeLast() }
         return text.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+}
+
+extension JWTVerifier.Configuration {
+    public struct SetupError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The configuration the environment asks for: `SLUICE_JWT_SECRET` (HS256) or
+    /// `SLUICE_JWT_PUBLIC_KEY` (a PEM file; RS256 or ES256 by its key type), with
+    /// `SLUICE_JWT_ISSUER` / `SLUICE_JWT_AUDIENCE`.
+    public init(runtime: RuntimeConfiguration, leeway: Double, cacheCapacity: Int = 10_000) throws(SetupError) {
+        switch (runtime.jwtSecret, runtime.jwtPublicKeyPath) {
+        case (.some, .some):
+            throw SetupError(description: "set SLUICE_JWT_SECRET or SLUICE_JWT_PUBLIC_KEY, not both")
+        case (nil, nil):
+            throw SetupError(description: "set SLUICE_JWT_SECRET (HS256) or SLUICE_JWT_PUBLIC_KEY (a PEM file, RS256 or ES256)")
+        case (let secret?, nil):
+            guard secret.utf8.count >= 32 else {
+                throw SetupError(description: "SLUICE_JWT_SECRET must be at least 32 bytes (RFC 7518 §3.2)")
+            }
+            self.init(algorithm: .hs256, key: Array(secret.utf8))
+        case (nil, let path?):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw SetupError(description: "SLUICE_JWT_PUBLIC_KEY: cannot read \(path)")
+            }
+            let pem = String(decoding: data, as: UTF8.self)
+            guard !pem.contains("PRIVATE KEY") else {
+                throw SetupError(description: "SLUICE_JWT_PUBLIC_KEY: \(path) holds a private key; give the gateway the public key only")
+            }
+            guard let algorithm = JWTAlgorithm.forKey(pem: pem) else {
+                throw SetupError(description: "SLUICE_JWT_PUBLIC_KEY: \(path) is not an RSA or EC public key in PEM form")
+            }
+            self.init(algorithm: algorithm, key: [UInt8](data))
+        }
+        issuer = runtime.jwtIssuer
+        audience = runtime.jwtAudience
+        self.leeway = leeway
+        self.cacheCapacity = cacheCapacity
     }
 }

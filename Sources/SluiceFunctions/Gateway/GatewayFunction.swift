@@ -1,0 +1,229 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Sluice
+import SluiceHTTP
+import SluiceRedis
+import Synchronization
+
+/// The names of the functions this process runs; the gateway calls those in-process.
+public struct HostedFunctions: Sendable {
+    public var names: Set<String>
+    public init(_ names: Set<String>) { self.names = names }
+}
+
+/// The front door of every `/api/v1` route: checks the bearer token, the caller's roles for the
+/// route and their rate limit, then hands the request to the function that answers it: in the
+/// same process under `sluice dev`, else at `SLUICE_UPSTREAM_<NAME>`.
+public struct GatewayFunction: HTTPFunction {
+    let policy: GatewayPolicy
+    let verifier: JWTVerifier
+    let redis: RedisClient
+    let keys: StreamKeys
+    let hosted: Set<String>
+    let upstreams: [String: String]
+    let proxy: UpstreamProxy
+    let logger: Logger
+
+    public init(setup: FunctionSetup) throws {
+        let manifest = setup.manifest
+        policy = try GatewayPolicy(manifest: manifest)
+        let runtime = setup.resources.get(RuntimeConfiguration.self) ?? RuntimeConfiguration()
+        let leeway = Double(policy.leeway.components.seconds)
+        do {
+            verifier = JWTVerifier(try JWTVerifier.Configuration(runtime: runtime, leeway: leeway))
+        } catch {
+            throw FunctionError.permanent("jwt_not_configured", "the gateway cannot check tokens: \(error.description)")
+        }
+        redis = try setup.resources.require(RedisClient.self)
+        keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
+        hosted = setup.resources.get(HostedFunctions.self)?.names ?? [manifest.name]
+        upstreams = runtime.upstreams
+        proxy = UpstreamProxy(timeouts: .init(connect: policy.connectTimeout, idle: policy.idleTimeout))
+        logger = setup.logger
+    }
+
+    public var backgroundServices: [any Service] { [proxy] }
+
+    public func addMiddleware(to router: Router<BasicRequestContext>) {
+        router.add(middleware: GatewayMiddleware(gateway: self))
+    }
+
+    public func addRoutes(to router: Router<BasicRequestContext>) {}
+
+    /// Where a route's function is answered, or why it cannot be.
+    enum Destination {
+        case inProcess
+        case upstream(String)
+    }
+
+    func destination(of function: String) throws(Problem) -> Destination {
+        if hosted.contains(function) { return .inProcess }
+        if let base = upstreams[function] { return .upstream(base.hasSuffix("/") ? String(base.dropLast()) : base) }
+        throw Problem(.serviceUnavailable, code: "upstream_not_configured", detail: "the function that answers this route is not available")
+    }
+}
+
+/// Headers only the gateway sets; taken off every incoming request first.
+public enum GatewayHeaders {
+    public static let subject = HTTPField.Name("X-Sluice-Subject")!
+    public static let roles = HTTPField.Name("X-Sluice-Roles")!
+    public static let requestID = HTTPField.Name("X-Request-Id")!
+    public static let traceparent = HTTPField.Name("traceparent")!
+    static let rateLimitLimit = HTTPField.Name("RateLimit-Limit")!
+    static let rateLimitRemaining = HTTPField.Name("RateLimit-Remaining")!
+    static let rateLimitReset = HTTPField.Name("RateLimit-Reset")!
+    static let retryAfter = HTTPField.Name("Retry-After")!
+    static let allow = HTTPField.Name("Allow")!
+    static let wwwAuthenticate = HTTPField.Name("WWW-Authenticate")!
+}
+
+struct GatewayMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let gateway: GatewayFunction
+    /// Set while the rate limiter's Redis is unreachable, so the warning is logged once.
+    private final class OutageFlag: Sendable { let warned = Atomic<Bool>(false) }
+    private let outage = OutageFlag()
+
+    init(gateway: GatewayFunction) {
+        self.gateway = gateway
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        guard path == "/api/v1" || path.hasPrefix("/api/v1/") else { return try await next(request, context) }
+
+        var head = request.head
+        head.headerFields[GatewayHeaders.subject] = nil
+        head.headerFields[GatewayHeaders.roles] = nil
+        let requestID = Self.validRequestID(head.headerFields[GatewayHeaders.requestID]) ?? UUID().uuidString.lowercased()
+        head.headerFields[GatewayHeaders.requestID] = requestID
+        if Self.validTraceparent(head.headerFields[GatewayHeaders.traceparent]) == nil {
+            head.headerFields[GatewayHeaders.traceparent] = Self.newTraceparent()
+        }
+        var context = context
+        context.logger[metadataKey: "request_id"] = .string(requestID)
+
+        var responseHeaders = HTTPFields()
+        responseHeaders[GatewayHeaders.requestID] = requestID
+        var response: Response
+        do {
+            response = try await route(request, head: head, context: context, responseHeaders: &responseHeaders, next: next)
+        } catch let problem as Problem {
+            var problem = problem
+            for field in responseHeaders { problem.headers[field.name] = field.value }
+            return try problem.response(from: Request(head: head, body: request.body), context: context)
+        }
+        for field in responseHeaders where response.headers[field.name] == nil {
+            response.headers[field.name] = field.value
+        }
+        return response
+    }
+
+    private func route(_ request: Request, head: HTTPRequest, context: Context, responseHeaders: inout HTTPFields,
+                       next: (Request, Context) async throws -> Response) async throws -> Response {
+        var head = head
+        let policy = gateway.policy
+        let route: GatewayPolicy.Route
+        switch policy.match(method: request.method.rawValue, path: request.uri.path) {
+        case .notFound:
+            throw Problem(.notFound, code: "not_found", detail: "no such route")
+        case .methodNotAllowed(let methods):
+            throw Problem(.methodNotAllowed, code: "method_not_allowed", detail: "the route does not take \(request.method.rawValue)",
+                          headers: [GatewayHeaders.allow: methods.joined(separator: ", ")])
+        case .route(let matched):
+            route = matched
+        }
+        if !route.isPublic {
+            let token: VerifiedToken
+            do {
+                token = try gateway.verifier.verify(authorization: request.headers[.authorization])
+            } catch {
+                context.logger.debug("token refused", metadata: ["reason": .string(error.rawValue)])
+                throw Problem(.unauthorized, code: error == .missing ? "missing_token" : "invalid_token", detail: error.clientDescription,
+                              headers: [GatewayHeaders.wwwAuthenticate: #"Bearer realm="sluice", error="invalid_token", error_description="\#(error.clientDescription)""#])
+            }
+            guard !route.roles.isDisjoint(with: token.roles) else {
+                throw Problem(.forbidden, code: "forbidden", detail: "this route needs one of the roles: \(route.roles.sorted().joined(separator: ", "))")
+            }
+            if let limit = policy.rateLimit(for: token.roles) {
+                try await spend(limit, subject: token.subject, context: context, responseHeaders: &responseHeaders)
+            }
+            head.headerFields[GatewayHeaders.subject] = token.subject
+            head.headerFields[GatewayHeaders.roles] = token.roles.sorted().joined(separator: ",")
+        }
+        let forwarded = Request(head: head, body: request.body)
+        switch try gateway.destination(of: route.function) {
+        case .inProcess:
+            return try await next(forwarded, context)
+        case .upstream(let base):
+            return try await gateway.proxy.forward(forwarded, headers: head.headerFields, to: base, logger: context.logger)
+        }
+    }
+
+    /// Takes a token from the subject's bucket; 429 when it is empty. When Redis cannot be
+    /// reached the request passes (a limiter outage must not take the API down) and a warning
+    /// is logged once per outage.
+    private func spend(_ limit: GatewayPolicy.RateLimit, subject: String, context: Context, responseHeaders: inout HTTPFields) async throws {
+        let key = "\(gateway.keys.hashTag):ratelimit:\(SHA256.hex(subject.utf8))"
+        let decision: RedisClient.RateLimitDecision
+        do {
+            decision = try await gateway.redis.takeToken(key: key, rate: limit.perSecond, burst: limit.burst)
+            outage.warned.store(false, ordering: .relaxed)
+        } catch {
+            if !outage.warned.exchange(true, ordering: .relaxed) {
+                context.logger.warning("rate limiter unavailable; requests pass unlimited until Redis is back",
+                                       metadata: ["error": .string("\(type(of: error))")])
+            }
+            return
+        }
+        responseHeaders[GatewayHeaders.rateLimitLimit] = String(limit.burst)
+        responseHeaders[GatewayHeaders.rateLimitRemaining] = String(decision.remaining)
+        responseHeaders[GatewayHeaders.rateLimitReset] = String(Self.wholeSeconds(decision.resetAfter))
+        guard decision.allowed else {
+            responseHeaders[GatewayHeaders.retryAfter] = String(max(1, Self.wholeSeconds(decision.retryAfter)))
+            throw Problem(.tooManyRequests, code: "rate_limited", detail: "too many requests; retry after the time in Retry-After")
+        }
+    }
+
+    static func wholeSeconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return attoseconds > 0 ? seconds + 1 : seconds
+    }
+
+    /// A caller's request id when it is short and plain (letters, digits, `-`, `_`, `.`).
+    static func validRequestID(_ value: String?) -> String? {
+        guard let value, (1...128).contains(value.utf8.count),
+              value.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
+                  || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
+                  || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) else { return nil }
+        return value
+    }
+
+    /// A W3C `traceparent` (version 00): `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`,
+    /// ids not all zero.
+    static func validTraceparent(_ value: String?) -> String? {
+        guard let value else { return nil }
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "00", parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
+              parts.dropFirst().allSatisfy({ $0.allSatisfy(\.isHexDigit) && $0 == $0.lowercased() }),
+              parts[1].contains(where: { $0 != "0" }), parts[2].contains(where: { $0 != "0" }) else { return nil }
+        return value
+    }
+
+    static func newTraceparent() -> String {
+        func hex(_ count: Int) -> String {
+            var generator = SystemRandomNumberGenerator()
+            return (0..<count).map { _ in String(UInt8.random(in: 0...255, using: &generator), radix: 16).leftPadded(2) }.joined()
+        }
+        return "00-\(hex(16))-\(hex(8))-01"
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
