@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(
             name: "SluiceEndToEndTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict

@@ -118,8 +118,24 @@ public enum TraceContext {
     }
 
     /// A new random trace id (32 hex digits).
-    public static func newTraceID() -> String {
-        (0..<2).map { _ in
+    public static func newTraceID() -> String { randomHex(words: 2) }
+
+    /// `header` when it is a well-formed version-00 `traceparent`: lowercase hex, ids not all
+    /// zero.
+    public static func validTraceparent(_ header: String?) -> String? {
+        guard let header else { return nil }
+        let parts = header.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "00", parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
+              parts.allSatisfy({ $0.allSatisfy { $0.isHexDigit && !$0.isUppercase } }),
+              parts[1].contains(where: { $0 != "0" }), parts[2].contains(where: { $0 != "0" }) else { return nil }
+        return header
+    }
+
+    /// A new `traceparent` starting a sampled trace.
+    public static func newTraceparent() -> String { "00-\(newTraceID())-\(randomHex(words: 1))-01" }
+
+    private static func randomHex(words: Int) -> String {
+        (0..<words).map { _ in
             let v = UInt64.random(in: 1...UInt64.max)
             let s = String(v, radix: 16)
             return String(repeating: "0", count: 16 - s.count) + s

@@ -192,6 +192,9 @@ public final class StreamTrigger: Service {
     func acknowledge(_ entry: StreamEntry, chunk: Chunk, outcomes: [Outcome]) async {
         let plan = AcknowledgementPlan(manifest: manifest, chunk: chunk, outcomes: outcomes, keys: configuration.keys)
         var outage = Backoff()
+        var metadata: Logger.Metadata = ["chunk": .string(entry.id)]
+        if let job = chunk.jobID { metadata["job"] = .string(job) }
+        if let trace = chunk.traceID { metadata["trace"] = .string(trace) }
         // Keep trying while Redis is away: the outputs exist only in memory until this succeeds.
         // If the process dies meanwhile, the entry is still pending and will be reclaimed.
         while true {
@@ -203,12 +206,13 @@ public final class StreamTrigger: Service {
                     jobEvents: configuration.keys.stream("jobs"))
                 switch result {
                 case .alreadyAcknowledged:
-                    logger.notice("chunk was acknowledged by another consumer; this result is discarded",
-                                  metadata: ["chunk": .string(entry.id)])
+                    logger.notice("chunk was acknowledged by another consumer; this result is discarded", metadata: metadata)
                 case .droppedForJob:
-                    logger.info("chunk of a cancelled or failed job dropped", metadata: ["chunk": .string(entry.id)])
+                    logger.info("chunk of a cancelled or failed job dropped", metadata: metadata)
                 case .written:
-                    break
+                    // One line per chunk and stage: with `trace` an upload can be followed through every stage.
+                    metadata["events"] = .stringConvertible(chunk.events.count)
+                    logger.debug("chunk acknowledged", metadata: metadata)
                 }
                 return
             } catch let error as RedisError where error.code == .unavailable {

@@ -368,9 +368,7 @@ import Testing
             let answer = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
             #expect(answer.status == 202)
             #expect(answer.body["received"]?.intValue == Int64(workload.count))
-            let status = try String(contentsOfFile: "/proc/\(ingest.pid)/status", encoding: .utf8)
-            let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
-                .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) } ?? -1
+            let peak = peakResidentKB(ingest.pid)
             #expect(peak > 0 && peak < 150 * 1024, "ingest peaked at \(peak) kB of resident memory")
             try await fixture.clients.redis.send(["FLUSHDB"])
         }

@@ -18,6 +18,8 @@ final class PipelineFixture: @unchecked Sendable {
     let keys = StreamKeys()
     var processes: [String: SluiceProcess] = [:]
     var ports: [String: Int] = [:]
+    /// Added to every process's environment (JWT settings, upstreams).
+    var extraEnvironment: [String: String] = [:]
 
     static let chainManifests: [String: String] = [
         "intake": """
@@ -75,16 +77,20 @@ final class PipelineFixture: @unchecked Sendable {
             "SLUICE_DATABASE_URL": databaseURL,
             "SLUICE_FUNCTIONS_DIR": functionsDirectory,
             "SLUICE_LOG_LEVEL": "info",
-        ]
+        ].merging(extraEnvironment) { $1 }
     }
 
     /// Starts `sluice serve NAME` and waits until it is ready.
+    /// `alias` names a second process of the same function (`gateway-2`); `environment` is
+    /// added to this process's environment only.
     @discardableResult
-    func start(_ name: String) async throws -> SluiceProcess {
-        let port = ports[name] ?? freePort()
-        ports[name] = port
-        let process = try SluiceProcess.serve(name, port: port, environment: processEnvironment, in: directory, binary: environment.binary)
-        processes[name] = process
+    func start(_ name: String, as alias: String? = nil, environment extra: [String: String] = [:]) async throws -> SluiceProcess {
+        let key = alias ?? name
+        let port = ports[key] ?? freePort()
+        ports[key] = port
+        let process = try SluiceProcess.serve(name, port: port, environment: processEnvironment.merging(extra) { $1 },
+                                              in: directory, binary: environment.binary)
+        processes[key] = process
         try await process.waitReady()
         return process
     }

@@ -155,3 +155,37 @@ struct DedupIntegrationTests {
         try await threadPool.shutdownGracefully()
     }
 }
+
+@Suite("Token buckets")
+struct TokenBucketIntegrationTests {
+    @Test func aBucketAllowsItsBurstThenRefusesUntilItRefills() async throws {
+        guard let url = ProcessInfo.processInfo.environment["SLUICE_REDIS_URL"] else {
+            throw IntegrationSetupError("SLUICE_REDIS_URL is not set: run the suite with `make test`")
+        }
+        var endpoint = try RedisEndpoint(url: url)
+        endpoint.database = 10
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        let redis = RedisClient(endpoint: endpoint, threadPool: threadPool)
+        let slow = "test:ratelimit:\(UUID().uuidString)"
+        // One token per 100 s, three at once: three pass, the fourth waits ~100 s.
+        var decisions: [RedisClient.RateLimitDecision] = []
+        for _ in 0..<4 { decisions.append(try await redis.takeToken(key: slow, rate: 0.01, burst: 3)) }
+        #expect(decisions.map(\.allowed) == [true, true, true, false])
+        #expect(decisions.map(\.remaining) == [2, 1, 0, 0])
+        #expect(decisions[3].retryAfter > .seconds(99) && decisions[3].retryAfter <= .seconds(100))
+        #expect(decisions[2].resetAfter > .seconds(299) && decisions[2].resetAfter <= .seconds(300))
+        // The bucket expires once it would be full again: nothing is left behind.
+        let ttl = try await redis.send(["PTTL", RedisArgument(slow)]).int ?? -1
+        #expect(ttl > 299_000 && ttl <= 301_000, "PTTL \(ttl)")
+
+        // A fast bucket refills: 1,000 per second, one at a time.
+        let fast = "test:ratelimit:\(UUID().uuidString)"
+        #expect(try await redis.takeToken(key: fast, rate: 1000, burst: 1).allowed)
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(try await redis.takeToken(key: fast, rate: 1000, burst: 1).allowed)
+        try await redis.send(["DEL", RedisArgument(slow), RedisArgument(fast)])
+        redis.closeIdle()
+        try await threadPool.shutdownGracefully()
+    }
+}

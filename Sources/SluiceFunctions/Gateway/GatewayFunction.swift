@@ -100,8 +100,8 @@ struct GatewayMiddleware: RouterMiddleware {
         head.headerFields[GatewayHeaders.roles] = nil
         let requestID = Self.validRequestID(head.headerFields[GatewayHeaders.requestID]) ?? UUID().uuidString.lowercased()
         head.headerFields[GatewayHeaders.requestID] = requestID
-        if Self.validTraceparent(head.headerFields[GatewayHeaders.traceparent]) == nil {
-            head.headerFields[GatewayHeaders.traceparent] = Self.newTraceparent()
+        if TraceContext.validTraceparent(head.headerFields[GatewayHeaders.traceparent]) == nil {
+            head.headerFields[GatewayHeaders.traceparent] = TraceContext.newTraceparent()
         }
         var context = context
         context.logger[metadataKey: "request_id"] = .string(requestID)
@@ -200,30 +200,5 @@ struct GatewayMiddleware: RouterMiddleware {
                   || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
                   || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) else { return nil }
         return value
-    }
-
-    /// A W3C `traceparent` (version 00): `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`,
-    /// ids not all zero.
-    static func validTraceparent(_ value: String?) -> String? {
-        guard let value else { return nil }
-        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 4, parts[0] == "00", parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
-              parts.dropFirst().allSatisfy({ $0.allSatisfy(\.isHexDigit) && $0 == $0.lowercased() }),
-              parts[1].contains(where: { $0 != "0" }), parts[2].contains(where: { $0 != "0" }) else { return nil }
-        return value
-    }
-
-    static func newTraceparent() -> String {
-        func hex(_ count: Int) -> String {
-            var generator = SystemRandomNumberGenerator()
-            return (0..<count).map { _ in String(UInt8.random(in: 0...255, using: &generator), radix: 16).leftPadded(2) }.joined()
-        }
-        return "00-\(hex(16))-\(hex(8))-01"
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -34,6 +34,11 @@ public struct GatewayPolicy: Sendable {
         public var perSecond: Double
         /// The bucket's size: requests a caller may make at once.
         public var burst: Int
+
+        public init(perSecond: Double, burst: Int) {
+            self.perSecond = perSecond
+            self.burst = burst
+        }
     }
 
     /// What the policy says of a request.

@@ -1,0 +1,333 @@
+import Foundation
+import Sluice
+import SluiceHTTP
+import Testing
+
+/// The gateway as its own `sluice serve gateway` process in front of `sluice serve ingest`
+/// (SLUICE_UPSTREAM_INGEST), with real tokens over real HTTP.
+@Suite("Gateway end to end", .serialized)
+struct GatewayEndToEndTests {
+    static let secret = "gateway-e2e-secret-0123456789abcdef"
+    static let issuer = "https://issuer.sluice.test"
+    static let audience = "sluice-e2e"
+
+    /// The pipeline's manifests plus the repository's gateway manifest, with `replacing`
+    /// applied to the gateway's.
+    static func manifests(gateway replacing: [(String, String)] = []) throws -> [String: String] {
+        var manifests = try PipelineFixture.pipelineManifests()
+        let root = try TestEnvironment.get().packageRoot
+        var text = try String(contentsOfFile: "\(root)/functions/gateway/function.yaml", encoding: .utf8)
+        for (of, with) in replacing {
+            guard text.contains(of) else { throw TestSetupError("the gateway manifest has no '\(of)'") }
+            text = text.replacingOccurrences(of: of, with: with)
+        }
+        manifests["gateway"] = text
+        return manifests
+    }
+
+    /// Starts ingest and a gateway in front of it (HS256, issuer and audience checked).
+    static func fixture(db: Int, gateway replacing: [(String, String)] = []) async throws -> PipelineFixture {
+        let fixture = try await PipelineFixture(db: db, manifests: try manifests(gateway: replacing))
+        fixture.extraEnvironment = ["SLUICE_JWT_ISSUER": issuer, "SLUICE_JWT_AUDIENCE": audience]
+        try await fixture.start("ingest")
+        try await fixture.start("gateway", environment: ["SLUICE_JWT_SECRET": secret, "SLUICE_UPSTREAM_INGEST": fixture.url("ingest", "")])
+        return fixture
+    }
+
+    static func with(db: Int, gateway replacing: [(String, String)] = [], _ body: (PipelineFixture) async throws -> Void) async throws {
+        let fixture = try await fixture(db: db, gateway: replacing)
+        let result: Result<Void, any Error>
+        do { result = .success(try await body(fixture)) } catch { result = .failure(error) }
+        await fixture.stopAll()
+        try result.get()
+    }
+
+    /// A token from `sluice token`, as a user would make one.
+    static func cliToken(_ fixture: PipelineFixture, subject: String, roles: String, extra: [String: String] = [:], arguments: [String] = []) async throws -> String {
+        let environment = ["SLUICE_JWT_SECRET": secret, "SLUICE_JWT_ISSUER": issuer, "SLUICE_JWT_AUDIENCE": audience].merging(extra) { $1 }
+        let result = try await runCommand(fixture.environment.binary, ["token", "--subject", subject, "--roles", roles] + arguments,
+                                          environment: environment)
+        guard result.status == 0 else { throw TestSetupError("sluice token failed: \(result.error)") }
+        return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func claims(subject: String = "e2e-user", roles: [String] = ["ingest"], _ extra: JSONObject = [:], dropping: [String] = []) -> JSONObject {
+        let now = Int64(Date().timeIntervalSince1970)
+        var claims: JSONObject = [
+            "sub": .string(subject), "roles": .array(roles.map { .string($0) }),
+            "iss": .string(issuer), "aud": .string(audience), "iat": .int(now), "exp": .int(now + 600),
+        ]
+        for (key, value) in extra { claims[key] = value }
+        for key in dropping { claims[key] = nil }
+        return claims
+    }
+
+    static func hs256(_ claims: JSONObject, secret: String = GatewayEndToEndTests.secret) throws -> String {
+        try JWTSigner.sign(claims: claims, algorithm: .hs256, key: Array(secret.utf8))
+    }
+
+    static func get(_ fixture: PipelineFixture, _ path: String, via gateway: String = "gateway", token: String?, headers: [String: String] = [:]) async throws -> HTTP.Response {
+        var headers = headers
+        if let token { headers["Authorization"] = "Bearer \(token)" }
+        return try await HTTP.request("GET", fixture.url(gateway, path), headers: headers)
+    }
+
+    static func problemCode(_ response: HTTP.Response) -> String? {
+        guard response.headers["content-type"] == "application/problem+json" else { return nil }
+        return (try? JSONParser().parse(Array(response.body)))?["code"]?.stringValue
+    }
+
+    @Test func theTokenCorpusIsAnswered401AndValidTokensPass() async throws {
+        try await Self.with(db: 13) { fixture in
+            let valid = try await Self.cliToken(fixture, subject: "corpus", roles: "ingest,admin")
+            let ok = try await Self.get(fixture, "/api/v1/jobs", token: valid)
+            #expect(ok.status == 200, "\(ok.text)")
+            #expect(ok.headers["x-request-id"]?.isEmpty == false)
+
+            let parts = valid.split(separator: ".").map(String.init)
+            let tampered = Base64URL.encode(JSONValue.object(Self.claims(subject: "corpus", roles: ["admin"])).serializedBytes)
+            let none = Base64URL.encode(Array(#"{"alg":"none","typ":"JWT"}"#.utf8)) + "." + Base64URL.encode(JSONValue.object(Self.claims()).serializedBytes) + "."
+            let now = Int64(Date().timeIntervalSince1970)
+            let corpus: [(String, String?, String)] = [
+                ("no token", nil, "missing_token"),
+                ("malformed", "not.a-token", "invalid_token"),
+                ("alg none", none, "invalid_token"),
+                ("alg none, with a signature", none + "c2lnbmF0dXJl", "invalid_token"),
+                ("bad signature", try Self.hs256(Self.claims(), secret: "another-secret-another-secret-12345"), "invalid_token"),
+                ("expired", try Self.hs256(Self.claims(["exp": .int(now - 120)])), "invalid_token"),
+                ("nbf in the future", try Self.hs256(Self.claims(["nbf": .int(now + 3600)])), "invalid_token"),
+                ("no exp", try Self.hs256(Self.claims(dropping: ["exp"])), "invalid_token"),
+                ("wrong iss", try Self.hs256(Self.claims(["iss": "https://evil.example"])), "invalid_token"),
+                ("wrong aud", try Self.hs256(Self.claims(["aud": "someone-else"])), "invalid_token"),
+                ("tampered claims", "\(parts[0]).\(tampered).\(parts[2])", "invalid_token"),
+            ]
+            for (name, token, code) in corpus {
+                let response = try await Self.get(fixture, "/api/v1/jobs", token: token)
+                #expect(response.status == 401, "\(name): \(response.status) \(response.text)")
+                #expect(Self.problemCode(response) == code, "\(name): \(response.text)")
+                let challenge = response.headers["www-authenticate"] ?? ""
+                #expect(challenge.hasPrefix("Bearer ") && challenge.contains(#"error="invalid_token""#), "\(name): \(challenge)")
+                // The answer names no internals: no claim values, no library names.
+                #expect(!response.text.contains("libjwt") && !response.text.contains("corpus") && !response.text.contains("evil"), "\(name): \(response.text)")
+            }
+            let expired = try await Self.get(fixture, "/api/v1/jobs", token: try Self.hs256(Self.claims(["exp": .int(now - 120)])))
+            #expect(expired.headers["www-authenticate"]?.contains("expired") == true)
+            // A scheme other than Bearer is refused the same way.
+            let basic = try await HTTP.request("GET", fixture.url("gateway", "/api/v1/jobs"), headers: ["Authorization": "Basic dXNlcjpwYXNz"])
+            #expect(basic.status == 401)
+        }
+    }
+
+    @Test func rs256GatewayRefusesAlgorithmConfusionAndPassesRS256() async throws {
+        try await Self.with(db: 13) { fixture in
+            let keys = try makeTemporaryDirectory("rsa")
+            defer { try? FileManager.default.removeItem(atPath: keys) }
+            for arguments in [["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "\(keys)/private.pem"],
+                              ["pkey", "-in", "\(keys)/private.pem", "-pubout", "-out", "\(keys)/public.pem"]] {
+                let result = try await runCommand("/usr/bin/openssl", arguments)
+                try #require(result.status == 0, "openssl: \(result.error)")
+            }
+            try await fixture.start("gateway", as: "gateway-rs", environment: [
+                "SLUICE_JWT_SECRET": "", "SLUICE_JWT_PUBLIC_KEY": "\(keys)/public.pem", "SLUICE_UPSTREAM_INGEST": fixture.url("ingest", ""),
+            ])
+            let rs = try await Self.cliToken(fixture, subject: "rs-user", roles: "ingest", extra: ["SLUICE_JWT_SECRET": ""],
+                                             arguments: ["--key", "\(keys)/private.pem"])
+            let passed = try await Self.get(fixture, "/api/v1/jobs", via: "gateway-rs", token: rs)
+            #expect(passed.status == 200, "\(passed.text)")
+
+            // HS256 with the RSA public key as the HMAC secret: the classic confusion attack.
+            let publicPEM = try Data(contentsOf: URL(fileURLWithPath: "\(keys)/public.pem"))
+            let confused = try JWTSigner.sign(claims: Self.claims(subject: "rs-user"), algorithm: .hs256, key: [UInt8](publicPEM))
+            let refused = try await Self.get(fixture, "/api/v1/jobs", via: "gateway-rs", token: confused)
+            #expect(refused.status == 401)
+            #expect(Self.problemCode(refused) == "invalid_token")
+            // And the HS256 gateway refuses the RS256 token.
+            #expect(try await Self.get(fixture, "/api/v1/jobs", token: rs).status == 401)
+        }
+    }
+
+    /// The contract's routes and roles (DESIGN.md), as the gateway manifest declares them.
+    static let matrix: [(method: String, path: String, roles: Set<String>)] = [
+        ("POST", "/api/v1/ingest", ["ingest"]),
+        ("GET", "/api/v1/jobs/{id}", ["ingest", "analyst"]),
+        ("GET", "/api/v1/jobs", ["ingest", "admin"]),
+        ("DELETE", "/api/v1/jobs/{id}", ["ingest", "admin"]),
+        ("POST", "/api/v1/process/transform", ["ingest"]),
+    ]
+
+    @Test func everyRouteAnswersEveryRoleAsTheManifestDeclares() async throws {
+        try await Self.with(db: 13) { fixture in
+            let event = #"{"metadata":{"event_id":"matrix-1","timestamp":"\#(ISO8601DateFormatter().string(from: Date()))","version":"1","source":"e2e"},"user":{"id":"u1"},"payload":{"event_type":"click"}}"#
+            var tokens: [String: String] = [:]
+            for role in ["ingest", "analyst", "admin"] {
+                tokens[role] = try await Self.cliToken(fixture, subject: "matrix-\(role)", roles: role)
+            }
+            // The manifest declares exactly the matrix.
+            let manifest = try String(contentsOfFile: "\(fixture.functionsDirectory)/gateway/function.yaml", encoding: .utf8)
+            for route in Self.matrix {
+                let line = manifest.split(separator: "\n").first { $0.contains("method: \(route.method),") && $0.contains("\"\(route.path)\"") }
+                #expect(line?.contains("roles: [\(route.roles.sorted().joined(separator: ", "))]") == true, "\(route.method) \(route.path): \(line ?? "missing")")
+            }
+
+            for route in Self.matrix {
+                for role in ["ingest", "analyst", "admin"] {
+                    // Each call gets a job of its own (a cancelled job cannot be cancelled again).
+                    let upload = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/ingest"), body: Data(event.utf8),
+                                                        headers: ["Content-Type": "application/x-ndjson"])
+                    let job = try JSONParser().parse(Array(upload.body))["job_id"]?.stringValue ?? ""
+                    let path = route.path.replacingOccurrences(of: "{id}", with: job)
+                    var headers = ["Authorization": "Bearer \(tokens[role]!)"]
+                    var body: Data?
+                    if route.method == "POST" {
+                        headers["Content-Type"] = route.path.hasSuffix("/ingest") ? "application/x-ndjson" : "application/json"
+                        body = Data((route.path.hasSuffix("/ingest") ? event : "[\(event)]").utf8)
+                    }
+                    let response = try await HTTP.request(route.method, fixture.url("gateway", path), body: body, headers: headers)
+                    if route.roles.contains(role) {
+                        let expected = route.path.hasSuffix("/ingest") ? 202 : 200
+                        #expect(response.status == expected, "\(role) \(route.method) \(route.path): \(response.status) \(response.text)")
+                    } else {
+                        #expect(response.status == 403, "\(role) \(route.method) \(route.path): \(response.status) \(response.text)")
+                        #expect(Self.problemCode(response) == "forbidden")
+                    }
+                }
+            }
+            // Outside the declared routes: 404, and 405 naming the methods a path takes.
+            let unknown = try await Self.get(fixture, "/api/v1/nothing-here", token: tokens["admin"])
+            #expect(unknown.status == 404)
+            #expect(Self.problemCode(unknown) == "not_found")
+            let wrongMethod = try await HTTP.request("PUT", fixture.url("gateway", "/api/v1/ingest"), headers: ["Authorization": "Bearer \(tokens["ingest"]!)"])
+            #expect(wrongMethod.status == 405)
+            #expect(wrongMethod.headers["allow"] == "POST")
+        }
+    }
+
+    @Test func twoGatewaysShareOneRateLimitBudget() async throws {
+        try await Self.with(db: 13, gateway: [("ingest:  {per_second: 100, burst: 200}", "ingest:  {per_second: 0.01, burst: 10}")]) { fixture in
+            try await fixture.start("gateway", as: "gateway-2", environment: ["SLUICE_JWT_SECRET": Self.secret, "SLUICE_UPSTREAM_INGEST": fixture.url("ingest", "")])
+            let token = try await Self.cliToken(fixture, subject: "burst-user", roles: "ingest")
+            var statuses: [Int] = []
+            var last: HTTP.Response?
+            for i in 0..<16 {
+                let response = try await Self.get(fixture, "/api/v1/jobs", via: i % 2 == 0 ? "gateway" : "gateway-2", token: token)
+                statuses.append(response.status)
+                if i == 9 { #expect(response.headers["ratelimit-remaining"] == "0") }
+                last = response
+            }
+            #expect(statuses == Array(repeating: 200, count: 10) + Array(repeating: 429, count: 6), "\(statuses)")
+            let refused = try #require(last)
+            #expect(Self.problemCode(refused) == "rate_limited")
+            let retryAfter = Int(refused.headers["retry-after"] ?? "") ?? 0
+            #expect(retryAfter >= 90 && retryAfter <= 100, "Retry-After \(retryAfter) (one token per 100 s)")
+            #expect(refused.headers["ratelimit-limit"] == "10")
+            #expect(refused.headers["ratelimit-remaining"] == "0")
+            // The budget is per subject: another caller is not held back.
+            let other = try await Self.cliToken(fixture, subject: "another-user", roles: "ingest")
+            #expect(try await Self.get(fixture, "/api/v1/jobs", via: "gateway-2", token: other).status == 200)
+        }
+    }
+
+    @Test func aKilledUpstreamAnswersAProblemWithinSeconds() async throws {
+        try await Self.with(db: 13) { fixture in
+            let token = try await Self.cliToken(fixture, subject: "upstream-user", roles: "ingest")
+            #expect(try await Self.get(fixture, "/api/v1/jobs", token: token).status == 200)
+            fixture.processes["ingest"]!.signal(SIGKILL)
+            _ = await fixture.processes["ingest"]!.waitExit(timeout: .seconds(5))
+            let started = ContinuousClock.now
+            let response = try await Self.get(fixture, "/api/v1/jobs", token: token)
+            let elapsed = ContinuousClock.now - started
+            #expect([502, 503, 504].contains(response.status), "\(response.status) \(response.text)")
+            #expect(Self.problemCode(response) == "upstream_unavailable")
+            #expect(elapsed < .seconds(5), "answered after \(elapsed)")
+            // The gateway itself stays up and ready.
+            #expect(try await HTTP.request("GET", fixture.url("gateway", "/health/live")).status == 200)
+        }
+    }
+
+    @Test func underSluiceDevTheGatewayGuardsTheFunctionsInProcess() async throws {
+        let fixture = try await PipelineFixture(db: 13, manifests: try Self.manifests())
+        let port = freePort()
+        let dev = try SluiceProcess(binary: fixture.environment.binary, arguments: ["dev", "--port", "\(port)"],
+                                    environment: fixture.processEnvironment.merging(["SLUICE_JWT_SECRET": Self.secret, "SLUICE_LOG_LEVEL": "debug"]) { $1 },
+                                    name: "dev", port: port, logDirectory: fixture.directory)
+        fixture.processes["dev"] = dev
+        fixture.ports["dev"] = port
+        let result: Result<Void, any Error>
+        do {
+            result = .success(try await {
+                try await dev.waitReady()
+                let token = try Self.hs256(Self.claims(subject: "dev-user", roles: ["ingest", "analyst"], dropping: ["iss", "aud"]))
+                #expect(try await HTTP.request("GET", fixture.url("dev", "/health/live")).status == 200)
+                let refused = try await Self.get(fixture, "/api/v1/jobs", via: "dev", token: nil)
+                #expect(refused.status == 401)
+                let event = #"{"metadata":{"event_id":"dev-1","timestamp":"\#(ISO8601DateFormatter().string(from: Date()))","version":"1","source":"e2e"},"user":{"id":"u1"},"payload":{"event_type":"click"}}"#
+                let upload = try await HTTP.request("POST", fixture.url("dev", "/api/v1/ingest"), body: Data(event.utf8), headers: [
+                    "Authorization": "Bearer \(token)", "Content-Type": "application/x-ndjson", "X-Request-Id": "dev-request-42",
+                    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ])
+                #expect(upload.status == 202, "\(upload.text)")
+                #expect(upload.headers["x-request-id"] == "dev-request-42")
+                let job = try #require(try JSONParser().parse(Array(upload.body))["job_id"]?.stringValue)
+                let deadline = ContinuousClock.now + .seconds(60)
+                var status = ""
+                while ContinuousClock.now < deadline {
+                    let answer = try await Self.get(fixture, "/api/v1/jobs/\(job)", via: "dev", token: token)
+                    status = (try? JSONParser().parse(Array(answer.body)))?["status"]?.stringValue ?? ""
+                    if status == "completed" { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(status == "completed")
+                #expect(try await fixture.warehouseRows(job: job) == 1)
+                // Every stage logged the chunk with the caller's trace id.
+                let traced = dev.log.split(separator: "\n").filter { $0.contains("chunk acknowledged") && $0.contains("trace=4bf92f3577b34da6a3ce929d0e0e4736") }
+                for stage in ["validate", "enrich", "transform", "load"] {
+                    #expect(traced.contains { $0.contains("function=\(stage)") }, "no traced line of \(stage)")
+                }
+            }())
+        } catch {
+            result = .failure(error)
+        }
+        await fixture.stopAll()
+        try result.get()
+    }
+
+    @Test func a100MBUploadPassesTheGatewayWithFlatMemory() async throws {
+        try await Self.with(db: 13) { fixture in
+            let path = "\(fixture.directory)/big.ndjson"
+            let script = """
+                import json, sys
+                n, size = 0, 0
+                with open(sys.argv[1], 'w') as f:
+                    while size < 100 * 1024 * 1024:
+                        line = json.dumps({"metadata": {"event_id": "big-%d" % n, "timestamp": "2026-01-01T00:00:00Z"},
+                                           "payload": {"event_type": "view", "properties": {"pad": "x" * 300}}}) + "\\n"
+                        f.write(line); size += len(line); n += 1
+                print(n)
+                """
+            let made = try await runCommand("/usr/bin/python3", ["-c", script, path])
+            let count = try #require(Int(made.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let gateway = fixture.processes["gateway"]!
+            let before = peakResidentKB(gateway.pid)
+            let token = try await Self.cliToken(fixture, subject: "big-user", roles: "ingest")
+            let result = try await runCommand("/usr/bin/curl", [
+                "-sS", "-o", "-", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/x-ndjson",
+                "--data-binary", "@\(path)", fixture.url("gateway", "/api/v1/ingest"),
+            ], timeout: .seconds(300))
+            #expect(result.output.hasSuffix("\n202"), "\(result.output.suffix(300)) \(result.error)")
+            let body = try JSONParser().parse(Array(result.output.split(separator: "\n").first.map(String.init)?.utf8 ?? "".utf8))
+            #expect(body["received"]?.intValue == Int64(count))
+            let after = peakResidentKB(gateway.pid)
+            // 100 MB passed through; the gateway's peak resident memory grew by far less.
+            #expect(after - before < 40_000, "gateway VmHWM \(before) kB → \(after) kB")
+            #expect(after < 150_000, "gateway VmHWM \(after) kB")
+            try await fixture.clients.redis.send(["FLUSHDB"])
+        }
+    }
+}
+
+/// A process's peak resident set (VmHWM), in kB.
+func peakResidentKB(_ pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return -1 }
+    return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? -1
+}
