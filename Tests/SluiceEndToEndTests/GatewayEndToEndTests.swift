@@ -166,7 +166,11 @@ struct GatewayEndToEndTests {
             let manifest = try String(contentsOfFile: "\(fixture.functionsDirectory)/gateway/function.yaml", encoding: .utf8)
             for route in Self.matrix {
                 let line = manifest.split(separator: "\n").first { $0.contains("method: \(route.method),") && $0.contains("\"\(route.path)\"") }
-                #expect(line?.contains("roles: [\(route.roles.sorted().joined(separator: ", "))]") == true, "\(route.method) \(route.path): \(line ?? "missing")")
+                let declared = line.flatMap { line -> Set<String>? in
+                    guard let start = line.range(of: "roles: [")?.upperBound else { return nil }
+                    return Set(line[start...].prefix { $0 != "]" }.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                }
+                #expect(declared == route.roles, "\(route.method) \(route.path): \(line.map(String.init) ?? "missing")")
             }
 
             for route in Self.matrix {
