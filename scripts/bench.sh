@@ -135,8 +135,52 @@ done
 steady_ids=$(IFS=,; echo "${steady_jobs[*]}")
 steady=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || count(*) FROM (SELECT extract(epoch FROM loaded_at - received_at) * 1000 AS ms FROM events WHERE job_id = ANY('{$steady_ids}'::uuid[])) t")
 
+# The gateway: authenticated requests through it (HS256, then RS256) against the same small
+# route answered by ingest directly, without a token, in the same run. Rate limits are lifted
+# (a copy of functions/ with a huge bucket) so the limiter is measured, not hit.
+functions_copy="$servers/functions"
+cp -r functions "$functions_copy"
+sed -i 's/ingest:  {per_second: 100, burst: 200}/ingest:  {per_second: 1000000, burst: 1000000}/' "$functions_copy/gateway/function.yaml"
+grep -q 'per_second: 1000000' "$functions_copy/gateway/function.yaml" || { echo "could not lift the gateway's rate limit" >&2; exit 1; }
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$servers/jwt-private.pem" 2>/dev/null
+openssl pkey -in "$servers/jwt-private.pem" -pubout -out "$servers/jwt-public.pem"
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+hs_port=$port; rs_port=$((port + 1))
+SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_SECRET="$secret" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_LOG_LEVEL=warning \
+  .build/release/sluice serve gateway --port "$hs_port" --host 127.0.0.1 >"$servers/gateway-hs.log" 2>&1 &
+pids+=($!)
+SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_PUBLIC_KEY="$servers/jwt-public.pem" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_LOG_LEVEL=warning \
+  .build/release/sluice serve gateway --port "$rs_port" --host 127.0.0.1 >"$servers/gateway-rs.log" 2>&1 &
+pids+=($!)
+for p in $hs_port $rs_port; do
+  for _ in $(seq 1 400); do curl -fs "http://127.0.0.1:$p/health/ready" >/dev/null && break; sleep 0.05; done
+done
+hs_token=$(SLUICE_JWT_SECRET="$secret" .build/release/sluice token --subject bench --roles ingest --ttl 600)
+rs_token=$(env -u SLUICE_JWT_SECRET .build/release/sluice token --subject bench --roles ingest --ttl 600 --key "$servers/jwt-private.pem")
+route="/api/v1/jobs/$job"
+[[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $hs_token" "http://127.0.0.1:$hs_port$route") == 200 ]] || { echo "the HS256 gateway does not answer 200" >&2; tail "$servers/gateway-hs.log" >&2; exit 1; }
+[[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $rs_token" "http://127.0.0.1:$rs_port$route") == 200 ]] || { echo "the RS256 gateway does not answer 200" >&2; tail "$servers/gateway-rs.log" >&2; exit 1; }
+# wrk: requests/s and the 99th percentile (in ms); non-2xx answers are counted as failures.
+measure() {
+  local out
+  out=$(wrk -t2 -c16 -d8s --latency "$@")
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+print(round(rps), round(p99, 2), int(bad.group(1)) if bad else 0)
+PY
+}
+direct=$(measure "$ingest$route")
+via_hs=$(measure -H "Authorization: Bearer $hs_token" "http://127.0.0.1:$hs_port$route")
+via_rs=$(measure -H "Authorization: Bearer $rs_token" "http://127.0.0.1:$rs_port$route")
+gateway="$direct $via_hs $via_rs"
+
 mkdir -p bench/results
-python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" <<'PY'
+python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" "$gateway" <<'PY'
 import json, sys, platform, os
 count, fmt, xadd, copy = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 start, accepted, end = (float(x) for x in sys.argv[5:8])
@@ -145,6 +189,8 @@ job = json.loads(sys.argv[9])
 expected = json.load(open(sys.argv[10]))["expected"]
 peaks = [int(x) for x in sys.argv[11].split()]
 steady_p50, steady_p99, steady_rows = sys.argv[12].split()
+g = sys.argv[13].split()
+direct_rps, direct_p99, direct_bad, hs_rps, hs_p99, hs_bad, rs_rps, rs_p99, rs_bad = int(g[0]), float(g[1]), int(g[2]), int(g[3]), float(g[4]), int(g[5]), int(g[6]), float(g[7]), int(g[8])
 e2e = round(count / (end - start))
 upload = round(count / (accepted - start))
 mismatches = {k: (job["counts"].get(k), v) for k, v in expected.items() if job["counts"].get(k) != v}
@@ -158,6 +204,12 @@ result = {
     "steady_1000_per_s_loaded_minus_received_ms_p99": float(steady_p99), "steady_rows": int(steady_rows),
     "peak_rss_mb_max": round(max(peaks) / 1024, 1), "job": job["status"], "counts": job["counts"],
     "counts_match_manifest": not mismatches,
+    "gateway": {
+        "route": "GET /api/v1/jobs/{id}", "wrk": "-t2 -c16 -d8s",
+        "direct_unauthenticated": {"requests_per_s": direct_rps, "p99_ms": direct_p99, "non_2xx": direct_bad},
+        "via_gateway_hs256": {"requests_per_s": hs_rps, "p99_ms": hs_p99, "non_2xx": hs_bad},
+        "via_gateway_rs256": {"requests_per_s": rs_rps, "p99_ms": rs_p99, "non_2xx": rs_bad},
+    },
 }
 json.dump(result, open("bench/results/pipeline.json", "w"), indent=1)
 print(f"raw XADD              {xadd:>9} entries/s")
@@ -168,6 +220,13 @@ print(f"loaded − received     p50 {p50} ms, p99 {p99} ms  (the {count} events 
 print(f"  at 1,000 events/s   p50 {steady_p50} ms, p99 {steady_p99} ms  (40 uploads of 250, {steady_rows} rows loaded)")
 print(f"peak RSS per process  {max(peaks) / 1024:.1f} MB at most")
 print(f"job {job['status']}: {json.dumps(job['counts'])}")
+print(f"GET /api/v1/jobs/{{id}}, wrk -t2 -c16 -d8s:")
+print(f"  ingest directly     {direct_rps:>9} requests/s, p99 {direct_p99} ms  (no token)")
+print(f"  gateway, HS256      {hs_rps:>9} requests/s, p99 {hs_p99} ms  ({hs_rps / direct_rps:.2f} x direct)")
+print(f"  gateway, RS256      {rs_rps:>9} requests/s, p99 {rs_p99} ms  ({rs_rps / direct_rps:.2f} x direct; verified tokens cached)")
+if direct_bad or hs_bad or rs_bad:
+    print(f"NON-2XX ANSWERS: direct {direct_bad}, HS256 {hs_bad}, RS256 {rs_bad}")
+    sys.exit(1)
 if mismatches:
     print(f"COUNTS DIFFER FROM THE MANIFEST (got, expected): {mismatches}")
     sys.exit(1)

@@ -4,12 +4,12 @@
 set -euo pipefail
 
 packages=(
-  # C libraries the Swift targets link (CHiredis, CLibPQ; CJWT and CCurl for later stages)
+  # C libraries the Swift targets link (CHiredis, CLibPQ, CJWT; CCurl for notify)
   libhiredis-dev libpq-dev libjwt-dev libcurl4-openssl-dev pkg-config
   # the real servers the integration and end-to-end tests run against
   redis-server redis-tools postgresql
-  # tools the scripts and tests use
-  curl procps python3
+  # tools the scripts and tests use (openssl makes the RS256 test keys, wrk drives the gateway bench)
+  curl procps python3 python3-venv openssl wrk
 )
 
 missing=()

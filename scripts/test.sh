@@ -16,6 +16,9 @@ source "$servers/env"
 # Release once: some concurrency errors show only there, and the end-to-end tests run it.
 swift build -c release
 
+# openapi-spec-validator and schemathesis, for the gateway's API tests.
+SLUICE_PYTHON=$(scripts/python-tools.sh)
+export SLUICE_PYTHON
 export SLUICE_BIN="$PWD/.build/release/sluice"
 export SLUICE_TEST_SERVERS_DIR="$servers"
 export SLUICE_SERVERS_SCRIPT="$PWD/scripts/servers.sh"

@@ -14,10 +14,10 @@ public enum BuiltinFunctions {
         registry.register("enrich") { try EnrichFunction(setup: $0) }
         registry.register("transform") { try TransformFunction(setup: $0) }
         registry.register("load") { try LoadFunction(setup: $0) }
-        registry.register("ingest") { try await IngestFunction(setup: $0) }
+        registry.register("ingest", operations: IngestFunction.operations) { try await IngestFunction(setup: $0) }
         registry.register("quarantine") { try QuarantineFunction(setup: $0) }
         registry.register("job-recorder") { try JobRecorderFunction(setup: $0) }
-        registry.register("gateway") { try GatewayFunction(setup: $0) }
+        registry.register("gateway", operations: [OpenAPIDocument.operation]) { try GatewayFunction(setup: $0) }
         return registry
     }
 }

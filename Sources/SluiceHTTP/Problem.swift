@@ -32,7 +32,8 @@ public struct Problem: Error, Sendable, ResponseGenerator {
             "code": .string(code),
             "detail": .string(detail),
         ]
-        for (key, value) in extra { object[key] = value }
+        // The standard members win: an extra member can add, never replace them.
+        for (key, value) in extra where object[key] == nil { object[key] = value }
         return .object(object)
     }
 

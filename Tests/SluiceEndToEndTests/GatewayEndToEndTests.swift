@@ -295,6 +295,55 @@ struct GatewayEndToEndTests {
         try result.get()
     }
 
+    /// The Python tools `make test` installs (scripts/python-tools.sh).
+    static func pythonTool(_ name: String) throws -> String {
+        guard let python = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] else {
+            throw TestSetupError("SLUICE_PYTHON is not set: run the suite with `make test` (scripts/python-tools.sh installs \(name))")
+        }
+        return URL(fileURLWithPath: python).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    @Test func theOpenAPIDocumentValidatesAndSchemathesisFindsNoFault() async throws {
+        try await Self.with(db: 13, gateway: [("ingest:  {per_second: 100, burst: 200}", "ingest:  {per_second: 100000, burst: 100000}")]) { fixture in
+            try await fixture.startPipeline(except: ["ingest"])
+            // Public: no token needed.
+            let answer = try await HTTP.request("GET", fixture.url("gateway", "/api/v1/openapi.json"))
+            #expect(answer.status == 200)
+            #expect(answer.headers["content-type"] == "application/json")
+            let document = try JSONParser().parse(Array(answer.body))
+            // Every route of the gateway's manifest is in it, with its roles and the bearer scheme.
+            #expect(document["openapi"]?.stringValue == "3.0.3")
+            for route in Self.matrix {
+                let operation = document["paths"]?[route.path]?[route.method.lowercased()]
+                #expect(operation?["security"] == [["bearer": []]], "\(route.method) \(route.path)")
+                #expect(operation?["x-roles"].map { Set(($0.arrayValue ?? []).compactMap(\.stringValue)) } == route.roles)
+                #expect(operation?["responses"]?["401"] != nil && operation?["responses"]?["403"] != nil && operation?["responses"]?["429"] != nil)
+            }
+            #expect(document["paths"]?["/api/v1/openapi.json"]?["get"]?["security"] == [])
+            #expect(document["components"]?["securitySchemes"]?["bearer"]?["scheme"]?.stringValue == "bearer")
+            #expect(document["components"]?["schemas"]?["Problem"] != nil)
+
+            let path = "\(fixture.directory)/openapi.json"
+            try answer.body.write(to: URL(fileURLWithPath: path))
+            let validated = try await runCommand(try Self.pythonTool("openapi-spec-validator"), [path], timeout: .seconds(120))
+            #expect(validated.status == 0, "openapi-spec-validator: \(validated.output) \(validated.error)")
+
+            let token = try Self.hs256(Self.claims(subject: "schemathesis", roles: ["ingest", "analyst", "admin"]))
+            let run = try await runCommand(try Self.pythonTool("schemathesis"), [
+                "run", fixture.url("gateway", "/api/v1/openapi.json"),
+                "--url", fixture.url("gateway", ""),
+                "-H", "Authorization: Bearer \(token)",
+                "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
+                "--max-examples", "40", "--seed", "20261123", "--request-timeout", "20", "--workers", "1",
+                "--phases", "examples,coverage,fuzzing",
+            ], environment: ["NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""], timeout: .seconds(600))
+            #expect(run.status == 0, "schemathesis:\n\(run.output.suffix(6000))\n\(run.error.suffix(2000))")
+            for (name, process) in fixture.processes {
+                #expect(process.isRunning, "\(name) died during the run:\n\(process.tail())")
+            }
+        }
+    }
+
     @Test func a100MBUploadPassesTheGatewayWithFlatMemory() async throws {
         try await Self.with(db: 13) { fixture in
             let path = "\(fixture.directory)/big.ndjson"

@@ -73,4 +73,37 @@ struct GatewayPolicyTests {
         #expect(error(["routes": Self.routes, "rate_limits": ["guest": ["per_second": 1, "burst": 1]]])?.key == "config.rate_limits.guest")
         #expect(error(["routes": Self.routes, "leeway": "soon"])?.key == "config.leeway")
     }
+
+    @Test func theDocumentCoversEveryRouteAndRefusesAnUndescribedOne() throws {
+        let root = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let manifest = try ManifestLoader(functionsDirectory: "/\(root)/functions").load("gateway")
+        let policy = try GatewayPolicy(manifest: manifest)
+        let document = try OpenAPIDocument.build(policy: policy, operations: BuiltinFunctions.registry().operations)
+        for route in policy.routes {
+            let operation = document["paths"]?[route.path]?[route.method.lowercased()]
+            #expect(operation?["operationId"]?.stringValue?.isEmpty == false, "\(route.method) \(route.path)")
+            #expect(operation?["responses"]?["default"] != nil)
+            if !route.isPublic { #expect(operation?["x-roles"] == .array(route.roles.sorted().map { .string($0) })) }
+        }
+        // Every $ref points at a schema the document defines.
+        var refs: [String] = []
+        func collect(_ value: JSONValue) {
+            switch value {
+            case .object(let object):
+                for (key, member) in object { if key == "$ref", let ref = member.stringValue { refs.append(ref) } else { collect(member) } }
+            case .array(let items): items.forEach(collect)
+            default: break
+            }
+        }
+        collect(document)
+        #expect(!refs.isEmpty)
+        for ref in refs {
+            let name = String(ref.dropFirst("#/components/schemas/".count))
+            #expect(document["components"]?["schemas"]?[name] != nil, "\(ref)")
+        }
+
+        var extra = policy
+        extra.routes.append(.init(method: "GET", segments: ["api", "v1", "nothing"], function: "ingest", roles: ["admin"], isPublic: false))
+        #expect(throws: OpenAPIDocument.MissingOperation.self) { try OpenAPIDocument.build(policy: extra, operations: BuiltinFunctions.registry().operations) }
+    }
 }

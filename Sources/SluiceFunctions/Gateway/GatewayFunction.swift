@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Sluice
 import SluiceHTTP
@@ -26,6 +27,8 @@ public struct GatewayFunction: HTTPFunction {
     let upstreams: [String: String]
     let proxy: UpstreamProxy
     let logger: Logger
+    /// The OpenAPI document, serialized once.
+    let document: [UInt8]
 
     public init(setup: FunctionSetup) throws {
         let manifest = setup.manifest
@@ -43,6 +46,13 @@ public struct GatewayFunction: HTTPFunction {
         upstreams = runtime.upstreams
         proxy = UpstreamProxy(timeouts: .init(connect: policy.connectTimeout, idle: policy.idleTimeout))
         logger = setup.logger
+        let registry = setup.resources.get(FunctionRegistry.self) ?? BuiltinFunctions.registry()
+        do {
+            document = try OpenAPIDocument.build(policy: policy, operations: registry.operations).serializedBytes
+        } catch let missing as OpenAPIDocument.MissingOperation {
+            throw ManifestError(.badValue, file: manifest.file, key: "config.routes",
+                                message: "\(missing.method) \(missing.path): no function describes this route (a typo, or a function this build lacks)")
+        }
     }
 
     public var backgroundServices: [any Service] { [proxy] }
@@ -51,7 +61,12 @@ public struct GatewayFunction: HTTPFunction {
         router.add(middleware: GatewayMiddleware(gateway: self))
     }
 
-    public func addRoutes(to router: Router<BasicRequestContext>) {}
+    public func addRoutes(to router: Router<BasicRequestContext>) {
+        let document = ByteBuffer(bytes: self.document)
+        router.get("/api/v1/openapi.json") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
+        }
+    }
 
     /// Where a route's function is answered, or why it cannot be.
     enum Destination {

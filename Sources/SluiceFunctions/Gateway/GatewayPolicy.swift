@@ -16,6 +16,14 @@ public struct GatewayPolicy: Sendable {
 
         public var path: String { "/" + segments.joined(separator: "/") }
 
+        public init(method: String, segments: [String], function: String, roles: Set<String>, isPublic: Bool) {
+            self.method = method
+            self.segments = segments
+            self.function = function
+            self.roles = roles
+            self.isPublic = isPublic
+        }
+
         func matches(_ pathSegments: [Substring]) -> Bool {
             guard pathSegments.count == segments.count else { return false }
             for (pattern, segment) in zip(segments, pathSegments) {

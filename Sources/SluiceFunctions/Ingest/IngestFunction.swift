@@ -375,7 +375,7 @@ public struct IngestFunction: HTTPFunction {
         }
         guard let previous else { throw Self.jobNotFound }
         guard previous == "received" || previous == "processing" else {
-            throw Problem(.conflict, code: "job_finished", detail: "the job has already ended", extra: ["status": .string(previous)])
+            throw Problem(.conflict, code: "job_finished", detail: "the job has already ended", extra: ["job_status": .string(previous)])
         }
         do {
             try await redis.endJob(jobID, as: "cancelled", keys: keys)

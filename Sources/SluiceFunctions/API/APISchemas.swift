@@ -1,0 +1,92 @@
+import Sluice
+
+/// The named schemas of the public API (`#/components/schemas/…`).
+public enum APISchemas {
+    static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
+    static let string: JSONValue = ["type": "string"]
+    static let integer: JSONValue = ["type": "integer"]
+    static let timestamp: JSONValue = ["type": "string", "format": "date-time"]
+    static let jobID: JSONValue = ["type": "string", "format": "uuid"]
+
+    public static let components: JSONObject = [
+        "Problem": [
+            "type": "object",
+            "description": "An RFC 9457 problem. `code` is stable; other members (`offset`, `line`, `job_id`, `limit`, `parameter`, `stage`, `job_status`) appear where they help.",
+            "required": ["type", "title", "status", "code", "detail"],
+            "properties": [
+                "type": string, "title": string, "status": integer, "code": string, "detail": string,
+                "offset": integer, "line": integer, "job_id": string, "limit": integer, "parameter": string,
+                "stage": string, "job_status": string,
+            ],
+        ],
+        "JobCounts": [
+            "type": "object",
+            "description": "What happened to the job's events; `received` is final once the body has ended.",
+            "required": ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "failed", "cancelled"],
+            "properties": [
+                "received": integer, "loaded": integer, "quarantined": integer, "stale": integer, "duplicate": integer,
+                "no_consent": integer, "failed": integer, "cancelled": integer, "in_flight": integer,
+            ],
+        ],
+        "Job": [
+            "type": "object",
+            "required": ["id", "status", "counts", "created_at", "updated_at"],
+            "properties": [
+                "id": jobID,
+                "status": ["type": "string", "enum": ["received", "processing", "completed", "failed", "cancelled"]],
+                "format": ["type": "string", "nullable": true],
+                "counts": ref("JobCounts"),
+                "error": string,
+                "schema": ["type": "object", "description": "CSV uploads: the inferred type of each column.", "additionalProperties": string],
+                "content_type": string,
+                "bytes": integer,
+                "created_at": timestamp, "updated_at": timestamp,
+                "finished_at": ["type": "string", "format": "date-time", "nullable": true],
+            ],
+        ],
+        "JobList": [
+            "type": "object",
+            "required": ["jobs", "next_before"],
+            "properties": [
+                "jobs": ["type": "array", "items": ref("Job")],
+                "next_before": ["type": "string", "format": "uuid", "nullable": true, "description": "Pass as `before` for the next page; null on the last."],
+            ],
+        ],
+        "UploadAccepted": [
+            "type": "object",
+            "required": ["job_id", "status", "format", "received"],
+            "properties": [
+                "job_id": jobID, "status": ["type": "string", "enum": ["received"]],
+                "format": ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]],
+                "received": integer,
+                "schema": ["type": "object", "additionalProperties": string],
+            ],
+        ],
+        "Event": [
+            "type": "object",
+            "description": "One event. The built-in shape: metadata{event_id, timestamp, version, source}, user{id, session_id, attributes}, context{device_type, os_version, app_version, location{country, region}}, payload{event_type, properties, custom_data}.",
+            "additionalProperties": true,
+        ],
+        "TransformResult": [
+            "type": "object",
+            "required": ["stages", "counts", "results"],
+            "properties": [
+                "stages": ["type": "array", "items": string],
+                "counts": [
+                    "type": "object", "required": ["forward", "drop", "quarantine"],
+                    "properties": ["forward": integer, "drop": integer, "quarantine": integer],
+                ],
+                "results": [
+                    "type": "array",
+                    "items": [
+                        "type": "object", "required": ["index", "outcome"],
+                        "properties": [
+                            "index": integer, "outcome": ["type": "string", "enum": ["forward", "drop", "quarantine"]],
+                            "row": ["type": "object", "additionalProperties": true], "reason": string, "stage": string,
+                        ],
+                    ],
+                ],
+            ],
+        ],
+    ]
+}

@@ -1,0 +1,79 @@
+import Sluice
+
+extension IngestFunction {
+    /// The public routes ingest answers, as the OpenAPI document describes them.
+    public static let operations: [APIOperation] = {
+        let jobID = APIOperation.Parameter("id", in: .path, description: "The job id.", schema: APISchemas.jobID)
+        let unavailable = APIOperation.Response.problem("503", "The job store or the event stream is not reachable; try again.")
+        return [
+            APIOperation(
+                "POST", "/api/v1/ingest", id: "ingest", summary: "Upload events: NDJSON, a JSON array, CSV with a header row, XML or plain text",
+                tag: "ingest",
+                parameters: [
+                    .init("format", in: .query, description: "The format, when Content-Type does not say it.",
+                          schema: ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]]),
+                    .init("filename", in: .query, description: "The file name; its extension names the format when nothing else does.",
+                          schema: APISchemas.string),
+                ],
+                requestBody: [
+                    ("application/x-ndjson", ["type": "string", "description": "One JSON object per line."]),
+                    ("application/json", ["type": "array", "items": APISchemas.ref("Event")]),
+                    ("text/csv", ["type": "string", "description": "A header row, then one event per row."]),
+                    ("application/xml", ["type": "string", "description": "<events><event>…</event></events>"]),
+                    ("text/plain", ["type": "string", "description": "One event per line, as {\"text\": line}."]),
+                ],
+                responses: [
+                    .json("202", "The body has ended and every event is on its way; follow the job.", APISchemas.ref("UploadAccepted")),
+                    .problem("400", "The body cannot be parsed (code and offset say where); the job is failed and nothing of it is loaded."),
+                    .problem("413", "The body is larger than the manifest's max_body_bytes."),
+                    .problem("415", "The format is not named by Content-Type, ?format= or the file name."),
+                    unavailable,
+                ]),
+            APIOperation(
+                "GET", "/api/v1/jobs", id: "listJobs", summary: "List jobs, newest first", tag: "jobs",
+                parameters: [
+                    .init("limit", in: .query, description: "Jobs per page (1–500, default 50).",
+                          schema: ["type": "integer", "minimum": 1, "maximum": 500, "default": 50]),
+                    .init("status", in: .query, description: "Only jobs in this status.",
+                          schema: ["type": "string", "enum": ["received", "processing", "completed", "failed", "cancelled"]]),
+                    .init("before", in: .query, description: "The next_before of the previous page.", schema: APISchemas.jobID),
+                ],
+                responses: [
+                    .json("200", "A page of jobs.", APISchemas.ref("JobList")),
+                    .problem("400", "A parameter is not valid (`parameter` names it)."),
+                    unavailable,
+                ]),
+            APIOperation(
+                "GET", "/api/v1/jobs/{id}", id: "getJob", summary: "A job's status and the account of its events", tag: "jobs",
+                parameters: [jobID],
+                responses: [
+                    .json("200", "The job.", APISchemas.ref("Job")),
+                    .problem("404", "No job has this id."),
+                    unavailable,
+                ]),
+            APIOperation(
+                "DELETE", "/api/v1/jobs/{id}", id: "cancelJob", summary: "Cancel a job: its remaining chunks are dropped as cancelled", tag: "jobs",
+                parameters: [jobID],
+                responses: [
+                    .json("200", "The job, now cancelled.", APISchemas.ref("Job")),
+                    .problem("404", "No job has this id."),
+                    .problem("409", "The job has already ended (`job_status` says how)."),
+                    unavailable,
+                ]),
+            APIOperation(
+                "POST", "/api/v1/process/transform", id: "processTransform",
+                summary: "Run validate → enrich → transform on the posted events and answer each one's fate; stores nothing", tag: "ingest",
+                requestBody: [
+                    ("application/json", ["type": "array", "items": APISchemas.ref("Event"), "maxItems": 10000]),
+                    ("application/x-ndjson", ["type": "string"]),
+                ],
+                responses: [
+                    .json("200", "Each event's outcome, and the warehouse row of those that pass.", APISchemas.ref("TransformResult")),
+                    .problem("400", "The body cannot be parsed."),
+                    .problem("413", "More than 8 MB or 10,000 events."),
+                    .problem("422", "A stage failed permanently."),
+                    .problem("503", "A stage's dependency is not reachable; try again."),
+                ]),
+        ]
+    }()
+}

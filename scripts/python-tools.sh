@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Python tools the API tests use (openapi-spec-validator, schemathesis) from PyPI
+# into a virtual environment under .build/, once; prints the environment's python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=.build/pyenv
+want=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
+stamp="$venv/.installed-$(echo "${want[*]}" | sha256sum | cut -c1-12)"
+if [[ ! -f $stamp ]]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "${want[@]}" >&2
+  touch "$stamp"
+fi
+echo "$PWD/$venv/bin/python"
