@@ -17,6 +17,7 @@ public enum BuiltinFunctions {
         registry.register("ingest", operations: IngestFunction.operations) { try await IngestFunction(setup: $0) }
         registry.register("quarantine") { try QuarantineFunction(setup: $0) }
         registry.register("job-recorder") { try JobRecorderFunction(setup: $0) }
+        registry.register("warehouse", operations: WarehouseFunction.operations) { try WarehouseFunction(setup: $0) }
         registry.register("gateway", operations: [OpenAPIDocument.operation]) { try GatewayFunction(setup: $0) }
         return registry
     }

@@ -22,6 +22,7 @@ struct GatewayEndToEndTests {
             text = text.replacingOccurrences(of: of, with: with)
         }
         manifests["gateway"] = text
+        manifests["warehouse"] = try String(contentsOfFile: "\(root)/functions/warehouse/function.yaml", encoding: .utf8)
         return manifests
     }
 
@@ -30,8 +31,14 @@ struct GatewayEndToEndTests {
         let fixture = try await PipelineFixture(db: db, manifests: try manifests(gateway: replacing))
         fixture.extraEnvironment = ["SLUICE_JWT_ISSUER": issuer, "SLUICE_JWT_AUDIENCE": audience]
         try await fixture.start("ingest")
-        try await fixture.start("gateway", environment: ["SLUICE_JWT_SECRET": secret, "SLUICE_UPSTREAM_INGEST": fixture.url("ingest", "")])
+        try await fixture.start("warehouse")
+        try await fixture.start("gateway", environment: ["SLUICE_JWT_SECRET": secret].merging(upstreams(fixture)) { $1 })
         return fixture
+    }
+
+    /// Where a gateway finds the functions the fixture runs.
+    static func upstreams(_ fixture: PipelineFixture) -> [String: String] {
+        ["SLUICE_UPSTREAM_INGEST": fixture.url("ingest", ""), "SLUICE_UPSTREAM_WAREHOUSE": fixture.url("warehouse", "")]
     }
 
     static func with(db: Int, gateway replacing: [(String, String)] = [], _ body: (PipelineFixture) async throws -> Void) async throws {
@@ -128,8 +135,8 @@ struct GatewayEndToEndTests {
                 try #require(result.status == 0, "openssl: \(result.error)")
             }
             try await fixture.start("gateway", as: "gateway-rs", environment: [
-                "SLUICE_JWT_SECRET": "", "SLUICE_JWT_PUBLIC_KEY": "\(keys)/public.pem", "SLUICE_UPSTREAM_INGEST": fixture.url("ingest", ""),
-            ])
+                "SLUICE_JWT_SECRET": "", "SLUICE_JWT_PUBLIC_KEY": "\(keys)/public.pem",
+            ].merging(Self.upstreams(fixture)) { $1 })
             let rs = try await Self.cliToken(fixture, subject: "rs-user", roles: "ingest", extra: ["SLUICE_JWT_SECRET": ""],
                                              arguments: ["--key", "\(keys)/private.pem"])
             let passed = try await Self.get(fixture, "/api/v1/jobs", via: "gateway-rs", token: rs)
@@ -153,6 +160,10 @@ struct GatewayEndToEndTests {
         ("GET", "/api/v1/jobs", ["ingest", "admin"]),
         ("DELETE", "/api/v1/jobs/{id}", ["ingest", "admin"]),
         ("POST", "/api/v1/process/transform", ["ingest"]),
+        ("GET", "/api/v1/data/{event_id}", ["analyst"]),
+        ("PUT", "/api/v1/data/{event_id}", ["ingest"]),
+        ("DELETE", "/api/v1/data/{event_id}", ["ingest"]),
+        ("GET", "/api/v1/analytics/summary", ["analyst"]),
     ]
 
     @Test func everyRouteAnswersEveryRoleAsTheManifestDeclares() async throws {
@@ -179,16 +190,23 @@ struct GatewayEndToEndTests {
                     let upload = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/ingest"), body: Data(event.utf8),
                                                         headers: ["Content-Type": "application/x-ndjson"])
                     let job = try JSONParser().parse(Array(upload.body))["job_id"]?.stringValue ?? ""
-                    let path = route.path.replacingOccurrences(of: "{id}", with: job)
+                    // And a warehouse record of its own (a deleted record cannot be deleted again).
+                    let record = "matrix-\(UUID().uuidString)"
+                    try await fixture.clients.postgres.query(
+                        "INSERT INTO events (event_id, event_type, event_time, user_id, received_at) VALUES ($1, 'click', now(), 'u1', now())", [record])
+                    let path = route.path.replacingOccurrences(of: "{id}", with: job).replacingOccurrences(of: "{event_id}", with: record)
                     var headers = ["Authorization": "Bearer \(tokens[role]!)"]
                     var body: Data?
                     if route.method == "POST" {
                         headers["Content-Type"] = route.path.hasSuffix("/ingest") ? "application/x-ndjson" : "application/json"
                         body = Data((route.path.hasSuffix("/ingest") ? event : "[\(event)]").utf8)
+                    } else if route.method == "PUT" {
+                        headers["Content-Type"] = "application/json"
+                        body = Data(#"{"event_type": "corrected", "user_id": "u1"}"#.utf8)
                     }
                     let response = try await HTTP.request(route.method, fixture.url("gateway", path), body: body, headers: headers)
                     if route.roles.contains(role) {
-                        let expected = route.path.hasSuffix("/ingest") ? 202 : 200
+                        let expected = route.path.hasSuffix("/ingest") ? 202 : route.method == "DELETE" && route.path.hasPrefix("/api/v1/data") ? 204 : 200
                         #expect(response.status == expected, "\(role) \(route.method) \(route.path): \(response.status) \(response.text)")
                     } else {
                         #expect(response.status == 403, "\(role) \(route.method) \(route.path): \(response.status) \(response.text)")
@@ -208,7 +226,7 @@ struct GatewayEndToEndTests {
 
     @Test func twoGatewaysShareOneRateLimitBudget() async throws {
         try await Self.with(db: 13, gateway: [("ingest:  {per_second: 100, burst: 200}", "ingest:  {per_second: 0.01, burst: 10}")]) { fixture in
-            try await fixture.start("gateway", as: "gateway-2", environment: ["SLUICE_JWT_SECRET": Self.secret, "SLUICE_UPSTREAM_INGEST": fixture.url("ingest", "")])
+            try await fixture.start("gateway", as: "gateway-2", environment: ["SLUICE_JWT_SECRET": Self.secret].merging(Self.upstreams(fixture)) { $1 })
             let token = try await Self.cliToken(fixture, subject: "burst-user", roles: "ingest")
             var statuses: [Int] = []
             var last: HTTP.Response?
@@ -295,6 +313,95 @@ struct GatewayEndToEndTests {
         try result.get()
     }
 
+    @Test func recordsAndTheAnalyticsSummaryAnswerFromTheWarehouse() async throws {
+        try await Self.with(db: 13) { fixture in
+            try await fixture.startPipeline(except: ["ingest"])
+            let workload = try await GeneratedWorkload.make(count: 3000, seed: 77, format: "ndjson", in: fixture.directory)
+            let ingest = try await Self.cliToken(fixture, subject: "wh-ingest", roles: "ingest")
+            let analyst = try await Self.cliToken(fixture, subject: "wh-analyst", roles: "analyst")
+            let upload = try await runCommand("/usr/bin/curl", [
+                "-sS", "-H", "Authorization: Bearer \(ingest)", "-H", "Content-Type: application/x-ndjson",
+                "--data-binary", "@\(workload.path)", fixture.url("gateway", "/api/v1/ingest"),
+            ])
+            let job = try #require(try JSONParser().parse(Array(upload.output.utf8))["job_id"]?.stringValue, "\(upload.output)")
+            let done = try await fixture.waitForJob(job)
+            #expect(done.count("loaded") == workload.expected["loaded"])
+            let postgres = fixture.clients.postgres
+
+            // One record, as stored.
+            let sample = try #require(try await postgres.query("SELECT event_id, user_id FROM events WHERE job_id = $1::uuid ORDER BY event_id LIMIT 1", [job]).rows.first)
+            let eventID = try #require(sample[0])
+            let path = "/api/v1/data/\(eventID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed)!)"
+            let got = try await Self.get(fixture, path, token: analyst)
+            #expect(got.status == 200, "\(got.text)")
+            let record = try JSONParser().parse(Array(got.body))
+            #expect(record["event_id"]?.stringValue == eventID)
+            #expect(record["job_id"]?.stringValue == job)
+            #expect(record["user_id"]?.stringValue == sample[1])
+            #expect(try await Self.get(fixture, "/api/v1/data/no-such-event", token: analyst).status == 404)
+
+            // Replace: columns left out become null; fixed columns cannot change.
+            func put(_ body: String) async throws -> HTTP.Response {
+                try await HTTP.request("PUT", fixture.url("gateway", path), body: Data(body.utf8),
+                                       headers: ["Authorization": "Bearer \(ingest)", "Content-Type": "application/json"])
+            }
+            let replaced = try await put(#"{"event_type": "corrected", "user_id": "u-42", "properties": {"fixed": true}, "job_id": "\#(job)"}"#)
+            #expect(replaced.status == 200, "\(replaced.text)")
+            let stored = try await postgres.query("SELECT event_type, user_id, properties::text, country, job_id::text FROM events WHERE event_id = $1", [eventID]).rows[0]
+            #expect(stored == ["corrected", "u-42", #"{"fixed": true}"#, nil, job])
+            for (body, code) in [
+                (#"{"job_id": "00000000-0000-4000-8000-000000000000"}"#, "immutable_field"),
+                (#"{"event_id": "another"}"#, "immutable_field"),
+                (#"{"colour": "red"}"#, "unknown_field"),
+                (#"{"user_id": 42}"#, "wrong_type"),
+                (#"{"event_time": "yesterday"}"#, "wrong_type"),
+                (#"[1, 2]"#, "invalid_record"),
+                (#"{"user_id": "#, "invalid_json"),
+            ] {
+                let refused = try await put(body)
+                #expect(refused.status == 400 && Self.problemCode(refused) == code, "\(body): \(refused.status) \(refused.text)")
+            }
+            // Delete: 204, then gone.
+            let deleted = try await HTTP.request("DELETE", fixture.url("gateway", path), headers: ["Authorization": "Bearer \(ingest)"])
+            #expect(deleted.status == 204)
+            #expect(try await Self.get(fixture, path, token: analyst).status == 404)
+            #expect(try await HTTP.request("DELETE", fixture.url("gateway", path), headers: ["Authorization": "Bearer \(ingest)"]).status == 404)
+
+            // The summary over the workload's whole range equals what SQL counts in the table.
+            let bounds = try await postgres.query("""
+                SELECT to_char(date_trunc('minute', min(event_time)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                       to_char((date_trunc('minute', max(event_time)) + interval '1 minute') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                FROM events WHERE job_id = $1::uuid
+                """, [job]).rows[0]
+            let (from, to) = (bounds[0]!, bounds[1]!)
+            let truth = try await postgres.query("""
+                SELECT count(*)::text, count(DISTINCT user_id)::text, count(DISTINCT date_bin('5 minutes', event_time, $1::timestamptz))::text
+                FROM events WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz
+                """, [from, to]).rows[0]
+            let summary = try await Self.get(fixture, "/api/v1/analytics/summary?from=\(from)&to=\(to)&window=5m", token: analyst)
+            #expect(summary.status == 200, "\(summary.text)")
+            let answer = try JSONParser().parse(Array(summary.body))
+            #expect(answer["total"]?["events"]?.intValue == Int64(truth[0]!))
+            #expect(answer["total"]?["unique_users"]?.intValue == Int64(truth[1]!))
+            let windows = answer["windows"]?.arrayValue ?? []
+            #expect(windows.count == Int(truth[2]!))
+            #expect(windows.reduce(Int64(0)) { $0 + ($1["events"]?.intValue ?? 0) } == Int64(truth[0]!))
+            let byType = answer["total"]?["by_event_type"]?.objectValue ?? [:]
+            #expect(byType.reduce(Int64(0)) { $0 + ($1.value.intValue ?? 0) } == Int64(truth[0]!))
+            let clicks = try await postgres.query("SELECT count(*)::text FROM events WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz AND event_type = 'corrected'", [from, to]).scalar
+            #expect(byType["corrected"]?.intValue == Int64(clicks ?? "-1"))
+            for window in windows {
+                let types = window["by_event_type"]?.objectValue ?? [:]
+                #expect(types.reduce(Int64(0)) { $0 + ($1.value.intValue ?? 0) } == window["events"]?.intValue)
+            }
+            for (query, code) in [("window=2m", "invalid_parameter"), ("from=tomorrow", "invalid_parameter"),
+                                  ("from=\(to)&to=\(from)", "invalid_parameter"), ("from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "range_too_large")] {
+                let refused = try await Self.get(fixture, "/api/v1/analytics/summary?\(query)", token: analyst)
+                #expect(refused.status == 400 && Self.problemCode(refused) == code, "\(query): \(refused.text)")
+            }
+        }
+    }
+
     /// The Python tools `make test` installs (scripts/python-tools.sh).
     static func pythonTool(_ name: String) throws -> String {
         guard let python = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] else {
@@ -306,6 +413,12 @@ struct GatewayEndToEndTests {
     @Test func theOpenAPIDocumentValidatesAndSchemathesisFindsNoFault() async throws {
         try await Self.with(db: 13, gateway: [("ingest:  {per_second: 100, burst: 200}", "ingest:  {per_second: 100000, burst: 100000}")]) { fixture in
             try await fixture.startPipeline(except: ["ingest"])
+            // Records for the data routes to find.
+            try await fixture.clients.postgres.query("""
+                INSERT INTO events (event_id, event_type, event_time, user_id, properties, received_at)
+                SELECT 'fuzz-' || i, 'view', now() - make_interval(mins => i), 'user-' || (i % 7), '{"n": 1}'::jsonb, now()
+                FROM generate_series(1, 50) AS i
+                """)
             // Public: no token needed.
             let answer = try await HTTP.request("GET", fixture.url("gateway", "/api/v1/openapi.json"))
             #expect(answer.status == 200)

@@ -8,7 +8,59 @@ public enum APISchemas {
     static let timestamp: JSONValue = ["type": "string", "format": "date-time"]
     static let jobID: JSONValue = ["type": "string", "format": "uuid"]
 
+    static let nullableString: JSONValue = ["type": "string", "nullable": true]
+    static let nullableJSON: JSONValue = ["nullable": true, "description": "Any JSON object or array."]
+    static let counts: JSONValue = ["type": "object", "additionalProperties": integer]
+
     public static let components: JSONObject = [
+        "Record": [
+            "type": "object",
+            "description": "One row of the warehouse table `events`.",
+            "required": ["event_id", "received_at", "loaded_at"],
+            "properties": [
+                "event_id": string, "job_id": ["type": "string", "format": "uuid", "nullable": true],
+                "event_type": nullableString, "event_time": ["type": "string", "format": "date-time", "nullable": true],
+                "user_id": nullableString, "session_id": nullableString, "source": nullableString, "version": nullableString,
+                "device_type": nullableString, "device_class": nullableString, "os_version": nullableString, "app_version": nullableString,
+                "country": nullableString, "country_name": nullableString, "region": nullableString,
+                "properties": nullableJSON, "custom_data": nullableJSON, "attributes": nullableJSON,
+                "received_at": timestamp, "loaded_at": timestamp,
+            ],
+        ],
+        "RecordChange": [
+            "type": "object",
+            "description": "The record's new columns. A column left out becomes null; event_id, job_id, received_at and loaded_at may be repeated unchanged.",
+            "additionalProperties": false,
+            "properties": [
+                "event_id": string, "job_id": ["type": "string", "nullable": true],
+                "event_type": nullableString, "event_time": ["type": "string", "format": "date-time", "nullable": true],
+                "user_id": nullableString, "session_id": nullableString, "source": nullableString, "version": nullableString,
+                "device_type": nullableString, "device_class": nullableString, "os_version": nullableString, "app_version": nullableString,
+                "country": nullableString, "country_name": nullableString, "region": nullableString,
+                "properties": ["type": "object", "nullable": true, "additionalProperties": true],
+                "custom_data": ["type": "object", "nullable": true, "additionalProperties": true],
+                "attributes": ["type": "object", "nullable": true, "additionalProperties": true],
+                "received_at": string, "loaded_at": string,
+            ],
+        ],
+        "Summary": [
+            "type": "object",
+            "required": ["from", "to", "window", "total", "windows"],
+            "properties": [
+                "from": timestamp, "to": timestamp, "window": string, "event_type": string,
+                "total": [
+                    "type": "object", "required": ["events", "unique_users", "by_event_type"],
+                    "properties": ["events": integer, "unique_users": integer, "by_event_type": counts],
+                ],
+                "windows": [
+                    "type": "array",
+                    "items": [
+                        "type": "object", "required": ["start", "events", "unique_users", "by_event_type"],
+                        "properties": ["start": timestamp, "events": integer, "unique_users": integer, "by_event_type": counts],
+                    ],
+                ],
+            ],
+        ],
         "Problem": [
             "type": "object",
             "description": "An RFC 9457 problem. `code` is stable; other members (`offset`, `line`, `job_id`, `limit`, `parameter`, `stage`, `job_status`) appear where they help.",
@@ -16,7 +68,7 @@ public enum APISchemas {
             "properties": [
                 "type": string, "title": string, "status": integer, "code": string, "detail": string,
                 "offset": integer, "line": integer, "job_id": string, "limit": integer, "parameter": string,
-                "stage": string, "job_status": string,
+                "stage": string, "job_status": string, "error": string, "retryable": ["type": "boolean"],
             ],
         ],
         "JobCounts": [

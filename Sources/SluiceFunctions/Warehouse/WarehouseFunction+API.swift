@@ -1,0 +1,47 @@
+import Sluice
+
+extension WarehouseFunction {
+    /// The public routes the warehouse function answers, as the OpenAPI document describes them.
+    public static let operations: [APIOperation] = {
+        let eventID = APIOperation.Parameter("event_id", in: .path, description: "The record's event_id.", schema: APISchemas.string)
+        let unavailable = APIOperation.Response.problem("503", "The warehouse is not reachable; try again.")
+        let time: JSONValue = ["type": "string", "format": "date-time"]
+        return [
+            APIOperation(
+                "GET", "/api/v1/data/{event_id}", id: "getRecord", summary: "One warehouse record", tag: "data",
+                parameters: [eventID],
+                responses: [.json("200", "The record.", APISchemas.ref("Record")), .problem("404", "No record has this event_id."), unavailable]),
+            APIOperation(
+                "PUT", "/api/v1/data/{event_id}", id: "replaceRecord",
+                summary: "Replace a record's columns (a column left out becomes null; event_id, job_id, received_at and loaded_at cannot change)",
+                tag: "data", parameters: [eventID],
+                requestBody: [("application/json", APISchemas.ref("RecordChange"))],
+                responses: [
+                    .json("200", "The record as stored now.", APISchemas.ref("Record")),
+                    .problem("400", "Not a JSON object of columns, an unknown or fixed column, or a value of the wrong type (`field` names it)."),
+                    .problem("404", "No record has this event_id."),
+                    .problem("413", "The body is larger than 1 MB."),
+                    unavailable,
+                ]),
+            APIOperation(
+                "DELETE", "/api/v1/data/{event_id}", id: "deleteRecord",
+                summary: "Delete a record (its event_id stays known: uploading it again counts as a duplicate)", tag: "data",
+                parameters: [eventID],
+                responses: [.init("204", "Deleted."), .problem("404", "No record has this event_id."), unavailable]),
+            APIOperation(
+                "GET", "/api/v1/analytics/summary", id: "analyticsSummary",
+                summary: "Events, unique users and events by type over a time range, in total and per window", tag: "analytics",
+                parameters: [
+                    .init("from", in: .query, description: "Start of the range (inclusive); default one hour before `to`.", schema: time),
+                    .init("to", in: .query, description: "End of the range (exclusive); default now.", schema: time),
+                    .init("window", in: .query, description: "Window length.", schema: ["type": "string", "enum": ["1m", "5m", "15m", "1h", "1d"], "default": "1m"]),
+                    .init("event_type", in: .query, description: "Only events of this type.", schema: APISchemas.string),
+                ],
+                responses: [
+                    .json("200", "The summary; windows without events are left out.", APISchemas.ref("Summary")),
+                    .problem("400", "A parameter is not valid, or the range is too large for the window (`parameter` names it)."),
+                    unavailable,
+                ]),
+        ]
+    }()
+}
