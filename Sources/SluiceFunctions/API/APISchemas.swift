@@ -89,11 +89,19 @@ public enum APISchemas {
                 "format": ["type": "string", "nullable": true],
                 "counts": ref("JobCounts"),
                 "error": string,
-                "schema": ["type": "object", "description": "CSV uploads: the inferred type of each column.", "additionalProperties": string],
+                "schema": ref("CSVSchema"),
                 "content_type": string,
                 "bytes": integer,
                 "created_at": timestamp, "updated_at": timestamp,
                 "finished_at": ["type": "string", "format": "date-time", "nullable": true],
+            ],
+        ],
+        "CSVSchema": [
+            "type": "array",
+            "description": "CSV uploads: each column in order with the type inferred from its cells (integer, number, boolean, timestamp, string, empty).",
+            "items": [
+                "type": "object", "required": ["name", "type"],
+                "properties": ["name": string, "type": string],
             ],
         ],
         "JobList": [
@@ -111,7 +119,7 @@ public enum APISchemas {
                 "job_id": jobID, "status": ["type": "string", "enum": ["received"]],
                 "format": ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]],
                 "received": integer,
-                "schema": ["type": "object", "additionalProperties": string],
+                "schema": ref("CSVSchema"),
             ],
         ],
         "Event": [
