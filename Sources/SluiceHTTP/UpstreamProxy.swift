@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
+import Synchronization
 
 /// Forwards requests to a function running in another process, streaming both bodies (an
 /// upload passes through in the chunks it arrives in, with backpressure, never held whole).
@@ -60,16 +61,22 @@ public final class UpstreamProxy: Service, Sendable {
         for field in headers where !Self.hopByHop.contains(field.name.canonicalName) {
             upstream.headers.add(name: field.name.rawName, value: field.value)
         }
+        let gate = BodyGate()
         if request.method != .get, request.method != .head {
             let length: HTTPClientRequest.Body.Length = headers[.contentLength].flatMap { Int64($0) }.map { .known($0) } ?? .unknown
-            upstream.body = .stream(request.body, length: length)
+            upstream.body = .stream(GatedBody(base: request.body, gate: gate), length: length)
         }
         let response: HTTPClientResponse
         do {
             response = try await client.execute(upstream, deadline: .now() + .init(timeouts.total), logger: logger)
         } catch {
+            await gate.close()
             throw Self.problem(for: error, logger: logger)
         }
+        // The upstream may answer before it has read the whole body (a 413, a 415). The client
+        // must stop reading it before this handler returns: the server then drains what is left,
+        // and two readers of one body at once is a crash.
+        await gate.close()
         var fields = HTTPFields()
         for header in response.headers where !Self.hopByHop.contains(header.name.lowercased()) && header.name.lowercased() != "content-length" {
             if let name = HTTPField.Name(header.name) { fields.append(HTTPField(name: name, value: header.value)) }
@@ -90,6 +97,75 @@ public final class UpstreamProxy: Service, Sendable {
         }
         logger.warning("upstream failed", metadata: ["error": .string(String(describing: error))])
         return Problem(.badGateway, code: "upstream_unavailable", detail: "the function is not reachable")
+    }
+}
+
+/// Lets the upstream client read a request body until ``close()``, which ends the body for
+/// the client (its next read answers nil) and waits for a read in progress to finish.
+final class BodyGate: Sendable {
+    private struct State {
+        var closed = false
+        var reading = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Whether a read may start; `false` once closed.
+    func beginRead() -> Bool {
+        state.withLock { state in
+            guard !state.closed else { return false }
+            state.reading = true
+            return true
+        }
+    }
+
+    func endRead() {
+        let waiters = state.withLock { state in
+            state.reading = false
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { state in
+                state.closed = true
+                if state.reading { state.waiters.append(continuation) }
+                return !state.reading
+            }
+            if idle { continuation.resume() }
+        }
+    }
+}
+
+/// A request body read through a ``BodyGate``.
+struct GatedBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let base: RequestBody
+    let gate: BodyGate
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: RequestBody.AsyncIterator
+        let gate: BodyGate
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard gate.beginRead() else { return nil }
+            do {
+                let buffer = try await base.next()
+                gate.endRead()
+                return buffer
+            } catch {
+                gate.endRead()
+                throw error
+            }
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), gate: gate)
     }
 }
 

@@ -266,6 +266,26 @@ struct GatewayEndToEndTests {
         }
     }
 
+    @Test func anUpstreamAnsweringBeforeTheBodyEndsLeavesTheGatewayUp() async throws {
+        // Ingest refuses an unknown format (415) before reading the body: the gateway must stop
+        // sending the rest, pass the answer on and stay up (it once crashed here: the upload and
+        // the server's drain of the leftover body read it at once).
+        try await Self.with(db: 13) { fixture in
+            let path = "\(fixture.directory)/blob.bin"
+            try Data(repeating: 0x41, count: 8 << 20).write(to: URL(fileURLWithPath: path))
+            let token = try await Self.cliToken(fixture, subject: "early-user", roles: "ingest")
+            for attempt in 0..<12 {
+                let result = try await runCommand("/usr/bin/curl", [
+                    "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(token)",
+                    "-H", "Content-Type: application/octet-stream", "--data-binary", "@\(path)", fixture.url("gateway", "/api/v1/ingest"),
+                ], timeout: .seconds(60))
+                #expect(result.output == "415", "attempt \(attempt): \(result.output) \(result.error)")
+            }
+            #expect(fixture.processes["gateway"]!.isRunning, "\(fixture.processes["gateway"]!.tail())")
+            #expect(try await Self.get(fixture, "/api/v1/jobs", token: token).status == 200)
+        }
+    }
+
     @Test func underSluiceDevTheGatewayGuardsTheFunctionsInProcess() async throws {
         let fixture = try await PipelineFixture(db: 13, manifests: try Self.manifests())
         let port = freePort()
