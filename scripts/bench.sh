@@ -84,7 +84,7 @@ raw_copy=$(rate "$rows" "$start" "$end")
 # Sluice: every function of functions/ in its own process.
 port=18080
 declare -A ports
-for fn in ingest validate enrich transform load quarantine jobs; do
+for fn in ingest validate enrich transform load quarantine jobs warehouse; do
   ports[$fn]=$port
   SLUICE_LOG_LEVEL=warning .build/release/sluice serve "$fn" --port "$port" --host 127.0.0.1 >"$servers/$fn.log" 2>&1 &
   pids+=($!)
@@ -146,10 +146,10 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$servers/jwt-
 openssl pkey -in "$servers/jwt-private.pem" -pubout -out "$servers/jwt-public.pem"
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 hs_port=$port; rs_port=$((port + 1))
-SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_SECRET="$secret" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_LOG_LEVEL=warning \
+SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_SECRET="$secret" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_UPSTREAM_WAREHOUSE="http://127.0.0.1:${ports[warehouse]}" SLUICE_LOG_LEVEL=warning \
   .build/release/sluice serve gateway --port "$hs_port" --host 127.0.0.1 >"$servers/gateway-hs.log" 2>&1 &
 pids+=($!)
-SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_PUBLIC_KEY="$servers/jwt-public.pem" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_LOG_LEVEL=warning \
+SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_PUBLIC_KEY="$servers/jwt-public.pem" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_UPSTREAM_WAREHOUSE="http://127.0.0.1:${ports[warehouse]}" SLUICE_LOG_LEVEL=warning \
   .build/release/sluice serve gateway --port "$rs_port" --host 127.0.0.1 >"$servers/gateway-rs.log" 2>&1 &
 pids+=($!)
 for p in $hs_port $rs_port; do
@@ -179,8 +179,24 @@ via_hs=$(measure -H "Authorization: Bearer $hs_token" "http://127.0.0.1:$hs_port
 via_rs=$(measure -H "Authorization: Bearer $rs_token" "http://127.0.0.1:$rs_port$route")
 gateway="$direct $via_hs $via_rs"
 
+# The analytics summary on a million rows: the day before now, spread over 24 hours, 50,000
+# users, 8 event types; asked for the last hour and the last day (median of 7 calls each).
+psql "$SLUICE_DATABASE_URL" -qc "INSERT INTO events (event_id, event_type, event_time, user_id, received_at)
+  SELECT 'bench-' || i, 'type-' || (i % 8), now() - make_interval(secs => (i % 86400)), 'user-' || (i % 50000), now()
+  FROM generate_series(1, 1000000) AS i" -c "ANALYZE events"
+analyst_token=$(SLUICE_JWT_SECRET="$secret" .build/release/sluice token --subject bench-analyst --roles analyst --ttl 600)
+summary_ms() {
+  local times=()
+  for _ in 1 2 3 4 5 6 7; do
+    times+=("$(curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $analyst_token" "http://127.0.0.1:$hs_port/api/v1/analytics/summary?$1")")
+  done
+  printf '%s\n' "${times[@]}" | sort -n | sed -n 4p | awk '{printf "%.1f", $1 * 1000}'
+}
+summary_hour=$(summary_ms "window=1m")
+summary_day=$(summary_ms "from=$(date -u -d '-24 hours' +%Y-%m-%dT%H:%M:%SZ)&window=1h")
+
 mkdir -p bench/results
-python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" "$gateway" <<'PY'
+python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" "$gateway" "$summary_hour $summary_day" <<'PY'
 import json, sys, platform, os
 count, fmt, xadd, copy = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 start, accepted, end = (float(x) for x in sys.argv[5:8])
@@ -190,6 +206,7 @@ expected = json.load(open(sys.argv[10]))["expected"]
 peaks = [int(x) for x in sys.argv[11].split()]
 steady_p50, steady_p99, steady_rows = sys.argv[12].split()
 g = sys.argv[13].split()
+summary_hour, summary_day = (float(x) for x in sys.argv[14].split())
 direct_rps, direct_p99, direct_bad, hs_rps, hs_p99, hs_bad, rs_rps, rs_p99, rs_bad = int(g[0]), float(g[1]), int(g[2]), int(g[3]), float(g[4]), int(g[5]), int(g[6]), float(g[7]), int(g[8])
 e2e = round(count / (end - start))
 upload = round(count / (accepted - start))
@@ -210,6 +227,7 @@ result = {
         "via_gateway_hs256": {"requests_per_s": hs_rps, "p99_ms": hs_p99, "non_2xx": hs_bad},
         "via_gateway_rs256": {"requests_per_s": rs_rps, "p99_ms": rs_p99, "non_2xx": rs_bad},
     },
+    "analytics_summary_1m_rows_median_ms": {"last_hour_by_minute": summary_hour, "last_day_by_hour": summary_day},
 }
 json.dump(result, open("bench/results/pipeline.json", "w"), indent=1)
 print(f"raw XADD              {xadd:>9} entries/s")
@@ -224,6 +242,7 @@ print(f"GET /api/v1/jobs/{{id}}, wrk -t2 -c16 -d8s:")
 print(f"  ingest directly     {direct_rps:>9} requests/s, p99 {direct_p99} ms  (no token)")
 print(f"  gateway, HS256      {hs_rps:>9} requests/s, p99 {hs_p99} ms  ({hs_rps / direct_rps:.2f} x direct)")
 print(f"  gateway, RS256      {rs_rps:>9} requests/s, p99 {rs_p99} ms  ({rs_rps / direct_rps:.2f} x direct; verified tokens cached)")
+print(f"analytics summary     {summary_hour} ms for the last hour by minute, {summary_day} ms for the last day by hour (1,000,000 rows, through the gateway, median of 7)")
 if direct_bad or hs_bad or rs_bad:
     print(f"NON-2XX ANSWERS: direct {direct_bad}, HS256 {hs_bad}, RS256 {rs_bad}")
     sys.exit(1)

@@ -14,7 +14,8 @@ struct GatewayEndToEndTests {
     /// The pipeline's manifests plus the repository's gateway manifest, with `replacing`
     /// applied to the gateway's.
     static func manifests(gateway replacing: [(String, String)] = []) throws -> [String: String] {
-        var manifests = try PipelineFixture.pipelineManifests()
+        // POST /api/v1/data waits 3 s for its record (the matrix runs no stages: it answers 202).
+        var manifests = try PipelineFixture.pipelineManifests(overrides: ["ingest": [("record_wait: 10s", "record_wait: 3s")]])
         let root = try TestEnvironment.get().packageRoot
         var text = try String(contentsOfFile: "\(root)/functions/gateway/function.yaml", encoding: .utf8)
         for (of, with) in replacing {
@@ -160,6 +161,7 @@ struct GatewayEndToEndTests {
         ("GET", "/api/v1/jobs", ["ingest", "admin"]),
         ("DELETE", "/api/v1/jobs/{id}", ["ingest", "admin"]),
         ("POST", "/api/v1/process/transform", ["ingest"]),
+        ("POST", "/api/v1/data", ["ingest"]),
         ("GET", "/api/v1/data/{event_id}", ["analyst"]),
         ("PUT", "/api/v1/data/{event_id}", ["ingest"]),
         ("DELETE", "/api/v1/data/{event_id}", ["ingest"]),
@@ -197,7 +199,10 @@ struct GatewayEndToEndTests {
                     let path = route.path.replacingOccurrences(of: "{id}", with: job).replacingOccurrences(of: "{event_id}", with: record)
                     var headers = ["Authorization": "Bearer \(tokens[role]!)"]
                     var body: Data?
-                    if route.method == "POST" {
+                    if route.path == "/api/v1/data" {
+                        headers["Content-Type"] = "application/json"
+                        body = Data(event.replacingOccurrences(of: "matrix-1", with: "matrix-post-\(UUID().uuidString)").utf8)
+                    } else if route.method == "POST" {
                         headers["Content-Type"] = route.path.hasSuffix("/ingest") ? "application/x-ndjson" : "application/json"
                         body = Data((route.path.hasSuffix("/ingest") ? event : "[\(event)]").utf8)
                     } else if route.method == "PUT" {
@@ -206,7 +211,9 @@ struct GatewayEndToEndTests {
                     }
                     let response = try await HTTP.request(route.method, fixture.url("gateway", path), body: body, headers: headers)
                     if route.roles.contains(role) {
-                        let expected = route.path.hasSuffix("/ingest") ? 202 : route.method == "DELETE" && route.path.hasPrefix("/api/v1/data") ? 204 : 200
+                        // No stage runs here: an upload is accepted (202), and so is a record whose fate is not known in time.
+                        let expected = route.path.hasSuffix("/ingest") || route.path == "/api/v1/data" ? 202
+                            : route.method == "DELETE" && route.path.hasPrefix("/api/v1/data") ? 204 : 200
                         #expect(response.status == expected, "\(role) \(route.method) \(route.path): \(response.status) \(response.text)")
                     } else {
                         #expect(response.status == 403, "\(role) \(route.method) \(route.path): \(response.status) \(response.text)")
@@ -347,6 +354,30 @@ struct GatewayEndToEndTests {
             let done = try await fixture.waitForJob(job)
             #expect(done.count("loaded") == workload.expected["loaded"])
             let postgres = fixture.clients.postgres
+
+            // One record through the whole pipeline, answered with its fate.
+            func post(_ event: String) async throws -> HTTP.Response {
+                try await HTTP.request("POST", fixture.url("gateway", "/api/v1/data"), body: Data(event.utf8),
+                                       headers: ["Authorization": "Bearer \(ingest)", "Content-Type": "application/json"])
+            }
+            let now = ISO8601DateFormatter().string(from: Date())
+            let fresh = #"{"metadata":{"event_id":"one-record-1","timestamp":"\#(now)","version":"1","source":"e2e"},"user":{"id":"u-1"},"context":{"location":{"country":"DE"}},"payload":{"event_type":"Signup"}}"#
+            let created = try await post(fresh)
+            #expect(created.status == 201, "\(created.text)")
+            #expect(created.headers["location"] == "/api/v1/data/one-record-1")
+            let posted = try await Self.get(fixture, "/api/v1/data/one-record-1", token: analyst)
+            #expect(posted.status == 200)
+            let postedRecord = try JSONParser().parse(Array(posted.body))
+            #expect(postedRecord["event_type"]?.stringValue == "signup")  // transformed: lowercased
+            #expect(postedRecord["country_name"]?.stringValue == "Germany")  // enriched
+            let again = try await post(fresh)
+            #expect(again.status == 409 && Self.problemCode(again) == "duplicate_event", "\(again.text)")
+            let malformed = try await post(#"{"metadata":{"event_id":"one-record-2","timestamp":"\#(now)"},"user":{"id":"u-2"},"payload":{}}"#)
+            #expect(malformed.status == 422 && Self.problemCode(malformed) == "quarantined", "\(malformed.text)")
+            #expect(try JSONParser().parse(Array(malformed.body))["reason"]?.stringValue == "missing_field")
+            let stale = try await post(fresh.replacingOccurrences(of: now, with: "2020-01-01T00:00:00Z").replacingOccurrences(of: "one-record-1", with: "one-record-3"))
+            #expect(stale.status == 422 && Self.problemCode(stale) == "stale", "\(stale.text)")
+            #expect(try await post("[1]").status == 400)
 
             // One record, as stored.
             let sample = try #require(try await postgres.query("SELECT event_id, user_id FROM events WHERE job_id = $1::uuid ORDER BY event_id LIMIT 1", [job]).rows.first)

@@ -69,6 +69,7 @@ public enum APISchemas {
                 "type": string, "title": string, "status": integer, "code": string, "detail": string,
                 "offset": integer, "line": integer, "job_id": string, "limit": integer, "parameter": string,
                 "stage": string, "job_status": string, "error": string, "retryable": ["type": "boolean"],
+                "event_id": ["type": "string", "nullable": true], "reason": string, "field": string,
             ],
         ],
         "JobCounts": [
@@ -102,6 +103,14 @@ public enum APISchemas {
             "items": [
                 "type": "object", "required": ["name", "type"],
                 "properties": ["name": string, "type": string],
+            ],
+        ],
+        "RecordAccepted": [
+            "type": "object",
+            "required": ["job_id", "event_id"],
+            "properties": [
+                "job_id": jobID, "event_id": ["type": "string", "nullable": true],
+                "outcome": ["type": "string", "enum": ["loaded"]], "status": ["type": "string", "enum": ["processing"]],
             ],
         ],
         "JobList": [

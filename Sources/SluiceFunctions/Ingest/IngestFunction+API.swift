@@ -61,6 +61,20 @@ extension IngestFunction {
                     unavailable,
                 ]),
             APIOperation(
+                "POST", "/api/v1/data", id: "postRecord",
+                summary: "One event through the whole pipeline, answered with its fate once its job settles", tag: "data",
+                requestBody: [("application/json", APISchemas.ref("Event"))],
+                responses: [
+                    .init("201", "Loaded; Location names the record.", content: [("application/json", APISchemas.ref("RecordAccepted"))],
+                          headers: ["Location": "/api/v1/data/{event_id}"]),
+                    .json("202", "Not settled within the manifest's record_wait: follow the job.", APISchemas.ref("RecordAccepted")),
+                    .problem("400", "Not a JSON object."),
+                    .problem("409", "An event with this event_id was loaded before (duplicate_event)."),
+                    .problem("413", "Larger than the manifest's max_record_bytes."),
+                    .problem("422", "Not loaded: quarantined (with `reason`), stale or no_consent."),
+                    unavailable,
+                ]),
+            APIOperation(
                 "POST", "/api/v1/process/transform", id: "processTransform",
                 summary: "Run validate → enrich → transform on the posted events and answer each one's fate; stores nothing", tag: "ingest",
                 requestBody: [

@@ -30,6 +30,8 @@ public struct IngestFunction: HTTPFunction {
     let processChain: [FunctionInvoker]
     let uploadLease: Duration
     let reapInterval: Duration
+    /// How long `POST /api/v1/data` waits for its record's fate before answering 202.
+    let recordWait: Duration
 
     public init(setup: FunctionSetup) async throws {
         manifest = setup.manifest
@@ -43,6 +45,7 @@ public struct IngestFunction: HTTPFunction {
         csvMapping = try CSVColumnMapping(config: config["csv"], file: manifest.file)
         uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
+        recordWait = try manifest.configDuration("record_wait", default: .seconds(10))
         guard uploadLease >= .seconds(1) else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
         }
@@ -93,6 +96,9 @@ public struct IngestFunction: HTTPFunction {
         router.post("/api/v1/process/transform") { request, _ -> JSONResponse in
             try await self.processTransform(request)
         }
+        router.post("/api/v1/data") { request, _ -> Response in
+            try await self.postRecord(request)
+        }
     }
 
     // MARK: - Upload
@@ -109,8 +115,13 @@ public struct IngestFunction: HTTPFunction {
             throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(maxBody) bytes",
                           extra: ["limit": .int(Int64(maxBody))])
         }
+        return try await upload(request.body, format: format, contentType: contentType, headers: request.headers).answer
+    }
+
+    /// Records a new job and receives `body` into it; answers the job id and the 202 answer.
+    func upload(_ body: RequestBody, format: UploadFormat, contentType: String?, headers: HTTPFields) async throws -> (jobID: String, answer: JSONResponse) {
         let jobID = UUID().uuidString.lowercased()
-        let traceID = request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)) ?? TraceContext.newTraceID()
+        let traceID = headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)) ?? TraceContext.newTraceID()
         do {
             try await pool.query(
                 "INSERT INTO jobs (id, status, format, content_type, counts) VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb)",
@@ -122,9 +133,9 @@ public struct IngestFunction: HTTPFunction {
         // The lease tells the reaper of every ingest replica that this upload is alive.
         let lease = UploadLease(jobID: jobID, lease: uploadLease, redis: redis, keys: keys)
         do {
-            let answer = try await accept(request.body, jobID: jobID, traceID: traceID, format: format)
+            let answer = try await accept(body, jobID: jobID, traceID: traceID, format: format)
             await lease.release(redis: redis, keys: keys, jobID: jobID)
-            return answer
+            return (jobID, answer)
         } catch {
             await lease.release(redis: redis, keys: keys, jobID: jobID)
             throw error

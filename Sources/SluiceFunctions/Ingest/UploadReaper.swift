@@ -37,37 +37,46 @@ struct UploadReaper: Service {
     @discardableResult
     func reapOnce() async -> [String] {
         let seconds = Double(lease.milliseconds) / 1000
-        let rows: PostgresRows
-        do {
-            rows = try await pool.query("""
-                SELECT id::text, status, counts->>'received' FROM jobs
-                WHERE status IN ('received', 'processing') AND created_at < now() - make_interval(secs => $1::float8)
-                ORDER BY created_at LIMIT 500
-                """, [String(seconds)])
-        } catch {
-            logger.warning("reaper cannot read the jobs", metadata: ["error": .string("\(error)")])
-            return []
-        }
         var settled: [String] = []
-        for row in rows.rows {
-            guard let id = row[0], let status = row[1] else { continue }
+        // Every candidate, a page at a time (keyset on created_at, id): jobs that are rightly
+        // processing must not hide newer ones behind a fixed first page.
+        var after: (String, String)?
+        while true {
+            let rows: PostgresRows
             do {
-                guard try await redis.send(["EXISTS", RedisArgument(keys.uploadLease(id))]).int == 0 else { continue }
-                let state = try await redis.jobState(id, keys: keys).state
-                if status == "received", state == nil || state == "received" {
-                    await fail(id, "upload_interrupted")
-                    logger.warning("upload interrupted: its ingest process stopped before the body ended; job failed",
-                                   metadata: ["job": .string(id)])
-                    settled.append(id)
-                } else if status == "processing", state == "received", let received = row[2].flatMap(Int.init) {
-                    try await redis.finishReceiving(id, received: received, keys: keys)
-                    logger.notice("job moved to processing after its ingest process stopped", metadata: ["job": .string(id)])
-                    settled.append(id)
-                }
+                rows = try await pool.query("""
+                    SELECT id::text, status, counts->>'received',
+                           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM jobs
+                    WHERE status IN ('received', 'processing') AND created_at < now() - make_interval(secs => $1::float8)
+                      AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
+                    ORDER BY created_at, id LIMIT 500
+                    """, [String(seconds), after?.0, after?.1])
             } catch {
-                logger.warning("reaper cannot reach Redis", metadata: ["error": .string("\(error)")])
+                logger.warning("reaper cannot read the jobs", metadata: ["error": .string("\(error)")])
                 return settled
             }
+            for row in rows.rows {
+                guard let id = row[0], let status = row[1] else { continue }
+                do {
+                    guard try await redis.send(["EXISTS", RedisArgument(keys.uploadLease(id))]).int == 0 else { continue }
+                    let state = try await redis.jobState(id, keys: keys).state
+                    if status == "received", state == nil || state == "received" {
+                        await fail(id, "upload_interrupted")
+                        logger.warning("upload interrupted: its ingest process stopped before the body ended; job failed",
+                                       metadata: ["job": .string(id)])
+                        settled.append(id)
+                    } else if status == "processing", state == "received", let received = row[2].flatMap(Int.init) {
+                        try await redis.finishReceiving(id, received: received, keys: keys)
+                        logger.notice("job moved to processing after its ingest process stopped", metadata: ["job": .string(id)])
+                        settled.append(id)
+                    }
+                } catch {
+                    logger.warning("reaper cannot reach Redis", metadata: ["error": .string("\(error)")])
+                    return settled
+                }
+            }
+            guard rows.rows.count == 500, let last = rows.rows.last, let id = last[0], let created = last[3] else { break }
+            after = (created, id)
         }
         return settled
     }

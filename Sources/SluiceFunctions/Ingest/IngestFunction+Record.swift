@@ -1,0 +1,73 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import Sluice
+import SluiceHTTP
+import SluicePostgres
+
+extension IngestFunction {
+    /// `POST /api/v1/data`: one event through the whole pipeline as a job of its own, answered
+    /// with its fate once the job settles: 201 loaded, 409 a duplicate, 422 quarantined, stale
+    /// or without consent; 202 with the job when it takes longer than `config.record_wait`.
+    func postRecord(_ request: Request) async throws -> Response {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limits.maxRecordBytes)
+        } catch {
+            throw Problem(.contentTooLarge, code: "body_too_large", detail: "a record is at most \(limits.maxRecordBytes) bytes",
+                          extra: ["limit": .int(Int64(limits.maxRecordBytes))])
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser().parse(Array(body.readableBytesView))
+        } catch {
+            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not valid JSON (\(error.code.rawValue))",
+                          extra: ["offset": .int(Int64(error.offset))])
+        }
+        guard case .object = value else {
+            throw Problem(.badRequest, code: "invalid_record", detail: "the body must be one event: a JSON object")
+        }
+        var line = value.serializedBytes
+        line.append(UInt8(ascii: "\n"))
+        let (jobID, _) = try await upload(RequestBody(buffer: ByteBuffer(bytes: line)), format: .ndjson,
+                                          contentType: request.headers[.contentType], headers: request.headers)
+        let eventID = Event(value).id
+        let deadline = ContinuousClock.now + recordWait
+        var fields: [String: String] = [:]
+        while ContinuousClock.now < deadline {
+            fields = (try? await redis.jobState(jobID, keys: keys).fields) ?? [:]
+            if let state = fields["state"], ["completed", "failed", "cancelled"].contains(state) { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        var answer: JSONObject = ["job_id": .string(jobID), "event_id": eventID.map(JSONValue.string) ?? .null]
+        func count(_ name: String) -> Int { Int(fields[name] ?? "") ?? 0 }
+        switch fields["state"] {
+        case "completed" where count("loaded") == 1:
+            answer["outcome"] = "loaded"
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json"
+            if let eventID, let escaped = eventID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) {
+                headers[.location] = "/api/v1/data/\(escaped)"
+            }
+            return Response(status: .created, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: JSONValue.object(answer).serializedBytes)))
+        case "completed":
+            if count("dropped.duplicate") == 1 {
+                throw Problem(.conflict, code: "duplicate_event", detail: "an event with this event_id was loaded before", extra: answer)
+            }
+            if count("quarantined") == 1 {
+                let reason = try? await pool.query("SELECT reason FROM quarantine WHERE job_id = $1::uuid LIMIT 1", [jobID]).scalar
+                answer["reason"] = .string(reason ?? "quarantined")
+                throw Problem(.unprocessableContent, code: "quarantined", detail: "the event was quarantined (`reason` says why)", extra: answer)
+            }
+            let reason = count("dropped.stale") == 1 ? "stale" : count("dropped.no_consent") == 1 ? "no_consent" : "dropped"
+            throw Problem(.unprocessableContent, code: reason, detail: "the event was not loaded: \(reason)", extra: answer)
+        case "failed", "cancelled":
+            answer["job_status"] = .string(fields["state"] ?? "failed")
+            throw Problem(.serviceUnavailable, code: "record_failed", detail: "the pipeline could not process the event; try again", extra: answer)
+        default:
+            answer["status"] = "processing"
+            return Response(status: .accepted, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: JSONValue.object(answer).serializedBytes)))
+        }
+    }
+}
