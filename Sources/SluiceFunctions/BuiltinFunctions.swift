@@ -18,6 +18,7 @@ public enum BuiltinFunctions {
         registry.register("quarantine") { try QuarantineFunction(setup: $0) }
         registry.register("job-recorder") { try JobRecorderFunction(setup: $0) }
         registry.register("warehouse", operations: WarehouseFunction.operations) { try WarehouseFunction(setup: $0) }
+        registry.register("calls", operations: CallsFunction.operations) { try CallsFunction(setup: $0) }
         registry.register("gateway", operations: [OpenAPIDocument.operation]) { try GatewayFunction(setup: $0) }
         return registry
     }

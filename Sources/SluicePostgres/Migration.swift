@@ -149,6 +149,29 @@ extension Migration {
             CREATE INDEX events_time_type_user ON events (event_time, event_type) INCLUDE (user_id);
             DROP INDEX events_time_type;
             """),
+        Migration(version: 7, name: "async_calls", sql: """
+            -- Asynchronous invocations of event functions and the delivery of their outcomes to
+            -- the caller's callback URL.
+            CREATE TABLE async_calls (
+                id                 uuid PRIMARY KEY,
+                function           text NOT NULL,
+                status             text NOT NULL DEFAULT 'queued'
+                                   CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+                events             jsonb NOT NULL,
+                outcomes           jsonb,
+                error              jsonb,
+                callback_url       text,
+                callback_status    text CHECK (callback_status IN ('pending', 'delivered', 'failed')),
+                callback_attempts  integer NOT NULL DEFAULT 0,
+                callback_error     text,
+                next_attempt_at    timestamptz,
+                created_at         timestamptz NOT NULL DEFAULT now(),
+                started_at         timestamptz,
+                finished_at        timestamptz
+            );
+            CREATE INDEX async_calls_waiting ON async_calls (created_at) WHERE status IN ('queued', 'running');
+            CREATE INDEX async_calls_callbacks ON async_calls (next_attempt_at) WHERE callback_status = 'pending';
+            """),
     ]
 
     /// The newest version of this build.

@@ -24,6 +24,7 @@ struct GatewayEndToEndTests {
         }
         manifests["gateway"] = text
         manifests["warehouse"] = try String(contentsOfFile: "\(root)/functions/warehouse/function.yaml", encoding: .utf8)
+        manifests["calls"] = try String(contentsOfFile: "\(root)/functions/calls/function.yaml", encoding: .utf8)
         return manifests
     }
 
@@ -33,13 +34,15 @@ struct GatewayEndToEndTests {
         fixture.extraEnvironment = ["SLUICE_JWT_ISSUER": issuer, "SLUICE_JWT_AUDIENCE": audience]
         try await fixture.start("ingest")
         try await fixture.start("warehouse")
+        try await fixture.start("calls")
         try await fixture.start("gateway", environment: ["SLUICE_JWT_SECRET": secret].merging(upstreams(fixture)) { $1 })
         return fixture
     }
 
     /// Where a gateway finds the functions the fixture runs.
     static func upstreams(_ fixture: PipelineFixture) -> [String: String] {
-        ["SLUICE_UPSTREAM_INGEST": fixture.url("ingest", ""), "SLUICE_UPSTREAM_WAREHOUSE": fixture.url("warehouse", "")]
+        ["SLUICE_UPSTREAM_INGEST": fixture.url("ingest", ""), "SLUICE_UPSTREAM_WAREHOUSE": fixture.url("warehouse", ""),
+         "SLUICE_UPSTREAM_CALLS": fixture.url("calls", "")]
     }
 
     static func with(db: Int, gateway replacing: [(String, String)] = [], _ body: (PipelineFixture) async throws -> Void) async throws {
@@ -166,6 +169,8 @@ struct GatewayEndToEndTests {
         ("PUT", "/api/v1/data/{event_id}", ["ingest"]),
         ("DELETE", "/api/v1/data/{event_id}", ["ingest"]),
         ("GET", "/api/v1/analytics/summary", ["analyst"]),
+        ("POST", "/api/v1/functions/{name}/async", ["ingest", "admin"]),
+        ("GET", "/api/v1/calls/{id}", ["ingest", "admin"]),
     ]
 
     @Test func everyRouteAnswersEveryRoleAsTheManifestDeclares() async throws {
@@ -196,10 +201,18 @@ struct GatewayEndToEndTests {
                     let record = "matrix-\(UUID().uuidString)"
                     try await fixture.clients.postgres.query(
                         "INSERT INTO events (event_id, event_type, event_time, user_id, received_at) VALUES ($1, 'click', now(), 'u1', now())", [record])
-                    let path = route.path.replacingOccurrences(of: "{id}", with: job).replacingOccurrences(of: "{event_id}", with: record)
+                    // And a call of its own.
+                    let queued = try await HTTP.request("POST", fixture.url("calls", "/api/v1/functions/validate/async"), body: Data("[]".utf8),
+                                                        headers: ["Content-Type": "application/json"])
+                    let call = try JSONParser().parse(Array(queued.body))["call_id"]?.stringValue ?? ""
+                    let path = route.path.replacingOccurrences(of: "{id}", with: route.path.hasPrefix("/api/v1/calls") ? call : job)
+                        .replacingOccurrences(of: "{event_id}", with: record).replacingOccurrences(of: "{name}", with: "validate")
                     var headers = ["Authorization": "Bearer \(tokens[role]!)"]
                     var body: Data?
-                    if route.path == "/api/v1/data" {
+                    if route.path.hasSuffix("/async") {
+                        headers["Content-Type"] = "application/json"
+                        body = Data("[\(event)]".utf8)
+                    } else if route.path == "/api/v1/data" {
                         headers["Content-Type"] = "application/json"
                         body = Data(event.replacingOccurrences(of: "matrix-1", with: "matrix-post-\(UUID().uuidString)").utf8)
                     } else if route.method == "POST" {
@@ -212,7 +225,7 @@ struct GatewayEndToEndTests {
                     let response = try await HTTP.request(route.method, fixture.url("gateway", path), body: body, headers: headers)
                     if route.roles.contains(role) {
                         // No stage runs here: an upload is accepted (202), and so is a record whose fate is not known in time.
-                        let expected = route.path.hasSuffix("/ingest") || route.path == "/api/v1/data" ? 202
+                        let expected = route.path.hasSuffix("/ingest") || route.path == "/api/v1/data" || route.path.hasSuffix("/async") ? 202
                             : route.method == "DELETE" && route.path.hasPrefix("/api/v1/data") ? 204 : 200
                         #expect(response.status == expected, "\(role) \(route.method) \(route.path): \(response.status) \(response.text)")
                     } else {
@@ -454,6 +467,85 @@ struct GatewayEndToEndTests {
                 let refused = try await Self.get(fixture, "/api/v1/analytics/summary?\(query)", token: analyst)
                 #expect(refused.status == 400 && Self.problemCode(refused) == code, "\(query): \(refused.text)")
             }
+        }
+    }
+
+    @Test func anAsyncCallRunsTheFunctionAndCallsBackUntilDelivered() async throws {
+        try await Self.with(db: 13) { fixture in
+            // A real receiver that refuses the first delivery (500) and takes the next.
+            let port = freePort()
+            let received = "\(fixture.directory)/callbacks.ndjson"
+            let script = """
+                import http.server, sys
+                count = 0
+                class Handler(http.server.BaseHTTPRequestHandler):
+                    def do_POST(self):
+                        global count
+                        body = self.rfile.read(int(self.headers['Content-Length']))
+                        count += 1
+                        with open(sys.argv[2], 'ab') as f:
+                            f.write(body + b'\\n')
+                        self.send_response(500 if count == 1 else 200)
+                        self.send_header('Content-Length', '0')
+                        self.end_headers()
+                    def log_message(self, *args):
+                        pass
+                http.server.HTTPServer.disable_nagle_algorithm = True
+                http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), Handler).serve_forever()
+                """
+            let receiver = try Child("/usr/bin/python3", ["-c", script, "\(port)", received], environment: [:],
+                                     stdout: "\(fixture.directory)/receiver.log", stderr: "\(fixture.directory)/receiver.log")
+            defer { kill(receiver.pid, SIGKILL); _ = receiver.poll() }
+            try await Task.sleep(for: .milliseconds(500))
+
+            let token = try await Self.cliToken(fixture, subject: "async-user", roles: "ingest")
+            let now = ISO8601DateFormatter().string(from: Date())
+            let events = """
+                [{"metadata":{"event_id":"async-1","timestamp":"\(now)","version":"1","source":"e2e"},"user":{"id":"u1"},"payload":{"event_type":"click"}},
+                 {"metadata":{"event_id":"async-2","timestamp":"\(now)"},"user":{"id":"u2"},"payload":{}},
+                 {"metadata":{"event_id":"async-3","timestamp":"2020-01-01T00:00:00Z","version":"1","source":"e2e"},"user":{"id":"u3"},"payload":{"event_type":"click"}}]
+                """
+            let queued = try await HTTP.request("POST", fixture.url("gateway", "/api/v1/functions/validate/async"), body: Data(events.utf8), headers: [
+                "Authorization": "Bearer \(token)", "Content-Type": "application/json", "X-Callback-Url": "http://127.0.0.1:\(port)/hook",
+            ])
+            #expect(queued.status == 202, "\(queued.text)")
+            let id = try #require(try JSONParser().parse(Array(queued.body))["call_id"]?.stringValue)
+            #expect(queued.headers["location"] == "/api/v1/calls/\(id)")
+
+            var call: JSONValue = .null
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                call = try JSONParser().parse(Array(try await Self.get(fixture, "/api/v1/calls/\(id)", token: token).body))
+                if call["callback"]?["status"]?.stringValue == "delivered" { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(call["status"]?.stringValue == "succeeded", "\(call)")
+            #expect(call["callback"]?["status"]?.stringValue == "delivered")
+            #expect(call["callback"]?["attempts"]?.intValue == 2)
+            let outcomes = call["outcomes"]?.arrayValue ?? []
+            #expect(outcomes.map { $0["outcome"]?.stringValue ?? "" } == ["forward", "quarantine", "drop"])
+            #expect(outcomes[1]["reason"]?.stringValue == "missing_field")
+            #expect(outcomes[2]["reason"]?.stringValue == "stale")
+            // The receiver got the refused attempt and the delivered one, the same body both times.
+            let lines = try String(contentsOfFile: received, encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 2)
+            let delivered = try JSONParser().parse(Array(lines.last!.utf8))
+            #expect(delivered["call_id"]?.stringValue == id)
+            #expect(delivered["status"]?.stringValue == "succeeded")
+            #expect(delivered["outcomes"] == call["outcomes"])
+            #expect(lines.first == lines.last)
+
+            // Nothing is queued for what cannot run.
+            for (name, code, status) in [("no-such-function", "function_not_found", 404), ("gateway", "function_not_found", 404)] {
+                let refused = try await HTTP.request("POST", fixture.url("gateway", "/api/v1/functions/\(name)/async"), body: Data("[]".utf8),
+                                                     headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"])
+                #expect(refused.status == status && Self.problemCode(refused) == code, "\(name): \(refused.text)")
+            }
+            let badCallback = try await HTTP.request("POST", fixture.url("gateway", "/api/v1/functions/validate/async"), body: Data("[]".utf8), headers: [
+                "Authorization": "Bearer \(token)", "Content-Type": "application/json", "X-Callback-Url": "ftp://example.com/x",
+            ])
+            #expect(badCallback.status == 400 && Self.problemCode(badCallback) == "invalid_callback_url")
+            #expect(try await Self.get(fixture, "/api/v1/calls/00000000-0000-4000-8000-000000000000", token: token).status == 404)
         }
     }
 

@@ -113,6 +113,26 @@ public enum APISchemas {
                 "outcome": ["type": "string", "enum": ["loaded"]], "status": ["type": "string", "enum": ["processing"]],
             ],
         ],
+        "CallAccepted": [
+            "type": "object", "required": ["call_id", "function", "status"],
+            "properties": ["call_id": jobID, "function": string, "status": ["type": "string", "enum": ["queued"]]],
+        ],
+        "Call": [
+            "type": "object", "required": ["id", "function", "status", "created_at"],
+            "properties": [
+                "id": jobID, "function": string,
+                "status": ["type": "string", "enum": ["queued", "running", "succeeded", "failed"]],
+                "outcomes": ["type": "array", "items": ["type": "object", "additionalProperties": true]],
+                "error": ["type": "object", "properties": ["code": string, "kind": string, "message": string]],
+                "callback": [
+                    "type": "object", "required": ["status", "attempts"],
+                    "properties": ["status": ["type": "string", "enum": ["pending", "delivered", "failed"]], "attempts": integer, "last_error": string],
+                ],
+                "created_at": timestamp,
+                "started_at": ["type": "string", "format": "date-time", "nullable": true],
+                "finished_at": ["type": "string", "format": "date-time", "nullable": true],
+            ],
+        ],
         "JobList": [
             "type": "object",
             "required": ["jobs", "next_before"],

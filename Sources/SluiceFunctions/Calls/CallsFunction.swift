@@ -1,0 +1,272 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import Sluice
+import SluiceHTTP
+import SluicePostgres
+import Synchronization
+
+/// Asynchronous invocation of any event function: `POST /api/v1/functions/{name}/async` records
+/// the call in PostgreSQL and answers 202 with its id; a worker in every replica runs queued
+/// calls (a call left running by a dead replica is run again after `config.call_timeout`) and
+/// POSTs the outcomes to the caller's `X-Callback-Url`, retried with backoff up to
+/// `config.callback_attempts`. `GET /api/v1/calls/{id}` answers a call's state.
+public struct CallsFunction: HTTPFunction {
+    let pool: PostgresPool
+    let logger: Logger
+    let loader: ManifestLoader
+    let registry: FunctionRegistry
+    let setupResources: Resources
+    let invokers: InvokerCache
+    let pollInterval: Duration
+    let callTimeout: Duration
+    let callbackAttempts: Int
+    let callbackTimeout: Duration
+
+    public init(setup: FunctionSetup) throws {
+        pool = try setup.resources.require(PostgresPool.self)
+        loader = try setup.resources.require(ManifestLoader.self)
+        registry = setup.resources.get(FunctionRegistry.self) ?? BuiltinFunctions.registry()
+        setupResources = setup.resources
+        logger = setup.logger
+        invokers = InvokerCache()
+        pollInterval = try setup.manifest.configDuration("poll_interval", default: .milliseconds(200))
+        callTimeout = try setup.manifest.configDuration("call_timeout", default: .seconds(300))
+        callbackTimeout = try setup.manifest.configDuration("callback_timeout", default: .seconds(10))
+        callbackAttempts = Int(setup.manifest.config["callback_attempts"]?.intValue ?? 8)
+    }
+
+    public var backgroundServices: [any Service] { [CallWorker(function: self)] }
+
+    public func addRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/api/v1/functions/{name}/async") { request, context -> Response in
+            try await self.enqueue(name: try context.parameters.require("name"), request: request)
+        }
+        router.get("/api/v1/calls/{id}") { _, context -> JSONResponse in
+            JSONResponse(status: .ok, value: try await self.call(try context.parameters.require("id")))
+        }
+    }
+
+    static let callbackHeader = HTTPField.Name("X-Callback-Url")!
+    static let unavailable = Problem(.serviceUnavailable, code: "calls_unavailable", detail: "the call store is not available; try again")
+
+    /// The invoker of event function `name`, built once from its manifest.
+    func invoker(_ name: String) async throws -> FunctionInvoker? {
+        if let cached = invokers.get(name) { return cached }
+        // Only event functions: an HTTP function (the gateway, ingest) is never built here.
+        guard (try? loader.functionNames())?.contains(name) == true, let manifest = try? loader.load(name),
+              !manifest.servesHTTP else { return nil }
+        var functionLogger = logger
+        functionLogger[metadataKey: "function"] = .string(name)
+        let handler: any FunctionHandler
+        do {
+            handler = try await registry.makeHandler(FunctionSetup(manifest: manifest, logger: functionLogger, resources: setupResources))
+        } catch {
+            logger.error("cannot build a function for a call", metadata: ["target": .string(name), "error_type": .string("\(type(of: error))")])
+            throw Problem(.serviceUnavailable, code: "function_unavailable", detail: "the function cannot be run here now")
+        }
+        guard let function = handler as? any EventFunction else { return nil }
+        let invoker = FunctionInvoker(manifest: manifest, function: function, logger: functionLogger)
+        invokers.set(name, invoker)
+        return invoker
+    }
+
+    func enqueue(name: String, request: Request) async throws -> Response {
+        guard name.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (48...57).contains($0) || (97...122).contains($0) }),
+              !name.isEmpty, name.utf8.count <= 64, try await invoker(name) != nil else {
+            throw Problem(.notFound, code: "function_not_found", detail: "no event function has this name")
+        }
+        var callback: String?
+        if let url = request.headers[Self.callbackHeader] {
+            guard url.utf8.count <= 2048, let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+                  parsed.host?.isEmpty == false else {
+                throw Problem(.badRequest, code: "invalid_callback_url", detail: "X-Callback-Url must be an absolute http or https URL")
+            }
+            callback = url
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: 8 << 20)
+        } catch {
+            throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(8 << 20) bytes")
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser().parse(Array(body.readableBytesView))
+        } catch {
+            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not valid JSON (\(error.code.rawValue))",
+                          extra: ["offset": .int(Int64(error.offset))])
+        }
+        guard case .array(let events) = value, events.count <= 10_000 else {
+            throw Problem(.badRequest, code: "invalid_events", detail: "the body must be a JSON array of at most 10000 events")
+        }
+        let id = UUID().uuidString.lowercased()
+        do {
+            try await pool.query("""
+                INSERT INTO async_calls (id, function, events, callback_url) VALUES ($1::uuid, $2, $3::jsonb, $4)
+                """, [id, name, value.serializedString, callback])
+        } catch {
+            throw Self.unavailable
+        }
+        let answer: JSONValue = ["call_id": .string(id), "function": .string(name), "status": "queued"]
+        return Response(status: .accepted, headers: [.contentType: "application/json", .location: "/api/v1/calls/\(id)"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: answer.serializedBytes)))
+    }
+
+    func call(_ id: String) async throws -> JSONValue {
+        guard SinkFunction.isUUID(id.lowercased()) else { throw Self.callNotFound }
+        let rows: PostgresRows
+        do {
+            rows = try await pool.query("""
+                SELECT id::text, function, status, outcomes::text, error::text, callback_status, callback_attempts::text, callback_error,
+                       \(IngestFunction.iso("created_at")), \(IngestFunction.iso("started_at")), \(IngestFunction.iso("finished_at"))
+                FROM async_calls WHERE id = $1::uuid
+                """, [id.lowercased()])
+        } catch {
+            throw Self.unavailable
+        }
+        guard let row = rows.rows.first else { throw Self.callNotFound }
+        var object: JSONObject = [
+            "id": .string(row[0] ?? ""), "function": .string(row[1] ?? ""), "status": .string(row[2] ?? ""),
+            "created_at": .string(row[8] ?? ""), "started_at": row[9].map(JSONValue.string) ?? .null,
+            "finished_at": row[10].map(JSONValue.string) ?? .null,
+        ]
+        if let outcomes = row[3].flatMap({ try? JSONParser().parse($0) }) { object["outcomes"] = outcomes }
+        if let error = row[4].flatMap({ try? JSONParser().parse($0) }) { object["error"] = error }
+        if let status = row[5] {
+            var callback: JSONObject = ["status": .string(status), "attempts": .int(Int64(row[6] ?? "0") ?? 0)]
+            if let error = row[7] { callback["last_error"] = .string(error) }
+            object["callback"] = .object(callback)
+        }
+        return .object(object)
+    }
+
+    static let callNotFound = Problem(.notFound, code: "call_not_found", detail: "no call has this id")
+}
+
+/// Invokers built so far, by function name.
+final class InvokerCache: Sendable {
+    private let invokers = Mutex<[String: FunctionInvoker]>([:])
+    func get(_ name: String) -> FunctionInvoker? { invokers.withLock { $0[name] } }
+    func set(_ name: String, _ invoker: FunctionInvoker) { invokers.withLock { $0[name] = invoker } }
+}
+
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}
+
+/// Runs queued calls and delivers their callbacks, until the process drains.
+struct CallWorker: Service {
+    let function: CallsFunction
+
+    func run() async throws {
+        let stopping = StopFlag()
+        await withGracefulShutdownHandler {
+            // A call in progress finishes; then the loop ends (within one poll interval).
+            while !Task.isCancelled && !stopping.isSet {
+                var busy = false
+                do {
+                    busy = try await runOne()
+                    busy = try await deliverOne() || busy
+                } catch {
+                    function.logger.warning("call worker cannot reach PostgreSQL", metadata: ["error": .string("\(type(of: error))")])
+                }
+                if !busy { try? await Task.sleep(for: function.pollInterval) }
+            }
+        } onGracefulShutdown: {
+            stopping.set()
+        }
+    }
+
+    /// Runs the oldest queued call (or one a dead replica left running); answers whether it found one.
+    func runOne() async throws -> Bool {
+        let timeout = String(function.callTimeout.components.seconds)
+        let rows = try await function.pool.query("""
+            UPDATE async_calls SET status = 'running', started_at = now()
+            WHERE id = (SELECT id FROM async_calls
+                        WHERE status = 'queued' OR (status = 'running' AND started_at < now() - make_interval(secs => $1::integer))
+                        ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING id::text, function, events::text
+            """, [timeout])
+        guard let row = rows.rows.first, let id = row[0], let name = row[1], let eventsText = row[2] else { return false }
+        var outcomes: JSONValue?
+        var failure: JSONValue?
+        do {
+            guard let invoker = try await function.invoker(name) else {
+                throw FunctionError.permanent("function_not_found", "the function is no longer available")
+            }
+            guard case .array(let events) = try JSONParser().parse(eventsText) else {
+                throw FunctionError.permanent("invalid_events", "the stored events are not an array")
+            }
+            let chunk = Chunk(id: "call-\(id)", events: events.map(Event.init))
+            outcomes = .array(try await invoker.invoke(chunk, attempt: 1).map(RuntimeRoutes.describe))
+        } catch let error as FunctionError {
+            failure = ["code": .string(error.code), "kind": .string(error.kind.rawValue), "message": .string(error.message)]
+        } catch {
+            failure = ["code": "internal_error", "kind": "permanent", "message": "the call could not be run"]
+        }
+        try await function.pool.query("""
+            UPDATE async_calls SET status = $2, outcomes = $3::jsonb, error = $4::jsonb, finished_at = now(),
+                callback_status = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END,
+                next_attempt_at = CASE WHEN callback_url IS NULL THEN NULL ELSE now() END
+            WHERE id = $1::uuid
+            """, [id, failure == nil ? "succeeded" : "failed", outcomes?.serializedString, failure?.serializedString])
+        function.logger.info("call finished", metadata: ["call": .string(id), "function": .string(name), "status": .string(failure == nil ? "succeeded" : "failed")])
+        return true
+    }
+
+    /// Delivers one due callback; answers whether it found one.
+    func deliverOne() async throws -> Bool {
+        // The row is leased (next attempt pushed out) while the POST is in flight, so another
+        // replica does not deliver it at the same time.
+        let lease = String(function.callbackTimeout.components.seconds * 2 + 5)
+        let rows = try await function.pool.query("""
+            UPDATE async_calls SET next_attempt_at = now() + make_interval(secs => $1::integer)
+            WHERE id = (SELECT id FROM async_calls WHERE callback_status = 'pending' AND next_attempt_at <= now()
+                        ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING id::text, function, status, outcomes::text, error::text, callback_url, callback_attempts::text
+            """, [lease])
+        guard let row = rows.rows.first, let id = row[0], let url = row[5] else { return false }
+        var body: JSONObject = ["call_id": .string(id), "function": .string(row[1] ?? ""), "status": .string(row[2] ?? "")]
+        if let outcomes = row[3].flatMap({ try? JSONParser().parse($0) }) { body["outcomes"] = outcomes }
+        if let error = row[4].flatMap({ try? JSONParser().parse($0) }) { body["error"] = error }
+        let attempts = (Int(row[6] ?? "0") ?? 0) + 1
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "sluice")
+        request.body = .bytes(ByteBuffer(bytes: JSONValue.object(body).serializedBytes))
+        var problem: String?
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(function.callbackTimeout.components.seconds))
+            _ = try? await response.body.collect(upTo: 64 << 10)
+            if !(200..<300).contains(Int(response.status.code)) { problem = "answered \(response.status.code)" }
+        } catch {
+            problem = "not reachable"
+        }
+        if problem == nil {
+            try await function.pool.query("""
+                UPDATE async_calls SET callback_status = 'delivered', callback_attempts = $2::integer, callback_error = NULL,
+                    next_attempt_at = NULL WHERE id = $1::uuid
+                """, [id, String(attempts)])
+        } else {
+            // 1 s, 2 s, 4 s … at most 5 minutes between attempts; failed after the last.
+            let delay = min(300, 1 << min(attempts - 1, 9))
+            try await function.pool.query("""
+                UPDATE async_calls SET callback_attempts = $2::integer, callback_error = $3,
+                    callback_status = CASE WHEN $2::integer >= $4::integer THEN 'failed' ELSE 'pending' END,
+                    next_attempt_at = CASE WHEN $2::integer >= $4::integer THEN NULL ELSE now() + make_interval(secs => $5::integer) END
+                WHERE id = $1::uuid
+                """, [id, String(attempts), problem, String(function.callbackAttempts), String(delay)])
+            function.logger.notice("callback not delivered", metadata: ["call": .string(id), "attempt": .stringConvertible(attempts)])
+        }
+        return true
+    }
+}
