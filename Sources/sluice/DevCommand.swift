@@ -32,6 +32,8 @@ struct DevCommand: AsyncParsableCommand {
             configuration.jwtSecret = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice")
             print("export SLUICE_JWT_SECRET=\(configuration.jwtSecret!)")
         }
+        // The export lines are for the person (or script) that started dev: out before the logs.
+        fflush(nil)  // every output stream; `stdout` itself is not concurrency-safe to name
         let result: Result<Void, any Error>
         do {
             let manifests = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).loadAll()
