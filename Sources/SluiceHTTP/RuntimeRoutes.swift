@@ -58,20 +58,7 @@ public struct RuntimeRoutes: Sendable {
     }
 
     static func invoke(_ invoker: FunctionInvoker, metrics: FunctionMetrics, request: Request, limit: Int) async throws -> JSONResponse {
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: limit)
-        } catch {
-            throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(limit) bytes")
-        }
-        let value: JSONValue
-        do {
-            value = try body.withUnsafeReadableBytes { try JSONParser().parse($0) }
-        } catch let error as JSONParseError {
-            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not valid JSON (\(error.code.rawValue))",
-                          extra: ["offset": .int(Int64(error.offset)), "error": .string(error.code.rawValue)])
-        }
-        guard case .array(let items) = value else {
+        guard case .array(let items) = try await request.decodeJSON(limit: limit) else {
             throw Problem(.badRequest, code: "invalid_events", detail: "the body must be a JSON array of events")
         }
         let chunk = Chunk(id: "invoke-\(UUID().uuidString.lowercased())",

@@ -54,8 +54,9 @@ public final class UpstreamProxy: Service, Sendable {
         try await client.shutdown()
     }
 
-    /// `request`, with `headers` in place of its own, forwarded to `base` (`http://host:port`).
-    public func forward(_ request: Request, headers: HTTPFields, to base: String, logger: Logger) async throws -> Response {
+    /// `request` forwarded to `base` (`http://host:port`).
+    public func forward(_ request: Request, to base: String, logger: Logger) async throws -> Response {
+        let headers = request.headers
         var upstream = HTTPClientRequest(url: base + request.uri.description)
         upstream.method = HTTPMethod(rawValue: request.method.rawValue)
         for field in headers where !Self.hopByHop.contains(field.name.canonicalName) {

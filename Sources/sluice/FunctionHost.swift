@@ -77,9 +77,6 @@ struct FunctionHost {
 
     /// Runs `manifests` until SIGTERM or SIGINT.
     func run(manifests: [Manifest], host: String, port: Int, registry: FunctionRegistry = BuiltinFunctions.registry()) async throws {
-        // A peer that closes its end must fail one write, not kill the process: hiredis (and
-        // libcurl) write with plain write(2), which raises SIGPIPE.
-        signal(SIGPIPE, SIG_IGN)
         let prometheus = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
 

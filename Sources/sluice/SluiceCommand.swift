@@ -10,6 +10,22 @@ struct SluiceCommand: AsyncParsableCommand {
         abstract: "A function runtime for data pipelines.",
         subcommands: [ServeCommand.self, DevCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self, TokenCommand.self]
     )
+
+    /// Every command, servers and one-shot tools alike: a peer that closes its end must fail
+    /// one write, not kill the process (hiredis writes with plain write(2), which raises SIGPIPE).
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Reads the environment once, at the edge, and sets up logging.

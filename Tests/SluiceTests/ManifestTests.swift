@@ -173,4 +173,16 @@ struct ManifestTests {
         #expect(manifests["load"]?.countsAs == "loaded")
         #expect(manifests["quarantine"]?.countsAs == "quarantined")
     }
+
+    @Test func theRuntimeConfigurationNeverPrintsItsSecrets() {
+        let configuration = RuntimeConfiguration(environment: [
+            "SLUICE_DATABASE_URL": "postgres://sluice:hunter2-password@db:5432/sluice",
+            "SLUICE_JWT_SECRET": "a-secret-of-at-least-32-bytes-long!!",
+            "SLUICE_UPSTREAM_INGEST": "http://ingest:8080", "SLUICE_UPSTREAM_DATA_API": "http://data:8080",
+        ])
+        #expect(configuration.upstreams == ["ingest": "http://ingest:8080", "data-api": "http://data:8080"])
+        let printed = "\(configuration)"
+        #expect(!printed.contains("hunter2") && !printed.contains("a-secret-of"), "\(printed)")
+        #expect(printed.contains("postgres://sluice:***@db:5432/sluice") && printed.contains("jwt_secret: set"))
+    }
 }

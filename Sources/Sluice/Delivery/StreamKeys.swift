@@ -19,4 +19,7 @@ public struct StreamKeys: Sendable, Equatable {
     public func job(_ id: String) -> String { "{\(hashTag)}:job:\(id)" }
     /// The lease an ingest process holds on job `id` while its body is arriving.
     public func uploadLease(_ id: String) -> String { "{\(hashTag)}:upload:\(id)" }
+    /// The rate-limit bucket of a caller (by a digest of the subject). Outside the hash tag:
+    /// buckets spread over a cluster's slots.
+    public func rateLimit(_ subjectDigest: String) -> String { "\(hashTag):ratelimit:\(subjectDigest)" }
 }

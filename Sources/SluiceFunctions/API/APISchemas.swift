@@ -12,36 +12,31 @@ public enum APISchemas {
     static let nullableJSON: JSONValue = ["nullable": true, "description": "Any JSON object or array."]
     static let counts: JSONValue = ["type": "object", "additionalProperties": integer]
 
+    /// A warehouse row's columns, from the lists the warehouse function reads and writes.
+    static func recordProperties(timestamps: JSONValue) -> JSONObject {
+        var properties: JSONObject = [
+            "event_id": string, "job_id": ["type": "string", "format": "uuid", "nullable": true],
+            "event_time": ["type": "string", "format": "date-time", "nullable": true],
+        ]
+        for column in WarehouseFunction.textColumns { properties[column] = nullableString }
+        for column in WarehouseFunction.jsonColumns { properties[column] = nullableJSON }
+        properties["received_at"] = timestamps
+        properties["loaded_at"] = timestamps
+        return properties
+    }
+
     public static let components: JSONObject = [
         "Record": [
             "type": "object",
             "description": "One row of the warehouse table `events`.",
             "required": ["event_id", "received_at", "loaded_at"],
-            "properties": [
-                "event_id": string, "job_id": ["type": "string", "format": "uuid", "nullable": true],
-                "event_type": nullableString, "event_time": ["type": "string", "format": "date-time", "nullable": true],
-                "user_id": nullableString, "session_id": nullableString, "source": nullableString, "version": nullableString,
-                "device_type": nullableString, "device_class": nullableString, "os_version": nullableString, "app_version": nullableString,
-                "country": nullableString, "country_name": nullableString, "region": nullableString,
-                "properties": nullableJSON, "custom_data": nullableJSON, "attributes": nullableJSON,
-                "received_at": timestamp, "loaded_at": timestamp,
-            ],
+            "properties": .object(recordProperties(timestamps: timestamp)),
         ],
         "RecordChange": [
             "type": "object",
             "description": "The record's new columns. A column left out becomes null; event_id, job_id, received_at and loaded_at may be repeated unchanged.",
             "additionalProperties": false,
-            "properties": [
-                "event_id": string, "job_id": ["type": "string", "nullable": true],
-                "event_type": nullableString, "event_time": ["type": "string", "format": "date-time", "nullable": true],
-                "user_id": nullableString, "session_id": nullableString, "source": nullableString, "version": nullableString,
-                "device_type": nullableString, "device_class": nullableString, "os_version": nullableString, "app_version": nullableString,
-                "country": nullableString, "country_name": nullableString, "region": nullableString,
-                "properties": ["type": "object", "nullable": true, "additionalProperties": true],
-                "custom_data": ["type": "object", "nullable": true, "additionalProperties": true],
-                "attributes": ["type": "object", "nullable": true, "additionalProperties": true],
-                "received_at": string, "loaded_at": string,
-            ],
+            "properties": .object(recordProperties(timestamps: string)),
         ],
         "Summary": [
             "type": "object",

@@ -59,8 +59,8 @@ public struct CallsFunction: HTTPFunction {
     func invoker(_ name: String) async throws -> FunctionInvoker? {
         if let cached = invokers.get(name) { return cached }
         // Only event functions: an HTTP function (the gateway, ingest) is never built here.
-        guard (try? loader.functionNames())?.contains(name) == true, let manifest = try? loader.load(name),
-              !manifest.servesHTTP else { return nil }
+        // `name` is checked against [a-z0-9_-] before it gets here: it names a folder, never a path.
+        guard let manifest = try? loader.load(name), !manifest.servesHTTP else { return nil }
         var functionLogger = logger
         functionLogger[metadataKey: "function"] = .string(name)
         let handler: any FunctionHandler
@@ -89,19 +89,7 @@ public struct CallsFunction: HTTPFunction {
             }
             callback = url
         }
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: 8 << 20)
-        } catch {
-            throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(8 << 20) bytes")
-        }
-        let value: JSONValue
-        do {
-            value = try JSONParser().parse(Array(body.readableBytesView))
-        } catch {
-            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not valid JSON (\(error.code.rawValue))",
-                          extra: ["offset": .int(Int64(error.offset))])
-        }
+        let value = try await request.decodeJSON(limit: 8 << 20)
         guard case .array(let events) = value, events.count <= 10_000 else {
             throw Problem(.badRequest, code: "invalid_events", detail: "the body must be a JSON array of at most 10000 events")
         }

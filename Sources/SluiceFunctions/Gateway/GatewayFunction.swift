@@ -174,7 +174,7 @@ struct GatewayMiddleware: RouterMiddleware {
         case .inProcess:
             return try await next(forwarded, context)
         case .upstream(let base):
-            return try await gateway.proxy.forward(forwarded, headers: head.headerFields, to: base, logger: context.logger)
+            return try await gateway.proxy.forward(forwarded, to: base, logger: context.logger)
         }
     }
 
@@ -182,7 +182,7 @@ struct GatewayMiddleware: RouterMiddleware {
     /// reached the request passes (a limiter outage must not take the API down) and a warning
     /// is logged once per outage.
     private func spend(_ limit: GatewayPolicy.RateLimit, subject: String, context: Context, responseHeaders: inout HTTPFields) async throws {
-        let key = "\(gateway.keys.hashTag):ratelimit:\(SHA256.hex(subject.utf8))"
+        let key = gateway.keys.rateLimit(SHA256.hex(subject.utf8))
         let decision: RedisClient.RateLimitDecision
         do {
             decision = try await gateway.redis.takeToken(key: key, rate: limit.perSecond, burst: limit.burst)

@@ -10,20 +10,7 @@ extension IngestFunction {
     /// with its fate once the job settles: 201 loaded, 409 a duplicate, 422 quarantined, stale
     /// or without consent; 202 with the job when it takes longer than `config.record_wait`.
     func postRecord(_ request: Request) async throws -> Response {
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: limits.maxRecordBytes)
-        } catch {
-            throw Problem(.contentTooLarge, code: "body_too_large", detail: "a record is at most \(limits.maxRecordBytes) bytes",
-                          extra: ["limit": .int(Int64(limits.maxRecordBytes))])
-        }
-        let value: JSONValue
-        do {
-            value = try JSONParser().parse(Array(body.readableBytesView))
-        } catch {
-            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not valid JSON (\(error.code.rawValue))",
-                          extra: ["offset": .int(Int64(error.offset))])
-        }
+        let value = try await request.decodeJSON(limit: limits.maxRecordBytes)
         guard case .object = value else {
             throw Problem(.badRequest, code: "invalid_record", detail: "the body must be one event: a JSON object")
         }

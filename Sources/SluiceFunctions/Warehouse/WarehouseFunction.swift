@@ -80,19 +80,7 @@ public struct WarehouseFunction: HTTPFunction {
     /// out becomes null). `event_id`, `job_id`, `received_at` and `loaded_at` belong to the
     /// pipeline: the body may repeat them unchanged, not change them.
     func replace(_ eventID: String, request: Request) async throws -> JSONResponse {
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: 1 << 20)
-        } catch {
-            throw Problem(.contentTooLarge, code: "body_too_large", detail: "a record is at most 1 MB")
-        }
-        let value: JSONValue
-        do {
-            value = try JSONParser().parse(Array(body.readableBytesView))
-        } catch {
-            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not valid JSON (\(error.code.rawValue))", extra: ["offset": .int(Int64(error.offset))])
-        }
-        guard case .object(let fields) = value else {
+        guard case .object(let fields) = try await request.decodeJSON(limit: 1 << 20) else {
             throw Problem(.badRequest, code: "invalid_record", detail: "the body must be a JSON object of the record's columns")
         }
         let known = Set(Self.textColumns + Self.jsonColumns + ["event_time"] + Self.fixedColumns)
@@ -212,9 +200,11 @@ extension WarehouseFunction {
         }
         var total: JSONObject = ["events": 0, "unique_users": 0, "by_event_type": [:]]
         var windows: [(String, JSONObject)] = []
+        var indexOfWindow: [String: Int] = [:]  // up to max_windows windows: no linear search per row
         func windowIndex(_ start: String) -> Int {
-            if let index = windows.firstIndex(where: { $0.0 == start }) { return index }
+            if let index = indexOfWindow[start] { return index }
             windows.append((start, ["start": .string(start), "events": 0, "unique_users": 0, "by_event_type": [:]]))
+            indexOfWindow[start] = windows.count - 1
             return windows.count - 1
         }
         for row in rows.rows {
