@@ -40,9 +40,13 @@ public enum APISchemas {
         ],
         "Summary": [
             "type": "object",
-            "required": ["from", "to", "window", "total", "windows"],
+            "required": ["from", "to", "window", "total", "windows", "unique_users_estimated"],
             "properties": [
                 "from": timestamp, "to": timestamp, "window": string, "event_type": string,
+                "unique_users_estimated": [
+                    "type": "boolean",
+                    "description": "Whether a unique_users figure is a HyperLogLog estimate (standard error 1.6 %) rather than exact.",
+                ],
                 "total": [
                     "type": "object", "required": ["events", "unique_users", "by_event_type"],
                     "properties": ["events": integer, "unique_users": integer, "by_event_type": counts],

@@ -30,12 +30,15 @@ extension WarehouseFunction {
                 responses: [.init("204", "Deleted."), .problem("404", "No record has this event_id."), unavailable]),
             APIOperation(
                 "GET", "/api/v1/analytics/summary", id: "analyticsSummary",
-                summary: "Events, unique users and events by type over a time range, in total and per window", tag: "analytics",
+                summary: "Events, unique users and events by type over a time range, in total and per window (windows aligned to multiples of their length since 1970-01-01T00:00:00Z; the first and last may be cut short by from and to)", tag: "analytics",
                 parameters: [
                     .init("from", in: .query, description: "Start of the range (inclusive); default one hour before `to`.", schema: time),
-                    .init("to", in: .query, description: "End of the range (exclusive); default now.", schema: time),
+                    .init("to", in: .query, description: "End of the range (exclusive); default the end of the current UTC minute.", schema: time),
                     .init("window", in: .query, description: "Window length.", schema: ["type": "string", "enum": ["1m", "5m", "15m", "1h", "1d"], "default": "1m"]),
                     .init("event_type", in: .query, description: "Only events of this type.", schema: APISchemas.string),
+                    .init("exact", in: .query,
+                          description: "Count unique users exactly by reading every event of the range (slower) instead of from the rollups, whose unique_users are exact up to 512 users per minute and type and otherwise HyperLogLog estimates.",
+                          schema: ["type": "boolean", "default": false]),
                 ],
                 responses: [
                     .json("200", "The summary; windows without events are left out.", APISchemas.ref("Summary")),

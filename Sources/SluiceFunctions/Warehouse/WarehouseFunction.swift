@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Sluice
 import SluiceHTTP
 import SluicePostgres
@@ -17,6 +18,8 @@ public struct WarehouseFunction: HTTPFunction {
     let maxRange: Duration
     /// The most windows one summary may answer.
     let maxWindows: Int
+    /// How often the rollups of the summary are brought up to date.
+    let rollupInterval: Duration
 
     /// Columns a `PUT` sets (all of them: a missing one becomes null), by kind.
     static let textColumns = ["event_type", "user_id", "session_id", "source", "version", "device_type", "device_class",
@@ -31,6 +34,11 @@ public struct WarehouseFunction: HTTPFunction {
         logger = setup.logger
         maxRange = try setup.manifest.configDuration("max_range", default: .seconds(7 * 86400))
         maxWindows = Int(setup.manifest.config["max_windows"]?.intValue ?? 10_080)
+        rollupInterval = try setup.manifest.configDuration("rollup_interval", default: .milliseconds(500))
+    }
+
+    public var backgroundServices: [any Service] {
+        [RollupRefresher(pool: pool, logger: logger, interval: rollupInterval, batch: 5000)]
     }
 
     public func addRoutes(to router: Router<BasicRequestContext>) {
@@ -147,94 +155,5 @@ public struct WarehouseFunction: HTTPFunction {
             throw Self.unavailable
         }
         guard !rows.rows.isEmpty else { throw Self.recordNotFound }
-    }
-}
-
-extension WarehouseFunction {
-    /// Events, unique users and events by type over `[from, to)`, in total and per window.
-    func summary(_ parameter: (String) -> String?) async throws -> JSONResponse {
-        let now = Date()
-        func time(_ name: String, default fallback: Date) throws -> Date {
-            guard let text = parameter(name) else { return fallback }
-            guard let milliseconds = Timestamp.milliseconds(text) else {
-                throw Problem(.badRequest, code: "invalid_parameter", detail: "\(name) must be an ISO 8601 time", extra: ["parameter": .string(name)])
-            }
-            return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
-        }
-        let to = try time("to", default: now)
-        let from = try time("from", default: to.addingTimeInterval(-3600))
-        let windowName = parameter("window") ?? "1m"
-        guard let window = Self.windows[windowName] else {
-            throw Problem(.badRequest, code: "invalid_parameter", detail: "window must be one of 1m, 5m, 15m, 1h, 1d", extra: ["parameter": "window"])
-        }
-        guard from < to else {
-            throw Problem(.badRequest, code: "invalid_parameter", detail: "from must be before to", extra: ["parameter": "from"])
-        }
-        let seconds = to.timeIntervalSince(from)
-        guard seconds <= Double(maxRange.components.seconds) else {
-            throw Problem(.badRequest, code: "range_too_large", detail: "the range may cover at most \(maxRange.components.seconds) seconds",
-                          extra: ["parameter": "from"])
-        }
-        guard seconds / Double(window) <= Double(maxWindows) else {
-            throw Problem(.badRequest, code: "range_too_large", detail: "at most \(maxWindows) windows; choose a larger window", extra: ["parameter": "window"])
-        }
-        let eventType = parameter("event_type")
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let fromText = formatter.string(from: from), toText = formatter.string(from: to)
-        // One scan of the (event_time, event_type) INCLUDE (user_id) index; grouping sets give
-        // the per-window, per-type, per-window-and-type and overall figures at once.
-        let rows: PostgresRows
-        do {
-            rows = try await pool.query("""
-                SELECT grouping(w, event_type)::text, to_char(w AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                       event_type, count(*)::text, count(DISTINCT user_id)::text
-                FROM (SELECT date_bin(make_interval(secs => $3::integer), event_time, $1::timestamptz) AS w, event_type, user_id
-                      FROM events
-                      WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz
-                        AND ($4::text IS NULL OR event_type = $4::text)) AS scoped
-                GROUP BY GROUPING SETS ((w, event_type), (w), (event_type), ())
-                """, [fromText, toText, String(window), eventType])
-        } catch {
-            throw Self.unavailable
-        }
-        var total: JSONObject = ["events": 0, "unique_users": 0, "by_event_type": [:]]
-        var windows: [(String, JSONObject)] = []
-        var indexOfWindow: [String: Int] = [:]  // up to max_windows windows: no linear search per row
-        func windowIndex(_ start: String) -> Int {
-            if let index = indexOfWindow[start] { return index }
-            windows.append((start, ["start": .string(start), "events": 0, "unique_users": 0, "by_event_type": [:]]))
-            indexOfWindow[start] = windows.count - 1
-            return windows.count - 1
-        }
-        for row in rows.rows {
-            let events = JSONValue.int(Int64(row[3] ?? "0") ?? 0), users = JSONValue.int(Int64(row[4] ?? "0") ?? 0)
-            let type = row[2] ?? "unknown"
-            switch row[0] {
-            case "0":  // window and type
-                let index = windowIndex(row[1] ?? "")
-                var byType = windows[index].1["by_event_type"]?.objectValue ?? [:]
-                byType[type] = events
-                windows[index].1["by_event_type"] = .object(byType)
-            case "1":  // window
-                let index = windowIndex(row[1] ?? "")
-                windows[index].1["events"] = events
-                windows[index].1["unique_users"] = users
-            case "2":  // type
-                var byType = total["by_event_type"]?.objectValue ?? [:]
-                byType[type] = events
-                total["by_event_type"] = .object(byType)
-            default:  // everything
-                total["events"] = events
-                total["unique_users"] = users
-            }
-        }
-        windows.sort { $0.0 < $1.0 }
-        var answer: JSONObject = [
-            "from": .string(fromText), "to": .string(toText), "window": .string(windowName),
-            "total": .object(total), "windows": .array(windows.map { .object($0.1) }),
-        ]
-        if let eventType { answer["event_type"] = .string(eventType) }
-        return JSONResponse(status: .ok, value: .object(answer))
     }
 }

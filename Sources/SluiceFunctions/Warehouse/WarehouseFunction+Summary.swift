@@ -1,0 +1,246 @@
+import Foundation
+import Sluice
+import SluiceHTTP
+import SluicePostgres
+
+/// `GET /api/v1/analytics/summary`: events, unique users and events by type over `[from, to)`,
+/// in total and per window. Windows are aligned to multiples of their length since the Unix
+/// epoch (UTC), so the same minute is the same window in every answer.
+///
+/// Answered from the rollups (migration 8, ``RollupRefresher``) in one REPEATABLE READ
+/// snapshot: whole hours and minutes from `events_rollup`, plus the deltas the refresher has
+/// not folded yet, plus the events of partial minutes at either end and of minutes marked for
+/// recounting. Event counts are exact; unique users are exact while every minute holds at most
+/// 512 users per type, and a HyperLogLog estimate beyond (`unique_users_estimated`).
+/// `exact=true` reads every event of the range instead.
+extension WarehouseFunction {
+    struct SummaryRequest {
+        var from: Int64  // Unix milliseconds
+        var to: Int64
+        var windowName: String
+        var window: Int64  // seconds
+        var eventType: String?
+        var exact: Bool
+    }
+
+    func summary(_ parameter: (String) -> String?) async throws -> JSONResponse {
+        let request = try summaryRequest(parameter, now: Int64(Date().timeIntervalSince1970 * 1000))
+        var answer: JSONObject
+        do {
+            answer = request.exact ? try await exactSummary(request) : try await rollupSummary(request)
+        } catch let problem as Problem {
+            throw problem
+        } catch {
+            logger.warning("summary failed", metadata: ["error": .string("\(type(of: error))")])
+            throw Self.unavailable
+        }
+        answer["from"] = .string(Self.iso(milliseconds: request.from))
+        answer["to"] = .string(Self.iso(milliseconds: request.to))
+        answer["window"] = .string(request.windowName)
+        if let eventType = request.eventType { answer["event_type"] = .string(eventType) }
+        return JSONResponse(status: .ok, value: .object(answer))
+    }
+
+    func summaryRequest(_ parameter: (String) -> String?, now: Int64) throws -> SummaryRequest {
+        func time(_ name: String, default fallback: Int64) throws -> Int64 {
+            guard let text = parameter(name) else { return fallback }
+            guard let milliseconds = Timestamp.milliseconds(text) else {
+                throw Problem(.badRequest, code: "invalid_parameter", detail: "\(name) must be an ISO 8601 time", extra: ["parameter": .string(name)])
+            }
+            return milliseconds
+        }
+        // By default the hour up to the end of the current minute: whole minutes, all from rollups.
+        let to = try time("to", default: (now / 60_000 + 1) * 60_000)
+        let from = try time("from", default: to - 3_600_000)
+        let windowName = parameter("window") ?? "1m"
+        guard let window = Self.windows[windowName] else {
+            throw Problem(.badRequest, code: "invalid_parameter", detail: "window must be one of 1m, 5m, 15m, 1h, 1d", extra: ["parameter": "window"])
+        }
+        guard from < to else {
+            throw Problem(.badRequest, code: "invalid_parameter", detail: "from must be before to", extra: ["parameter": "from"])
+        }
+        guard from >= 0 else {
+            throw Problem(.badRequest, code: "invalid_parameter", detail: "from must not be before 1970-01-01T00:00:00Z", extra: ["parameter": "from"])
+        }
+        let seconds = (to - from) / 1000
+        guard seconds <= maxRange.components.seconds else {
+            throw Problem(.badRequest, code: "range_too_large", detail: "the range may cover at most \(maxRange.components.seconds) seconds",
+                          extra: ["parameter": "from"])
+        }
+        guard (to - from) / (Int64(window) * 1000) <= Int64(maxWindows) else {
+            throw Problem(.badRequest, code: "range_too_large", detail: "at most \(maxWindows) windows; choose a larger window", extra: ["parameter": "window"])
+        }
+        let exact: Bool
+        switch parameter("exact") {
+        case nil, "false"?, "0"?: exact = false
+        case "true"?, "1"?: exact = true
+        default: throw Problem(.badRequest, code: "invalid_parameter", detail: "exact must be true or false", extra: ["parameter": "exact"])
+        }
+        return SummaryRequest(from: from, to: to, windowName: windowName, window: Int64(window), eventType: parameter("event_type"), exact: exact)
+    }
+
+    /// The figures of one window (or of the whole range) as they are gathered.
+    struct Tally {
+        var events: Int64 = 0
+        var byType: [String: Int64] = [:]
+        var users = DistinctSketch(exactLimit: DistinctSketch.answerExactLimit)
+
+        var json: JSONObject {
+            var types = JSONObject()
+            for (type, count) in byType.sorted(by: { $0.key < $1.key }) { types[type] = .int(count) }
+            return ["events": .int(events), "unique_users": .int(users.estimate), "by_event_type": .object(types)]
+        }
+    }
+
+    static func typeName(_ type: String?) -> String { type ?? "unknown" }
+
+    func rollupSummary(_ request: SummaryRequest) async throws -> JSONObject {
+        let firstMinute = Self.floorDiv(request.from, 60_000) * 60
+        let endSecond = Self.floorDiv(request.to + 59_999, 60_000) * 60
+        let tallies = try await pool.withConnection { connection -> [(Int64, Tally)] in
+            try connection.executeUnparameterized("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            defer { try? connection.executeUnparameterized("COMMIT") }
+            let staleRows = try connection.query(
+                "SELECT DISTINCT bucket FROM events_rollup_delta WHERE recompute AND bucket >= $1::bigint AND bucket < $2::bigint",
+                [String(firstMinute), String(endSecond)])
+            let stale = Set(staleRows.rows.compactMap { $0[0].flatMap { Int64($0) } })
+            let plan = SummaryPlan(from: request.from, to: request.to, window: request.window, stale: stale)
+
+            var tallies = plan.windows.map { ($0.start, Tally()) }
+            var minuteWindow: [Int64: Int] = [:], hourWindow: [Int64: Int] = [:]
+            var intervals: [(start: Int64, end: Int64, window: Int)] = []
+            for (index, window) in plan.windows.enumerated() {
+                for piece in window.pieces {
+                    switch piece {
+                    case .minute(let start): minuteWindow[start] = index
+                    case .hour(let start): hourWindow[start] = index
+                    case .events(let start, let end): intervals.append((start, end, index))
+                    }
+                }
+            }
+            let filter = request.eventType
+            func add(_ index: Int, type: String?, events: Int64, hashes: [UInt64]) {
+                tallies[index].1.events += events
+                tallies[index].1.byType[Self.typeName(type), default: 0] += events
+                tallies[index].1.users.insert(contentsOf: hashes)
+            }
+
+            // Rollups of whole minutes and hours. Without a type filter, the all-types row
+            // gives the window's events and users, the per-type rows only their counts.
+            if !minuteWindow.isEmpty || !hourWindow.isEmpty {
+                let rows = try connection.query("""
+                    SELECT width, bucket, all_types, event_type, events, CASE WHEN all_types OR $3::text IS NOT NULL THEN sketch END
+                    FROM events_rollup
+                    WHERE ((width = 60 AND bucket = ANY($1::bigint[])) OR (width = 3600 AND bucket = ANY($2::bigint[])))
+                      AND ($3::text IS NULL OR (NOT all_types AND event_type = $3::text))
+                    """, [SQLArray.literal(minuteWindow.keys.map { String($0) }), SQLArray.literal(hourWindow.keys.map { String($0) }), filter])
+                for row in rows.rows {
+                    guard let bucket = row[1].flatMap({ Int64($0) }),
+                          let index = row[0] == "60" ? minuteWindow[bucket] : hourWindow[bucket] else { continue }
+                    let events = Int64(row[4] ?? "0") ?? 0
+                    if row[2] == "t" || filter != nil {
+                        tallies[index].1.events += events
+                        tallies[index].1.users.merge(try DistinctSketch(byteaHex: row[5] ?? ""))
+                    }
+                    if row[2] != "t" { tallies[index].1.byType[Self.typeName(row[3]), default: 0] += events }
+                }
+                // What the refresher has not folded yet.
+                let pending = try connection.query("""
+                    SELECT bucket, event_type, events, hashes FROM events_rollup_delta
+                    WHERE NOT recompute AND bucket >= $1::bigint AND bucket < $2::bigint AND ($3::text IS NULL OR event_type = $3::text)
+                    """, [String(firstMinute), String(endSecond), filter])
+                for row in pending.rows {
+                    guard let minute = row[0].flatMap({ Int64($0) }),
+                          let index = minuteWindow[minute] ?? hourWindow[RollupRefresher.hour(of: minute)] else { continue }
+                    add(index, type: row[1], events: Int64(row[2] ?? "0") ?? 0, hashes: DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}"))
+                }
+            }
+            // Partial minutes and minutes being recounted, from the events.
+            if !intervals.isEmpty {
+                let rows = try connection.query("""
+                    SELECT r.i, e.event_type, count(*),
+                           coalesce(array_agg(DISTINCT hashtextextended(e.user_id, 0)) FILTER (WHERE e.user_id IS NOT NULL), '{}')
+                    FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY AS r (s, e, i)
+                    JOIN events e ON e.event_time >= r.s AND e.event_time < r.e AND ($3::text IS NULL OR e.event_type = $3::text)
+                    GROUP BY 1, 2
+                    """, [SQLArray.literal(intervals.map { Self.iso(milliseconds: $0.start) }),
+                          SQLArray.literal(intervals.map { Self.iso(milliseconds: $0.end) }), filter])
+                for row in rows.rows {
+                    guard let ordinal = row[0].flatMap({ Int($0) }), ordinal >= 1, ordinal <= intervals.count else { continue }
+                    add(intervals[ordinal - 1].window, type: row[1], events: Int64(row[2] ?? "0") ?? 0,
+                        hashes: DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}"))
+                }
+            }
+            return tallies
+        }
+        var total = Tally()
+        var windows: [JSONValue] = []
+        var estimated = false
+        for (start, tally) in tallies where tally.events > 0 {
+            total.events += tally.events
+            total.byType.merge(tally.byType, uniquingKeysWith: +)
+            total.users.merge(tally.users)
+            estimated = estimated || !tally.users.isExact
+            var window = tally.json
+            window["start"] = .string(Self.iso(milliseconds: start * 1000, fraction: false))
+            windows.append(.object(window))
+        }
+        return ["total": .object(total.json), "windows": .array(windows), "unique_users_estimated": .bool(estimated || !total.users.isExact)]
+    }
+
+    /// Every event of the range read and counted by PostgreSQL: one scan of the
+    /// `(event_time, event_type) INCLUDE (user_id)` index; grouping sets give the per-window,
+    /// per-type, per-window-and-type and overall figures at once.
+    func exactSummary(_ request: SummaryRequest) async throws -> JSONObject {
+        let rows = try await pool.query("""
+            SELECT grouping(w, event_type)::text, to_char(w AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                   event_type, count(*)::text, count(DISTINCT user_id)::text
+            FROM (SELECT date_bin(make_interval(secs => $3::integer), event_time, '1970-01-01T00:00:00Z'::timestamptz) AS w, event_type, user_id
+                  FROM events
+                  WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz
+                    AND ($4::text IS NULL OR event_type = $4::text)) AS scoped
+            GROUP BY GROUPING SETS ((w, event_type), (w), (event_type), ())
+            """, [Self.iso(milliseconds: request.from), Self.iso(milliseconds: request.to), String(request.window), request.eventType])
+        var total: JSONObject = ["events": 0, "unique_users": 0, "by_event_type": [:]]
+        var windows: [(String, JSONObject)] = []
+        var indexOfWindow: [String: Int] = [:]  // up to max_windows windows: no linear search per row
+        func windowIndex(_ start: String) -> Int {
+            if let index = indexOfWindow[start] { return index }
+            windows.append((start, ["start": .string(start), "events": 0, "unique_users": 0, "by_event_type": [:]]))
+            indexOfWindow[start] = windows.count - 1
+            return windows.count - 1
+        }
+        for row in rows.rows {
+            let events = JSONValue.int(Int64(row[3] ?? "0") ?? 0), users = JSONValue.int(Int64(row[4] ?? "0") ?? 0)
+            let type = Self.typeName(row[2])
+            switch row[0] {
+            case "0":  // window and type
+                let index = windowIndex(row[1] ?? "")
+                var byType = windows[index].1["by_event_type"]?.objectValue ?? [:]
+                byType[type] = events
+                windows[index].1["by_event_type"] = .object(byType)
+            case "1":  // window
+                let index = windowIndex(row[1] ?? "")
+                windows[index].1["events"] = events
+                windows[index].1["unique_users"] = users
+            case "2":  // type
+                var byType = total["by_event_type"]?.objectValue ?? [:]
+                byType[type] = events
+                total["by_event_type"] = .object(byType)
+            default:  // everything
+                total["events"] = events
+                total["unique_users"] = users
+            }
+        }
+        windows.sort { $0.0 < $1.0 }
+        return ["total": .object(total), "windows": .array(windows.map { .object($0.1) }), "unique_users_estimated": false]
+    }
+
+    static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+
+    /// Unix milliseconds as ISO 8601 UTC: `2026-11-23T15:04:05.123Z`, or without the fraction.
+    static func iso(milliseconds: Int64, fraction: Bool = true) -> String {
+        let text = LoadFunction.timestamp(milliseconds)
+        return fraction ? text : String(text.prefix(19)) + "Z"
+    }
+}
