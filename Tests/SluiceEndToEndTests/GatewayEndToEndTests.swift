@@ -458,32 +458,46 @@ struct GatewayEndToEndTests {
                 FROM events WHERE job_id = $1::uuid
                 """, [job]).rows[0]
             let (from, to) = (bounds[0]!, bounds[1]!)
+            // Windows are aligned to multiples of five minutes since the epoch.
             let truth = try await postgres.query("""
-                SELECT count(*)::text, count(DISTINCT user_id)::text, count(DISTINCT date_bin('5 minutes', event_time, $1::timestamptz))::text
+                SELECT count(*)::text, count(DISTINCT user_id)::text,
+                       count(DISTINCT date_bin('5 minutes', event_time, '1970-01-01T00:00:00Z'::timestamptz))::text
                 FROM events WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz
                 """, [from, to]).rows[0]
-            let summary = try await Self.get(fixture, "/api/v1/analytics/summary?from=\(from)&to=\(to)&window=5m", token: analyst)
-            #expect(summary.status == 200, "\(summary.text)")
-            let answer = try JSONParser().parse(Array(summary.body))
-            #expect(answer["total"]?["events"]?.intValue == Int64(truth[0]!))
-            #expect(answer["total"]?["unique_users"]?.intValue == Int64(truth[1]!))
-            let windows = answer["windows"]?.arrayValue ?? []
-            #expect(windows.count == Int(truth[2]!))
-            #expect(windows.reduce(Int64(0)) { $0 + ($1["events"]?.intValue ?? 0) } == Int64(truth[0]!))
-            let byType = answer["total"]?["by_event_type"]?.objectValue ?? [:]
-            #expect(byType.reduce(Int64(0)) { $0 + ($1.value.intValue ?? 0) } == Int64(truth[0]!))
             let types = try await postgres.query("""
                 SELECT coalesce(event_type, 'unknown'), count(*)::text FROM events
                 WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz GROUP BY 1
                 """, [from, to]).rows
-            #expect(types.count == byType.count && types.count > 3)
-            for row in types { #expect(byType[row[0]!]?.intValue == Int64(row[1]!), "\(row[0]!)") }
-            for window in windows {
-                let types = window["by_event_type"]?.objectValue ?? [:]
-                #expect(types.reduce(Int64(0)) { $0 + ($1.value.intValue ?? 0) } == window["events"]?.intValue)
+            #expect(types.count > 3)
+            // From the rollups (the refresher may or may not have caught up: counts are exact
+            // either way) and from every event (exact=true).
+            for exact in [false, true] {
+                let summary = try await Self.get(fixture, "/api/v1/analytics/summary?from=\(from)&to=\(to)&window=5m&exact=\(exact)", token: analyst)
+                #expect(summary.status == 200, "\(summary.text)")
+                let answer = try JSONParser().parse(Array(summary.body))
+                #expect(answer["total"]?["events"]?.intValue == Int64(truth[0]!))
+                let users = answer["total"]?["unique_users"]?.intValue ?? -1, realUsers = Int64(truth[1]!)!
+                if answer["unique_users_estimated"] == false {
+                    #expect(users == realUsers, "exact=\(exact)")
+                } else {
+                    #expect(!exact)
+                    #expect(abs(Double(users - realUsers)) <= Double(realUsers) * 0.05, "\(users) vs \(realUsers)")
+                }
+                let windows = answer["windows"]?.arrayValue ?? []
+                #expect(windows.count == Int(truth[2]!))
+                #expect(windows.reduce(Int64(0)) { $0 + ($1["events"]?.intValue ?? 0) } == Int64(truth[0]!))
+                let byType = answer["total"]?["by_event_type"]?.objectValue ?? [:]
+                #expect(types.count == byType.count)
+                for row in types { #expect(byType[row[0]!]?.intValue == Int64(row[1]!), "\(row[0]!)") }
+                for window in windows {
+                    let types = window["by_event_type"]?.objectValue ?? [:]
+                    #expect(types.reduce(Int64(0)) { $0 + ($1.value.intValue ?? 0) } == window["events"]?.intValue)
+                    #expect(window["start"]?.stringValue.map { $0.hasSuffix(":00Z") && Int($0.dropLast(4).suffix(2))! % 5 == 0 } == true)
+                }
             }
             for (query, code) in [("window=2m", "invalid_parameter"), ("from=tomorrow", "invalid_parameter"),
-                                  ("from=\(to)&to=\(from)", "invalid_parameter"), ("from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "range_too_large")] {
+                                  ("from=\(to)&to=\(from)", "invalid_parameter"), ("from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "range_too_large"),
+                                  ("exact=maybe", "invalid_parameter"), ("from=1969-12-31T23:00:00Z&to=1970-01-01T00:30:00Z", "invalid_parameter")] {
                 let refused = try await Self.get(fixture, "/api/v1/analytics/summary?\(query)", token: analyst)
                 #expect(refused.status == 400 && Self.problemCode(refused) == code, "\(query): \(refused.text)")
             }
