@@ -184,6 +184,8 @@ extension Migration {
                 all_types  boolean NOT NULL,
                 event_type text,
                 events     bigint NOT NULL,
+                users      bigint NOT NULL,   -- the sketch's count: a window of one bucket reads no sketch
+                users_exact boolean NOT NULL, -- whether users is exact (the sketch holds hashes, not registers)
                 sketch     bytea NOT NULL,
                 UNIQUE NULLS NOT DISTINCT (width, bucket, all_types, event_type)
             );

@@ -181,11 +181,12 @@ struct RollupRefresher: Service {
         let rows = cells.filter { $0.value.events > 0 }
         guard !rows.isEmpty else { return }
         try connection.query("""
-            INSERT INTO events_rollup (width, bucket, all_types, event_type, events, sketch)
-            SELECT * FROM unnest($1::integer[], $2::bigint[], $3::boolean[], $4::text[], $5::bigint[], $6::bytea[])
+            INSERT INTO events_rollup (width, bucket, all_types, event_type, events, users, users_exact, sketch)
+            SELECT * FROM unnest($1::integer[], $2::bigint[], $3::boolean[], $4::text[], $5::bigint[], $6::bigint[], $7::boolean[], $8::bytea[])
             """, [SQLArray.literal(rows.map { String($0.key.width) }), SQLArray.literal(rows.map { String($0.key.bucket) }),
                   SQLArray.literal(rows.map { $0.key.allTypes ? "t" : "f" }), SQLArray.literal(rows.map { $0.key.eventType }),
-                  SQLArray.literal(rows.map { String($0.value.events) }), SQLArray.literal(rows.map { $0.value.sketch.byteaHex })])
+                  SQLArray.literal(rows.map { String($0.value.events) }), SQLArray.literal(rows.map { String($0.value.sketch.estimate) }),
+                  SQLArray.literal(rows.map { $0.value.sketch.isExact ? "t" : "f" }), SQLArray.literal(rows.map { $0.value.sketch.byteaHex })])
     }
 }
 

@@ -12,6 +12,11 @@ struct SummaryPlan: Equatable {
         case minute(Int64)
         /// Events with `event_time` in `[start, end)`, Unix milliseconds.
         case events(start: Int64, end: Int64)
+
+        var isEvents: Bool {
+            if case .events = self { return true }
+            return false
+        }
     }
 
     struct Window: Equatable {

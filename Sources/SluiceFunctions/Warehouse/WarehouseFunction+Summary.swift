@@ -84,76 +84,135 @@ extension WarehouseFunction {
         var events: Int64 = 0
         var byType: [String: Int64] = [:]
         var users = DistinctSketch(exactLimit: DistinctSketch.answerExactLimit)
+        /// The users of a window that is one rollup bucket: its stored count, no sketch read.
+        var storedUsers: (count: Int64, exact: Bool)?
+
+        var uniqueUsers: Int64 { storedUsers?.count ?? users.estimate }
+        var usersExact: Bool { storedUsers?.exact ?? users.isExact }
 
         var json: JSONObject {
             var types = JSONObject()
             for (type, count) in byType.sorted(by: { $0.key < $1.key }) { types[type] = .int(count) }
-            return ["events": .int(events), "unique_users": .int(users.estimate), "by_event_type": .object(types)]
+            return ["events": .int(events), "unique_users": .int(uniqueUsers), "by_event_type": .object(types)]
         }
     }
 
     static func typeName(_ type: String?) -> String { type ?? "unknown" }
 
+    /// A rollup bucket: width (60 or 3600 seconds) and start (Unix seconds).
+    struct Bucket: Hashable {
+        var width: Int64
+        var start: Int64
+    }
+
     func rollupSummary(_ request: SummaryRequest) async throws -> JSONObject {
         let firstMinute = Self.floorDiv(request.from, 60_000) * 60
         let endSecond = Self.floorDiv(request.to + 59_999, 60_000) * 60
-        let tallies = try await pool.withConnection { connection -> [(Int64, Tally)] in
+        return try await pool.withConnection { connection -> JSONObject in
             try connection.executeUnparameterized("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             defer { try? connection.executeUnparameterized("COMMIT") }
             let staleRows = try connection.query(
                 "SELECT DISTINCT bucket FROM events_rollup_delta WHERE recompute AND bucket >= $1::bigint AND bucket < $2::bigint",
                 [String(firstMinute), String(endSecond)])
             let stale = Set(staleRows.rows.compactMap { $0[0].flatMap { Int64($0) } })
+            // The windows asked for, and the range cut into the largest buckets (day-long
+            // windows: whole hours wherever they are fresh) for the total's unique users.
             let plan = SummaryPlan(from: request.from, to: request.to, window: request.window, stale: stale)
+            let cover = request.window == 86_400 ? plan : SummaryPlan(from: request.from, to: request.to, window: 86_400, stale: stale)
 
-            var tallies = plan.windows.map { ($0.start, Tally()) }
-            var minuteWindow: [Int64: Int] = [:], hourWindow: [Int64: Int] = [:]
+            var windowOf: [Bucket: Int] = [:]
             var intervals: [(start: Int64, end: Int64, window: Int)] = []
+            var single = Set<Int>()  // windows that are exactly one bucket
             for (index, window) in plan.windows.enumerated() {
                 for piece in window.pieces {
                     switch piece {
-                    case .minute(let start): minuteWindow[start] = index
-                    case .hour(let start): hourWindow[start] = index
+                    case .minute(let start): windowOf[Bucket(width: 60, start: start)] = index
+                    case .hour(let start): windowOf[Bucket(width: 3600, start: start)] = index
                     case .events(let start, let end): intervals.append((start, end, index))
                     }
                 }
+                if window.pieces.count == 1, !window.pieces[0].isEvents { single.insert(index) }
             }
-            let filter = request.eventType
-            func add(_ index: Int, type: String?, events: Int64, hashes: [UInt64]) {
-                tallies[index].1.events += events
-                tallies[index].1.byType[Self.typeName(type), default: 0] += events
-                tallies[index].1.users.insert(contentsOf: hashes)
+            var covering = Set<Bucket>()
+            for window in cover.windows {
+                for piece in window.pieces {
+                    switch piece {
+                    case .minute(let start): covering.insert(Bucket(width: 60, start: start))
+                    case .hour(let start): covering.insert(Bucket(width: 3600, start: start))
+                    case .events: break  // the same partial and stale minutes as the plan's
+                    }
+                }
+            }
+            /// The bucket holding a minute: the minute's own, or its hour's.
+            func bucket(ofMinute minute: Int64, _ holds: (Bucket) -> Bool) -> Bucket? {
+                let asMinute = Bucket(width: 60, start: minute), asHour = Bucket(width: 3600, start: RollupRefresher.hour(of: minute))
+                return holds(asMinute) ? asMinute : holds(asHour) ? asHour : nil
             }
 
-            // Rollups of whole minutes and hours. Without a type filter, the all-types row
-            // gives the window's events and users, the per-type rows only their counts.
-            if !minuteWindow.isEmpty || !hourWindow.isEmpty {
+            let filter = request.eventType
+            var tallies = plan.windows.map { _ in Tally() }
+            var total = Tally()
+            func add(_ index: Int, type: String?, events: Int64, hashes: [UInt64], toTotal: Bool) {
+                tallies[index].events += events
+                tallies[index].byType[Self.typeName(type), default: 0] += events
+                tallies[index].users.insert(contentsOf: hashes)
+                if toTotal { total.users.insert(contentsOf: hashes) }
+            }
+
+            // What the refresher has not folded yet: added to the buckets' figures, and a
+            // window with pending users needs its buckets' sketches.
+            let pendingRows = try connection.query("""
+                SELECT bucket, event_type, events, hashes FROM events_rollup_delta
+                WHERE NOT recompute AND bucket >= $1::bigint AND bucket < $2::bigint AND ($3::text IS NULL OR event_type = $3::text)
+                """, [String(firstMinute), String(endSecond), filter])
+            var pending: [(window: Int, type: String?, events: Int64, hashes: [UInt64], toTotal: Bool)] = []
+            for row in pendingRows.rows {
+                guard let minute = row[0].flatMap({ Int64($0) }),
+                      let owner = bucket(ofMinute: minute, { windowOf[$0] != nil }), let index = windowOf[owner] else { continue }
+                let inCover = bucket(ofMinute: minute, { covering.contains($0) }) != nil
+                pending.append((index, row[1], Int64(row[2] ?? "0") ?? 0, DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}"), inCover))
+                single.remove(index)
+            }
+
+            // Whole buckets. Sketches only where users must be merged: the cover's buckets and
+            // the buckets of windows made of several. Without a type filter the all-types row
+            // gives the events and users, the per-type rows only their counts.
+            var sketched = covering
+            for (bucket, index) in windowOf where !single.contains(index) { sketched.insert(bucket) }
+            let wanted = Set(windowOf.keys).union(covering)
+            if !wanted.isEmpty {
+                func starts(_ width: Int64, _ set: Set<Bucket>) -> String {
+                    SQLArray.literal(set.filter { $0.width == width }.map { String($0.start) })
+                }
                 let rows = try connection.query("""
-                    SELECT width, bucket, all_types, event_type, events, CASE WHEN all_types OR $3::text IS NOT NULL THEN sketch END
+                    SELECT width, bucket, all_types, event_type, events, users, users_exact,
+                           CASE WHEN (all_types OR $5::text IS NOT NULL)
+                                 AND ((width = 60 AND bucket = ANY($3::bigint[])) OR (width = 3600 AND bucket = ANY($4::bigint[])))
+                                THEN sketch END
                     FROM events_rollup
                     WHERE ((width = 60 AND bucket = ANY($1::bigint[])) OR (width = 3600 AND bucket = ANY($2::bigint[])))
-                      AND ($3::text IS NULL OR (NOT all_types AND event_type = $3::text))
-                    """, [SQLArray.literal(minuteWindow.keys.map { String($0) }), SQLArray.literal(hourWindow.keys.map { String($0) }), filter])
+                      AND ($5::text IS NULL OR (NOT all_types AND event_type = $5::text))
+                    """, [starts(60, wanted), starts(3600, wanted), starts(60, sketched), starts(3600, sketched), filter])
                 for row in rows.rows {
-                    guard let bucket = row[1].flatMap({ Int64($0) }),
-                          let index = row[0] == "60" ? minuteWindow[bucket] : hourWindow[bucket] else { continue }
+                    guard let width = row[0].flatMap({ Int64($0) }), let start = row[1].flatMap({ Int64($0) }) else { continue }
+                    let bucket = Bucket(width: width, start: start)
+                    let counting = row[2] == "t" || filter != nil
                     let events = Int64(row[4] ?? "0") ?? 0
-                    if row[2] == "t" || filter != nil {
-                        tallies[index].1.events += events
-                        tallies[index].1.users.merge(try DistinctSketch(byteaHex: row[5] ?? ""))
+                    let sketch = try row[7].map { text throws(DistinctSketch.DecodingError) in try DistinctSketch(byteaHex: text) }
+                    if counting, covering.contains(bucket), let sketch { total.users.merge(sketch) }
+                    guard let index = windowOf[bucket] else { continue }
+                    if row[2] != "t" { tallies[index].byType[Self.typeName(row[3]), default: 0] += events }
+                    guard counting else { continue }
+                    tallies[index].events += events
+                    if single.contains(index) {
+                        tallies[index].storedUsers = (Int64(row[5] ?? "0") ?? 0, row[6] == "t")
+                    } else if let sketch {
+                        tallies[index].users.merge(sketch)
                     }
-                    if row[2] != "t" { tallies[index].1.byType[Self.typeName(row[3]), default: 0] += events }
                 }
-                // What the refresher has not folded yet.
-                let pending = try connection.query("""
-                    SELECT bucket, event_type, events, hashes FROM events_rollup_delta
-                    WHERE NOT recompute AND bucket >= $1::bigint AND bucket < $2::bigint AND ($3::text IS NULL OR event_type = $3::text)
-                    """, [String(firstMinute), String(endSecond), filter])
-                for row in pending.rows {
-                    guard let minute = row[0].flatMap({ Int64($0) }),
-                          let index = minuteWindow[minute] ?? hourWindow[RollupRefresher.hour(of: minute)] else { continue }
-                    add(index, type: row[1], events: Int64(row[2] ?? "0") ?? 0, hashes: DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}"))
-                }
+            }
+            for delta in pending {
+                add(delta.window, type: delta.type, events: delta.events, hashes: delta.hashes, toTotal: delta.toTotal)
             }
             // Partial minutes and minutes being recounted, from the events.
             if !intervals.isEmpty {
@@ -168,24 +227,22 @@ extension WarehouseFunction {
                 for row in rows.rows {
                     guard let ordinal = row[0].flatMap({ Int($0) }), ordinal >= 1, ordinal <= intervals.count else { continue }
                     add(intervals[ordinal - 1].window, type: row[1], events: Int64(row[2] ?? "0") ?? 0,
-                        hashes: DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}"))
+                        hashes: DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}"), toTotal: true)
                 }
             }
-            return tallies
+
+            var windows: [JSONValue] = []
+            var estimated = !total.users.isExact
+            for (index, tally) in tallies.enumerated() where tally.events > 0 {
+                total.events += tally.events
+                total.byType.merge(tally.byType, uniquingKeysWith: +)
+                estimated = estimated || !tally.usersExact
+                var window = tally.json
+                window["start"] = .string(Self.iso(milliseconds: plan.windows[index].start * 1000, fraction: false))
+                windows.append(.object(window))
+            }
+            return ["total": .object(total.json), "windows": .array(windows), "unique_users_estimated": .bool(estimated)]
         }
-        var total = Tally()
-        var windows: [JSONValue] = []
-        var estimated = false
-        for (start, tally) in tallies where tally.events > 0 {
-            total.events += tally.events
-            total.byType.merge(tally.byType, uniquingKeysWith: +)
-            total.users.merge(tally.users)
-            estimated = estimated || !tally.users.isExact
-            var window = tally.json
-            window["start"] = .string(Self.iso(milliseconds: start * 1000, fraction: false))
-            windows.append(.object(window))
-        }
-        return ["total": .object(total.json), "windows": .array(windows), "unique_users_estimated": .bool(estimated || !total.users.isExact)]
     }
 
     /// Every event of the range read and counted by PostgreSQL: one scan of the
