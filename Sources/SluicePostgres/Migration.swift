@@ -247,12 +247,9 @@ extension Migration {
             CREATE TRIGGER events_rollup_truncate AFTER TRUNCATE ON events
                 FOR EACH STATEMENT EXECUTE FUNCTION events_rollup_truncated();
 
-            -- Rows loaded before this migration: counted as if inserted now.
-            INSERT INTO events_rollup_delta (bucket, event_type, events, hashes)
-            SELECT (floor(extract(epoch FROM event_time) / 60) * 60)::bigint, event_type, count(*),
-                   coalesce(array_agg(DISTINCT hashtextextended(user_id, 0)) FILTER (WHERE user_id IS NOT NULL), '{}')
-            FROM events WHERE event_time IS NOT NULL
-            GROUP BY 1, 2;
+            -- Rows loaded before this migration: their minutes are marked for counting from the events.
+            INSERT INTO events_rollup_delta (bucket, recompute)
+            SELECT DISTINCT (floor(extract(epoch FROM event_time) / 60) * 60)::bigint, true FROM events WHERE event_time IS NOT NULL;
             """),
     ]
 
