@@ -1,0 +1,137 @@
+import Sluice
+import Testing
+
+@Suite("PII detectors")
+struct PIIScannerTests {
+    let scanner = PIIScanner()
+
+    /// The pieces the scanner finds in `text`, as (kind, text).
+    func found(_ text: String) -> [(PIIEntity, String)] {
+        let bytes = Array(text.utf8)
+        return scanner.matches(in: text).map { ($0.entity, String(decoding: bytes[$0.range], as: UTF8.self)) }
+    }
+
+    func expectFound(_ text: String, _ expected: [(PIIEntity, String)], sourceLocation: SourceLocation = #_sourceLocation) {
+        let actual = found(text)
+        #expect(actual.map(\.0) == expected.map(\.0) && actual.map(\.1) == expected.map(\.1),
+                "\(text): \(actual)", sourceLocation: sourceLocation)
+    }
+
+    @Test func emails() {
+        expectFound("contact me at user123@example.com please", [(.email, "user123@example.com")])
+        expectFound("<first.last+tag@mail.example.co.uk>.", [(.email, "first.last+tag@mail.example.co.uk")])
+        expectFound("a@b.io and .x_y-z@sub-domain.example.org", [(.email, "a@b.io"), (.email, "x_y-z@sub-domain.example.org")])
+        for miss in ["user@localhost", "a@b.c", "@example.com", "foo@bar.123", "mail me @ home", "x@.com"] {
+            expectFound(miss, [])
+        }
+    }
+
+    @Test func phoneNumbers() {
+        for phone in ["+1-555-123-4567", "+44 20 7946 0958", "+4915112345678", "(555) 123-4567", "555-123-4567", "555.123.4567",
+                      "1 555 123 4567", "020 7946 0958", "030 12345678"] {
+            expectFound("call \(phone) now", [(.phone, phone)])
+        }
+        // Too short, too long, without separators, a date, a decimal, a count.
+        for miss in ["+123 45", "+1234567890123456", "5551234567", "2024-01-15", "3.14159", "12 345 items", "123-456"] {
+            expectFound("see \(miss) here", [])
+        }
+    }
+
+    @Test func cardNumbersOnlyWhenLuhnValid() {
+        for card in ["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "378282246310005", "5555 5555 5555 4444"] {
+            expectFound("paid with \(card).", [(.card, card)])
+        }
+        // The same numbers with the last digit changed fail Luhn and are left alone.
+        for miss in ["4111 1111 1111 1112", "4111111111111112", "378282246310006", "5555 5555 5555 4445"] {
+            expectFound("paid with \(miss).", [])
+        }
+        expectFound("order A4111111111111111 and 4111111111111111B", [])  // glued to letters: ids, not cards
+    }
+
+    @Test func ibansOnlyWhenMod97Valid() {
+        for iban in ["DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "GB82WEST12345698765432", "FR1420041010050500013M02606",
+                     "NL91 ABNA 0417 1643 00"] {
+            expectFound("pay to \(iban) today", [(.iban, iban)])
+        }
+        for miss in ["DE89 3704 0044 0532 0130 01", "GB82WEST12345698765433", "DE89 3704"] {
+            #expect(!found("pay to \(miss) today").contains { $0.0 == .iban }, "\(miss)")
+        }
+    }
+
+    @Test func ipAddresses() {
+        expectFound("from 203.0.113.5, then 10.0.0.1.", [(.ipv4, "203.0.113.5"), (.ipv4, "10.0.0.1")])
+        for address in ["2001:db8::1", "fe80::1ff:fe23:4567:890a", "::ffff:192.0.2.128", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"] {
+            expectFound("peer [\(address)]:", [(.ipv6, address)])
+        }
+        for miss in ["256.1.1.1", "1.2.3", "1.2.3.4.5", "v1.2.3.4", "at 12:30:45", "mac 00:1A:2B:3C:4D:5E", "2001:db8:::1", "a::b::c"] {
+            expectFound(miss, [])
+        }
+    }
+
+    @Test func socialSecurityNumbers() {
+        expectFound("ssn 123-45-6789.", [(.ssn, "123-45-6789")])
+        for miss in ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-6789", "123-45-0000", "123456789", "123 45 6789"] {
+            #expect(!found("ssn \(miss)").contains { $0.0 == .ssn }, "\(miss)")
+        }
+    }
+
+    @Test func identifiersTimesAndPlainTextAreLeftAlone() {
+        for text in ["2026-11-23T15:04:05.123Z", "550e8400-e29b-41d4-a716-446655440000", "version 1.0.0", "u-42", "s-123456",
+                     "/p/123", "page_view", "Zürich 8001", "€1,234,567.89", "", "no digits at all"] {
+            expectFound(text, [])
+        }
+    }
+
+    @Test func everyKindInOneText() {
+        let text = "mail x@example.com, phone +1-555-123-4567, card 4111 1111 1111 1111, iban GB82WEST12345698765432, " +
+            "ip 203.0.113.9 / 2001:db8::7, ssn 123-45-6789"
+        #expect(found(text).map(\.0) == [.email, .phone, .card, .iban, .ipv4, .ipv6, .ssn])
+    }
+}
+
+@Suite("PII masking")
+struct PIIMaskerTests {
+    let key = Array("a pseudonym key of at least 16 bytes".utf8)
+
+    @Test func eachOperator() {
+        let text = "card 4111 1111 1111 1111, mail a.b@example.com!"
+        #expect(PIIMasker(operators: [.card: .mask, .email: .mask], key: key).mask(text)
+            == "card **** **** **** 1111, mail *.*@******e.com!")
+        #expect(PIIMasker(operators: [.card: .redact, .email: .redact], key: key).mask(text) == "card , mail !")
+        #expect(PIIMasker(operators: [.card: .replace, .email: .replace], key: key).mask(text) == "card <CARD>, mail <EMAIL>!")
+        // Only the kinds named are looked for.
+        #expect(PIIMasker(operators: [.email: .replace], key: key).mask(text) == "card 4111 1111 1111 1111, mail <EMAIL>!")
+    }
+
+    @Test func pseudonymsAreKeyedStableAndNeverDetectedAgain() {
+        let masker = PIIMasker(operators: [.email: .pseudonym, .card: .pseudonym], key: key)
+        let once = masker.mask("x@example.com and 4111111111111111")
+        #expect(once == masker.mask("x@example.com and 4111111111111111"))
+        #expect(once.hasPrefix("<EMAIL:") && once.contains(" and <CARD:"))
+        #expect(!once.contains("example") && !once.contains("4111") && !once.contains { $0.isNumber })
+        #expect(masker.mask(once) == once)
+        #expect(PIIScanner().matches(in: once).isEmpty)
+        let other = PIIMasker(operators: [.email: .pseudonym, .card: .pseudonym], key: Array("another key of sixteen bytes or more".utf8))
+        #expect(other.mask("x@example.com and 4111111111111111") != once)
+        #expect(masker.mask("y@example.com") != masker.mask("x@example.com"))
+
+        let user = masker.pseudonymousUserID("u-42")
+        #expect(user == masker.pseudonymousUserID("u-42") && user != masker.pseudonymousUserID("u-43"))
+        #expect(user.utf8.count == 34 && PIIMasker.isPseudonymousUserID(user) && !PIIMasker.isPseudonymousUserID("u-42"))
+    }
+
+    @Test func everyStringAtAnyDepthIsMaskedAndKeysAreKept() {
+        let masker = PIIMasker(operators: Dictionary(uniqueKeysWithValues: PIIEntity.allCases.map { ($0, PIIOperator.replace) }), key: key)
+        let event: JSONValue = [
+            "note": "contact me at user5@example.com please",
+            "nested": ["list": ["+1-555-123-4567", 42, true, ["ip": "203.0.113.7"]]],
+            "x@example.com": "key kept",
+        ]
+        let expected: JSONValue = [
+            "note": "contact me at <EMAIL> please",
+            "nested": ["list": ["<PHONE>", 42, true, ["ip": "<IPV4>"]]],
+            "x@example.com": "key kept",
+        ]
+        #expect(masker.mask(event) == expected)
+    }
+}
