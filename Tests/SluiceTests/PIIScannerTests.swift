@@ -1,4 +1,5 @@
-import Sluice
+import Logging
+@testable import Sluice
 import Testing
 
 @Suite("PII detectors")
@@ -133,5 +134,87 @@ struct PIIMaskerTests {
             "x@example.com": "key kept",
         ]
         #expect(masker.mask(event) == expected)
+    }
+}
+
+@Suite("pii-mask middleware")
+struct PIIMaskMiddlewareTests {
+    let logger = Logger(label: "test")
+    let key = "a pseudonym key of at least 16 bytes"
+
+    func manifest(_ config: JSONValue = [:]) -> Manifest {
+        Manifest(name: "f", handler: "h", triggers: [.stream("f")], middleware: ["pii-mask"], config: config, file: "f.yaml")
+    }
+
+    func resources(key: String?) -> Resources {
+        var configuration = RuntimeConfiguration()
+        configuration.pseudonymKey = key
+        var resources = Resources()
+        resources.set(configuration)
+        return resources
+    }
+
+    /// The function behind the middleware forwards what it was given.
+    func run(_ events: [JSONValue], config: JSONValue = [:]) async throws -> [JSONValue] {
+        var registry = FunctionRegistry()
+        registry.register("h") { _ in ClosureEventFunction { chunk, _ in chunk.events.map { .forward($0) } } }
+        let m = manifest(config)
+        let function = try await registry.makeHandler(FunctionSetup(manifest: m, logger: logger, resources: resources(key: key))) as! any EventFunction
+        let outcomes = try await FunctionInvoker(manifest: m, function: function, logger: logger)
+            .invoke(Chunk(id: "1-0", events: events.map(Event.init)), attempt: 1)
+        return outcomes.map { outcome -> JSONValue in
+            guard case .forward(let event, _) = outcome else { return .null }
+            return event.value
+        }
+    }
+
+    @Test func theFunctionSeesPseudonymousUsersAndMaskedStrings() async throws {
+        let masker = PIIMasker(operators: PIIMaskMiddleware.defaultOperators, key: Array(key.utf8))
+        let event: JSONValue = [
+            "user": ["id": "u-42", "attributes": ["plan": "pro"]],
+            "payload": ["properties": [
+                "email": "user7@example.com", "phone": "+1-555-123-4567", "card": "4111 1111 1111 1111", "ip": "203.0.113.9",
+                "note": "contact me at user7@example.com please", "ssn": "ssn 123-45-6789", "page": "/p/12",
+            ]],
+        ]
+        let out = try await run([event, ["user_id": "u-42"]])
+        let user = masker.pseudonymousUserID("u-42")
+        #expect(out[0]["user"]?["id"] == .string(user) && out[1]["user_id"] == .string(user))
+        let email = masker.mask("user7@example.com")
+        #expect(email.hasPrefix("<EMAIL:"))
+        #expect(out[0]["payload"]?["properties"] == [
+            "email": .string(email), "phone": "+*-***-***-4567", "card": "**** **** **** 1111", "ip": "<IPV4>",
+            "note": .string("contact me at \(email) please"), "ssn": "ssn ", "page": "/p/12",
+        ])
+        #expect(out[0]["user"]?["attributes"] == ["plan": "pro"])
+        // A pseudonym is not pseudonymised again by a later stage.
+        #expect(try await run([["user_id": .string(user)]]) == [["user_id": .string(user)]])
+    }
+
+    @Test func operatorsAndFieldsComeFromTheManifest() async throws {
+        let out = try await run([["user_id": "u-1", "uid": "u-2", "text": "x@example.com 4111111111111111"]],
+                                config: ["pii": ["operators": ["email": "replace", "card": "off"], "user_fields": ["uid"]]])
+        #expect(out[0]["user_id"] == "u-1")
+        #expect(out[0]["uid"]?.stringValue.map(PIIMasker.isPseudonymousUserID) == true)
+        #expect(out[0]["text"] == "<EMAIL> 4111111111111111")
+    }
+
+    @Test func badConfigurationIsAManifestError() {
+        func error(_ config: JSONValue, key: String? = "a pseudonym key of at least 16 bytes") -> String? {
+            do {
+                _ = try PIIMaskMiddleware(manifest: manifest(config), pseudonymKey: key)
+                return nil
+            } catch {
+                return "\(error.key): \(error.message)"
+            }
+        }
+        #expect(error(["pii": ["operators": ["passport": "mask"]]])?.hasPrefix("config.pii.operators.passport: is not a kind") == true)
+        #expect(error(["pii": ["operators": ["email": "shred"]]])?.hasPrefix("config.pii.operators.email: must be one of") == true)
+        #expect(error(["pii": ["user_fields": "user.id"]]) == "config.pii.user_fields: must be a list of field paths")
+        #expect(error(["pii": "yes"])?.hasPrefix("config.pii: must be a mapping") == true)
+        #expect(error([:], key: nil) == "config.pii: pseudonyms need SLUICE_PSEUDONYM_KEY of at least 16 bytes")
+        #expect(error([:], key: "short") == "config.pii: pseudonyms need SLUICE_PSEUDONYM_KEY of at least 16 bytes")
+        // Nothing pseudonymised: no key needed.
+        #expect(error(["pii": ["operators": ["email": "replace"], "user_fields": []]], key: nil) == nil)
     }
 }

@@ -62,9 +62,12 @@ public struct FunctionRegistry: Sendable {
     private var middlewareFactories: [String: MiddlewareFactory] = [:]
     private var described: [String: [APIOperation]] = [:]
 
-    /// A registry holding only the core middleware (`deadline`).
+    /// A registry holding only the core middleware (`deadline`, `pii-mask`).
     public init() {
         registerMiddleware("deadline") { _ in DeadlineMiddleware() }
+        registerMiddleware("pii-mask") { setup in
+            try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey)
+        }
     }
 
     /// Registers (or replaces) the handler named `name`.

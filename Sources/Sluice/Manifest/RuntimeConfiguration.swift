@@ -24,6 +24,8 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// `SLUICE_UPSTREAM_<NAME>`: where the gateway finds function NAME (lowercased, `_` → `-`)
     /// when it runs in another process.
     public var upstreams: [String: String] = [:]
+    /// `SLUICE_PSEUDONYM_KEY`: the HMAC key of the `pii-mask` middleware's pseudonyms. Never logged.
+    public var pseudonymKey: String?
 
     /// Defaults as documented above.
     public init(
@@ -51,6 +53,7 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         if let v = environment["SLUICE_JWT_PUBLIC_KEY"], !v.isEmpty { jwtPublicKeyPath = v }
         if let v = environment["SLUICE_JWT_ISSUER"], !v.isEmpty { jwtIssuer = v }
         if let v = environment["SLUICE_JWT_AUDIENCE"], !v.isEmpty { jwtAudience = v }
+        if let v = environment["SLUICE_PSEUDONYM_KEY"], !v.isEmpty { pseudonymKey = v }
         let prefix = "SLUICE_UPSTREAM_"
         for (key, value) in environment where key.hasPrefix(prefix) && !value.isEmpty {
             let name = key.dropFirst(prefix.count).lowercased().replacingOccurrences(of: "_", with: "-")
@@ -63,7 +66,8 @@ extension RuntimeConfiguration: CustomStringConvertible {
     /// The settings without secrets (the JWT secret is shown as set or not).
     public var description: String {
         "RuntimeConfiguration(redis: \(redisURL.redactingPassword), database: \(databaseURL.redactingPassword), functions: \(functionsDirectory), "
-            + "jwt_secret: \(jwtSecret == nil ? "unset" : "set"), jwt_public_key: \(jwtPublicKeyPath ?? "unset"), upstreams: \(upstreams.keys.sorted()))"
+            + "jwt_secret: \(jwtSecret == nil ? "unset" : "set"), jwt_public_key: \(jwtPublicKeyPath ?? "unset"), "
+            + "pseudonym_key: \(pseudonymKey == nil ? "unset" : "set"), upstreams: \(upstreams.keys.sorted()))"
     }
 }
 

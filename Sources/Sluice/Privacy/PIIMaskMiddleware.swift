@@ -1,0 +1,85 @@
+/// The `pii-mask` middleware: before the function sees a chunk, every user id field is replaced
+/// by its keyed pseudonym and every string at any depth has its personal data masked, so that
+/// nothing the function forwards, quarantines or logs carries it.
+///
+/// Configured in the function's manifest:
+///
+/// ```yaml
+/// middleware: [pii-mask]
+/// config:
+///   pii:
+///     operators: {email: pseudonym, phone: mask, card: mask, iban: mask, ipv4: replace, ipv6: replace, ssn: redact}
+///     user_fields: [user.id, user_id]
+/// ```
+///
+/// Both keys are optional (the defaults are shown). An operator of `off` turns a kind off. The
+/// key is `SLUICE_PSEUDONYM_KEY` (at least 16 bytes), required when anything is pseudonymised.
+public struct PIIMaskMiddleware: Middleware {
+    public let masker: PIIMasker
+    public let userFields: [JSONPath]
+
+    public static let defaultOperators: [PIIEntity: PIIOperator] = [
+        .email: .pseudonym, .phone: .mask, .card: .mask, .iban: .mask, .ipv4: .replace, .ipv6: .replace, .ssn: .redact,
+    ]
+    public static let defaultUserFields = ["user.id", "user_id"]
+
+    /// - Throws: ``ManifestError`` for an unknown kind or operator, or a missing or short key.
+    public init(manifest: Manifest, pseudonymKey: String?) throws(ManifestError) {
+        let config = manifest.config["pii"]
+        if let config, config.objectValue == nil {
+            throw ManifestError(.badValue, file: manifest.file, key: "config.pii", message: "must be a mapping with operators and user_fields")
+        }
+        var operators = Self.defaultOperators
+        if let given = config?["operators"] {
+            guard let object = given.objectValue else {
+                throw ManifestError(.badValue, file: manifest.file, key: "config.pii.operators", message: "must map kinds to operators")
+            }
+            for (name, value) in object {
+                guard let entity = PIIEntity(rawValue: name) else {
+                    throw ManifestError(.badValue, file: manifest.file, key: "config.pii.operators.\(name)",
+                                        message: "is not a kind of personal data (\(PIIEntity.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                if value.stringValue == "off" {
+                    operators[entity] = nil
+                } else if let text = value.stringValue, let op = PIIOperator(rawValue: text) {
+                    operators[entity] = op
+                } else {
+                    throw ManifestError(.badValue, file: manifest.file, key: "config.pii.operators.\(name)",
+                                        message: "must be one of \(PIIOperator.allCases.map(\.rawValue).joined(separator: ", ")), off")
+                }
+            }
+        }
+        var fields = Self.defaultUserFields
+        if let given = config?["user_fields"] {
+            guard let items = given.arrayValue, let names = Optional(items.compactMap(\.stringValue)), names.count == items.count,
+                  names.allSatisfy({ !$0.isEmpty }) else {
+                throw ManifestError(.badValue, file: manifest.file, key: "config.pii.user_fields", message: "must be a list of field paths")
+            }
+            fields = names
+        }
+        let needsKey = !fields.isEmpty || operators.values.contains(.pseudonym)
+        let key = Array((pseudonymKey ?? "").utf8)
+        if needsKey && key.count < 16 {
+            throw ManifestError(.badValue, file: manifest.file, key: "config.pii",
+                                message: "pseudonyms need SLUICE_PSEUDONYM_KEY of at least 16 bytes")
+        }
+        masker = PIIMasker(operators: operators, key: key)
+        userFields = fields.map(JSONPath.init)
+    }
+
+    public func handle(_ chunk: Chunk, context: FunctionContext, next: any EventFunction) async throws -> [Outcome] {
+        var masked = chunk
+        masked.events = chunk.events.map { Event(mask($0.value)) }
+        return try await next.handle(masked, context: context)
+    }
+
+    /// The event with its user ids pseudonymised and its strings masked.
+    public func mask(_ value: JSONValue) -> JSONValue {
+        var value = value
+        for path in userFields {
+            guard let id = value.value(at: path)?.stringValue, !PIIMasker.isPseudonymousUserID(id) else { continue }
+            value.setValue(.string(masker.pseudonymousUserID(id)), at: path)
+        }
+        return masker.mask(value)
+    }
+}
