@@ -30,6 +30,8 @@ trap cleanup EXIT
 scripts/servers.sh start "$servers" >/dev/null
 # shellcheck disable=SC1091
 source "$servers/env"
+# The pseudonym key of the pii-mask middleware (validate and quarantine declare it).
+export SLUICE_PSEUDONYM_KEY="bench pseudonym key, not a secret"
 redis_port=$(cat "$servers/redis.port")
 
 now() { date +%s.%N; }

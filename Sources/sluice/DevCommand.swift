@@ -32,6 +32,10 @@ struct DevCommand: AsyncParsableCommand {
             configuration.jwtSecret = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice")
             print("export SLUICE_JWT_SECRET=\(configuration.jwtSecret!)")
         }
+        if configuration.pseudonymKey == nil {
+            configuration.pseudonymKey = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice", file: "pseudonym-key")
+            print("export SLUICE_PSEUDONYM_KEY=\(configuration.pseudonymKey!)")
+        }
         // The export lines are for the person (or script) that started dev: out before the logs.
         fflush(nil)  // every output stream; `stdout` itself is not concurrency-safe to name
         let result: Result<Void, any Error>
@@ -46,9 +50,9 @@ struct DevCommand: AsyncParsableCommand {
         try result.get()
     }
 
-    /// The secret in `directory/jwt-secret`, made (32 random bytes, hex) when missing.
-    static func developmentSecret(directory: String) throws -> String {
-        let path = directory + "/jwt-secret"
+    /// The secret in `directory/file`, made (32 random bytes, hex) when missing.
+    static func developmentSecret(directory: String, file: String = "jwt-secret") throws -> String {
+        let path = directory + "/" + file
         if let data = FileManager.default.contents(atPath: path) {
             let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if secret.utf8.count >= 32 { return secret }

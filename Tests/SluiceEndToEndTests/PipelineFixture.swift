@@ -71,12 +71,16 @@ final class PipelineFixture: @unchecked Sendable {
         guard migrate.status == 0 else { throw TestSetupError("sluice migrate failed: \(migrate.error)") }
     }
 
+    /// The key of the pseudonyms validate's `pii-mask` writes.
+    static let pseudonymKey = "the end-to-end tests' pseudonym key"
+
     var processEnvironment: [String: String] {
         [
             "SLUICE_REDIS_URL": environment.redisURL(db: db),
             "SLUICE_DATABASE_URL": databaseURL,
             "SLUICE_FUNCTIONS_DIR": functionsDirectory,
             "SLUICE_LOG_LEVEL": "info",
+            "SLUICE_PSEUDONYM_KEY": Self.pseudonymKey,
         ].merging(extraEnvironment) { $1 }
     }
 

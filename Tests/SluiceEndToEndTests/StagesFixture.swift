@@ -106,6 +106,8 @@ struct GeneratedWorkload {
     let path: String
     let expected: [String: Int]
     let count: Int
+    /// The personal data gen_events.py planted (`pii_samples`, at most 2,000).
+    var piiSamples: [String] = []
 
     static func make(count: Int, seed: Int, format: String, in directory: String) async throws -> GeneratedWorkload {
         let root = try TestEnvironment.get().packageRoot
@@ -120,7 +122,8 @@ struct GeneratedWorkload {
         guard case .object(let expected)? = parsed["expected"] else { throw TestSetupError("the manifest has no 'expected'") }
         var counts: [String: Int] = [:]
         for (key, value) in expected { counts[key] = Int(value.intValue ?? -1) }
-        return GeneratedWorkload(path: path, expected: counts, count: Int(parsed["count"]?.intValue ?? -1))
+        return GeneratedWorkload(path: path, expected: counts, count: Int(parsed["count"]?.intValue ?? -1),
+                                 piiSamples: parsed["pii_samples"]?.arrayValue?.compactMap(\.stringValue) ?? [])
     }
 }
 
