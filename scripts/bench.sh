@@ -137,6 +137,34 @@ done
 steady_ids=$(IFS=,; echo "${steady_jobs[*]}")
 steady=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || count(*) FROM (SELECT extract(epoch FROM loaded_at - received_at) * 1000 AS ms FROM events WHERE job_id = ANY('{$steady_ids}'::uuid[])) t")
 
+# What pii-mask costs: validate with it (functions/) and without it (a copy with middleware []),
+# 10 chunks of 500 generated events each (a fifth carrying PII), POST /invoke, mean ms per chunk.
+nomask_functions="$servers/functions-nomask"
+cp -r functions "$nomask_functions"
+sed -i 's/^middleware: \[pii-mask\]/middleware: []/' "$nomask_functions/validate/function.yaml"
+grep -q '^middleware: \[\]' "$nomask_functions/validate/function.yaml" || { echo "could not remove pii-mask" >&2; exit 1; }
+nomask_port=$port
+port=$((port + 1))
+SLUICE_FUNCTIONS_DIR="$nomask_functions" SLUICE_LOG_LEVEL=warning .build/release/sluice serve validate --port "$nomask_port" --host 127.0.0.1 \
+  >"$servers/validate-nomask.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 400); do curl -fs "http://127.0.0.1:$nomask_port/health/ready" >/dev/null && break; sleep 0.05; done
+python3 ../shared/bench/gen_events.py --count 10000 --seed 9 --format ndjson --no-consent-rate 0 \
+  --out "$servers/mask.ndjson" --manifest "$servers/mask-manifest.json"
+masking=$(python3 - "$servers/mask.ndjson" "${ports[validate]}" "$nomask_port" <<'PY'
+import json, sys, time, urllib.request
+lines = [json.loads(line) for line in open(sys.argv[1])]
+chunks = [json.dumps(lines[i:i + 500]).encode() for i in range(0, len(lines), 500)]
+def mean_ms(port, bodies):
+    start = time.perf_counter()
+    for body in bodies:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invoke", data=body, headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request).read()
+    return (time.perf_counter() - start) / len(bodies) * 1000
+print(round(mean_ms(int(sys.argv[2]), chunks[0::2]), 2), round(mean_ms(int(sys.argv[3]), chunks[1::2]), 2))
+PY
+)
+
 # The gateway: authenticated requests through it (HS256, then RS256) against the same small
 # route answered by ingest directly, without a token, in the same run. Rate limits are lifted
 # (a copy of functions/ with a huge bucket) so the limiter is measured, not hit.
@@ -209,7 +237,7 @@ for query in "window=1m" "from=$day_ago&window=1h" "from=$day_ago&window=1m"; do
 done
 
 mkdir -p bench/results
-python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" "$gateway" "$rollup_catch_up $summaries" <<'PY'
+python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" "$gateway" "$rollup_catch_up $summaries" "$masking" <<'PY'
 import json, sys, platform, os
 count, fmt, xadd, copy = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 start, accepted, end = (float(x) for x in sys.argv[5:8])
@@ -220,6 +248,7 @@ peaks = [int(x) for x in sys.argv[11].split()]
 steady_p50, steady_p99, steady_rows = sys.argv[12].split()
 g = sys.argv[13].split()
 catch_up, hour_1m, hour_1m_exact, day_1h, day_1h_exact, day_1m, day_1m_exact = (float(x) for x in sys.argv[14].split())
+mask_ms, nomask_ms = (float(x) for x in sys.argv[15].split())
 direct_rps, direct_p99, direct_bad, hs_rps, hs_p99, hs_bad, rs_rps, rs_p99, rs_bad = int(g[0]), float(g[1]), int(g[2]), int(g[3]), float(g[4]), int(g[5]), int(g[6]), float(g[7]), int(g[8])
 e2e = round(count / (end - start))
 upload = round(count / (accepted - start))
@@ -240,6 +269,7 @@ result = {
         "via_gateway_hs256": {"requests_per_s": hs_rps, "p99_ms": hs_p99, "non_2xx": hs_bad},
         "via_gateway_rs256": {"requests_per_s": rs_rps, "p99_ms": rs_p99, "non_2xx": rs_bad},
     },
+    "validate_ms_per_500_event_chunk": {"with_pii_mask": mask_ms, "without": nomask_ms, "via": "POST /invoke"},
     "analytics_summary_1m_rows": {
         "rollup_catch_up_s": catch_up,
         "median_ms": {
@@ -262,6 +292,7 @@ print(f"GET /api/v1/jobs/{{id}}, wrk -t2 -c16 -d8s:")
 print(f"  ingest directly     {direct_rps:>9} requests/s, p99 {direct_p99} ms  (no token)")
 print(f"  gateway, HS256      {hs_rps:>9} requests/s, p99 {hs_p99} ms  ({hs_rps / direct_rps:.2f} x direct)")
 print(f"  gateway, RS256      {rs_rps:>9} requests/s, p99 {rs_p99} ms  ({rs_rps / direct_rps:.2f} x direct; verified tokens cached)")
+print(f"validate, 500 events   {mask_ms} ms with pii-mask, {nomask_ms} ms without (POST /invoke, mean of 10 chunks each; a fifth of the events carry PII)")
 print(f"analytics summary on 1,000,000 rows over 24 h (through the gateway, median of 7; rollups vs exact=true):")
 print(f"  rollups caught up   {catch_up} s after the million-row INSERT")
 print(f"  last hour by minute {hour_1m:>7} ms  (exact {hour_1m_exact} ms)")

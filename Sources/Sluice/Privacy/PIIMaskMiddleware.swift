@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The `pii-mask` middleware: before the function sees a chunk, every user id field is replaced
 /// by its keyed pseudonym and every string at any depth has its personal data masked, so that
 /// nothing the function forwards, quarantines or logs carries it.
@@ -17,6 +19,9 @@
 public struct PIIMaskMiddleware: Middleware {
     public let masker: PIIMasker
     public let userFields: [JSONPath]
+    /// Pseudonyms of recent user ids: a user's events repeat, and each HMAC costs two SHA-256
+    /// passes (the largest cost of masking in a profile of validate). Memory only, bounded.
+    let pseudonyms = PseudonymCache(capacity: 100_000)
 
     public static let defaultOperators: [PIIEntity: PIIOperator] = [
         .email: .pseudonym, .phone: .mask, .card: .mask, .iban: .mask, .ipv4: .replace, .ipv6: .replace, .ssn: .redact,
@@ -78,8 +83,30 @@ public struct PIIMaskMiddleware: Middleware {
         var value = value
         for path in userFields {
             guard let id = value.value(at: path)?.stringValue, !PIIMasker.isPseudonymousUserID(id) else { continue }
-            value.setValue(.string(masker.pseudonymousUserID(id)), at: path)
+            value.setValue(.string(pseudonyms.value(for: id) { masker.pseudonymousUserID($0) }), at: path)
         }
         return masker.mask(value)
+    }
+}
+
+/// A bounded map from user ids to their pseudonyms, shared by the chunks a process handles at
+/// once. When full it starts again empty (simpler than LRU, and a user's events are close
+/// together in time).
+final class PseudonymCache: Sendable {
+    private let entries = Mutex<[String: String]>([:])
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func value(for id: String, compute: (String) -> String) -> String {
+        if let known = entries.withLock({ $0[id] }) { return known }
+        let value = compute(id)
+        entries.withLock { entries in
+            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+            entries[id] = value
+        }
+        return value
     }
 }

@@ -69,10 +69,7 @@ public struct PIIMasker: Sendable {
         switch value {
         case .string(let text): return .string(mask(text))
         case .array(let items): return .array(items.map(mask))
-        case .object(let object):
-            var masked = object
-            for (key, member) in object { masked[key] = mask(member) }
-            return .object(masked)
+        case .object(let object): return .object(object.mapValues(mask))
         default: return value
         }
     }
