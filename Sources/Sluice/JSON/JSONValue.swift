@@ -175,13 +175,6 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         return try body(&members[members.count - 1].value)
     }
 
-    /// The same keys in the same order, each value transformed (one pass, no lookups).
-    public func mapValues(_ transform: (JSONValue) throws -> JSONValue) rethrows -> JSONObject {
-        var mapped = self
-        for index in mapped.members.indices { mapped.members[index].value = try transform(members[index].value) }
-        return mapped
-    }
-
     public var keys: [String] { members.map(\.key) }
     public var count: Int { members.count }
     public var isEmpty: Bool { members.isEmpty }

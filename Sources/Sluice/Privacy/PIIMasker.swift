@@ -29,11 +29,12 @@ public struct PIIMasker: Sendable {
     }
 
     /// `text` with its personal data replaced, or `text` itself when it holds none.
-    public func mask(_ text: String) -> String {
-        var text = text
-        text.makeContiguousUTF8()
+    public func mask(_ text: String) -> String { masked(text) ?? text }
+
+    /// `text` with its personal data replaced, or `nil` when it holds none.
+    func masked(_ text: String) -> String? {
         let matches = scanner.matches(in: text)
-        guard !matches.isEmpty else { return text }
+        guard !matches.isEmpty else { return nil }
         let bytes = Array(text.utf8)
         var output: [UInt8] = []
         output.reserveCapacity(bytes.count + 16)
@@ -65,12 +66,32 @@ public struct PIIMasker: Sendable {
     }
 
     /// `value` with every string masked.
-    public func mask(_ value: JSONValue) -> JSONValue {
+    public func mask(_ value: JSONValue) -> JSONValue { masked(value) ?? value }
+
+    /// `value` with every string masked, or `nil` when nothing in it changed (most events hold
+    /// no personal data besides the user id: nothing is copied for them).
+    func masked(_ value: JSONValue) -> JSONValue? {
         switch value {
-        case .string(let text): return .string(mask(text))
-        case .array(let items): return .array(items.map(mask))
-        case .object(let object): return .object(object.mapValues(mask))
-        default: return value
+        case .string(let text):
+            return masked(text).map(JSONValue.string)
+        case .array(let items):
+            var copy: [JSONValue]?
+            for (index, item) in items.enumerated() {
+                guard let changed = masked(item) else { continue }
+                if copy == nil { copy = items }
+                copy![index] = changed
+            }
+            return copy.map(JSONValue.array)
+        case .object(let object):
+            var copy: JSONObject?
+            for (key, member) in object {
+                guard let changed = masked(member) else { continue }
+                if copy == nil { copy = object }
+                copy![key] = changed
+            }
+            return copy.map(JSONValue.object)
+        default:
+            return nil
         }
     }
 
