@@ -125,3 +125,18 @@ public struct FunctionRegistry: Sendable {
         return handler
     }
 }
+
+extension FunctionRegistry {
+    /// The invoker of event function `name`, built from its manifest in `loader`'s folder with
+    /// a logger tagged with its name; `nil` when no manifest has that name or it is an HTTP
+    /// function (those are never built here).
+    /// - Throws: what building the handler throws (a manifest or setup error).
+    public func makeInvoker(named name: String, loader: ManifestLoader, resources: Resources, logger: Logger) async throws -> FunctionInvoker? {
+        guard let manifest = try? loader.load(name), !manifest.servesHTTP else { return nil }
+        var functionLogger = logger
+        functionLogger[metadataKey: "function"] = .string(name)
+        let handler = try await makeHandler(FunctionSetup(manifest: manifest, logger: functionLogger, resources: resources))
+        guard let function = handler as? any EventFunction else { return nil }
+        return FunctionInvoker(manifest: manifest, function: function, logger: functionLogger)
+    }
+}

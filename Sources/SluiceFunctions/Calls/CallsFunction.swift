@@ -60,19 +60,14 @@ public struct CallsFunction: HTTPFunction {
         if let cached = invokers.get(name) { return cached }
         // Only event functions: an HTTP function (the gateway, ingest) is never built here.
         // `name` is checked against [a-z0-9_-] before it gets here: it names a folder, never a path.
-        guard let manifest = try? loader.load(name), !manifest.servesHTTP else { return nil }
-        var functionLogger = logger
-        functionLogger[metadataKey: "function"] = .string(name)
-        let handler: any FunctionHandler
+        let invoker: FunctionInvoker?
         do {
-            handler = try await registry.makeHandler(FunctionSetup(manifest: manifest, logger: functionLogger, resources: setupResources))
+            invoker = try await registry.makeInvoker(named: name, loader: loader, resources: setupResources, logger: logger)
         } catch {
             logger.error("cannot build a function for a call", metadata: ["target": .string(name), "error_type": .string("\(type(of: error))")])
             throw Problem(.serviceUnavailable, code: "function_unavailable", detail: "the function cannot be run here now")
         }
-        guard let function = handler as? any EventFunction else { return nil }
-        let invoker = FunctionInvoker(manifest: manifest, function: function, logger: functionLogger)
-        invokers.set(name, invoker)
+        if let invoker { invokers.set(name, invoker) }
         return invoker
     }
 

@@ -62,12 +62,8 @@ public struct IngestFunction: HTTPFunction {
             var resources = setup.resources
             resources.set(DryRun(true))
             for name in names {
-                guard let stage = try? loader.load(name) else { continue }
-                var stageLogger = setup.logger
-                stageLogger[metadataKey: "function"] = .string(name)
-                let handler = try await registry.makeHandler(FunctionSetup(manifest: stage, logger: stageLogger, resources: resources))
-                if let function = handler as? any EventFunction {
-                    chain.append(FunctionInvoker(manifest: stage, function: function, logger: stageLogger))
+                if let stage = try await registry.makeInvoker(named: name, loader: loader, resources: resources, logger: setup.logger) {
+                    chain.append(stage)
                 }
             }
         }

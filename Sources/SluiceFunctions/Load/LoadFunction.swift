@@ -175,11 +175,26 @@ extension String {
 
 /// PostgreSQL's text form of `text[]`.
 enum PostgresArray {
-    /// `{"a","b"}` with `"` and `\` escaped.
-    static func literal(_ items: [String]) -> String {
-        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
+    /// `{"a","b",NULL}`: every element quoted with `"` and `\` escaped, `nil` as NULL. Passed as
+    /// one bound parameter.
+    static func literal(_ items: [String?]) -> String {
+        var text: [UInt8] = [UInt8(ascii: "{")]
+        text.reserveCapacity(items.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 4 })
+        for (index, item) in items.enumerated() {
+            if index > 0 { text.append(UInt8(ascii: ",")) }
+            guard let item else { text += Array("NULL".utf8); continue }
+            text.append(UInt8(ascii: "\""))
+            for byte in item.utf8 {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { text.append(UInt8(ascii: "\\")) }
+                text.append(byte)
+            }
+            text.append(UInt8(ascii: "\""))
+        }
+        text.append(UInt8(ascii: "}"))
+        return String(decoding: text, as: UTF8.self)
     }
+
+    static func literal(_ items: [String]) -> String { literal(items.map(Optional.some)) }
 
     /// Parses the text form PostgreSQL answers for a one-dimensional `text[]`.
     static func parse(_ text: String) -> [String] {

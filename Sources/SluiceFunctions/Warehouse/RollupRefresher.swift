@@ -71,7 +71,7 @@ struct RollupRefresher: Service {
         var sketch = DistinctSketch()
     }
 
-    static func hour(of minute: Int64) -> Int64 { minute - ((minute % 3600) + 3600) % 3600 }
+    static func hour(of minute: Int64) -> Int64 { SummaryPlan.floorDiv(minute, 3600) * 3600 }
 
     private static func round(_ connection: PostgresConnection, batch: Int) throws -> Int {
         let taken = try connection.query("""
@@ -94,7 +94,7 @@ struct RollupRefresher: Service {
         var groups = Set<[Int64]>()  // (width, bucket) rewritten whole
 
         if !recount.isEmpty {
-            let minutes = SQLArray.literal(recount.sorted().map { String($0) })
+            let minutes = PostgresArray.literal(recount.sorted().map { String($0) })
             // Deltas of these minutes beyond this batch describe rows the recount reads.
             try connection.query("DELETE FROM events_rollup_delta WHERE bucket = ANY($1::bigint[])", [minutes])
             let counted = try connection.query("""
@@ -128,7 +128,7 @@ struct RollupRefresher: Service {
                 SELECT r.width, r.bucket, r.all_types, r.event_type, r.events, r.sketch
                 FROM unnest($1::bigint[], $2::bigint[]) AS g (w, b)
                 JOIN events_rollup r ON r.width = g.w AND r.bucket = g.b
-                """, [SQLArray.literal(list.map { String($0[0]) }), SQLArray.literal(list.map { String($0[1]) })])
+                """, [PostgresArray.literal(list.map { String($0[0]) }), PostgresArray.literal(list.map { String($0[1]) })])
             for row in existing.rows {
                 let key = Key(width: Int64(row[0] ?? "") ?? 0, bucket: Int64(row[1] ?? "") ?? 0, allTypes: row[2] == "t", eventType: row[3])
                 cells[key] = Cell(events: Int64(row[4] ?? "0") ?? 0, sketch: try DistinctSketch(byteaHex: row[5] ?? ""))
@@ -147,8 +147,7 @@ struct RollupRefresher: Service {
                 }
             }
         }
-        try write(cells.filter { $0.key.width == 60 || !rebuiltHours.contains($0.key.bucket) },
-                  groups: groups.filter { $0[0] == 60 || !rebuiltHours.contains($0[1]) }, connection)
+        try write(cells, groups: groups, connection)  // no hour of rebuiltHours is among them
 
         // Hours holding a recounted minute are the sum of their minutes, as now written.
         if !rebuiltHours.isEmpty {
@@ -157,7 +156,7 @@ struct RollupRefresher: Service {
                 SELECT h.b, r.all_types, r.event_type, r.events, r.sketch
                 FROM unnest($1::bigint[]) AS h (b)
                 JOIN events_rollup r ON r.width = 60 AND r.bucket >= h.b AND r.bucket < h.b + 3600
-                """, [SQLArray.literal(hours.map { String($0) })])
+                """, [PostgresArray.literal(hours.map { String($0) })])
             var hourCells: [Key: Cell] = [:]
             for row in minutes.rows {
                 let key = Key(width: 3600, bucket: Int64(row[0] ?? "") ?? 0, allTypes: row[1] == "t", eventType: row[2])
@@ -177,38 +176,15 @@ struct RollupRefresher: Service {
         try connection.query("""
             DELETE FROM events_rollup r USING unnest($1::bigint[], $2::bigint[]) AS g (w, b)
             WHERE r.width = g.w AND r.bucket = g.b
-            """, [SQLArray.literal(list.map { String($0[0]) }), SQLArray.literal(list.map { String($0[1]) })])
+            """, [PostgresArray.literal(list.map { String($0[0]) }), PostgresArray.literal(list.map { String($0[1]) })])
         let rows = cells.filter { $0.value.events > 0 }
         guard !rows.isEmpty else { return }
         try connection.query("""
             INSERT INTO events_rollup (width, bucket, all_types, event_type, events, users, users_exact, sketch)
             SELECT * FROM unnest($1::integer[], $2::bigint[], $3::boolean[], $4::text[], $5::bigint[], $6::bigint[], $7::boolean[], $8::bytea[])
-            """, [SQLArray.literal(rows.map { String($0.key.width) }), SQLArray.literal(rows.map { String($0.key.bucket) }),
-                  SQLArray.literal(rows.map { $0.key.allTypes ? "t" : "f" }), SQLArray.literal(rows.map { $0.key.eventType }),
-                  SQLArray.literal(rows.map { String($0.value.events) }), SQLArray.literal(rows.map { String($0.value.sketch.estimate) }),
-                  SQLArray.literal(rows.map { $0.value.sketch.isExact ? "t" : "f" }), SQLArray.literal(rows.map { $0.value.sketch.byteaHex })])
+            """, [PostgresArray.literal(rows.map { String($0.key.width) }), PostgresArray.literal(rows.map { String($0.key.bucket) }),
+                  PostgresArray.literal(rows.map { $0.key.allTypes ? "t" : "f" }), PostgresArray.literal(rows.map { $0.key.eventType }),
+                  PostgresArray.literal(rows.map { String($0.value.events) }), PostgresArray.literal(rows.map { String($0.value.sketch.estimate) }),
+                  PostgresArray.literal(rows.map { $0.value.sketch.isExact ? "t" : "f" }), PostgresArray.literal(rows.map { $0.value.sketch.byteaHex })])
     }
-}
-
-/// PostgreSQL's text form of a one-dimensional array: every element quoted (`"` and `\`
-/// escaped), `nil` as NULL. Passed as one bound parameter.
-enum SQLArray {
-    static func literal(_ items: [String?]) -> String {
-        var text: [UInt8] = [UInt8(ascii: "{")]
-        text.reserveCapacity(items.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 4 })
-        for (index, item) in items.enumerated() {
-            if index > 0 { text.append(UInt8(ascii: ",")) }
-            guard let item else { text += Array("NULL".utf8); continue }
-            text.append(UInt8(ascii: "\""))
-            for byte in item.utf8 {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { text.append(UInt8(ascii: "\\")) }
-                text.append(byte)
-            }
-            text.append(UInt8(ascii: "\""))
-        }
-        text.append(UInt8(ascii: "}"))
-        return String(decoding: text, as: UTF8.self)
-    }
-
-    static func literal(_ items: [String]) -> String { literal(items.map(Optional.some)) }
 }

@@ -27,6 +27,9 @@ struct SummaryPlan: Equatable {
 
     var windows: [Window]
 
+    /// `a / b` rounded down (towards minus infinity), `b > 0`.
+    static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+
     /// - Parameters:
     ///   - from, to: Unix milliseconds, `from < to`.
     ///   - window: the window length in seconds, a multiple of 60 that divides 86,400.
@@ -34,7 +37,6 @@ struct SummaryPlan: Equatable {
     init(from: Int64, to: Int64, window: Int64, stale: Set<Int64>) {
         precondition(from < to && window % 60 == 0 && window > 0)
         let windowMs = window * 1000, minuteMs: Int64 = 60_000, hourMs: Int64 = 3_600_000
-        func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
         func hourIsFresh(_ start: Int64) -> Bool {
             let second = start / 1000
             return !(0..<60).contains { stale.contains(second + Int64($0) * 60) }
@@ -42,7 +44,7 @@ struct SummaryPlan: Equatable {
         var windows: [Window] = []
         var t = from
         while t < to {
-            let windowStart = floorDiv(t, windowMs) * windowMs
+            let windowStart = Self.floorDiv(t, windowMs) * windowMs
             let windowEnd = min(windowStart + windowMs, to)
             var pieces: [Piece] = []
             while t < windowEnd {
@@ -53,7 +55,7 @@ struct SummaryPlan: Equatable {
                     pieces.append(.minute(t / 1000))
                     t += minuteMs
                 } else {
-                    let end = min((floorDiv(t, minuteMs) + 1) * minuteMs, windowEnd)
+                    let end = min((Self.floorDiv(t, minuteMs) + 1) * minuteMs, windowEnd)
                     if case .events(let start, let previousEnd)? = pieces.last, previousEnd == t {
                         pieces[pieces.count - 1] = .events(start: start, end: end)
                     } else {

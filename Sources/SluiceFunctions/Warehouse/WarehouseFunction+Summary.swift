@@ -106,8 +106,8 @@ extension WarehouseFunction {
     }
 
     func rollupSummary(_ request: SummaryRequest) async throws -> JSONObject {
-        let firstMinute = Self.floorDiv(request.from, 60_000) * 60
-        let endSecond = Self.floorDiv(request.to + 59_999, 60_000) * 60
+        let firstMinute = SummaryPlan.floorDiv(request.from, 60_000) * 60
+        let endSecond = SummaryPlan.floorDiv(request.to + 59_999, 60_000) * 60
         return try await pool.withConnection { connection -> JSONObject in
             try connection.executeUnparameterized("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             defer { try? connection.executeUnparameterized("COMMIT") }
@@ -182,7 +182,7 @@ extension WarehouseFunction {
             let wanted = Set(windowOf.keys).union(covering)
             if !wanted.isEmpty {
                 func starts(_ width: Int64, _ set: Set<Bucket>) -> String {
-                    SQLArray.literal(set.filter { $0.width == width }.map { String($0.start) })
+                    PostgresArray.literal(set.filter { $0.width == width }.map { String($0.start) })
                 }
                 let rows = try connection.query("""
                     SELECT width, bucket, all_types, event_type, events, users, users_exact,
@@ -222,8 +222,8 @@ extension WarehouseFunction {
                     FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY AS r (s, e, i)
                     JOIN events e ON e.event_time >= r.s AND e.event_time < r.e AND ($3::text IS NULL OR e.event_type = $3::text)
                     GROUP BY 1, 2
-                    """, [SQLArray.literal(intervals.map { Self.iso(milliseconds: $0.start) }),
-                          SQLArray.literal(intervals.map { Self.iso(milliseconds: $0.end) }), filter])
+                    """, [PostgresArray.literal(intervals.map { Self.iso(milliseconds: $0.start) }),
+                          PostgresArray.literal(intervals.map { Self.iso(milliseconds: $0.end) }), filter])
                 for row in rows.rows {
                     guard let ordinal = row[0].flatMap({ Int($0) }), ordinal >= 1, ordinal <= intervals.count else { continue }
                     add(intervals[ordinal - 1].window, type: row[1], events: Int64(row[2] ?? "0") ?? 0,
@@ -292,8 +292,6 @@ extension WarehouseFunction {
         windows.sort { $0.0 < $1.0 }
         return ["total": .object(total), "windows": .array(windows.map { .object($0.1) }), "unique_users_estimated": false]
     }
-
-    static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
 
     /// Unix milliseconds as ISO 8601 UTC: `2026-11-23T15:04:05.123Z`, or without the fraction.
     static func iso(milliseconds: Int64, fraction: Bool = true) -> String {
