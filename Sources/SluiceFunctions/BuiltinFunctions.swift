@@ -19,6 +19,9 @@ public enum BuiltinFunctions {
         registry.register("job-recorder") { try JobRecorderFunction(setup: $0) }
         registry.register("warehouse", operations: WarehouseFunction.operations) { try WarehouseFunction(setup: $0) }
         registry.register("calls", operations: CallsFunction.operations) { try CallsFunction(setup: $0) }
+        registry.register("privacy", operations: PrivacyFunction.operations) { try PrivacyFunction(setup: $0) }
+        registry.registerMiddleware("consent") { try ConsentMiddleware(setup: $0) }
+        registry.registerMiddleware("geo-restrict") { try GeoRestrictMiddleware(manifest: $0.manifest) }
         registry.register("gateway", operations: [OpenAPIDocument.operation]) { try GatewayFunction(setup: $0) }
         return registry
     }

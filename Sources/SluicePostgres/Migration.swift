@@ -251,6 +251,45 @@ extension Migration {
             INSERT INTO events_rollup_delta (bucket, recompute)
             SELECT DISTINCT (floor(extract(epoch FROM event_time) / 60) * 60)::bigint, true FROM events WHERE event_time IS NOT NULL;
             """),
+        Migration(version: 9, name: "privacy", sql: """
+            -- Consent per subject and purpose. subject is the keyed pseudonym of the user id (the
+            -- form the warehouse holds), never the id itself; purpose '*' is every purpose (an
+            -- erasure records one). Of a subject's row for the purpose and its '*' row, the one
+            -- changed last decides.
+            CREATE TABLE consents (
+                subject     text NOT NULL,
+                purpose     text NOT NULL,
+                granted     boolean NOT NULL,
+                source      text NOT NULL CHECK (source IN ('api', 'erasure')),
+                updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+                PRIMARY KEY (subject, purpose)
+            );
+            -- Who read or changed what through the API, and every consent change, erasure and
+            -- dead-letter redrive. subject is a pseudonym too. Append-only: the triggers below
+            -- refuse UPDATE, DELETE and TRUNCATE, whoever asks.
+            CREATE TABLE audit_log (
+                id          bigserial PRIMARY KEY,
+                at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+                actor       text NOT NULL,
+                action      text NOT NULL,
+                resource    text NOT NULL,
+                subject     text,
+                request_id  text,
+                status      integer,
+                detail      jsonb
+            );
+            CREATE INDEX audit_log_actor ON audit_log (actor, id);
+            CREATE INDEX audit_log_action ON audit_log (action, id);
+            CREATE INDEX audit_log_subject ON audit_log (subject, id) WHERE subject IS NOT NULL;
+            CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+            END $$;
+            CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+                FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+            CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+                FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+            """),
     ]
 
     /// The newest version of this build.

@@ -17,11 +17,11 @@ enum JobScripts {
     static let settle = """
         local function job_counts(job)
           local v = redis.call('HMGET', job, 'received', 'loaded', 'quarantined', 'dropped.stale',
-            'dropped.duplicate', 'dropped.no_consent', 'dead_lettered', 'dropped.cancelled')
+            'dropped.duplicate', 'dropped.no_consent', 'dead_lettered', 'dropped.cancelled', 'dropped.geo_restricted')
           local c = {}
-          for i = 1, 8 do c[i] = tonumber(v[i]) or 0 end
+          for i = 1, 9 do c[i] = tonumber(v[i]) or 0 end
           return {received = c[1], loaded = c[2], quarantined = c[3], stale = c[4], duplicate = c[5],
-                  no_consent = c[6], failed = c[7], cancelled = c[8]}, v[1]
+                  no_consent = c[6], failed = c[7], cancelled = c[8], geo_restricted = c[9]}, v[1]
         end
         local function announce(job, stream, status, err)
           local t = redis.call('TIME')
@@ -38,7 +38,7 @@ enum JobScripts {
           if redis.call('HGET', job, 'state') ~= 'processing' then return 0 end
           local c, received = job_counts(job)
           if not received then return 0 end
-          if c.loaded + c.quarantined + c.stale + c.duplicate + c.no_consent + c.failed < c.received then return 0 end
+          if c.loaded + c.quarantined + c.stale + c.duplicate + c.no_consent + c.geo_restricted + c.failed < c.received then return 0 end
           if c.failed > 0 then
             announce(job, stream, 'failed', 'dead_lettered')
           else

@@ -69,6 +69,36 @@ extension RedisClient {
         return id
     }
 
+    /// Appends an entry to a stream kept near `maxLength` entries (`MAXLEN ~`, for streams whose
+    /// readers only need what is recent); answers its id.
+    @discardableResult
+    public func add(stream: String, maxLength: Int, fields: [(String, [UInt8])]) async throws -> String {
+        var arguments: [RedisArgument] = ["XADD", RedisArgument(stream), "MAXLEN", "~", RedisArgument(maxLength), "*"]
+        for (name, value) in fields {
+            arguments.append(RedisArgument(name))
+            arguments.append(RedisArgument(value))
+        }
+        guard let id = try await send(arguments).text else {
+            throw RedisError(.unexpectedReply, "XADD answered no id")
+        }
+        return id
+    }
+
+    /// The id of the stream's newest entry; `0-0` when it is empty or does not exist.
+    public func lastEntryID(stream: String) async throws -> String {
+        StreamEntry.list(try await send(["XREVRANGE", RedisArgument(stream), "+", "-", "COUNT", "1"])).first?.id ?? "0-0"
+    }
+
+    /// Entries of `stream` after `id`, waiting up to `block` for one to arrive (`XREAD`, no
+    /// group); empty when none came. `block` must be shorter than the client's timeout.
+    public func read(stream: String, after id: String, count: Int, block: Duration) async throws -> [StreamEntry] {
+        let milliseconds = block.components.seconds * 1000 + block.components.attoseconds / 1_000_000_000_000_000
+        let reply = try await send(["XREAD", "COUNT", RedisArgument(count), "BLOCK", RedisArgument(Int(milliseconds)),
+                                    "STREAMS", RedisArgument(stream), RedisArgument(id)])
+        guard let streams = reply.array, let first = streams.first?.array, first.count == 2 else { return [] }
+        return StreamEntry.list(first[1])
+    }
+
     /// Entries of `stream` from `start` to `end`, at most `count`.
     public func range(stream: String, start: String = "-", end: String = "+", count: Int = 1000) async throws -> [StreamEntry] {
         StreamEntry.list(try await send(["XRANGE", RedisArgument(stream), RedisArgument(start), RedisArgument(end), "COUNT", RedisArgument(count)]))

@@ -88,6 +88,8 @@ struct FunctionHost {
             resources.set(registry)
             resources.set(configuration)
             resources.set(HostedFunctions(Set(manifests.map(\.name))))
+            let shared = ProcessServices()
+            resources.set(shared)
             let router = Router()
             router.add(middleware: ProblemMiddleware())
             var invokers: [String: FunctionInvoker] = [:]
@@ -120,8 +122,17 @@ struct FunctionHost {
                                         message: "declares a stream trigger but handler '\(manifest.handler)' is not an event function")
                 }
             }
+            // What the functions share (the consent book and its listener) runs with them.
+            triggers += shared.takeServices()
             // Middleware first: it applies only to routes added after it.
             for function in httpFunctions { function.addMiddleware(to: router) }
+            // After the gateway's checks (it names the caller), before the routes: every API
+            // request this process answers writes an audit row.
+            let audited = manifests.flatMap { registry.operations(of: $0.handler) }
+                .filter { $0.tag != "meta" && !PrivacyFunction.selfAudited.contains($0.operationID) }
+            if !audited.isEmpty {
+                router.add(middleware: AuditMiddleware(operations: audited, pool: clients.postgres, logger: logger))
+            }
             for function in httpFunctions { function.addRoutes(to: router) }
             let redis = clients.redis, postgres = clients.postgres
             let migrator = Migrator(pool: postgres, logger: logger)

@@ -19,6 +19,9 @@ public struct StreamKeys: Sendable, Equatable {
     public func job(_ id: String) -> String { "{\(hashTag)}:job:\(id)" }
     /// The lease an ingest process holds on job `id` while its body is arriving.
     public func uploadLease(_ id: String) -> String { "{\(hashTag)}:upload:\(id)" }
+    /// The stream of consent changes (the subject's pseudonym per entry): every process's
+    /// consent cache forgets a subject when it appears there.
+    public var consentChanges: String { "{\(hashTag)}:consent-changes" }
     /// The rate-limit bucket of a caller (by a digest of the subject). Outside the hash tag:
     /// buckets spread over a cluster's slots.
     public func rateLimit(_ subjectDigest: String) -> String { "\(hashTag):ratelimit:\(subjectDigest)" }

@@ -74,10 +74,10 @@ public enum APISchemas {
         "JobCounts": [
             "type": "object",
             "description": "What happened to the job's events; `received` is final once the body has ended.",
-            "required": ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "failed", "cancelled"],
+            "required": ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "failed", "cancelled"],
             "properties": [
                 "received": integer, "loaded": integer, "quarantined": integer, "stale": integer, "duplicate": integer,
-                "no_consent": integer, "failed": integer, "cancelled": integer, "in_flight": integer,
+                "no_consent": integer, "geo_restricted": integer, "failed": integer, "cancelled": integer, "in_flight": integer,
             ],
         ],
         "Job": [
@@ -148,6 +148,61 @@ public enum APISchemas {
                 "format": ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]],
                 "received": integer,
                 "schema": ref("CSVSchema"),
+            ],
+        ],
+        "ConsentChange": [
+            "type": "object", "required": ["purpose", "granted"], "additionalProperties": false,
+            "properties": [
+                "purpose": ["type": "string", "pattern": "^(\\*|[a-z][a-z0-9_.-]{0,63})$", "description": "The processing purpose; * for every purpose."],
+                "granted": ["type": "boolean"],
+            ],
+        ],
+        "Consent": [
+            "type": "object", "required": ["subject", "purpose", "granted", "updated_at"],
+            "properties": ["subject": ref("Pseudonym"), "purpose": string, "granted": ["type": "boolean"], "updated_at": timestamp],
+        ],
+        "Consents": [
+            "type": "object", "required": ["subject", "consents"],
+            "properties": [
+                "subject": ref("Pseudonym"),
+                "consents": [
+                    "type": "array",
+                    "items": [
+                        "type": "object", "required": ["purpose", "granted", "source", "updated_at"],
+                        "properties": ["purpose": string, "granted": ["type": "boolean"], "source": ["type": "string", "enum": ["api", "erasure"]], "updated_at": timestamp],
+                    ],
+                ],
+            ],
+        ],
+        "Pseudonym": ["type": "string", "pattern": "^u_[a-p]{32}$", "description": "The keyed pseudonym of a user id, as the warehouse stores it."],
+        "ErasureReport": [
+            "type": "object", "required": ["subject", "removed", "consent", "audit_id", "duration_ms"],
+            "properties": [
+                "subject": ref("Pseudonym"),
+                "removed": [
+                    "type": "object", "required": ["events", "quarantine", "async_calls"],
+                    "properties": ["events": integer, "quarantine": integer, "async_calls": integer],
+                ],
+                "consent": ref("Consent"),
+                "audit_id": integer,
+                "duration_ms": integer,
+            ],
+        ],
+        "AuditPage": [
+            "type": "object", "required": ["entries"],
+            "properties": [
+                "entries": [
+                    "type": "array",
+                    "items": [
+                        "type": "object", "required": ["id", "at", "actor", "action", "resource", "subject", "request_id", "status", "detail"],
+                        "properties": [
+                            "id": integer, "at": timestamp, "actor": string, "action": string, "resource": string,
+                            "subject": ["type": "string", "nullable": true], "request_id": ["type": "string", "nullable": true],
+                            "status": ["type": "integer", "nullable": true], "detail": ["nullable": true, "description": "What the action did (counts, the consent given)."],
+                        ],
+                    ],
+                ],
+                "next_before": ["type": "integer", "description": "Present when older entries exist: pass it as before."],
             ],
         ],
         "Event": [

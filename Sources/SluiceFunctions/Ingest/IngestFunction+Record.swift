@@ -46,7 +46,8 @@ extension IngestFunction {
                 answer["reason"] = .string(reason ?? "quarantined")
                 throw Problem(.unprocessableContent, code: "quarantined", detail: "the event was quarantined (`reason` says why)", extra: answer)
             }
-            let reason = count("dropped.stale") == 1 ? "stale" : count("dropped.no_consent") == 1 ? "no_consent" : "dropped"
+            let reason = count("dropped.stale") == 1 ? "stale" : count("dropped.no_consent") == 1 ? "no_consent"
+                : count("dropped.geo_restricted") == 1 ? "geo_restricted" : "dropped"
             throw Problem(.unprocessableContent, code: reason, detail: "the event was not loaded: \(reason)", extra: answer)
         case "failed", "cancelled":
             answer["job_status"] = .string(fields["state"] ?? "failed")

@@ -296,6 +296,7 @@ public struct IngestFunction: HTTPFunction {
             "received": count("received", "received"), "loaded": count("loaded", "loaded"),
             "quarantined": count("quarantined", "quarantined"), "stale": count("dropped.stale", "stale"),
             "duplicate": count("dropped.duplicate", "duplicate"), "no_consent": count("dropped.no_consent", "no_consent"),
+            "geo_restricted": count("dropped.geo_restricted", "geo_restricted"),
             "failed": count("dead_lettered", "failed"), "cancelled": count("dropped.cancelled", "cancelled"),
         ]
         var status = row[1] ?? "received"
@@ -304,7 +305,7 @@ public struct IngestFunction: HTTPFunction {
             if !["completed", "failed", "cancelled"].contains(status) || state == status { status = state }
         }
         if case .int(let received)? = counts["received"] {
-            let settled = ["loaded", "quarantined", "stale", "duplicate", "no_consent", "failed", "cancelled"]
+            let settled = ["loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "failed", "cancelled"]
                 .reduce(Int64(0)) { sum, name in if case .int(let v)? = counts[name] { sum + v } else { sum } }
             counts["in_flight"] = .int(max(0, received - settled))
         }

@@ -1,0 +1,253 @@
+import Foundation
+import Hummingbird
+import Logging
+import Sluice
+import SluiceHTTP
+import SluicePostgres
+import SluiceRedis
+
+/// The rights of the people whose events flow through Sluice, behind the gateway (admin):
+///
+/// - `PUT /api/v1/consents/{subject}` records a consent or a withdrawal for a purpose, and
+///   `GET` answers what is recorded;
+/// - `DELETE /api/v1/subjects/{subject}` erases a subject: their warehouse, quarantine and
+///   asynchronous-call rows go, a withdrawal for every purpose is recorded so that later events
+///   are dropped, and the report says what was removed;
+/// - `GET /api/v1/audit` reads the audit log, newest first.
+///
+/// `{subject}` is the user id as events carry it, or its pseudonym (`u_` and 32 letters a–p,
+/// the form the warehouse holds). Only the pseudonym is stored, and each change and its audit
+/// row commit in one transaction; consent changes are then announced to every process's
+/// consent cache.
+public struct PrivacyFunction: HTTPFunction {
+    let pool: PostgresPool
+    let book: ConsentBook
+    let masker: PIIMasker
+    let logger: Logger
+
+    public init(setup: FunctionSetup) throws {
+        let resources = setup.resources
+        let pool = try resources.require(PostgresPool.self), redis = try resources.require(RedisClient.self)
+        let keys = resources.get(StreamKeys.self) ?? StreamKeys()
+        let logger = setup.logger
+        let key = Array((resources.get(RuntimeConfiguration.self)?.pseudonymKey ?? "").utf8)
+        guard key.count >= 16 else {
+            throw ManifestError(.badValue, file: setup.manifest.file, key: "handler",
+                                message: "privacy needs SLUICE_PSEUDONYM_KEY of at least 16 bytes (the key validate's pii-mask uses)")
+        }
+        self.pool = pool
+        self.logger = logger
+        masker = PIIMasker(operators: [:], key: key)
+        // The book here is only an announcer: this function reads no consents through it.
+        book = ConsentBook(pool: pool, redis: redis, keys: keys, logger: logger)
+    }
+
+    /// The operation ids whose handlers write their own audit rows (with the change, and with the
+    /// subject's pseudonym instead of the path, which holds the id).
+    public static let selfAudited: Set<String> = ["putConsent", "getConsents", "eraseSubject"]
+
+    public func addRoutes(to router: Router<BasicRequestContext>) {
+        router.put("/api/v1/consents/{subject}") { request, context -> JSONResponse in
+            try await self.putConsent(try context.parameters.require("subject"), request: request)
+        }
+        router.get("/api/v1/consents/{subject}") { request, context -> JSONResponse in
+            try await self.consents(try context.parameters.require("subject"), request: request)
+        }
+        router.delete("/api/v1/subjects/{subject}") { request, context -> JSONResponse in
+            try await self.erase(try context.parameters.require("subject"), request: request)
+        }
+        router.get("/api/v1/audit") { request, _ -> JSONResponse in
+            try await self.audit(request)
+        }
+    }
+
+    static let unavailable = Problem(.serviceUnavailable, code: "privacy_unavailable", detail: "the consent store is not available; try again")
+
+    /// The stored form of a subject: its pseudonym (a pseudonym given is kept).
+    func pseudonym(of subject: String) throws(Problem) -> String {
+        guard !subject.isEmpty, subject.utf8.count <= 512 else {
+            throw Problem(.badRequest, code: "invalid_subject", detail: "the subject must be a user id of 1 to 512 bytes")
+        }
+        return PIIMasker.isPseudonymousUserID(subject) ? subject : masker.pseudonymousUserID(subject)
+    }
+
+    func putConsent(_ subject: String, request: Request) async throws -> JSONResponse {
+        let pseudonym = try pseudonym(of: subject)
+        guard case .object(let body) = try await request.decodeJSON(limit: 16 << 10) else {
+            throw Problem(.badRequest, code: "invalid_consent", detail: #"the body must be {"purpose": "...", "granted": true|false}"#)
+        }
+        if let unknown = body.keys.first(where: { $0 != "purpose" && $0 != "granted" }) {
+            throw Problem(.badRequest, code: "unknown_field", detail: "'\(unknown)' is not a field of a consent", extra: ["field": .string(unknown)])
+        }
+        guard let purpose = body["purpose"]?.stringValue, ConsentRule.isValidPurpose(purpose) else {
+            throw Problem(.badRequest, code: "invalid_purpose",
+                          detail: "purpose must be * or 1 to 64 lowercase letters, digits, _ - . starting with a letter", extra: ["field": "purpose"])
+        }
+        guard case .bool(let granted)? = body["granted"] else {
+            throw Problem(.badRequest, code: "wrong_type", detail: "granted must be true or false", extra: ["field": "granted"])
+        }
+        let entry = AuditEntry(actor: AuditEntry.actor(of: request), action: "putConsent", resource: "consents/\(pseudonym)",
+                               subject: pseudonym, requestID: AuditEntry.requestID(of: request), status: 200,
+                               detail: ["purpose": .string(purpose), "granted": .bool(granted)])
+        let updated: String
+        do {
+            updated = try await pool.withTransaction { connection in
+                let rows = try connection.query("""
+                    INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, $2, $3::boolean, 'api')
+                    ON CONFLICT (subject, purpose) DO UPDATE SET granted = excluded.granted, source = 'api', updated_at = clock_timestamp()
+                    RETURNING \(Self.utc("updated_at"))
+                    """, [pseudonym, purpose, granted ? "true" : "false"])
+                try entry.write(on: connection)
+                return rows.scalar ?? ""
+            }
+        } catch {
+            throw Self.unavailable
+        }
+        await announce(pseudonym)
+        return JSONResponse(status: .ok, value: [
+            "subject": .string(pseudonym), "purpose": .string(purpose), "granted": .bool(granted), "updated_at": .string(updated),
+        ])
+    }
+
+    func consents(_ subject: String, request: Request) async throws -> JSONResponse {
+        let pseudonym = try pseudonym(of: subject)
+        let entry = AuditEntry(actor: AuditEntry.actor(of: request), action: "getConsents", resource: "consents/\(pseudonym)",
+                               subject: pseudonym, requestID: AuditEntry.requestID(of: request), status: 200)
+        let rows: PostgresRows
+        do {
+            rows = try await pool.withTransaction { connection in
+                try entry.write(on: connection)
+                return try connection.query("""
+                    SELECT purpose, granted, source, \(Self.utc("updated_at")) FROM consents WHERE subject = $1 ORDER BY purpose
+                    """, [pseudonym])
+            }
+        } catch {
+            throw Self.unavailable
+        }
+        let consents: [JSONValue] = rows.rows.map { row in
+            ["purpose": .string(row[0] ?? ""), "granted": .bool(row[1] == "t"), "source": .string(row[2] ?? ""), "updated_at": .string(row[3] ?? "")]
+        }
+        return JSONResponse(status: .ok, value: ["subject": .string(pseudonym), "consents": .array(consents)])
+    }
+
+    /// Erases a subject in one transaction: rows of the warehouse (by user id), of the
+    /// quarantine and of asynchronous calls (by the pseudonym, or the id as a JSON string, in
+    /// their text: records that did not parse hold the id in clear), a withdrawal for every
+    /// purpose, and the audit row with the counts.
+    func erase(_ subject: String, request: Request) async throws -> JSONResponse {
+        let pseudonym = try pseudonym(of: subject)
+        let quoted = JSONValue.string(subject).serializedString
+        let actor = AuditEntry.actor(of: request), requestID = AuditEntry.requestID(of: request)
+        let started = ContinuousClock.now
+        let result: (events: Int, quarantine: Int, calls: Int, at: String, audit: Int64)
+        do {
+            result = try await pool.withTransaction { connection in
+                let events = Int(try connection.query("WITH gone AS (DELETE FROM events WHERE user_id = $1 RETURNING 1) SELECT count(*) FROM gone",
+                                                      [pseudonym]).scalar ?? "") ?? 0
+                let quarantine = Int(try connection.query("""
+                    WITH gone AS (DELETE FROM quarantine WHERE strpos(raw, $1) > 0 OR strpos(raw, $2) > 0 RETURNING 1) SELECT count(*) FROM gone
+                    """, [pseudonym, quoted]).scalar ?? "") ?? 0
+                let calls = Int(try connection.query("""
+                    WITH gone AS (DELETE FROM async_calls WHERE strpos(events::text, $1) > 0 OR strpos(events::text, $2) > 0 RETURNING 1)
+                    SELECT count(*) FROM gone
+                    """, [pseudonym, quoted]).scalar ?? "") ?? 0
+                let at = try connection.query("""
+                    INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, '*', false, 'erasure')
+                    ON CONFLICT (subject, purpose) DO UPDATE SET granted = false, source = 'erasure', updated_at = clock_timestamp()
+                    RETURNING \(Self.utc("updated_at"))
+                    """, [pseudonym]).scalar ?? ""
+                let audit = try AuditEntry(actor: actor, action: "eraseSubject", resource: "subjects/\(pseudonym)", subject: pseudonym,
+                                           requestID: requestID, status: 200,
+                                           detail: ["events": .int(Int64(events)), "quarantine": .int(Int64(quarantine)),
+                                                    "async_calls": .int(Int64(calls))]).write(on: connection)
+                return (events, quarantine, calls, at, audit)
+            }
+        } catch {
+            throw Self.unavailable
+        }
+        await announce(pseudonym)
+        let elapsed = ContinuousClock.now - started
+        logger.info("subject erased", metadata: [
+            "events": .stringConvertible(result.events), "quarantine": .stringConvertible(result.quarantine),
+            "async_calls": .stringConvertible(result.calls), "audit_id": .stringConvertible(result.audit),
+        ])
+        return JSONResponse(status: .ok, value: [
+            "subject": .string(pseudonym),
+            "removed": ["events": .int(Int64(result.events)), "quarantine": .int(Int64(result.quarantine)), "async_calls": .int(Int64(result.calls))],
+            "consent": ["subject": .string(pseudonym), "purpose": "*", "granted": false, "updated_at": .string(result.at)],
+            "audit_id": .int(result.audit),
+            "duration_ms": .int(Int64(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)),
+        ])
+    }
+
+    /// Announces a change to every consent cache; a failure is logged, and caches then catch up
+    /// within their maximum age (five minutes).
+    func announce(_ pseudonym: String) async {
+        for attempt in 1...3 {
+            do {
+                try await book.announce(pseudonym)
+                return
+            } catch {
+                if attempt == 3 {
+                    logger.error("consent change not announced; caches follow within 5 minutes", metadata: ["error": .string("\(type(of: error))")])
+                } else {
+                    try? await Task.sleep(for: .milliseconds(100 * attempt))
+                }
+            }
+        }
+    }
+
+    /// The audit log, newest first: filters `actor`, `action`, `subject` (an id or pseudonym),
+    /// `limit` (1–1000, default 100) and `before` (an entry id: the page after it).
+    func audit(_ request: Request) async throws -> JSONResponse {
+        let query = request.uri.queryParameters
+        var conditions: [String] = [], parameters: [String?] = []
+        func bind(_ condition: String, _ value: String) {
+            parameters.append(value)
+            conditions.append(condition.replacingOccurrences(of: "?", with: "$\(parameters.count)"))
+        }
+        if let actor = query.get("actor") { bind("actor = ?", actor) }
+        if let action = query.get("action") { bind("action = ?", action) }
+        if let subject = query.get("subject") { bind("subject = ?", try pseudonym(of: subject)) }
+        if let text = query.get("before") {
+            guard let before = Int64(text), before > 0 else {
+                throw Problem(.badRequest, code: "invalid_parameter", detail: "before must be an entry id", extra: ["parameter": "before"])
+            }
+            bind("id < ?::bigint", String(before))
+        }
+        var limit = 100
+        if let text = query.get("limit") {
+            guard let value = Int(text), (1...1000).contains(value) else {
+                throw Problem(.badRequest, code: "invalid_parameter", detail: "limit must be 1 to 1000", extra: ["parameter": "limit"])
+            }
+            limit = value
+        }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let rows: PostgresRows
+        do {
+            rows = try await pool.query("""
+                SELECT id, \(Self.utc("at")), actor, action, resource, subject, request_id, status, detail::text
+                FROM audit_log \(filter) ORDER BY id DESC LIMIT \(limit + 1)
+                """, parameters)
+        } catch {
+            throw Self.unavailable
+        }
+        var entries: [JSONValue] = []
+        for row in rows.rows.prefix(limit) {
+            let detail = try row[8].map { try JSONParser().parse($0) } ?? .null
+            entries.append([
+                "id": .int(Int64(row[0] ?? "") ?? 0), "at": .string(row[1] ?? ""), "actor": .string(row[2] ?? ""),
+                "action": .string(row[3] ?? ""), "resource": .string(row[4] ?? ""), "subject": row[5].map(JSONValue.string) ?? .null,
+                "request_id": row[6].map(JSONValue.string) ?? .null, "status": row[7].flatMap { Int64($0) }.map(JSONValue.int) ?? .null,
+                "detail": detail,
+            ])
+        }
+        var page: JSONObject = ["entries": .array(entries)]
+        if rows.rows.count > limit, let last = entries.last?["id"] { page["next_before"] = last }
+        return JSONResponse(status: .ok, value: .object(page))
+    }
+
+    static func utc(_ column: String) -> String {
+        "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    }
+}
