@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Sluice
+import SluiceFunctions
 import SluicePostgres
 import SluiceRedis
 
@@ -82,6 +83,11 @@ struct DLQCommand: AsyncParsableCommand {
                 guard entries.count == 500, let last = entries.last else { break }
                 cursor = "(" + last.id
             }
+            // Audited like a change through the API: who (the operating-system user), what, how many.
+            var detail: JSONObject = ["chunks": .int(Int64(moved)), "to": .string(input)]
+            if let id { detail["id"] = .string(id) }
+            try await AuditEntry(actor: "cli:\(ProcessInfo.processInfo.environment["USER"] ?? "unknown")", action: "redriveDeadLetters",
+                                 resource: "dlq/\(name)", detail: .object(detail)).write(to: context.postgres)
             print("redrove \(moved) chunk\(moved == 1 ? "" : "s") to \(input)")
         }
     }

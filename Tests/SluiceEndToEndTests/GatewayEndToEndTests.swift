@@ -25,6 +25,7 @@ struct GatewayEndToEndTests {
         manifests["gateway"] = text
         manifests["warehouse"] = try String(contentsOfFile: "\(root)/functions/warehouse/function.yaml", encoding: .utf8)
         manifests["calls"] = try String(contentsOfFile: "\(root)/functions/calls/function.yaml", encoding: .utf8)
+        manifests["privacy"] = try String(contentsOfFile: "\(root)/functions/privacy/function.yaml", encoding: .utf8)
         return manifests
     }
 
@@ -35,6 +36,7 @@ struct GatewayEndToEndTests {
         try await fixture.start("ingest")
         try await fixture.start("warehouse")
         try await fixture.start("calls")
+        try await fixture.start("privacy")
         try await fixture.start("gateway", environment: ["SLUICE_JWT_SECRET": secret].merging(upstreams(fixture)) { $1 })
         return fixture
     }
@@ -42,7 +44,7 @@ struct GatewayEndToEndTests {
     /// Where a gateway finds the functions the fixture runs.
     static func upstreams(_ fixture: PipelineFixture) -> [String: String] {
         ["SLUICE_UPSTREAM_INGEST": fixture.url("ingest", ""), "SLUICE_UPSTREAM_WAREHOUSE": fixture.url("warehouse", ""),
-         "SLUICE_UPSTREAM_CALLS": fixture.url("calls", "")]
+         "SLUICE_UPSTREAM_CALLS": fixture.url("calls", ""), "SLUICE_UPSTREAM_PRIVACY": fixture.url("privacy", "")]
     }
 
     static func with(db: Int, gateway replacing: [(String, String)] = [], _ body: (PipelineFixture) async throws -> Void) async throws {
@@ -171,6 +173,10 @@ struct GatewayEndToEndTests {
         ("GET", "/api/v1/analytics/summary", ["analyst"]),
         ("POST", "/api/v1/functions/{name}/async", ["ingest", "admin"]),
         ("GET", "/api/v1/calls/{id}", ["ingest", "admin"]),
+        ("PUT", "/api/v1/consents/{subject}", ["admin"]),
+        ("GET", "/api/v1/consents/{subject}", ["admin"]),
+        ("DELETE", "/api/v1/subjects/{subject}", ["admin"]),
+        ("GET", "/api/v1/audit", ["admin"]),
     ]
 
     @Test func everyRouteAnswersEveryRoleAsTheManifestDeclares() async throws {
@@ -207,6 +213,7 @@ struct GatewayEndToEndTests {
                     let call = try JSONParser().parse(Array(queued.body))["call_id"]?.stringValue ?? ""
                     let path = route.path.replacingOccurrences(of: "{id}", with: route.path.hasPrefix("/api/v1/calls") ? call : job)
                         .replacingOccurrences(of: "{event_id}", with: record).replacingOccurrences(of: "{name}", with: "validate")
+                        .replacingOccurrences(of: "{subject}", with: "matrix-subject-\(role)")
                     var headers = ["Authorization": "Bearer \(tokens[role]!)"]
                     var body: Data?
                     if route.path.hasSuffix("/async") {
@@ -218,6 +225,9 @@ struct GatewayEndToEndTests {
                     } else if route.method == "POST" {
                         headers["Content-Type"] = route.path.hasSuffix("/ingest") ? "application/x-ndjson" : "application/json"
                         body = Data((route.path.hasSuffix("/ingest") ? event : "[\(event)]").utf8)
+                    } else if route.method == "PUT" && route.path.hasPrefix("/api/v1/consents") {
+                        headers["Content-Type"] = "application/json"
+                        body = Data(#"{"purpose": "analytics", "granted": true}"#.utf8)
                     } else if route.method == "PUT" {
                         headers["Content-Type"] = "application/json"
                         body = Data(#"{"event_type": "corrected", "user_id": "u1"}"#.utf8)
@@ -234,6 +244,18 @@ struct GatewayEndToEndTests {
                     }
                 }
             }
+            // Every call that reached a function wrote one audit row naming the caller, with the
+            // gateway's request id; refused calls none. A subject in a path is stored as its pseudonym.
+            let audit = try await fixture.clients.postgres.query(
+                "SELECT actor, count(*), count(request_id) FROM audit_log WHERE actor LIKE 'matrix-%' GROUP BY actor")
+            var audited: [String: [Int]] = [:]
+            for row in audit.rows { audited[row[0] ?? ""] = [Int(row[1] ?? "") ?? -1, Int(row[2] ?? "") ?? -1] }
+            for role in ["ingest", "analyst", "admin"] {
+                let allowed = Self.matrix.filter { $0.roles.contains(role) }.count
+                #expect(audited["matrix-\(role)"] == [allowed, allowed], "audit rows of \(role)")
+            }
+            let plain = try await fixture.clients.postgres.query("SELECT count(*) FROM audit_log WHERE resource LIKE '%matrix-subject%'")
+            #expect(plain.scalar == "0")
             // Outside the declared routes: 404, and 405 naming the methods a path takes.
             let unknown = try await Self.get(fixture, "/api/v1/nothing-here", token: tokens["admin"])
             #expect(unknown.status == 404)

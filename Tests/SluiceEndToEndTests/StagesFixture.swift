@@ -108,22 +108,25 @@ struct GeneratedWorkload {
     let count: Int
     /// The personal data gen_events.py planted (`pii_samples`, at most 2,000).
     var piiSamples: [String] = []
+    /// The users whose consent a correct pipeline finds withdrawn (`consent_withdrawn_users`).
+    var withdrawnUsers: [String] = []
 
-    static func make(count: Int, seed: Int, format: String, in directory: String) async throws -> GeneratedWorkload {
+    /// Writes a workload; `noConsentRate` nil keeps gen_events.py's default rate (2 % of users withdrawn).
+    static func make(count: Int, seed: Int, format: String, noConsentRate: Double? = 0, in directory: String) async throws -> GeneratedWorkload {
         let root = try TestEnvironment.get().packageRoot
         let script = "\(root)/../shared/bench/gen_events.py"
         let path = "\(directory)/events-\(seed).\(format)", manifest = "\(directory)/manifest-\(seed).json"
         let result = try await runCommand("/usr/bin/python3", [
-            script, "--count", "\(count)", "--seed", "\(seed)", "--format", format, "--no-consent-rate", "0",
-            "--out", path, "--manifest", manifest,
-        ], timeout: .seconds(300))
+            script, "--count", "\(count)", "--seed", "\(seed)", "--format", format, "--out", path, "--manifest", manifest,
+        ] + (noConsentRate.map { ["--no-consent-rate", "\($0)"] } ?? []), timeout: .seconds(300))
         guard result.status == 0 else { throw TestSetupError("gen_events.py failed: \(result.error)") }
         let parsed = try JSONParser().parse(Array(try Data(contentsOf: URL(fileURLWithPath: manifest))))
         guard case .object(let expected)? = parsed["expected"] else { throw TestSetupError("the manifest has no 'expected'") }
         var counts: [String: Int] = [:]
         for (key, value) in expected { counts[key] = Int(value.intValue ?? -1) }
         return GeneratedWorkload(path: path, expected: counts, count: Int(parsed["count"]?.intValue ?? -1),
-                                 piiSamples: parsed["pii_samples"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+                                 piiSamples: parsed["pii_samples"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                                 withdrawnUsers: parsed["consent_withdrawn_users"]?.arrayValue?.compactMap(\.stringValue) ?? [])
     }
 }
 

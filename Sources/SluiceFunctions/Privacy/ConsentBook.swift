@@ -112,6 +112,9 @@ public final class ConsentBook: Sendable {
         }
     }
 
+    /// Whether the listener is following the stream (so lookups may be answered from memory).
+    public var isFollowing: Bool { state.withLock { $0.following } }
+
     /// How many subjects are cached (for tests and metrics).
     public var cachedSubjects: Int { state.withLock { $0.entries.count } }
 
@@ -140,6 +143,7 @@ public final class ConsentBook: Sendable {
                         }
                     } catch {
                         book.setFollowing(false)
+                        if Task.isCancelled || stopping.isSet { break }
                         if !warned {
                             book.logger.warning("consent changes cannot be followed; consents are read from PostgreSQL for every chunk until Redis is back",
                                                 metadata: ["error": .string("\(type(of: error))")])
