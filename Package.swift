@@ -31,6 +31,16 @@ let package = Package(
                        providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CJWT", pkgConfig: "libjwt",
                        providers: [.apt(["libjwt-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(
+            name: "SluiceNotify",
+            dependencies: [
+                "Sluice", "CCurl",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "Sluice",
             dependencies: [
@@ -79,7 +89,7 @@ let package = Package(
         .target(
             name: "SluiceFunctions",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -103,7 +113,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTests",
-            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP"],
+            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP", "SluiceNotify"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -117,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "SluiceEndToEndTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict

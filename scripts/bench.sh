@@ -32,6 +32,7 @@ scripts/servers.sh start "$servers" >/dev/null
 source "$servers/env"
 # The pseudonym key of the pii-mask middleware (validate and quarantine declare it).
 export SLUICE_PSEUDONYM_KEY="bench pseudonym key, not a secret"
+export SLUICE_WEBHOOK_SECRET="bench webhook secret, not a secret"
 redis_port=$(cat "$servers/redis.port")
 
 now() { date +%s.%N; }

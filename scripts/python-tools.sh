@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Python tools the API tests use (openapi-spec-validator, schemathesis) from PyPI
+# Installs the Python tools the tests use (openapi-spec-validator, schemathesis, the aiosmtpd SMTP sink) from PyPI
 # into a virtual environment under .build/, once; prints the environment's python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.build/pyenv
-want=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
+want=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 aiosmtpd==1.4.6)
 stamp="$venv/.installed-$(echo "${want[*]}" | sha256sum | cut -c1-12)"
 if [[ ! -f $stamp ]]; then
   rm -rf "$venv"

@@ -19,6 +19,7 @@ public enum BuiltinFunctions {
         registry.register("job-recorder") { try JobRecorderFunction(setup: $0) }
         registry.register("warehouse", operations: WarehouseFunction.operations) { try WarehouseFunction(setup: $0) }
         registry.register("calls", operations: CallsFunction.operations) { try CallsFunction(setup: $0) }
+        registry.register("notify") { try NotifyFunction(setup: $0) }
         registry.register("privacy", operations: PrivacyFunction.operations) { try PrivacyFunction(setup: $0) }
         registry.registerMiddleware("consent") { try ConsentMiddleware(setup: $0) }
         registry.registerMiddleware("geo-restrict") { try GeoRestrictMiddleware(manifest: $0.manifest) }

@@ -290,6 +290,32 @@ extension Migration {
             CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
                 FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
             """),
+        Migration(version: 10, name: "notifications", sql: """
+            -- Where a job's end is announced besides the configured channels (given at upload).
+            ALTER TABLE jobs ADD COLUMN callback_url text;
+            -- One row per job end and channel, written by notify when it reads the jobs stream and
+            -- updated by every attempt: a job is announced once per channel however often its
+            -- stream entry is delivered. target names the destination without secrets (a Slack
+            -- webhook URL is one): the URL is taken from the configuration when sending.
+            CREATE TABLE deliveries (
+                id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                job_id           uuid NOT NULL,
+                event            text NOT NULL,
+                channel          text NOT NULL CHECK (channel IN ('webhook', 'callback', 'slack', 'email')),
+                target           text NOT NULL,
+                payload          jsonb NOT NULL,
+                status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead_lettered')),
+                attempts         integer NOT NULL DEFAULT 0,
+                last_status      integer,
+                last_error       text,
+                next_attempt_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+                created_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+                finished_at      timestamptz,
+                UNIQUE (job_id, event, channel)
+            );
+            CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+            CREATE INDEX deliveries_job ON deliveries (job_id);
+            """),
     ]
 
     /// The newest version of this build.

@@ -36,6 +36,10 @@ struct DevCommand: AsyncParsableCommand {
             configuration.pseudonymKey = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice", file: "pseudonym-key")
             print("export SLUICE_PSEUDONYM_KEY=\(configuration.pseudonymKey!)")
         }
+        if configuration.webhookSecret == nil {
+            configuration.webhookSecret = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice", file: "webhook-secret")
+            print("export SLUICE_WEBHOOK_SECRET=\(configuration.webhookSecret!)")
+        }
         // The export lines are for the person (or script) that started dev: out before the logs.
         fflush(nil)  // every output stream; `stdout` itself is not concurrency-safe to name
         let result: Result<Void, any Error>

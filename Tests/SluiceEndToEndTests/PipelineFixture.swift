@@ -73,6 +73,7 @@ final class PipelineFixture: @unchecked Sendable {
 
     /// The key of the pseudonyms validate's `pii-mask` writes.
     static let pseudonymKey = "the end-to-end tests' pseudonym key"
+    static let webhookSecret = "the end-to-end tests' webhook secret"
 
     var processEnvironment: [String: String] {
         [
@@ -81,6 +82,7 @@ final class PipelineFixture: @unchecked Sendable {
             "SLUICE_FUNCTIONS_DIR": functionsDirectory,
             "SLUICE_LOG_LEVEL": "info",
             "SLUICE_PSEUDONYM_KEY": Self.pseudonymKey,
+            "SLUICE_WEBHOOK_SECRET": Self.webhookSecret,
         ].merging(extraEnvironment) { $1 }
     }
 

@@ -50,10 +50,15 @@ public enum SHA256 {
 
     /// The digest as 64 lowercase hex digits.
     public static func hex(_ message: some Collection<UInt8>) -> String {
+        hexString(digest(message))
+    }
+
+    /// Bytes as lowercase hex digits, two per byte.
+    public static func hexString(_ bytes: some Collection<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for byte in digest(message) {
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
             out.append(digits[Int(byte >> 4)])
             out.append(digits[Int(byte & 0xF)])
         }

@@ -26,6 +26,20 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     public var upstreams: [String: String] = [:]
     /// `SLUICE_PSEUDONYM_KEY`: the HMAC key of the `pii-mask` middleware's pseudonyms. Never logged.
     public var pseudonymKey: String?
+    /// `SLUICE_WEBHOOK_URL`: where notify POSTs every job's end. Never logged (it may hold a token).
+    public var webhookURL: String?
+    /// `SLUICE_WEBHOOK_SECRET`: the HMAC key of webhooks' `Sluice-Signature`. Never logged.
+    public var webhookSecret: String?
+    /// `SLUICE_SLACK_WEBHOOK_URL`: a Slack incoming webhook. A secret: never logged.
+    public var slackWebhookURL: String?
+    /// `SLUICE_SMTP_URL` (`smtp://host:port`, `?starttls=required|try|off`, or `smtps://`). Never logged.
+    public var smtpURL: String?
+    /// `SLUICE_NOTIFY_EMAIL_FROM` and `SLUICE_NOTIFY_EMAIL_TO` (comma-separated).
+    public var emailFrom: String?
+    public var emailTo: [String] = []
+    /// `SLUICE_CALLBACK_ALLOW_HOSTS` (comma-separated host names or addresses, `*` for any):
+    /// callback URLs given by callers may name these even when they are private or loopback.
+    public var callbackAllowHosts: [String] = []
 
     /// Defaults as documented above.
     public init(
@@ -54,6 +68,16 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         if let v = environment["SLUICE_JWT_ISSUER"], !v.isEmpty { jwtIssuer = v }
         if let v = environment["SLUICE_JWT_AUDIENCE"], !v.isEmpty { jwtAudience = v }
         if let v = environment["SLUICE_PSEUDONYM_KEY"], !v.isEmpty { pseudonymKey = v }
+        if let v = environment["SLUICE_WEBHOOK_URL"], !v.isEmpty { webhookURL = v }
+        if let v = environment["SLUICE_WEBHOOK_SECRET"], !v.isEmpty { webhookSecret = v }
+        if let v = environment["SLUICE_SLACK_WEBHOOK_URL"], !v.isEmpty { slackWebhookURL = v }
+        if let v = environment["SLUICE_SMTP_URL"], !v.isEmpty { smtpURL = v }
+        if let v = environment["SLUICE_NOTIFY_EMAIL_FROM"], !v.isEmpty { emailFrom = v }
+        func list(_ text: String?) -> [String] {
+            (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        emailTo = list(environment["SLUICE_NOTIFY_EMAIL_TO"])
+        callbackAllowHosts = list(environment["SLUICE_CALLBACK_ALLOW_HOSTS"])
         let prefix = "SLUICE_UPSTREAM_"
         for (key, value) in environment where key.hasPrefix(prefix) && !value.isEmpty {
             let name = key.dropFirst(prefix.count).lowercased().replacingOccurrences(of: "_", with: "-")
@@ -67,7 +91,9 @@ extension RuntimeConfiguration: CustomStringConvertible {
     public var description: String {
         "RuntimeConfiguration(redis: \(redisURL.redactingPassword), database: \(databaseURL.redactingPassword), functions: \(functionsDirectory), "
             + "jwt_secret: \(jwtSecret == nil ? "unset" : "set"), jwt_public_key: \(jwtPublicKeyPath ?? "unset"), "
-            + "pseudonym_key: \(pseudonymKey == nil ? "unset" : "set"), upstreams: \(upstreams.keys.sorted()))"
+            + "pseudonym_key: \(pseudonymKey == nil ? "unset" : "set"), upstreams: \(upstreams.keys.sorted()), "
+            + "webhook: \(webhookURL == nil ? "unset" : "set"), webhook_secret: \(webhookSecret == nil ? "unset" : "set"), "
+            + "slack: \(slackWebhookURL == nil ? "unset" : "set"), smtp: \(smtpURL == nil ? "unset" : "set"), email_to: \(emailTo.count))"
     }
 }
 

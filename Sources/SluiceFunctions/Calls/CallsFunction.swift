@@ -8,6 +8,7 @@ import NIOHTTP1
 import ServiceLifecycle
 import Sluice
 import SluiceHTTP
+import SluiceNotify
 import SluicePostgres
 import Synchronization
 
@@ -26,6 +27,8 @@ public struct CallsFunction: HTTPFunction {
     let pollInterval: Duration
     let callTimeout: Duration
     let callbackAttempts: Int
+    /// Where callers may have outcomes sent (no internal addresses unless allowed).
+    let callbacks: CallbackURLPolicy
     let callbackTimeout: Duration
 
     public init(setup: FunctionSetup) throws {
@@ -39,6 +42,7 @@ public struct CallsFunction: HTTPFunction {
         callTimeout = try setup.manifest.configDuration("call_timeout", default: .seconds(300))
         callbackTimeout = try setup.manifest.configDuration("callback_timeout", default: .seconds(10))
         callbackAttempts = Int(setup.manifest.config["callback_attempts"]?.intValue ?? 8)
+        callbacks = CallbackURLPolicy(allowedHosts: setup.resources.get(RuntimeConfiguration.self)?.callbackAllowHosts ?? [])
     }
 
     public var backgroundServices: [any Service] { [CallWorker(function: self)] }
@@ -78,11 +82,11 @@ public struct CallsFunction: HTTPFunction {
         }
         var callback: String?
         if let url = request.headers[Self.callbackHeader] {
-            guard url.utf8.count <= 2048, let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
-                  parsed.host?.isEmpty == false else {
-                throw Problem(.badRequest, code: "invalid_callback_url", detail: "X-Callback-Url must be an absolute http or https URL")
+            do {
+                callback = try callbacks.check(url).url
+            } catch {
+                throw Problem(.badRequest, code: "invalid_callback_url", detail: error.detail, extra: ["reason": .string(error.rawValue)])
             }
-            callback = url
         }
         let value = try await request.decodeJSON(limit: 8 << 20)
         guard case .array(let events) = value, events.count <= 10_000 else {

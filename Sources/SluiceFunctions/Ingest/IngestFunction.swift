@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import Sluice
 import SluiceHTTP
+import SluiceNotify
 import SluicePostgres
 import ServiceLifecycle
 import SluiceRedis
@@ -32,6 +33,8 @@ public struct IngestFunction: HTTPFunction {
     let reapInterval: Duration
     /// How long `POST /api/v1/data` waits for its record's fate before answering 202.
     let recordWait: Duration
+    /// Where callers may have a job's end announced (`X-Callback-Url` or `?callback_url=`).
+    let callbacks: CallbackURLPolicy
 
     public init(setup: FunctionSetup) async throws {
         manifest = setup.manifest
@@ -46,6 +49,7 @@ public struct IngestFunction: HTTPFunction {
         uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
         recordWait = try manifest.configDuration("record_wait", default: .seconds(10))
+        callbacks = CallbackURLPolicy(allowedHosts: setup.resources.get(RuntimeConfiguration.self)?.callbackAllowHosts ?? [])
         guard uploadLease >= .seconds(1) else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
         }
@@ -111,17 +115,27 @@ public struct IngestFunction: HTTPFunction {
             throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(maxBody) bytes",
                           extra: ["limit": .int(Int64(maxBody))])
         }
-        return try await upload(request.body, format: format, contentType: contentType, headers: request.headers).answer
+        var callback: String?
+        if let url = request.headers[CallsFunction.callbackHeader] ?? request.uri.queryParameters.get("callback_url").map({ String($0) }) {
+            do {
+                callback = try callbacks.check(url).url
+            } catch {
+                throw Problem(.badRequest, code: "invalid_callback_url", detail: error.detail, extra: ["reason": .string(error.rawValue)])
+            }
+        }
+        return try await upload(request.body, format: format, contentType: contentType, headers: request.headers, callback: callback).answer
     }
 
     /// Records a new job and receives `body` into it; answers the job id and the 202 answer.
-    func upload(_ body: RequestBody, format: UploadFormat, contentType: String?, headers: HTTPFields) async throws -> (jobID: String, answer: JSONResponse) {
+    /// `callback` is where notify announces the job's end, besides its configured channels.
+    func upload(_ body: RequestBody, format: UploadFormat, contentType: String?, headers: HTTPFields,
+                callback: String? = nil) async throws -> (jobID: String, answer: JSONResponse) {
         let jobID = UUID().uuidString.lowercased()
         let traceID = headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)) ?? TraceContext.newTraceID()
         do {
             try await pool.query(
-                "INSERT INTO jobs (id, status, format, content_type, counts) VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb)",
-                [jobID, format.rawValue, contentType.map { String($0.prefix(200)) }])
+                "INSERT INTO jobs (id, status, format, content_type, counts, callback_url) VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb, $4)",
+                [jobID, format.rawValue, contentType.map { String($0.prefix(200)) }, callback])
             try await redis.beginJob(jobID, keys: keys)
         } catch {
             throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the job store is not available; try again")

@@ -109,7 +109,7 @@ public struct AuditMiddleware: RouterMiddleware {
             response = try await next(request, context)
             status = response.status.code
         } catch {
-            let code = (error as? Problem)?.status.code ?? (error as? HTTPResponseError)?.status.code ?? 500
+            let code = (error as? Problem)?.status.code ?? (error as? any HTTPResponseError)?.status.code ?? 500
             await audit(request, action: action, status: code, context: context)
             throw error
         }

@@ -1,0 +1,386 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Sluice
+import SluiceNotify
+import SluicePostgres
+
+/// Announces the end of jobs: consumes the `jobs` stream and, for each job that ended in a
+/// status of `config.on`, records one delivery per channel in `deliveries` (in one statement,
+/// idempotent, so a redelivered stream entry announces nothing twice). The delivery worker, a
+/// service of the process, then sends them, retries and dead-letters:
+///
+/// - `webhook`: JSON POST to `SLUICE_WEBHOOK_URL`, signed (`Sluice-Signature: t=…,v1=…`,
+///   HMAC-SHA256 of `t.body` keyed by `SLUICE_WEBHOOK_SECRET`);
+/// - `callback`: the same to the job's `callback_url` (given at upload), checked against the
+///   callback URL policy again when sent;
+/// - `slack`: incoming-webhook JSON with blocks to `SLUICE_SLACK_WEBHOOK_URL`;
+/// - `email`: SMTP through libcurl to `SLUICE_SMTP_URL`, from `SLUICE_NOTIFY_EMAIL_FROM` to
+///   `SLUICE_NOTIFY_EMAIL_TO`.
+public struct NotifyFunction: EventFunction {
+    let pool: PostgresPool
+    let settings: NotifySettings
+    let logger: Logger
+
+    public init(setup: FunctionSetup) throws {
+        let manifest = setup.manifest
+        pool = try setup.resources.require(PostgresPool.self)
+        logger = setup.logger
+        settings = try NotifySettings(manifest: manifest, runtime: setup.resources.get(RuntimeConfiguration.self) ?? RuntimeConfiguration())
+        if let services = setup.resources.get(ProcessServices.self) {
+            let (pool, settings, logger) = (pool, settings, setup.logger)
+            _ = services.shared(DeliveryWorker.self) {
+                let worker = DeliveryWorker(pool: pool, settings: settings, logger: logger)
+                return (worker, worker)
+            }
+        }
+    }
+
+    public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
+        var outcomes: [Outcome] = []
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for event in chunk.events {
+            guard let notice = JobNotice(event.value), SinkFunction.isUUID(notice.jobID) else {
+                outcomes.append(.quarantine(reason: "bad_job_event", event: event))
+                continue
+            }
+            guard settings.statuses.contains(notice.status) else {
+                outcomes.append(.drop(reason: "not_announced"))
+                continue
+            }
+            // A job that ended long before notify first saw it (a notify deployed next to an
+            // old jobs stream) is not announced now.
+            guard notice.finishedAt == 0 || now - notice.finishedAt <= settings.maxAgeMilliseconds else {
+                outcomes.append(.drop(reason: "too_old"))
+                continue
+            }
+            do {
+                try await record(notice)
+            } catch let error as PostgresError {
+                throw FunctionError.retryable(error.code.rawValue, error.sqlState.map { "SQLSTATE \($0)" } ?? "database error")
+            }
+            outcomes.append(.forward(event))
+        }
+        return outcomes
+    }
+
+    /// One row per configured channel, and one for the job's callback URL if it has one.
+    func record(_ notice: JobNotice) async throws {
+        var rows: [(channel: String, target: String)] = []
+        if let url = settings.webhookURL { rows.append(("webhook", NotifySettings.label(url))) }
+        if settings.slackWebhookURL != nil { rows.append(("slack", "slack")) }
+        if let mail = settings.mail { rows.append(("email", mail.to.joined(separator: ","))) }
+        let payload = notice.stored.serializedString
+        var values: [String] = []
+        var parameters: [String?] = [notice.jobID, notice.type, payload]
+        for row in rows {
+            parameters.append(row.channel)
+            parameters.append(row.target)
+            values.append("($1::uuid, $2, $\(parameters.count - 1), $\(parameters.count), $3::jsonb)")
+        }
+        let (channels, bound) = (values, parameters)
+        try await pool.withTransaction { connection in
+            if !channels.isEmpty {
+                _ = try connection.query("""
+                    INSERT INTO deliveries (job_id, event, channel, target, payload) VALUES \(channels.joined(separator: ", "))
+                    ON CONFLICT (job_id, event, channel) DO NOTHING
+                    """, bound)
+            }
+            _ = try connection.query("""
+                INSERT INTO deliveries (job_id, event, channel, target, payload)
+                SELECT id, $2, 'callback', regexp_replace(callback_url, '[?#].*$', ''), $3::jsonb
+                FROM jobs WHERE id = $1::uuid AND callback_url IS NOT NULL
+                ON CONFLICT (job_id, event, channel) DO NOTHING
+                """, [notice.jobID, notice.type, payload])
+        }
+    }
+}
+
+/// What notify sends where, from its manifest and the environment.
+struct NotifySettings: Sendable {
+    struct Mail: Sendable {
+        var url: String
+        var tls: Curl.MailTLS
+        var from: String
+        var to: [String]
+    }
+
+    var statuses: Set<String>
+    var retry: RetryPolicy
+    var maxRetryAfter: Duration
+    var timeout: Duration
+    var maxAgeMilliseconds: Int64
+    var pollInterval: Duration
+    var parallel: Int
+    var webhookURL: String?
+    var secret: [UInt8]
+    var slackWebhookURL: String?
+    var mail: Mail?
+    var callbacks: CallbackURLPolicy
+
+    init(manifest: Manifest, runtime: RuntimeConfiguration) throws {
+        let config = manifest.config
+        statuses = ["completed", "failed"]
+        if let given = config["on"] {
+            let names = given.arrayValue?.compactMap(\.stringValue) ?? []
+            guard !names.isEmpty, names.count == given.arrayValue?.count, Set(names).isSubset(of: ["completed", "failed", "cancelled"]) else {
+                throw ManifestError(.badValue, file: manifest.file, key: "config.on", message: "must list job statuses: completed, failed, cancelled")
+            }
+            statuses = Set(names)
+        }
+        let attempts = Int(config["max_attempts"]?.intValue ?? 6)
+        guard (1...100).contains(attempts) else {
+            throw ManifestError(.badValue, file: manifest.file, key: "config.max_attempts", message: "must be 1 to 100")
+        }
+        retry = RetryPolicy(maxAttempts: attempts, initialBackoff: try manifest.configDuration("initial_backoff", default: .seconds(1)),
+                            maxBackoff: try manifest.configDuration("max_backoff", default: .seconds(300)))
+        maxRetryAfter = try manifest.configDuration("max_retry_after", default: .seconds(3600))
+        timeout = try manifest.configDuration("timeout", default: .seconds(10))
+        let maxAge = try manifest.configDuration("max_age", default: .seconds(3600))
+        maxAgeMilliseconds = maxAge.components.seconds * 1000
+        pollInterval = try manifest.configDuration("poll_interval", default: .milliseconds(200))
+        parallel = max(1, Int(config["parallel"]?.intValue ?? 4))
+        webhookURL = runtime.webhookURL
+        secret = Array((runtime.webhookSecret ?? "").utf8)
+        guard secret.count >= 16 else {
+            throw ManifestError(.badValue, file: manifest.file, key: "handler",
+                                message: "notify signs webhooks and callbacks: set SLUICE_WEBHOOK_SECRET (at least 16 bytes)")
+        }
+        slackWebhookURL = runtime.slackWebhookURL
+        if let smtp = runtime.smtpURL {
+            guard let from = runtime.emailFrom, !runtime.emailTo.isEmpty else {
+                throw ManifestError(.badValue, file: manifest.file, key: "handler",
+                                    message: "SLUICE_SMTP_URL needs SLUICE_NOTIFY_EMAIL_FROM and SLUICE_NOTIFY_EMAIL_TO")
+            }
+            var components = URLComponents(string: smtp)
+            let mode = components?.queryItems?.first { $0.name == "starttls" }?.value ?? "try"
+            let tls: Curl.MailTLS
+            switch mode {
+            case "required": tls = .required
+            case "try": tls = .opportunistic
+            case "off": tls = .off
+            default:
+                throw ManifestError(.badValue, file: manifest.file, key: "handler", message: "SLUICE_SMTP_URL: starttls must be required, try or off")
+            }
+            components?.query = nil
+            guard let scheme = components?.scheme, ["smtp", "smtps"].contains(scheme), let url = components?.string else {
+                throw ManifestError(.badValue, file: manifest.file, key: "handler", message: "SLUICE_SMTP_URL must be smtp://host:port or smtps://host:port")
+            }
+            mail = Mail(url: url, tls: scheme == "smtps" ? .off : tls, from: from, to: runtime.emailTo)
+        }
+        callbacks = CallbackURLPolicy(allowedHosts: runtime.callbackAllowHosts)
+    }
+
+    /// A URL without what may be secret: user info, query and fragment.
+    static func label(_ url: String) -> String {
+        guard var components = URLComponents(string: url) else { return "unparseable URL" }
+        components.user = nil
+        components.password = nil
+        components.query = nil
+        components.fragment = nil
+        return components.string ?? "unparseable URL"
+    }
+}
+
+/// Sends the deliveries notify recorded: claims due rows (`FOR UPDATE SKIP LOCKED`, so replicas
+/// share the work; a claim lapses after the timeout, so a crashed replica's rows are sent
+/// again), sends up to `parallel` at once, and records each attempt: `delivered`, or retried
+/// after the backoff (or the answer's `Retry-After`) on timeouts, connection errors, 408, 429
+/// and 5xx, or `dead_lettered` after the last attempt or on another answer.
+final class DeliveryWorker: Service, Sendable {
+    let pool: PostgresPool
+    let settings: NotifySettings
+    let logger: Logger
+
+    init(pool: PostgresPool, settings: NotifySettings, logger: Logger) {
+        self.pool = pool
+        self.settings = settings
+        self.logger = logger
+    }
+
+    struct Due {
+        var id: String
+        var jobID: String
+        var channel: String
+        var payload: JSONValue
+        var attempt: Int
+        var callbackURL: String?
+    }
+
+    /// The result of one attempt.
+    enum Result: Equatable {
+        case delivered(status: Int)
+        case retry(status: Int?, error: String, after: Duration?)
+        case failed(status: Int?, error: String)
+    }
+
+    func run() async throws {
+        let stopping = StopFlag()
+        await withGracefulShutdownHandler {
+            var warned = false
+            while !Task.isCancelled && !stopping.isSet {
+                var claimed = 0
+                do {
+                    claimed = try await runOnce()
+                    warned = false
+                } catch {
+                    if !warned { logger.warning("delivery worker cannot reach PostgreSQL", metadata: ["error": .string("\(type(of: error))")]) }
+                    warned = true
+                }
+                if claimed == 0 { try? await Task.sleep(for: settings.pollInterval) }
+            }
+        } onGracefulShutdown: {
+            stopping.set()
+        }
+    }
+
+    /// Claims and sends one batch; answers how many it claimed.
+    @discardableResult
+    func runOnce() async throws -> Int {
+        let lease = String(settings.timeout.components.seconds + 30)
+        let rows = try await pool.query("""
+            UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = clock_timestamp() + make_interval(secs => $2::int)
+            FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
+                  ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) due
+            WHERE d.id = due.id
+            RETURNING d.id, d.job_id, d.channel, d.payload::text, d.attempts,
+                      (SELECT callback_url FROM jobs WHERE jobs.id = d.job_id)
+            """, [String(settings.parallel), lease])
+        let due = rows.rows.compactMap { row -> Due? in
+            guard let id = row[0], let job = row[1], let channel = row[2], let text = row[3],
+                  let payload = try? JSONParser().parse(text), let attempt = row[4].flatMap({ Int($0) }) else { return nil }
+            return Due(id: id, jobID: job, channel: channel, payload: payload, attempt: attempt, callbackURL: row[5])
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for delivery in due {
+                group.addTask {
+                    let result = await self.attempt(delivery)
+                    do {
+                        try await self.record(result, of: delivery)
+                    } catch {
+                        self.logger.warning("delivery attempt not recorded; it is sent again when its claim lapses",
+                                            metadata: ["delivery": .string(delivery.id), "error": .string("\(type(of: error))")])
+                    }
+                }
+            }
+        }
+        return due.count
+    }
+
+    /// Sends one delivery once.
+    func attempt(_ delivery: Due) async -> Result {
+        guard let notice = JobNotice(delivery.payload) else {
+            return .failed(status: nil, error: "stored payload is not a job notice")
+        }
+        switch delivery.channel {
+        case "webhook", "callback":
+            let url: String, pins: [String]
+            if delivery.channel == "webhook" {
+                guard let configured = settings.webhookURL else { return .failed(status: nil, error: "SLUICE_WEBHOOK_URL is no longer set") }
+                url = configured
+                pins = []
+            } else {
+                guard let given = delivery.callbackURL else { return .failed(status: nil, error: "the job has no callback_url") }
+                do {
+                    pins = try settings.callbacks.pin(try settings.callbacks.check(given))
+                } catch {
+                    return .failed(status: nil, error: error.rawValue)
+                }
+                url = given
+            }
+            let body = NotificationMessage.webhook(notice, deliveryID: delivery.id)
+            let timestamp = Int64(Date().timeIntervalSince1970)
+            return await post(url, body: body, headers: [
+                "Content-Type: application/json", "User-Agent: sluice-notify",
+                "\(WebhookSignature.header): \(WebhookSignature.sign(body: body, timestamp: timestamp, secret: settings.secret))",
+                "Sluice-Delivery: \(delivery.id)", "Sluice-Event: \(notice.type)", "Sluice-Attempt: \(delivery.attempt)",
+            ], pins: pins)
+        case "slack":
+            guard let url = settings.slackWebhookURL else { return .failed(status: nil, error: "SLUICE_SLACK_WEBHOOK_URL is no longer set") }
+            return await post(url, body: NotificationMessage.slack(notice), headers: ["Content-Type: application/json"], pins: [])
+        case "email":
+            guard let mail = settings.mail else { return .failed(status: nil, error: "SLUICE_SMTP_URL is no longer set") }
+            let message = NotificationMessage.email(notice, from: mail.from, to: mail.to, messageID: delivery.id)
+            do {
+                try await Curl.sendMail(url: mail.url, from: mail.from, to: mail.to, message: message, tls: mail.tls, timeout: settings.timeout)
+                return .delivered(status: 250)
+            } catch let error as CurlError {
+                // SMTP answers that refuse (5xx) are not transient; everything else is tried again.
+                let permanent = error.code == 55 || error.code == 67 || error.code == 78
+                return permanent ? .failed(status: nil, error: error.description) : .retry(status: nil, error: error.description, after: nil)
+            } catch {
+                return .retry(status: nil, error: "\(type(of: error))", after: nil)
+            }
+        default:
+            return .failed(status: nil, error: "unknown channel")
+        }
+    }
+
+    func post(_ url: String, body: [UInt8], headers: [String], pins: [String]) async -> Result {
+        let answer: HTTPAnswer
+        do {
+            answer = try await Curl.post(url: url, headers: headers, body: body, timeout: settings.timeout, resolve: pins)
+        } catch let error as CurlError {
+            return .retry(status: nil, error: error.description, after: nil)
+        } catch {
+            return .retry(status: nil, error: "\(type(of: error))", after: nil)
+        }
+        switch answer.status {
+        case 200..<300:
+            return .delivered(status: answer.status)
+        case 408, 425, 429, 500...599:
+            return .retry(status: answer.status, error: "HTTP \(answer.status)",
+                          after: answer.retryAfter.flatMap { Self.retryAfter($0, now: Date()) })
+        default:
+            return .failed(status: answer.status, error: "HTTP \(answer.status)")
+        }
+    }
+
+    /// `Retry-After` as seconds or an HTTP date, as a wait from `now` (never negative).
+    static func retryAfter(_ value: String, now: Date) -> Duration? {
+        if let seconds = Int64(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .seconds(seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .milliseconds(max(0, Int64(date.timeIntervalSince(now) * 1000)))
+    }
+
+    /// When the next attempt may go: the answer's `Retry-After` (capped), else the backoff.
+    func nextWait(after result: Result, attempt: Int) -> Duration {
+        if case .retry(_, _, let after?) = result { return min(after, settings.maxRetryAfter) }
+        return settings.retry.backoff(beforeAttempt: attempt + 1, unitRandom: Double.random(in: 0..<1))
+    }
+
+    func record(_ result: Result, of delivery: Due) async throws {
+        switch result {
+        case .delivered(let status):
+            try await pool.query("""
+                UPDATE deliveries SET status = 'delivered', last_status = $2::int, last_error = NULL, finished_at = clock_timestamp()
+                WHERE id = $1::uuid
+                """, [delivery.id, String(status)])
+            logger.debug("delivered", metadata: ["delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempt": .stringConvertible(delivery.attempt)])
+        case .retry(let status, let error, _) where settings.retry.shouldRetry(afterAttempt: delivery.attempt):
+            let wait = nextWait(after: result, attempt: delivery.attempt)
+            try await pool.query("""
+                UPDATE deliveries SET last_status = $2::int, last_error = $3,
+                    next_attempt_at = clock_timestamp() + make_interval(secs => $4::double precision)
+                WHERE id = $1::uuid
+                """, [delivery.id, status.map(String.init), error, String(wait.seconds)])
+            logger.info("delivery failed; trying again", metadata: [
+                "delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempt": .stringConvertible(delivery.attempt),
+                "error": .string(error), "wait_ms": .stringConvertible(Int(wait.seconds * 1000)),
+            ])
+        case .retry(let status, let error, _), .failed(let status, let error):
+            try await pool.query("""
+                UPDATE deliveries SET status = 'dead_lettered', last_status = $2::int, last_error = $3, finished_at = clock_timestamp()
+                WHERE id = $1::uuid
+                """, [delivery.id, status.map(String.init), error])
+            logger.error("delivery dead-lettered", metadata: [
+                "delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempts": .stringConvertible(delivery.attempt),
+                "error": .string(error),
+            ])
+        }
+    }
+}
