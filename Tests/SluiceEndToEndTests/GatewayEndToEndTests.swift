@@ -32,7 +32,8 @@ struct GatewayEndToEndTests {
     /// Starts ingest and a gateway in front of it (HS256, issuer and audience checked).
     static func fixture(db: Int, gateway replacing: [(String, String)] = []) async throws -> PipelineFixture {
         let fixture = try await PipelineFixture(db: db, manifests: try manifests(gateway: replacing))
-        fixture.extraEnvironment = ["SLUICE_JWT_ISSUER": issuer, "SLUICE_JWT_AUDIENCE": audience]
+        // The tests' callback receivers listen on 127.0.0.1, which callers may not name otherwise.
+        fixture.extraEnvironment = ["SLUICE_JWT_ISSUER": issuer, "SLUICE_JWT_AUDIENCE": audience, "SLUICE_CALLBACK_ALLOW_HOSTS": "127.0.0.1"]
         try await fixture.start("ingest")
         try await fixture.start("warehouse")
         try await fixture.start("calls")
@@ -561,6 +562,12 @@ struct GatewayEndToEndTests {
                  {"metadata":{"event_id":"async-2","timestamp":"\(now)"},"user":{"id":"u2"},"payload":{}},
                  {"metadata":{"event_id":"async-3","timestamp":"2020-01-01T00:00:00Z","version":"1","source":"e2e"},"user":{"id":"u3"},"payload":{"event_type":"click"}}]
                 """
+            // A callback to an internal address (not allowed by SLUICE_CALLBACK_ALLOW_HOSTS) is refused.
+            let inside = try await HTTP.request("POST", fixture.url("gateway", "/api/v1/functions/validate/async"), body: Data(events.utf8), headers: [
+                "Authorization": "Bearer \(token)", "Content-Type": "application/json", "X-Callback-Url": "http://10.0.0.1:\(port)/hook",
+            ])
+            #expect(inside.status == 400)
+            #expect(Self.problemCode(inside) == "invalid_callback_url")
             let queued = try await HTTP.request("POST", fixture.url("gateway", "/api/v1/functions/validate/async"), body: Data(events.utf8), headers: [
                 "Authorization": "Bearer \(token)", "Content-Type": "application/json", "X-Callback-Url": "http://127.0.0.1:\(port)/hook",
             ])
