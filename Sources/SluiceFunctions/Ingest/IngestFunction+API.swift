@@ -14,6 +14,10 @@ extension IngestFunction {
                           schema: ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]]),
                     .init("filename", in: .query, description: "The file name; its extension names the format when nothing else does.",
                           schema: APISchemas.string),
+                    .init("callback_url", in: .query,
+                          description: "Where notify POSTs the job's end (signed like the webhook; public http(s) addresses only). X-Callback-Url says the same.",
+                          schema: ["type": "string", "format": "uri"]),
+                    .init("X-Callback-Url", in: .header, description: "As callback_url.", schema: ["type": "string", "format": "uri"]),
                 ],
                 requestBody: [
                     ("application/x-ndjson", ["type": "string", "description": "One JSON object per line."]),
@@ -24,7 +28,7 @@ extension IngestFunction {
                 ],
                 responses: [
                     .json("202", "The body has ended and every event is on its way; follow the job.", APISchemas.ref("UploadAccepted")),
-                    .problem("400", "The body cannot be parsed (code and offset say where); the job is failed and nothing of it is loaded."),
+                    .problem("400", "The body cannot be parsed (code and offset say where); the job is failed and nothing of it is loaded. Or the callback URL is refused (invalid_callback_url, with reason)."),
                     .problem("413", "The body is larger than the manifest's max_body_bytes."),
                     .problem("415", "The format is not named by Content-Type, ?format= or the file name."),
                     unavailable,
