@@ -157,7 +157,7 @@ struct ManifestTests {
         let root = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
         let loader = ManifestLoader(functionsDirectory: "/\(root)/functions")
         let names = try loader.functionNames()
-        #expect(names == ["calls", "enrich", "gateway", "ingest", "jobs", "load", "quarantine", "transform", "validate", "warehouse"])
+        #expect(names == ["calls", "enrich", "gateway", "ingest", "jobs", "load", "notify", "privacy", "quarantine", "transform", "validate", "warehouse"])
         var manifests: [String: Manifest] = [:]
         for name in names { manifests[name] = try loader.load(name) }
         // The stages are wired into one chain: each output is some function's input stream.
@@ -172,6 +172,8 @@ struct ManifestTests {
         }
         #expect(manifests["load"]?.countsAs == "loaded")
         #expect(manifests["quarantine"]?.countsAs == "quarantined")
+        #expect(manifests["validate"]?.middleware == ["pii-mask", "consent", "geo-restrict"])
+        #expect(manifests["notify"]?.inputStream == "jobs")
     }
 
     @Test func theRuntimeConfigurationNeverPrintsItsSecrets() {
