@@ -58,22 +58,16 @@ extension RedisClient {
     /// Appends an entry and answers its id.
     @discardableResult
     public func add(stream: String, fields: [(String, [UInt8])]) async throws -> String {
-        var arguments: [RedisArgument] = ["XADD", RedisArgument(stream), "*"]
-        for (name, value) in fields {
-            arguments.append(RedisArgument(name))
-            arguments.append(RedisArgument(value))
-        }
-        guard let id = try await send(arguments).text else {
-            throw RedisError(.unexpectedReply, "XADD answered no id")
-        }
-        return id
+        try await add(stream: stream, maxLength: nil, fields: fields)
     }
 
     /// Appends an entry to a stream kept near `maxLength` entries (`MAXLEN ~`, for streams whose
-    /// readers only need what is recent); answers its id.
+    /// readers only need what is recent; `nil` keeps every entry); answers its id.
     @discardableResult
-    public func add(stream: String, maxLength: Int, fields: [(String, [UInt8])]) async throws -> String {
-        var arguments: [RedisArgument] = ["XADD", RedisArgument(stream), "MAXLEN", "~", RedisArgument(maxLength), "*"]
+    public func add(stream: String, maxLength: Int?, fields: [(String, [UInt8])]) async throws -> String {
+        var arguments: [RedisArgument] = ["XADD", RedisArgument(stream)]
+        if let maxLength { arguments += ["MAXLEN", "~", RedisArgument(maxLength)] }
+        arguments.append("*")
         for (name, value) in fields {
             arguments.append(RedisArgument(name))
             arguments.append(RedisArgument(value))
