@@ -90,6 +90,7 @@ let package = Package(
             name: "SluiceFunctions",
             dependencies: [
                 "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -169,6 +169,19 @@ struct NotifyEndToEndTests {
             #expect(mail.contains("To: ops@example.test, data@example.test"))
             #expect(mail.contains("  loaded: 3"))
 
+            // Every attempt is counted by channel and result.
+            let metrics = try await HTTP.request("GET", fixture.url("notify", "/metrics")).text
+            for line in [
+                #"sluice_notify_deliveries_total{channel="callback",result="retried"} 6"#,
+                #"sluice_notify_deliveries_total{channel="callback",result="delivered"} 2"#,
+                #"sluice_notify_deliveries_total{channel="callback",result="dead_lettered"} 1"#,
+                #"sluice_notify_deliveries_total{channel="webhook",result="delivered"} 3"#,
+                #"sluice_notify_deliveries_total{channel="slack",result="delivered"} 3"#,
+                #"sluice_notify_deliveries_total{channel="email",result="delivered"} 3"#,
+            ] {
+                #expect(metrics.contains(line), "\(line)")
+            }
+
             // Callbacks to internal addresses are refused at upload.
             for refused in ["http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://localhost:9/x", "ftp://example.com/x", "http://user:pw@example.com/"] {
                 let response = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/ingest?callback_url=\(refused.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"),

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -353,7 +354,21 @@ final class DeliveryWorker: Service, Sendable {
         return settings.retry.backoff(beforeAttempt: attempt + 1, unitRandom: Double.random(in: 0..<1))
     }
 
+    /// `sluice_notify_deliveries_total{channel, result}`: attempts by channel and what came of
+    /// them (`delivered`, `retried`, `dead_lettered`).
+    static func count(_ channel: String, _ result: String) {
+        Counter(label: "sluice_notify_deliveries_total", dimensions: [("channel", channel), ("result", result)]).increment()
+    }
+
     func record(_ result: Result, of delivery: Due) async throws {
+        defer {
+            let outcome: String = switch result {
+            case .delivered: "delivered"
+            case .retry where settings.retry.shouldRetry(afterAttempt: delivery.attempt): "retried"
+            default: "dead_lettered"
+            }
+            Self.count(delivery.channel, outcome)
+        }
         switch result {
         case .delivered(let status):
             try await pool.query("""

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import ServiceLifecycle
 import Sluice
@@ -63,7 +64,9 @@ public final class ConsentBook: Sendable {
             }
             return state.generation
         }
+        if !found.isEmpty { Counter(label: "sluice_consent_lookups_total", dimensions: [("source", "cache")]).increment(by: found.count) }
         guard !missing.isEmpty else { return found }
+        Counter(label: "sluice_consent_lookups_total", dimensions: [("source", "database")]).increment(by: missing.count)
         let rows: PostgresRows
         do {
             rows = try await pool.query("""
