@@ -41,9 +41,10 @@ rate() { python3 -c "import sys; print(round(float(sys.argv[1]) / (float(sys.arg
 # The workload (timestamps relative to now, so freshness rules apply as they would live), and
 # the same events flattened into warehouse rows for the COPY baseline.
 generated_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-python3 ../shared/bench/gen_events.py --count "$count" --seed 7 --format "$format" --no-consent-rate 0 \
+# Default rates: 2 % of the users have withdrawn their consent (recorded below, before the upload).
+python3 ../shared/bench/gen_events.py --count "$count" --seed 7 --format "$format" \
   --now "$generated_at" --out "$servers/events.$format" --manifest "$servers/manifest.json"
-python3 ../shared/bench/gen_events.py --count "$count" --seed 7 --format ndjson --no-consent-rate 0 \
+python3 ../shared/bench/gen_events.py --count "$count" --seed 7 --format ndjson \
   --now "$generated_at" --out "$servers/events-flat.ndjson"
 python3 - "$servers" <<'PY'
 import csv, json, sys
@@ -87,7 +88,7 @@ raw_copy=$(rate "$rows" "$start" "$end")
 # Sluice: every function of functions/ in its own process.
 port=18080
 declare -A ports
-for fn in ingest validate enrich transform load quarantine jobs warehouse; do
+for fn in ingest validate enrich transform load quarantine jobs warehouse privacy; do
   ports[$fn]=$port
   SLUICE_LOG_LEVEL=warning .build/release/sluice serve "$fn" --port "$port" --host 127.0.0.1 >"$servers/$fn.log" 2>&1 &
   pids+=($!)
@@ -102,6 +103,10 @@ for fn in "${!ports[@]}"; do
   [[ $ready == 1 ]] || { echo "$fn did not become ready:" >&2; tail "$servers/$fn.log" >&2; exit 1; }
 done
 ingest="http://127.0.0.1:${ports[ingest]}"
+for user in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["consent_withdrawn_users"]))' "$servers/manifest.json"); do
+  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H 'X-Sluice-Subject: bench' \
+    -d '{"purpose": "analytics", "granted": false}' "http://127.0.0.1:${ports[privacy]}/api/v1/consents/$user"
+done
 start=$(now)
 answer=$(curl -fsS -XPOST -H "Content-Type: $type" --data-binary "@$servers/events.$format" "$ingest/api/v1/ingest")
 accepted=$(now)
@@ -138,21 +143,27 @@ done
 steady_ids=$(IFS=,; echo "${steady_jobs[*]}")
 steady=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || count(*) FROM (SELECT extract(epoch FROM loaded_at - received_at) * 1000 AS ms FROM events WHERE job_id = ANY('{$steady_ids}'::uuid[])) t")
 
-# What pii-mask costs: validate with it (functions/) and without it (a copy with middleware []),
-# 10 chunks of 500 generated events each (a fifth carrying PII), POST /invoke, mean ms per chunk.
-nomask_functions="$servers/functions-nomask"
-cp -r functions "$nomask_functions"
-sed -i 's/^middleware: \[pii-mask\]/middleware: []/' "$nomask_functions/validate/function.yaml"
-grep -q '^middleware: \[\]' "$nomask_functions/validate/function.yaml" || { echo "could not remove pii-mask" >&2; exit 1; }
-nomask_port=$port
-port=$((port + 1))
-SLUICE_FUNCTIONS_DIR="$nomask_functions" SLUICE_LOG_LEVEL=warning .build/release/sluice serve validate --port "$nomask_port" --host 127.0.0.1 \
-  >"$servers/validate-nomask.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 400); do curl -fs "http://127.0.0.1:$nomask_port/health/ready" >/dev/null && break; sleep 0.05; done
-python3 ../shared/bench/gen_events.py --count 10000 --seed 9 --format ndjson --no-consent-rate 0 \
+# What the privacy middleware costs: validate as functions/ declares it (pii-mask, consent,
+# geo-restrict), with pii-mask only, and with none (copies of functions/), on the same 500-event
+# chunks (a fifth carrying PII, 2 % of users withdrawn), POST /invoke, mean ms per chunk.
+variant_port=$port
+declare -A variants=([maskonly]="[pii-mask]" [none]="[]")
+declare -A variant_ports
+for variant in maskonly none; do
+  copy="$servers/functions-$variant"
+  cp -r functions "$copy"
+  sed -i "s/^middleware: \[.*\]/middleware: ${variants[$variant]}/" "$copy/validate/function.yaml"
+  grep -qF "middleware: ${variants[$variant]}" "$copy/validate/function.yaml" || { echo "could not set validate's middleware" >&2; exit 1; }
+  variant_ports[$variant]=$port
+  SLUICE_FUNCTIONS_DIR="$copy" SLUICE_LOG_LEVEL=warning .build/release/sluice serve validate --port "$port" --host 127.0.0.1 \
+    >"$servers/validate-$variant.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 400); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.05; done
+  port=$((port + 1))
+done
+python3 ../shared/bench/gen_events.py --count 10000 --seed 9 --format ndjson \
   --out "$servers/mask.ndjson" --manifest "$servers/mask-manifest.json"
-masking=$(python3 - "$servers/mask.ndjson" "${ports[validate]}" "$nomask_port" <<'PY'
+masking=$(python3 - "$servers/mask.ndjson" "${ports[validate]}" "${variant_ports[maskonly]}" "${variant_ports[none]}" <<'PY'
 import json, sys, time, urllib.request
 lines = [json.loads(line) for line in open(sys.argv[1])]
 chunks = [json.dumps(lines[i:i + 500]).encode() for i in range(0, len(lines), 500)]
@@ -162,7 +173,12 @@ def mean_ms(port, bodies):
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invoke", data=body, headers={"Content-Type": "application/json"})
         urllib.request.urlopen(request).read()
     return (time.perf_counter() - start) / len(bodies) * 1000
-print(round(mean_ms(int(sys.argv[2]), chunks[0::2]), 2), round(mean_ms(int(sys.argv[3]), chunks[1::2]), 2))
+# Each variant sees every chunk once (fresh dedup ids per process would differ otherwise): a
+# warm-up pass on a tenth, then the measured pass.
+ports = [int(p) for p in sys.argv[2:5]]
+for port in ports:
+    mean_ms(port, chunks[:2])
+print(" ".join(str(round(mean_ms(port, chunks[2:]), 2)) for port in ports))
 PY
 )
 
@@ -177,7 +193,8 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$servers/jwt-
 openssl pkey -in "$servers/jwt-private.pem" -pubout -out "$servers/jwt-public.pem"
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 hs_port=$port; rs_port=$((port + 1))
-SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_SECRET="$secret" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_UPSTREAM_WAREHOUSE="http://127.0.0.1:${ports[warehouse]}" SLUICE_LOG_LEVEL=warning \
+SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_SECRET="$secret" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_UPSTREAM_WAREHOUSE="http://127.0.0.1:${ports[warehouse]}" \
+  SLUICE_UPSTREAM_PRIVACY="http://127.0.0.1:${ports[privacy]}" SLUICE_LOG_LEVEL=warning \
   .build/release/sluice serve gateway --port "$hs_port" --host 127.0.0.1 >"$servers/gateway-hs.log" 2>&1 &
 pids+=($!)
 SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_PUBLIC_KEY="$servers/jwt-public.pem" SLUICE_UPSTREAM_INGEST="$ingest" SLUICE_UPSTREAM_WAREHOUSE="http://127.0.0.1:${ports[warehouse]}" SLUICE_LOG_LEVEL=warning \
@@ -216,8 +233,10 @@ gateway="$direct $via_hs $via_rs"
 # million rows into the rollups, then the summary for the last hour by minute, the last day
 # (all million rows) by hour and by minute, each from the rollups and with exact=true (every
 # event read), median of 7 calls each, through the gateway.
+# User ids in the pseudonym form (u_ and 32 letters a–p), so that an erasure can name one.
 psql "$SLUICE_DATABASE_URL" -qc "INSERT INTO events (event_id, event_type, event_time, user_id, received_at)
-  SELECT 'bench-' || i, 'type-' || (i % 8), now() - make_interval(secs => (i % 86400)), 'user-' || (i % 50000), now()
+  SELECT 'bench-' || i, 'type-' || (i % 8), now() - make_interval(secs => (i % 86400)),
+         'u_' || lpad(translate(to_hex(i % 50000), '0123456789abcdef', 'abcdefghijklmnop'), 32, 'a'), now()
   FROM generate_series(1, 1000000) AS i"
 inserted=$(date +%s.%N)
 until [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM events_rollup_delta")" = 0 ]; do sleep 0.1; done
@@ -237,8 +256,14 @@ for query in "window=1m" "from=$day_ago&window=1h" "from=$day_ago&window=1m"; do
   summaries="$summaries $(summary_ms "$query") $(summary_ms "$query&exact=true")"
 done
 
+# Erasure of one subject (20 of the million rows), through the gateway: the answer's duration.
+admin_token=$(SLUICE_JWT_SECRET="$secret" .build/release/sluice token --subject bench-admin --roles admin --ttl 600)
+subject="u_$(python3 -c "print('0123'.translate(str.maketrans('0123456789abcdef', 'abcdefghijklmnop')).rjust(32, 'a'))")"
+erasure=$(curl -fsS -XDELETE -H "Authorization: Bearer $admin_token" "http://127.0.0.1:$hs_port/api/v1/subjects/$subject")
+erasure=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["removed"]["events"], r["duration_ms"])' "$erasure")
+
 mkdir -p bench/results
-python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" "$gateway" "$rollup_catch_up $summaries" "$masking" <<'PY'
+python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" "$gateway" "$rollup_catch_up $summaries" "$masking" "$erasure" <<'PY'
 import json, sys, platform, os
 count, fmt, xadd, copy = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 start, accepted, end = (float(x) for x in sys.argv[5:8])
@@ -249,7 +274,8 @@ peaks = [int(x) for x in sys.argv[11].split()]
 steady_p50, steady_p99, steady_rows = sys.argv[12].split()
 g = sys.argv[13].split()
 catch_up, hour_1m, hour_1m_exact, day_1h, day_1h_exact, day_1m, day_1m_exact = (float(x) for x in sys.argv[14].split())
-mask_ms, nomask_ms = (float(x) for x in sys.argv[15].split())
+privacy_ms, mask_ms, nomask_ms = (float(x) for x in sys.argv[15].split())
+erased_rows, erasure_ms = (int(x) for x in sys.argv[16].split())
 direct_rps, direct_p99, direct_bad, hs_rps, hs_p99, hs_bad, rs_rps, rs_p99, rs_bad = int(g[0]), float(g[1]), int(g[2]), int(g[3]), float(g[4]), int(g[5]), int(g[6]), float(g[7]), int(g[8])
 e2e = round(count / (end - start))
 upload = round(count / (accepted - start))
@@ -270,7 +296,8 @@ result = {
         "via_gateway_hs256": {"requests_per_s": hs_rps, "p99_ms": hs_p99, "non_2xx": hs_bad},
         "via_gateway_rs256": {"requests_per_s": rs_rps, "p99_ms": rs_p99, "non_2xx": rs_bad},
     },
-    "validate_ms_per_500_event_chunk": {"with_pii_mask": mask_ms, "without": nomask_ms, "via": "POST /invoke"},
+    "validate_ms_per_500_event_chunk": {"pii_mask_consent_geo": privacy_ms, "pii_mask_only": mask_ms, "no_middleware": nomask_ms, "via": "POST /invoke"},
+    "erasure_of_one_subject_in_1m_rows": {"rows_removed": erased_rows, "duration_ms": erasure_ms},
     "analytics_summary_1m_rows": {
         "rollup_catch_up_s": catch_up,
         "median_ms": {
@@ -293,7 +320,9 @@ print(f"GET /api/v1/jobs/{{id}}, wrk -t2 -c16 -d8s:")
 print(f"  ingest directly     {direct_rps:>9} requests/s, p99 {direct_p99} ms  (no token)")
 print(f"  gateway, HS256      {hs_rps:>9} requests/s, p99 {hs_p99} ms  ({hs_rps / direct_rps:.2f} x direct)")
 print(f"  gateway, RS256      {rs_rps:>9} requests/s, p99 {rs_p99} ms  ({rs_rps / direct_rps:.2f} x direct; verified tokens cached)")
-print(f"validate, 500 events   {mask_ms} ms with pii-mask, {nomask_ms} ms without (POST /invoke, mean of 10 chunks each; a fifth of the events carry PII)")
+print(f"validate, 500 events   {privacy_ms} ms with pii-mask + consent + geo-restrict, {mask_ms} ms with pii-mask only, {nomask_ms} ms with none")
+print(f"                       (POST /invoke, mean of 18 chunks each after 2 to warm up; a fifth of the events carry PII)")
+print(f"erasure of one subject {erasure_ms} ms, {erased_rows} rows removed from the 1,000,000-row warehouse (DELETE /api/v1/subjects, through the gateway)")
 print(f"analytics summary on 1,000,000 rows over 24 h (through the gateway, median of 7; rollups vs exact=true):")
 print(f"  rollups caught up   {catch_up} s after the million-row INSERT")
 print(f"  last hour by minute {hour_1m:>7} ms  (exact {hour_1m_exact} ms)")

@@ -1,6 +1,7 @@
 import Foundation
 import Sluice
 import SluiceHTTP
+import SluiceNotify
 import Testing
 
 /// The gateway as its own `sluice serve gateway` process in front of `sluice serve ingest`
@@ -542,6 +543,8 @@ struct GatewayEndToEndTests {
                         count += 1
                         with open(sys.argv[2], 'ab') as f:
                             f.write(body + b'\\n')
+                        with open(sys.argv[2] + '.signatures', 'a') as f:
+                            f.write(self.headers.get('Sluice-Signature', '') + '\\n')
                         self.send_response(500 if count == 1 else 200)
                         self.send_header('Content-Length', '0')
                         self.end_headers()
@@ -597,6 +600,11 @@ struct GatewayEndToEndTests {
             #expect(delivered["status"]?.stringValue == "succeeded")
             #expect(delivered["outcomes"] == call["outcomes"])
             #expect(lines.first == lines.last)
+            // Signed with SLUICE_WEBHOOK_SECRET, like notify's webhooks.
+            let signatures = try String(contentsOfFile: "\(received).signatures", encoding: .utf8).split(separator: "\n")
+            #expect(signatures.count == 2)
+            #expect(WebhookSignature.verify(header: String(signatures.last ?? ""), body: Array(lines.last!.utf8),
+                                            secret: Array(PipelineFixture.webhookSecret.utf8), now: Int64(Date().timeIntervalSince1970)))
 
             // Nothing is queued for what cannot run.
             for (name, code, status) in [("no-such-function", "function_not_found", 404), ("gateway", "function_not_found", 404)] {

@@ -29,6 +29,8 @@ public struct CallsFunction: HTTPFunction {
     let callbackAttempts: Int
     /// Where callers may have outcomes sent (no internal addresses unless allowed).
     let callbacks: CallbackURLPolicy
+    /// `SLUICE_WEBHOOK_SECRET`: callbacks carry `Sluice-Signature` when it is set.
+    let signingSecret: [UInt8]?
     let callbackTimeout: Duration
 
     public init(setup: FunctionSetup) throws {
@@ -43,6 +45,7 @@ public struct CallsFunction: HTTPFunction {
         callbackTimeout = try setup.manifest.configDuration("callback_timeout", default: .seconds(10))
         callbackAttempts = Int(setup.manifest.config["callback_attempts"]?.intValue ?? 8)
         callbacks = CallbackURLPolicy(allowedHosts: setup.resources.get(RuntimeConfiguration.self)?.callbackAllowHosts ?? [])
+        signingSecret = setup.resources.get(RuntimeConfiguration.self)?.webhookSecret.map { Array($0.utf8) }
     }
 
     public var backgroundServices: [any Service] { [CallWorker(function: self)] }
@@ -229,7 +232,14 @@ struct CallWorker: Service {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "sluice")
-        request.body = .bytes(ByteBuffer(bytes: JSONValue.object(body).serializedBytes))
+        let bytes = JSONValue.object(body).serializedBytes
+        // Signed like notify's webhooks when SLUICE_WEBHOOK_SECRET is set, so a receiver can
+        // tell a callback of this Sluice from anyone's POST.
+        if let secret = function.signingSecret {
+            request.headers.add(name: WebhookSignature.header,
+                                value: WebhookSignature.sign(body: bytes, timestamp: Int64(Date().timeIntervalSince1970), secret: secret))
+        }
+        request.body = .bytes(ByteBuffer(bytes: bytes))
         var problem: String?
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(function.callbackTimeout.components.seconds))
