@@ -120,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceFunctions",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceFunctions", "SluiceNotify",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
