@@ -5,6 +5,7 @@ import Logging
 import Sluice
 import SluiceHTTP
 import SluicePostgres
+import Synchronization
 
 /// One row of the append-only `audit_log` (migration 9): who did what to which resource.
 /// `subject` is a pseudonym, never a user id; nothing personal goes in `detail`.
@@ -46,7 +47,19 @@ public struct AuditEntry: Sendable {
 
     /// Writes the entry in a statement of its own.
     public func write(to pool: PostgresPool) async throws {
-        _ = try await pool.query(Self.insert, parameters)
+        try await Self.write([self], to: pool)
+    }
+
+    /// Writes several entries in one statement.
+    static func write(_ entries: [AuditEntry], to pool: PostgresPool) async throws {
+        var values: [String] = [], parameters: [String?] = []
+        for entry in entries {
+            let base = parameters.count
+            parameters += entry.parameters
+            values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5), $\(base + 6)::integer, $\(base + 7)::jsonb)")
+        }
+        _ = try await pool.query("INSERT INTO audit_log (actor, action, resource, subject, request_id, status, detail) VALUES "
+                                 + values.joined(separator: ", "), parameters)
     }
 
     /// The caller as the gateway named it (`X-Sluice-Subject`), or `anonymous` for a request
@@ -76,7 +89,7 @@ public struct AuditMiddleware: RouterMiddleware {
         let action: String
     }
     let operations: [Operation]
-    let pool: PostgresPool
+    let writer: AuditWriter
     let logger: Logger
 
     public init(operations: [APIOperation], pool: PostgresPool, logger: Logger) {
@@ -84,7 +97,7 @@ public struct AuditMiddleware: RouterMiddleware {
             Operation(method: $0.method, segments: $0.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init),
                       action: $0.operationID)
         }
-        self.pool = pool
+        self.writer = AuditWriter(pool: pool)
         self.logger = logger
     }
 
@@ -121,9 +134,56 @@ public struct AuditMiddleware: RouterMiddleware {
         let entry = AuditEntry(actor: AuditEntry.actor(of: request), action: action, resource: request.uri.path,
                                requestID: AuditEntry.requestID(of: request), status: status)
         do {
-            try await entry.write(to: pool)
+            try await writer.write(entry)
         } catch {
             context.logger.error("audit row not written", metadata: ["action": .string(action), "error": .string("\(type(of: error))")])
+        }
+    }
+}
+
+/// Writes audit rows with group commit: a request waits until its row is committed, and the
+/// rows of requests that arrive while a write is in flight go together in the next one (one
+/// INSERT of up to 500 rows), so many concurrent requests cost a few statements, not one each.
+final class AuditWriter: Sendable {
+    typealias Waiter = CheckedContinuation<Void, any Error>
+    let pool: PostgresPool
+    let batch: Int
+    private let state = Mutex<(pending: [(AuditEntry, Waiter)], writing: Bool)>(([], false))
+
+    init(pool: PostgresPool, batch: Int = 500) {
+        self.pool = pool
+        self.batch = batch
+    }
+
+    /// Returns once the entry is committed (or throws what the INSERT threw).
+    func write(_ entry: AuditEntry) async throws {
+        try await withCheckedThrowingContinuation { (waiter: Waiter) in
+            let lead = state.withLock { state in
+                state.pending.append((entry, waiter))
+                if state.writing { return false }
+                state.writing = true
+                return true
+            }
+            if lead { Task { await self.drain() } }
+        }
+    }
+
+    /// Writes what is pending, batch after batch, until nothing is.
+    private func drain() async {
+        while true {
+            let taken: [(AuditEntry, Waiter)] = state.withLock { state in
+                let taken = Array(state.pending.prefix(batch))
+                state.pending.removeFirst(taken.count)
+                if taken.isEmpty { state.writing = false }
+                return taken
+            }
+            if taken.isEmpty { return }
+            do {
+                try await AuditEntry.write(taken.map(\.0), to: pool)
+                for (_, waiter) in taken { waiter.resume() }
+            } catch {
+                for (_, waiter) in taken { waiter.resume(throwing: error) }
+            }
         }
     }
 }
