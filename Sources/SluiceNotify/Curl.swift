@@ -57,9 +57,12 @@ public enum Curl {
     }
 
     /// Sends one message over SMTP (`smtp://` with STARTTLS as `tls` says, or `smtps://`).
-    public static func sendMail(url: String, from: String, to: [String], message: [UInt8], tls: MailTLS, timeout: Duration) async throws {
+    /// - Parameter caFile: a PEM bundle of the certificate authorities the server's certificate
+    ///   is checked against, instead of the system's (a private CA).
+    public static func sendMail(url: String, from: String, to: [String], message: [UInt8], tls: MailTLS, timeout: Duration,
+                                caFile: String? = nil) async throws {
         try await NIOThreadPool.singleton.runIfActive {
-            try sendMailBlocking(url: url, from: from, to: to, message: message, tls: tls, timeout: timeout)
+            try sendMailBlocking(url: url, from: from, to: to, message: message, tls: tls, timeout: timeout, caFile: caFile)
         }
     }
 
@@ -150,7 +153,8 @@ public enum Curl {
         return HTTPAnswer(status: status, retryAfter: sink.retryAfter, body: sink.body)
     }
 
-    static func sendMailBlocking(url: String, from: String, to: [String], message: [UInt8], tls: MailTLS, timeout: Duration) throws {
+    static func sendMailBlocking(url: String, from: String, to: [String], message: [UInt8], tls: MailTLS, timeout: Duration,
+                                 caFile: String?) throws {
         guard initialized, let curl = curl_easy_init() else { throw CurlError(code: -1, message: "libcurl could not be initialised") }
         defer { curl_easy_cleanup(curl) }
         var recipients: UnsafeMutablePointer<curl_slist>?
@@ -170,6 +174,7 @@ public enum Curl {
         case .off: CURLUSESSL_NONE
         }
         try check(sluice_curl_setopt_long(curl, CURLOPT_USE_SSL, Int(level.rawValue)))
+        if let caFile { try check(sluice_curl_setopt_string(curl, CURLOPT_CAINFO, caFile)) }
         try check(sluice_curl_setopt_string(curl, CURLOPT_MAIL_FROM, "<\(from)>"))
         try check(sluice_curl_setopt_slist(curl, CURLOPT_MAIL_RCPT, recipients))
         try check(sluice_curl_setopt_long(curl, CURLOPT_UPLOAD, 1))

@@ -66,6 +66,59 @@ struct CurlIntegrationTests {
         #expect(first.contains("Subject: test"))
     }
 
+    /// STARTTLS against a sink that offers it (aiosmtpd with a certificate for 127.0.0.1, made
+    /// here): the mail goes over TLS when the certificate is checked against its CA, and is
+    /// refused when it is checked against the system's CAs.
+    @Test func startTLSIsUsedAndTheCertificateChecked() async throws {
+        guard let python = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] else {
+            throw IntegrationSetupError("SLUICE_PYTHON is not set: run the suite with `make test` (scripts/python-tools.sh installs aiosmtpd)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("curl-tls-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem"]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        try #require(openssl.terminationStatus == 0, "openssl could not make a certificate")
+        let port = Self.freePort(), maildir = "\(directory)/maildir"
+        let sink = Process()
+        sink.executableURL = URL(fileURLWithPath: python)
+        sink.arguments = ["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "--tlscert", "\(directory)/cert.pem", "--tlskey", "\(directory)/key.pem",
+                          "-c", "aiosmtpd.handlers.Mailbox", maildir]
+        sink.standardOutput = FileHandle.nullDevice
+        sink.standardError = FileHandle.nullDevice
+        try sink.run()
+        defer { sink.terminate() }
+        let message = Array("From: a@example.test\r\nTo: b@example.test\r\nSubject: over tls\r\n\r\nsecret summary\r\n".utf8)
+        let url = "smtp://127.0.0.1:\(port)"
+        var sent = false
+        for _ in 0..<100 where !sent {
+            do {
+                try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: message, tls: .required,
+                                        timeout: .seconds(5), caFile: "\(directory)/cert.pem")
+                sent = true
+            } catch let error as CurlError where error.code == 7 {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(sent)
+        // Checked against the system's CAs, the self-made certificate is refused.
+        do {
+            try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: message, tls: .required, timeout: .seconds(5))
+            Issue.record("a certificate no known CA signed was accepted")
+        } catch let error as CurlError {
+            #expect(error.code == 60, "\(error)")  // CURLE_PEER_FAILED_VERIFICATION
+        }
+        let delivered = try FileManager.default.contentsOfDirectory(atPath: "\(maildir)/new")
+        #expect(delivered.count == 1)
+        #expect(try String(contentsOfFile: "\(maildir)/new/\(delivered[0])", encoding: .utf8).contains("secret summary"))
+    }
+
     @Test func aClosedPortIsATransientError() async throws {
         let port = Self.freePort()
         do {

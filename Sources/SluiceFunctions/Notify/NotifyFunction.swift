@@ -104,6 +104,7 @@ struct NotifySettings: Sendable {
         var tls: Curl.MailTLS
         var from: String
         var to: [String]
+        var caFile: String?
     }
 
     var statuses: Set<String>
@@ -163,11 +164,12 @@ struct NotifySettings: Sendable {
             default:
                 throw ManifestError(.badValue, file: manifest.file, key: "handler", message: "SLUICE_SMTP_URL: starttls must be required, try or off")
             }
+            let caFile = components?.queryItems?.first { $0.name == "ca_file" }?.value
             components?.query = nil
             guard let scheme = components?.scheme, ["smtp", "smtps"].contains(scheme), let url = components?.string else {
                 throw ManifestError(.badValue, file: manifest.file, key: "handler", message: "SLUICE_SMTP_URL must be smtp://host:port or smtps://host:port")
             }
-            mail = Mail(url: url, tls: scheme == "smtps" ? .off : tls, from: from, to: runtime.emailTo)
+            mail = Mail(url: url, tls: scheme == "smtps" ? .off : tls, from: from, to: runtime.emailTo, caFile: caFile)
         }
         callbacks = CallbackURLPolicy(allowedHosts: runtime.callbackAllowHosts)
     }
@@ -303,7 +305,8 @@ final class DeliveryWorker: Service, Sendable {
             guard let mail = settings.mail else { return .failed(status: nil, error: "SLUICE_SMTP_URL is no longer set") }
             let message = NotificationMessage.email(notice, from: mail.from, to: mail.to, messageID: delivery.id)
             do {
-                try await Curl.sendMail(url: mail.url, from: mail.from, to: mail.to, message: message, tls: mail.tls, timeout: settings.timeout)
+                try await Curl.sendMail(url: mail.url, from: mail.from, to: mail.to, message: message, tls: mail.tls, timeout: settings.timeout,
+                                        caFile: mail.caFile)
                 return .delivered(status: 250)
             } catch let error as CurlError {
                 // SMTP answers that refuse (5xx) are not transient; everything else is tried again.
