@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -70,6 +71,13 @@ public struct CallbackURLPolicy: Sendable {
         for address in addresses where !Self.isPublic(address) { throw .privateAddress }
         let shown = first.count == 16 ? "[\(Self.format(first))]" : Self.format(first)
         return ["\(target.host):\(target.port):\(shown)"]
+    }
+
+    /// ``check(_:)`` and ``pin(_:)`` of a URL about to be sent to, off the cooperative pool
+    /// (name resolution blocks).
+    /// - Throws: a ``Refusal``.
+    public func pinned(_ url: String) async throws -> [String] {
+        try await NIOThreadPool.singleton.runIfActive { try pin(try check(url)) }
     }
 
     func isAllowed(_ host: String) -> Bool {

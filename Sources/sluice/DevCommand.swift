@@ -27,19 +27,18 @@ struct DevCommand: AsyncParsableCommand {
             print("export SLUICE_REDIS_URL=\(configuration.redisURL)")
             print("export SLUICE_DATABASE_URL=\(configuration.databaseURL)")
         }
-        if configuration.jwtSecret == nil && configuration.jwtPublicKeyPath == nil {
-            // A development secret kept under .sluice/, so `sluice token` can sign with it.
-            configuration.jwtSecret = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice")
-            print("export SLUICE_JWT_SECRET=\(configuration.jwtSecret!)")
+        // Development secrets kept under .sluice/ (so `sluice token` signs with the same one),
+        // for what the environment does not set.
+        let folder = FileManager.default.currentDirectoryPath + "/.sluice"
+        func fill(_ setting: WritableKeyPath<RuntimeConfiguration, String?>, file: String, variable: String) throws {
+            guard configuration[keyPath: setting] == nil else { return }
+            let secret = try Self.developmentSecret(directory: folder, file: file)
+            configuration[keyPath: setting] = secret
+            print("export \(variable)=\(secret)")
         }
-        if configuration.pseudonymKey == nil {
-            configuration.pseudonymKey = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice", file: "pseudonym-key")
-            print("export SLUICE_PSEUDONYM_KEY=\(configuration.pseudonymKey!)")
-        }
-        if configuration.webhookSecret == nil {
-            configuration.webhookSecret = try Self.developmentSecret(directory: FileManager.default.currentDirectoryPath + "/.sluice", file: "webhook-secret")
-            print("export SLUICE_WEBHOOK_SECRET=\(configuration.webhookSecret!)")
-        }
+        if configuration.jwtPublicKeyPath == nil { try fill(\.jwtSecret, file: "jwt-secret", variable: "SLUICE_JWT_SECRET") }
+        try fill(\.pseudonymKey, file: "pseudonym-key", variable: "SLUICE_PSEUDONYM_KEY")
+        try fill(\.webhookSecret, file: "webhook-secret", variable: "SLUICE_WEBHOOK_SECRET")
         // The export lines are for the person (or script) that started dev: out before the logs.
         fflush(nil)  // every output stream; `stdout` itself is not concurrency-safe to name
         let result: Result<Void, any Error>

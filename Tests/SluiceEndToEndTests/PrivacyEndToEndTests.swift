@@ -187,6 +187,15 @@ struct PrivacyEndToEndTests {
                 "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events WHERE job_id = $1::uuid", [try #require(job["id"]?.stringValue)])
             #expect(loaded.scalar == "carried-3,geo-3,granted-1")
 
+            // Meanwhile validate answers unchanged subjects from its cache: a subject read for one
+            // upload is not read from PostgreSQL again for the next.
+            for id in ["granted-3", "granted-4"] {
+                #expect(try await upload([Self.event(id, user: "u-granted")]).count("loaded") == 1)
+            }
+            let metrics = try await HTTP.request("GET", fixture.url("validate", "/metrics")).text
+            let cached = metrics.split(separator: "\n").first { $0.hasPrefix(#"sluice_consent_lookups_total{source="cache"}"#) }
+            #expect((cached?.split(separator: " ").last.flatMap { Double($0) } ?? 0) >= 1, "validate's cache answered nothing: \(cached ?? "no metric")")
+
             // Granting again takes effect as fast.
             try await setConsent("u-watch", true)
             try await Task.sleep(for: .seconds(1))

@@ -7,7 +7,8 @@ import SluicePostgres
 import Testing
 
 /// The audit writer's group commit against real PostgreSQL: every concurrent caller returns
-/// only once its row is committed, and a failing database fails every waiting caller.
+/// only once its row is committed, concurrent rows share INSERTs, and a failing database fails
+/// every waiting caller.
 @Suite("Audit writer", .serialized)
 struct AuditWriterIntegrationTests {
     @Test(.timeLimit(.minutes(1))) func concurrentWritesAllCommitAndFailuresReachEveryCaller() async throws {
@@ -33,6 +34,10 @@ struct AuditWriterIntegrationTests {
         }
         let rows = try await pool.query("SELECT count(*), count(DISTINCT resource) FROM audit_log WHERE actor = $1", [actor])
         #expect(rows.rows.first == ["300", "300"])
+        // Group commit: rows written together share a transaction (xmin). With an INSERT per
+        // row there would be 300 transactions.
+        let transactions = Int(try await pool.query("SELECT count(DISTINCT xmin::text) FROM audit_log WHERE actor = $1", [actor]).scalar ?? "") ?? 0
+        #expect((1...150).contains(transactions), "\(transactions) transactions for 300 concurrent rows")
 
         // A database that cannot be reached fails every caller, and none waits forever.
         let unreachable = PostgresPool(url: "postgres://nobody@127.0.0.1:1/none", threadPool: threadPool, maxConnections: 1)

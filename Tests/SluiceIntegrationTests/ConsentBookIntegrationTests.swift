@@ -47,7 +47,7 @@ struct ConsentBookIntegrationTests {
 
         // Announced, it reaches both books within a second.
         let announced = ContinuousClock.now
-        try await book().announce(subject)
+        try await ConsentBook.announce(subject, redis: redis, keys: keys)
         for book in books {
             while try await book.records(of: [subject])[subject]?.first?.granted != false {
                 try #require(ContinuousClock.now - announced < .seconds(1), "the change did not arrive within a second")

@@ -2,8 +2,8 @@ import Foundation
 import SluiceNotify
 import Testing
 
-/// The libcurl wrapper against real servers: an aiosmtpd sink for SMTP (with and without
-/// STARTTLS demanded) and a closed port for HTTP.
+/// The libcurl wrapper against real servers: an aiosmtpd sink for SMTP (without STARTTLS, and
+/// with it and a certificate made here), the tests' webhook receiver for HTTP, a closed port.
 @Suite("libcurl", .serialized)
 struct CurlIntegrationTests {
     /// A free TCP port on 127.0.0.1.
@@ -19,115 +19,140 @@ struct CurlIntegrationTests {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    @Test func mailReachesTheSinkAndRequiredStartTLSIsNeverSkipped() async throws {
+    static func python() throws -> String {
         guard let python = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] else {
             throw IntegrationSetupError("SLUICE_PYTHON is not set: run the suite with `make test` (scripts/python-tools.sh installs aiosmtpd)")
         }
+        return python
+    }
+
+    /// A temporary folder, removed by the caller.
+    static func folder() throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = Self.freePort(), maildir = "\(directory)/maildir"
-        let sink = Process()
-        sink.executableURL = URL(fileURLWithPath: python)
-        sink.arguments = ["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "-c", "aiosmtpd.handlers.Mailbox", maildir]
-        sink.standardOutput = FileHandle.nullDevice
-        sink.standardError = FileHandle.nullDevice
-        try sink.run()
-        defer { sink.terminate() }
-        let message = Array("From: a@example.test\r\nTo: b@example.test\r\nSubject: test\r\n\r\nhello from libcurl\r\n".utf8)
-        let url = "smtp://127.0.0.1:\(port)"
-        // The sink takes a moment to listen.
-        var sent = false
-        for _ in 0..<100 where !sent {
+        return directory
+    }
+
+    /// Starts `executable arguments` with its output discarded.
+    static func start(_ executable: String, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// Runs `body` until it stops failing with "could not connect" (a server still starting).
+    @discardableResult
+    static func whenListening<T>(_ body: () async throws -> T) async throws -> T {
+        for _ in 0..<100 {
             do {
-                try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test", "c@example.test"], message: message, tls: .off, timeout: .seconds(5))
-                sent = true
+                return try await body()
             } catch let error as CurlError where error.code == 7 {
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
-        #expect(sent)
+        return try await body()
+    }
+
+    static let message = Array("From: a@example.test\r\nTo: b@example.test\r\nSubject: test\r\n\r\nsummary from libcurl\r\n".utf8)
+
+    @Test func mailReachesTheSinkAndRequiredStartTLSIsNeverSkipped() async throws {
+        let directory = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port = Self.freePort(), maildir = "\(directory)/maildir", url = "smtp://127.0.0.1:\(port)"
+        let sink = try Self.start(try Self.python(), ["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "-c", "aiosmtpd.handlers.Mailbox", maildir])
+        defer { sink.terminate() }
+        try await Self.whenListening {
+            try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test", "c@example.test"], message: Self.message,
+                                    tls: .off, timeout: .seconds(5))
+        }
         // STARTTLS when offered: this sink offers none, so the mail goes in clear.
-        try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: message, tls: .opportunistic, timeout: .seconds(5))
+        try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: Self.message, tls: .opportunistic, timeout: .seconds(5))
         // Demanded, it is never skipped: libcurl refuses (CURLE_USE_SSL_FAILED) and nothing is sent.
-        await #expect(throws: CurlError.self) {
-            try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: message, tls: .required, timeout: .seconds(5))
+        let refused = await #expect(throws: CurlError.self) {
+            try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: Self.message, tls: .required, timeout: .seconds(5))
         }
-        do {
-            try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: message, tls: .required, timeout: .seconds(5))
-        } catch let error as CurlError {
-            #expect(error.code == 64, "\(error)")
-            #expect(!error.isTransient)
-        }
+        #expect(refused?.code == 64, "\(String(describing: refused))")
+        #expect(refused?.isTransient == false)
         let delivered = try FileManager.default.contentsOfDirectory(atPath: "\(maildir)/new")
         #expect(delivered.count == 2)
         let first = try String(contentsOfFile: "\(maildir)/new/\(delivered[0])", encoding: .utf8)
-        #expect(first.contains("hello from libcurl"))
+        #expect(first.contains("summary from libcurl"))
         #expect(first.contains("Subject: test"))
     }
 
-    /// STARTTLS against a sink that offers it (aiosmtpd with a certificate for 127.0.0.1, made
-    /// here): the mail goes over TLS when the certificate is checked against its CA, and is
-    /// refused when it is checked against the system's CAs.
+    /// STARTTLS against a sink that offers and requires it (aiosmtpd with a certificate for
+    /// 127.0.0.1, made here): the mail goes over TLS when the certificate is checked against
+    /// its CA, and is refused when it is checked against the system's CAs.
     @Test func startTLSIsUsedAndTheCertificateChecked() async throws {
-        guard let python = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] else {
-            throw IntegrationSetupError("SLUICE_PYTHON is not set: run the suite with `make test` (scripts/python-tools.sh installs aiosmtpd)")
-        }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("curl-tls-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        openssl.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem"]
-        openssl.standardOutput = FileHandle.nullDevice
-        openssl.standardError = FileHandle.nullDevice
-        try openssl.run()
+        let openssl = try Self.start("/usr/bin/openssl", [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem",
+        ])
         openssl.waitUntilExit()
         try #require(openssl.terminationStatus == 0, "openssl could not make a certificate")
-        let port = Self.freePort(), maildir = "\(directory)/maildir"
-        let sink = Process()
-        sink.executableURL = URL(fileURLWithPath: python)
-        sink.arguments = ["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "--tlscert", "\(directory)/cert.pem", "--tlskey", "\(directory)/key.pem",
-                          "-c", "aiosmtpd.handlers.Mailbox", maildir]
-        sink.standardOutput = FileHandle.nullDevice
-        sink.standardError = FileHandle.nullDevice
-        try sink.run()
+        let port = Self.freePort(), maildir = "\(directory)/maildir", url = "smtp://127.0.0.1:\(port)"
+        let sink = try Self.start(try Self.python(), [
+            "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "--tlscert", "\(directory)/cert.pem", "--tlskey", "\(directory)/key.pem",
+            "-c", "aiosmtpd.handlers.Mailbox", maildir,
+        ])
         defer { sink.terminate() }
-        let message = Array("From: a@example.test\r\nTo: b@example.test\r\nSubject: over tls\r\n\r\nsecret summary\r\n".utf8)
-        let url = "smtp://127.0.0.1:\(port)"
-        var sent = false
-        for _ in 0..<100 where !sent {
-            do {
-                try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: message, tls: .required,
-                                        timeout: .seconds(5), caFile: "\(directory)/cert.pem")
-                sent = true
-            } catch let error as CurlError where error.code == 7 {
-                try await Task.sleep(for: .milliseconds(100))
-            }
+        try await Self.whenListening {
+            try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: Self.message, tls: .required,
+                                    timeout: .seconds(5), caFile: "\(directory)/cert.pem")
         }
-        #expect(sent)
         // Checked against the system's CAs, the self-made certificate is refused.
-        do {
-            try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: message, tls: .required, timeout: .seconds(5))
-            Issue.record("a certificate no known CA signed was accepted")
-        } catch let error as CurlError {
-            #expect(error.code == 60, "\(error)")  // CURLE_PEER_FAILED_VERIFICATION
+        let refused = await #expect(throws: CurlError.self) {
+            try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: Self.message, tls: .required, timeout: .seconds(5))
         }
+        #expect(refused?.code == 60, "\(String(describing: refused))")  // CURLE_PEER_FAILED_VERIFICATION
         let delivered = try FileManager.default.contentsOfDirectory(atPath: "\(maildir)/new")
         #expect(delivered.count == 1)
-        #expect(try String(contentsOfFile: "\(maildir)/new/\(delivered[0])", encoding: .utf8).contains("secret summary"))
+        #expect(try String(contentsOfFile: "\(maildir)/new/\(delivered[0])", encoding: .utf8).contains("summary from libcurl"))
+    }
+
+    /// POSTs reach the address a name is pinned to (what notify does with a checked callback
+    /// host), and a redirect is answered, never followed.
+    @Test func pinnedNamesAreUsedAndRedirectsNotFollowed() async throws {
+        let directory = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("tools").path
+        let port = Self.freePort(), log = "\(directory)/received.jsonl"
+        let receiver = try Self.start(try Self.python(), ["\(root)/webhook_receiver.py", String(port), log])
+        defer { receiver.terminate() }
+        let body = Array(#"{"a":1}"#.utf8)
+        // A name no resolver knows, pinned to the receiver.
+        let answer = try await Self.whenListening {
+            try await Curl.post(url: "http://callback.invalid:\(port)/hook", headers: ["Content-Type: application/json"], body: body,
+                                         timeout: .seconds(5), resolve: ["callback.invalid:\(port):127.0.0.1"])
+        }
+        #expect(answer.status == 200)
+        #expect(answer.body == Array("ok".utf8))
+        // Unpinned, the name does not resolve.
+        let unresolved = await #expect(throws: CurlError.self) {
+            try await Curl.post(url: "http://callback.invalid:\(port)/hook", headers: [], body: body, timeout: .seconds(5))
+        }
+        #expect(unresolved?.code == 6, "\(String(describing: unresolved))")  // CURLE_COULDNT_RESOLVE_HOST
+        // A redirect is the answer.
+        let redirected = try await Curl.post(url: "http://127.0.0.1:\(port)/redirect", headers: [], body: body, timeout: .seconds(5))
+        #expect(redirected.status == 302)
+        let paths = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            .compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }.compactMap { $0["path"] as? String }
+        #expect(paths == ["/hook", "/redirect"], "the redirect to /hook was not followed")
     }
 
     @Test func aClosedPortIsATransientError() async throws {
         let port = Self.freePort()
-        do {
-            _ = try await Curl.post(url: "http://127.0.0.1:\(port)/x", headers: [], body: Array("{}".utf8), timeout: .seconds(2))
-            Issue.record("a POST to a closed port succeeded")
-        } catch let error as CurlError {
-            #expect(error.code == 7, "\(error)")
-            #expect(error.isTransient)
-            #expect(!error.description.contains("127.0.0.1"), "errors carry no URL")
+        let error = await #expect(throws: CurlError.self) {
+            try await Curl.post(url: "http://127.0.0.1:\(port)/x", headers: [], body: Array("{}".utf8), timeout: .seconds(2))
         }
+        #expect(error?.code == 7, "\(String(describing: error))")
+        #expect(error?.isTransient == true)
+        #expect(error?.description.contains("127.0.0.1") == false, "errors carry no URL")
     }
 }

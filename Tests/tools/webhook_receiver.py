@@ -5,7 +5,8 @@
 
 Answers by path: /fail-twice answers 500 to the first two requests of each Sluice-Delivery
 and 200 after; /always-500 answers 500; /retry-after answers 429 with `Retry-After: 1` to the
-first request of each delivery and 200 after; anything else answers 200 "ok".
+first request of each delivery and 200 after; /redirect answers 302 to /hook; anything else
+answers 200 "ok".
 """
 import base64
 import http.server
@@ -38,6 +39,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 status = 500
             elif route == "/retry-after" and count == 1:
                 status, extra = 429, {"Retry-After": "1"}
+            elif route == "/redirect":
+                status, extra = 302, {"Location": "/hook"}
             with open(log_path, "a") as log:
                 log.write(json.dumps({"path": self.path, "time": time.time(), "status": status,
                                       "headers": {k.lower(): v for k, v in self.headers.items()},

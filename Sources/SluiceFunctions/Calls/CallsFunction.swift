@@ -44,7 +44,7 @@ public struct CallsFunction: HTTPFunction {
         callTimeout = try setup.manifest.configDuration("call_timeout", default: .seconds(300))
         callbackTimeout = try setup.manifest.configDuration("callback_timeout", default: .seconds(10))
         callbackAttempts = Int(setup.manifest.config["callback_attempts"]?.intValue ?? 8)
-        callbacks = CallbackURLPolicy(allowedHosts: setup.resources.get(RuntimeConfiguration.self)?.callbackAllowHosts ?? [])
+        callbacks = CallbackURLPolicy(resources: setup.resources)
         signingSecret = setup.resources.get(RuntimeConfiguration.self)?.webhookSecret.map { Array($0.utf8) }
     }
 
@@ -85,11 +85,7 @@ public struct CallsFunction: HTTPFunction {
         }
         var callback: String?
         if let url = request.headers[Self.callbackHeader] {
-            do {
-                callback = try callbacks.check(url).url
-            } catch {
-                throw Problem(.badRequest, code: "invalid_callback_url", detail: error.detail, extra: ["reason": .string(error.rawValue)])
-            }
+            callback = try callbacks.accept(url)
         }
         let value = try await request.decodeJSON(limit: 8 << 20)
         guard case .array(let events) = value, events.count <= 10_000 else {

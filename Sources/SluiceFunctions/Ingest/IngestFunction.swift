@@ -49,7 +49,7 @@ public struct IngestFunction: HTTPFunction {
         uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
         recordWait = try manifest.configDuration("record_wait", default: .seconds(10))
-        callbacks = CallbackURLPolicy(allowedHosts: setup.resources.get(RuntimeConfiguration.self)?.callbackAllowHosts ?? [])
+        callbacks = CallbackURLPolicy(resources: setup.resources)
         guard uploadLease >= .seconds(1) else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
         }
@@ -117,11 +117,7 @@ public struct IngestFunction: HTTPFunction {
         }
         var callback: String?
         if let url = request.headers[CallsFunction.callbackHeader] ?? request.uri.queryParameters.get("callback_url").map({ String($0) }) {
-            do {
-                callback = try callbacks.check(url).url
-            } catch {
-                throw Problem(.badRequest, code: "invalid_callback_url", detail: error.detail, extra: ["reason": .string(error.rawValue)])
-            }
+            callback = try callbacks.accept(url)
         }
         return try await upload(request.body, format: format, contentType: contentType, headers: request.headers, callback: callback).answer
     }

@@ -65,34 +65,31 @@ public struct NotifyFunction: EventFunction {
         return outcomes
     }
 
-    /// One row per configured channel, and one for the job's callback URL if it has one.
+    /// One row per configured channel, and one for the job's callback URL if it has one; every
+    /// target labelled by ``NotifySettings/label(_:)``.
     func record(_ notice: JobNotice) async throws {
-        var rows: [(channel: String, target: String)] = []
-        if let url = settings.webhookURL { rows.append(("webhook", NotifySettings.label(url))) }
-        if settings.slackWebhookURL != nil { rows.append(("slack", "slack")) }
-        if let mail = settings.mail { rows.append(("email", mail.to.joined(separator: ","))) }
+        let configured: [(channel: String, target: String)] = [
+            settings.webhookURL.map { ("webhook", NotifySettings.label($0)) },
+            settings.slackWebhookURL.map { _ in ("slack", "slack") },
+            settings.mail.map { ("email", $0.to.joined(separator: ",")) },
+        ].compactMap { $0 }
         let payload = notice.stored.serializedString
-        var values: [String] = []
-        var parameters: [String?] = [notice.jobID, notice.type, payload]
-        for row in rows {
-            parameters.append(row.channel)
-            parameters.append(row.target)
-            values.append("($1::uuid, $2, $\(parameters.count - 1), $\(parameters.count), $3::jsonb)")
-        }
-        let (channels, bound) = (values, parameters)
         try await pool.withTransaction { connection in
-            if !channels.isEmpty {
-                _ = try connection.query("""
-                    INSERT INTO deliveries (job_id, event, channel, target, payload) VALUES \(channels.joined(separator: ", "))
-                    ON CONFLICT (job_id, event, channel) DO NOTHING
-                    """, bound)
+            var rows = configured
+            if let callback = try connection.query("SELECT callback_url FROM jobs WHERE id = $1::uuid", [notice.jobID]).scalar {
+                rows.append(("callback", NotifySettings.label(callback)))
+            }
+            guard !rows.isEmpty else { return }
+            var parameters: [String?] = [notice.jobID, notice.type, payload]
+            var values: [String] = []
+            for row in rows {
+                parameters += [row.channel, row.target]
+                values.append("($1::uuid, $2, $\(parameters.count - 1), $\(parameters.count), $3::jsonb)")
             }
             _ = try connection.query("""
-                INSERT INTO deliveries (job_id, event, channel, target, payload)
-                SELECT id, $2, 'callback', regexp_replace(callback_url, '[?#].*$', ''), $3::jsonb
-                FROM jobs WHERE id = $1::uuid AND callback_url IS NOT NULL
+                INSERT INTO deliveries (job_id, event, channel, target, payload) VALUES \(values.joined(separator: ", "))
                 ON CONFLICT (job_id, event, channel) DO NOTHING
-                """, [notice.jobID, notice.type, payload])
+                """, parameters)
         }
     }
 }
@@ -285,9 +282,11 @@ final class DeliveryWorker: Service, Sendable {
             } else {
                 guard let given = delivery.callbackURL else { return .failed(status: nil, error: "the job has no callback_url") }
                 do {
-                    pins = try settings.callbacks.pin(try settings.callbacks.check(given))
+                    pins = try await settings.callbacks.pinned(given)
+                } catch let refusal as CallbackURLPolicy.Refusal {
+                    return .failed(status: nil, error: refusal.rawValue)
                 } catch {
-                    return .failed(status: nil, error: error.rawValue)
+                    return .retry(status: nil, error: "\(type(of: error))", after: nil)
                 }
                 url = given
             }
@@ -364,20 +363,13 @@ final class DeliveryWorker: Service, Sendable {
     }
 
     func record(_ result: Result, of delivery: Due) async throws {
-        defer {
-            let outcome: String = switch result {
-            case .delivered: "delivered"
-            case .retry where settings.retry.shouldRetry(afterAttempt: delivery.attempt): "retried"
-            default: "dead_lettered"
-            }
-            Self.count(delivery.channel, outcome)
-        }
         switch result {
         case .delivered(let status):
             try await pool.query("""
                 UPDATE deliveries SET status = 'delivered', last_status = $2::int, last_error = NULL, finished_at = clock_timestamp()
                 WHERE id = $1::uuid
                 """, [delivery.id, String(status)])
+            Self.count(delivery.channel, "delivered")
             logger.debug("delivered", metadata: ["delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempt": .stringConvertible(delivery.attempt)])
         case .retry(let status, let error, _) where settings.retry.shouldRetry(afterAttempt: delivery.attempt):
             let wait = nextWait(after: result, attempt: delivery.attempt)
@@ -386,6 +378,7 @@ final class DeliveryWorker: Service, Sendable {
                     next_attempt_at = clock_timestamp() + make_interval(secs => $4::double precision)
                 WHERE id = $1::uuid
                 """, [delivery.id, status.map(String.init), error, String(wait.seconds)])
+            Self.count(delivery.channel, "retried")
             logger.info("delivery failed; trying again", metadata: [
                 "delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempt": .stringConvertible(delivery.attempt),
                 "error": .string(error), "wait_ms": .stringConvertible(Int(wait.seconds * 1000)),
@@ -395,6 +388,7 @@ final class DeliveryWorker: Service, Sendable {
                 UPDATE deliveries SET status = 'dead_lettered', last_status = $2::int, last_error = $3, finished_at = clock_timestamp()
                 WHERE id = $1::uuid
                 """, [delivery.id, status.map(String.init), error])
+            Self.count(delivery.channel, "dead_lettered")
             logger.error("delivery dead-lettered", metadata: [
                 "delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempts": .stringConvertible(delivery.attempt),
                 "error": .string(error),

@@ -29,20 +29,25 @@ public struct AuditEntry: Sendable {
         self.detail = detail
     }
 
-    static let insert = """
-        INSERT INTO audit_log (actor, action, resource, subject, request_id, status, detail)
-        VALUES ($1, $2, $3, $4, $5, $6::integer, $7::jsonb) RETURNING id
-        """
-
-    var parameters: [String?] {
-        [actor, action, resource, subject, requestID, status.map(String.init), detail?.serializedString]
+    /// One INSERT of `entries`, and its parameters.
+    static func insert(_ entries: [AuditEntry]) -> (sql: String, parameters: [String?]) {
+        var values: [String] = [], parameters: [String?] = []
+        for entry in entries {
+            let base = parameters.count
+            parameters += [entry.actor, entry.action, entry.resource, entry.subject, entry.requestID,
+                           entry.status.map(String.init), entry.detail?.serializedString]
+            values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5), $\(base + 6)::integer, $\(base + 7)::jsonb)")
+        }
+        return ("INSERT INTO audit_log (actor, action, resource, subject, request_id, status, detail) VALUES "
+                + values.joined(separator: ", ") + " RETURNING id", parameters)
     }
 
     /// Writes the entry on `connection` (inside the caller's transaction, so that a change and
     /// its audit row commit together); answers its id.
     @discardableResult
     public func write(on connection: PostgresConnection) throws -> Int64 {
-        Int64(try connection.query(Self.insert, parameters).scalar ?? "") ?? 0
+        let (sql, parameters) = Self.insert([self])
+        return Int64(try connection.query(sql, parameters).scalar ?? "") ?? 0
     }
 
     /// Writes the entry in a statement of its own.
@@ -52,14 +57,8 @@ public struct AuditEntry: Sendable {
 
     /// Writes several entries in one statement.
     static func write(_ entries: [AuditEntry], to pool: PostgresPool) async throws {
-        var values: [String] = [], parameters: [String?] = []
-        for entry in entries {
-            let base = parameters.count
-            parameters += entry.parameters
-            values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5), $\(base + 6)::integer, $\(base + 7)::jsonb)")
-        }
-        _ = try await pool.query("INSERT INTO audit_log (actor, action, resource, subject, request_id, status, detail) VALUES "
-                                 + values.joined(separator: ", "), parameters)
+        let (sql, parameters) = insert(entries)
+        _ = try await pool.query(sql, parameters)
     }
 
     /// The caller as the gateway named it (`X-Sluice-Subject`), or `anonymous` for a request

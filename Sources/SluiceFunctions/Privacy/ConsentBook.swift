@@ -36,6 +36,9 @@ public final class ConsentBook: Sendable {
         var following = false
     }
     private let state = Mutex(State())
+    /// `sluice_consent_lookups_total{source}`: subjects answered from memory and from PostgreSQL.
+    let cacheLookups = Counter(label: "sluice_consent_lookups_total", dimensions: [("source", "cache")])
+    let databaseLookups = Counter(label: "sluice_consent_lookups_total", dimensions: [("source", "database")])
 
     public init(pool: PostgresPool, redis: RedisClient, keys: StreamKeys, logger: Logger,
                 capacity: Int = 200_000, maxAge: Duration = .seconds(300)) {
@@ -64,9 +67,9 @@ public final class ConsentBook: Sendable {
             }
             return state.generation
         }
-        if !found.isEmpty { Counter(label: "sluice_consent_lookups_total", dimensions: [("source", "cache")]).increment(by: found.count) }
+        if !found.isEmpty { cacheLookups.increment(by: found.count) }
         guard !missing.isEmpty else { return found }
-        Counter(label: "sluice_consent_lookups_total", dimensions: [("source", "database")]).increment(by: missing.count)
+        databaseLookups.increment(by: missing.count)
         let rows: PostgresRows
         do {
             rows = try await pool.query("""
@@ -91,8 +94,9 @@ public final class ConsentBook: Sendable {
         return found
     }
 
-    /// Announces that `subject`'s consents changed (call after the change committed).
-    public func announce(_ subject: String) async throws {
+    /// Announces that `subject`'s consents changed (call after the change committed): every
+    /// book's listener forgets the subject.
+    public static func announce(_ subject: String, redis: RedisClient, keys: StreamKeys) async throws {
         try await redis.add(stream: keys.consentChanges, maxLength: 10_000, fields: [("subject", Array(subject.utf8))])
     }
 

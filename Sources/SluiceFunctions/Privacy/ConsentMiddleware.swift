@@ -81,16 +81,16 @@ public struct ConsentMiddleware: Middleware {
 
     public func handle(_ chunk: Chunk, context: FunctionContext, next: any EventFunction) async throws -> [Outcome] {
         var outcomes = try await next.handle(chunk, context: context)
-        var subjects = Set<String>()
-        for outcome in outcomes {
-            if case .forward(let event, _) = outcome, let subject = subject(of: event) { subjects.insert(subject) }
+        // The forwarded events and their subjects, found once.
+        var forwarded: [(index: Int, event: Event, subject: String?)] = []
+        for (index, outcome) in outcomes.enumerated() {
+            if case .forward(let event, _) = outcome { forwarded.append((index, event, subject(of: event))) }
         }
-        let hasAnonymous = outcomes.contains { if case .forward(let event, _) = $0 { subject(of: event) == nil } else { false } }
-        guard !subjects.isEmpty || hasAnonymous else { return outcomes }
+        guard !forwarded.isEmpty else { return outcomes }
+        let subjects = Set(forwarded.compactMap(\.subject))
         let records = subjects.isEmpty ? [:] : try await book.records(of: subjects)
-        for index in outcomes.indices {
-            guard case .forward(let event, _) = outcomes[index] else { continue }
-            let recorded = subject(of: event).flatMap { records[$0] } ?? []
+        for (index, event, subject) in forwarded {
+            let recorded = subject.flatMap { records[$0] } ?? []
             let carried = ConsentRule.carried(in: event.value, at: eventField, purpose: purpose)
             if !ConsentRule.allows(recorded: recorded, carried: carried, purpose: purpose, unknown: unknown) {
                 outcomes[index] = .drop(reason: Self.reason)

@@ -21,7 +21,8 @@ import SluiceRedis
 /// consent cache.
 public struct PrivacyFunction: HTTPFunction {
     let pool: PostgresPool
-    let book: ConsentBook
+    let redis: RedisClient
+    let keys: StreamKeys
     let masker: PIIMasker
     let logger: Logger
 
@@ -38,8 +39,8 @@ public struct PrivacyFunction: HTTPFunction {
         self.pool = pool
         self.logger = logger
         masker = PIIMasker(operators: [:], key: key)
-        // The book here is only an announcer: this function reads no consents through it.
-        book = ConsentBook(pool: pool, redis: redis, keys: keys, logger: logger)
+        self.redis = redis
+        self.keys = keys
     }
 
     /// The operation ids whose handlers write their own audit rows (with the change, and with the
@@ -95,7 +96,7 @@ public struct PrivacyFunction: HTTPFunction {
                 let rows = try connection.query("""
                     INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, $2, $3::boolean, 'api')
                     ON CONFLICT (subject, purpose) DO UPDATE SET granted = excluded.granted, source = 'api', updated_at = clock_timestamp()
-                    RETURNING \(Self.utc("updated_at"))
+                    RETURNING \(IngestFunction.iso("updated_at"))
                     """, [pseudonym, purpose, granted ? "true" : "false"])
                 try entry.write(on: connection)
                 return rows.scalar ?? ""
@@ -118,7 +119,7 @@ public struct PrivacyFunction: HTTPFunction {
             rows = try await pool.withTransaction { connection in
                 try entry.write(on: connection)
                 return try connection.query("""
-                    SELECT purpose, granted, source, \(Self.utc("updated_at")) FROM consents WHERE subject = $1 ORDER BY purpose
+                    SELECT purpose, granted, source, \(IngestFunction.iso("updated_at")) FROM consents WHERE subject = $1 ORDER BY purpose
                     """, [pseudonym])
             }
         } catch {
@@ -154,7 +155,7 @@ public struct PrivacyFunction: HTTPFunction {
                 let at = try connection.query("""
                     INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, '*', false, 'erasure')
                     ON CONFLICT (subject, purpose) DO UPDATE SET granted = false, source = 'erasure', updated_at = clock_timestamp()
-                    RETURNING \(Self.utc("updated_at"))
+                    RETURNING \(IngestFunction.iso("updated_at"))
                     """, [pseudonym]).scalar ?? ""
                 let audit = try AuditEntry(actor: actor, action: "eraseSubject", resource: "subjects/\(pseudonym)", subject: pseudonym,
                                            requestID: requestID, status: 200,
@@ -185,7 +186,7 @@ public struct PrivacyFunction: HTTPFunction {
     func announce(_ pseudonym: String) async {
         for attempt in 1...3 {
             do {
-                try await book.announce(pseudonym)
+                try await ConsentBook.announce(pseudonym, redis: redis, keys: keys)
                 return
             } catch {
                 if attempt == 3 {
@@ -226,7 +227,7 @@ public struct PrivacyFunction: HTTPFunction {
         let rows: PostgresRows
         do {
             rows = try await pool.query("""
-                SELECT id, \(Self.utc("at")), actor, action, resource, subject, request_id, status, detail::text
+                SELECT id, \(IngestFunction.iso("at")), actor, action, resource, subject, request_id, status, detail::text
                 FROM audit_log \(filter) ORDER BY id DESC LIMIT \(limit + 1)
                 """, parameters)
         } catch {
@@ -245,9 +246,5 @@ public struct PrivacyFunction: HTTPFunction {
         var page: JSONObject = ["entries": .array(entries)]
         if rows.rows.count > limit, let last = entries.last?["id"] { page["next_before"] = last }
         return JSONResponse(status: .ok, value: .object(page))
-    }
-
-    static func utc(_ column: String) -> String {
-        "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
     }
 }
