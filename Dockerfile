@@ -1,6 +1,12 @@
 # One image for every function: the command picks it (`serve validate`).
-# Build stage: the official Swift image with the C libraries' headers.
-FROM swift:6.3-bookworm AS build
+#   docker build -t sluice:latest .
+#   docker run --env-file .env sluice:latest serve validate
+
+# Build stage: the official Swift image with the four C libraries' headers.
+FROM swift:6.3.1-bookworm AS build
+# Versions are not pinned: the base image fixes the Debian release, and bookworm's security
+# updates replace package versions, so a pinned version would soon stop resolving.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libhiredis-dev libpq-dev libjwt-dev libcurl4-openssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
@@ -8,23 +14,26 @@ WORKDIR /src
 # Resolve dependencies in their own layer, so source edits do not refetch them.
 COPY Package.swift ./
 RUN swift package resolve
+# SwiftPM needs every declared target's folder, the test targets' included.
 COPY Sources ./Sources
 COPY Tests ./Tests
 RUN swift build -c release --product sluice --static-swift-stdlib \
  && install -D .build/release/sluice /out/sluice
 
-# Runtime stage: only the runtime libraries, the binary and the manifests.
+# Runtime stage: the four runtime libraries, CA certificates (HTTPS webhooks, SMTP STARTTLS),
+# the binary and the manifests. No shell tools: the health check is `sluice health`.
 FROM debian:bookworm-slim
+# hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libhiredis0.14 libpq5 libjwt0 libcurl4 ca-certificates curl \
+ && apt-get install -y --no-install-recommends libhiredis0.14 libpq5 libjwt0 libcurl4 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home /app sluice
+ && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home sluice
 WORKDIR /app
 COPY --from=build /out/sluice /usr/local/bin/sluice
 COPY functions ./functions
 ENV SLUICE_FUNCTIONS_DIR=/app/functions
-USER 10001
+USER 10001:10001
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=2s --retries=3 CMD ["curl", "-fsS", "http://127.0.0.1:8080/health/live"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["sluice", "health", "--port", "8080", "--path", "/health/live"]
 ENTRYPOINT ["sluice"]
-CMD ["serve", "intake"]
+CMD ["serve", "gateway"]

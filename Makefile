@@ -1,7 +1,7 @@
 # Sluice: `make dev` runs everything locally, `make test` proves it against real servers.
 SHELL := /bin/bash
 
-.PHONY: deps build dev test bench clean
+.PHONY: deps build dev test bench render clean
 
 deps:
 	scripts/install-deps.sh
@@ -17,6 +17,12 @@ test:
 
 bench: deps
 	scripts/bench.sh
+
+# Writes infra/ from functions/ (a test fails when it is out of date).
+render:
+	swift build -c release --product sluice
+	SLUICE_FUNCTIONS_DIR=functions .build/release/sluice render k8s > infra/k8s.yaml
+	SLUICE_FUNCTIONS_DIR=functions .build/release/sluice render compose > infra/compose.yaml
 
 clean:
 	rm -rf .build .sluice

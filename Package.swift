@@ -114,7 +114,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTests",
-            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP", "SluiceNotify"],
+            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP", "SluiceNotify", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         .testTarget(
@@ -130,6 +130,7 @@ let package = Package(
             dependencies: [
                 "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),

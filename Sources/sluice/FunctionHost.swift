@@ -15,7 +15,7 @@ import SluiceRedis
 /// server, run as services of one `ServiceGroup` that SIGTERM drains.
 struct FunctionHost {
     /// The longest a SIGTERM drain may take before the remaining work is cancelled.
-    static let drainLimit: Duration = .seconds(25)
+    static let drainLimit = DeploySettings.drainLimit
 
     let configuration: RuntimeConfiguration
     let logger: Logger

@@ -8,7 +8,8 @@ struct SluiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "A function runtime for data pipelines.",
-        subcommands: [ServeCommand.self, DevCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self, TokenCommand.self]
+        subcommands: [ServeCommand.self, DevCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self, TokenCommand.self,
+                      RenderCommand.self, HealthCommand.self]
     )
 
     /// Every command, servers and one-shot tools alike: a peer that closes its end must fail

@@ -15,6 +15,7 @@
 /// environment: {KEY: value}    # configuration values for the handler
 /// config: {...}                # free-form settings of the handler (rules, tables)
 /// counts_as: loaded            # events it forwards reach their end here: the job counter they add to
+/// deploy: {replicas: {min: 1, max: 8}, lag_count: 10}   # how `sluice render` deploys it (``DeploySettings``)
 /// ```
 public struct Manifest: Sendable, Equatable {
     /// How a function is invoked.
@@ -54,6 +55,8 @@ public struct Manifest: Sendable, Equatable {
     /// For a function at the end of a pipeline: the job counter (`loaded` or `quarantined`)
     /// that the events it forwards are added to, as they have reached their terminal state.
     public var countsAs: String?
+    /// How `sluice render` deploys the function.
+    public var deploy = DeploySettings()
     /// The file the manifest was read from (for error messages).
     public var file: String
 

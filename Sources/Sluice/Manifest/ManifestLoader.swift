@@ -59,7 +59,7 @@ public struct ManifestLoader: Sendable {
         var reader = Reader(file: file)
         let fields = try reader.fields(of: top, at: "", allowed: [
             "name", "handler", "description", "triggers", "outputs", "middleware", "batch", "linger",
-            "concurrency", "visibility_timeout", "retry", "environment", "config", "counts_as",
+            "concurrency", "visibility_timeout", "retry", "environment", "config", "counts_as", "deploy",
         ])
         var manifest = Manifest(name: name, handler: "", file: file)
         if let node = fields["name"] {
@@ -98,6 +98,7 @@ public struct ManifestLoader: Sendable {
             }
             manifest.countsAs = value
         }
+        if let node = fields["deploy"] { manifest.deploy = try reader.deploy(node, streamTriggered: manifest.inputStream != nil) }
         for output in manifest.outputs where !Self.isValidStreamName(output) {
             throw ManifestError(.badValue, file: file, key: "outputs", message: "'\(output)' is not a valid stream name (use letters, digits, '-', '_', '.')")
         }
@@ -226,6 +227,53 @@ private struct Reader {
                         "must not be shorter than retry.initial_backoff")
         }
         return policy
+    }
+
+    mutating func deploy(_ node: Node, streamTriggered: Bool) throws -> DeploySettings {
+        guard let mapping = node.mapping else { throw error(.badValue, "deploy", node, "must be a mapping") }
+        let fields = try self.fields(of: mapping, at: "deploy", allowed: ["replicas", "lag_count", "cpu_utilization", "resources"])
+        var settings = DeploySettings()
+        if let replicas = fields["replicas"] {
+            guard let map = replicas.mapping else { throw error(.badValue, "deploy.replicas", replicas, "must be {min: N, max: N}") }
+            let bounds = try self.fields(of: map, at: "deploy.replicas", allowed: ["min", "max"])
+            if let n = bounds["min"] {
+                guard n.scalar != nil, let value = n.int, value >= 0 else { throw error(.badValue, "deploy.replicas.min", n, "must be a whole number, 0 or more") }
+                // Only KEDA scales from zero, on stream lag: an HTTP function needs a replica to answer.
+                guard value >= 1 || streamTriggered else { throw error(.badValue, "deploy.replicas.min", n, "must be at least 1 for a function without a stream trigger") }
+                settings.minReplicas = value
+            }
+            if let n = bounds["max"] { settings.maxReplicas = try positiveInt(n, at: "deploy.replicas.max") }
+            guard settings.maxReplicas >= settings.minReplicas else {
+                throw error(.badValue, "deploy.replicas.max", bounds["max"] ?? replicas, "must not be less than deploy.replicas.min")
+            }
+        }
+        if let n = fields["lag_count"] { settings.lagCount = try positiveInt(n, at: "deploy.lag_count") }
+        if let n = fields["cpu_utilization"] {
+            let value = try positiveInt(n, at: "deploy.cpu_utilization")
+            guard value <= 100 else { throw error(.badValue, "deploy.cpu_utilization", n, "must be a percentage from 1 to 100") }
+            settings.cpuUtilization = value
+        }
+        if let resources = fields["resources"] {
+            guard let map = resources.mapping else { throw error(.badValue, "deploy.resources", resources, "must be {requests: {...}, limits: {...}}") }
+            let kinds = try self.fields(of: map, at: "deploy.resources", allowed: ["requests", "limits"])
+            if let n = kinds["requests"] { settings.requests = try self.resources(n, at: "deploy.resources.requests", default: settings.requests) }
+            if let n = kinds["limits"] { settings.limits = try self.resources(n, at: "deploy.resources.limits", default: settings.limits) }
+        }
+        return settings
+    }
+
+    mutating func resources(_ node: Node, at path: String, default fallback: DeploySettings.Resources) throws -> DeploySettings.Resources {
+        guard let map = node.mapping else { throw error(.badValue, path, node, "must be {cpu: ..., memory: ...}") }
+        let fields = try self.fields(of: map, at: path, allowed: ["cpu", "memory"])
+        var result = fallback
+        for (key, value) in fields {
+            let text = try string(value, at: "\(path).\(key)")
+            guard DeploySettings.isQuantity(text) else {
+                throw error(.badValue, "\(path).\(key)", value, "'\(text)' is not a Kubernetes quantity (write e.g. 250m, 1, 512Mi)")
+            }
+            if key == "cpu" { result.cpu = text } else { result.memory = text }
+        }
+        return result
     }
 
     func environment(_ node: Node) throws -> [String: String] {
