@@ -118,6 +118,15 @@ public enum TraceContext {
         return header
     }
 
+    /// `id` when it is a trace id as `traceparent` carries it: 32 lowercase hex digits, not all zero.
+    public static func validTraceID(_ id: String) -> String? {
+        guard id.utf8.count == 32, id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }), id.contains(where: { $0 != "0" }) else { return nil }
+        return id
+    }
+
+    /// A `traceparent` continuing trace `traceID` with a new span id.
+    public static func traceparent(traceID: String) -> String { "00-\(traceID)-\(randomHex(words: 1))-01" }
+
     /// A new `traceparent` starting a sampled trace.
     public static func newTraceparent() -> String { "00-\(newTraceID())-\(randomHex(words: 1))-01" }
 

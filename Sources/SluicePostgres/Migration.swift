@@ -316,6 +316,11 @@ extension Migration {
             CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
             CREATE INDEX deliveries_job ON deliveries (job_id);
             """),
+        Migration(version: 11, name: "delivery trace ids", sql: """
+            -- The W3C trace id of the upload a delivery announces: webhooks and callbacks carry it
+            -- as `traceparent`, so that a receiver's spans join the upload's trace.
+            ALTER TABLE deliveries ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
+            """),
     ]
 
     /// The newest version of this build.

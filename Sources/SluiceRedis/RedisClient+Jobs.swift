@@ -32,7 +32,14 @@ enum JobScripts {
           local counts = job_counts(job)
           local event = {job_id = string.match(job, ':job:(.+)$'), status = status, counts = counts, finished_at = ms}
           if err then event['error'] = err end
-          redis.call('XADD', stream, '*', 'v', '1', 'n', '1', 'events', '[' .. cjson.encode(event) .. ']')
+          -- The upload's trace id follows the announcement to job-recorder and notify. No `job`
+          -- field: the entry is about the job, not a chunk of it, and must not be dropped with it.
+          local trace = redis.call('HGET', job, 'trace')
+          if trace then
+            redis.call('XADD', stream, '*', 'v', '1', 'n', '1', 'trace', trace, 'events', '[' .. cjson.encode(event) .. ']')
+          else
+            redis.call('XADD', stream, '*', 'v', '1', 'n', '1', 'events', '[' .. cjson.encode(event) .. ']')
+          end
         end
         local function settle(job, stream)
           if redis.call('HGET', job, 'state') ~= 'processing' then return 0 end
@@ -95,9 +102,12 @@ enum JobScripts {
 }
 
 extension RedisClient {
-    /// Opens job `jobID` in state `received`.
-    public func beginJob(_ jobID: String, keys: StreamKeys = StreamKeys()) async throws {
-        _ = try await send(["HSET", RedisArgument(keys.job(jobID)), "state", "received"])
+    /// Opens job `jobID` in state `received`, remembering the upload's trace id for the
+    /// announcement of its end.
+    public func beginJob(_ jobID: String, traceID: String? = nil, keys: StreamKeys = StreamKeys()) async throws {
+        var arguments: [RedisArgument] = ["HSET", RedisArgument(keys.job(jobID)), "state", "received"]
+        if let traceID { arguments += ["trace", RedisArgument(traceID)] }
+        _ = try await send(arguments)
     }
 
     /// Records that the body held `received` records and moves the job to `processing` (or

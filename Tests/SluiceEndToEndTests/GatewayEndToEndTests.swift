@@ -384,11 +384,14 @@ struct GatewayEndToEndTests {
                 }
                 #expect(status == "completed")
                 #expect(try await fixture.warehouseRows(job: job) == 1)
-                // Every stage logged the chunk with the caller's trace id.
-                let traced = dev.log.split(separator: "\n").filter { $0.contains("chunk acknowledged") && $0.contains("trace=4bf92f3577b34da6a3ce929d0e0e4736") }
-                for stage in ["validate", "enrich", "transform", "load"] {
-                    #expect(traced.contains { $0.contains("function=\(stage)") }, "no traced line of \(stage)")
-                }
+                // Every stage logged the chunk, as a JSON line, with the caller's trace id.
+                let traced = jsonLogLines(dev.log).filter { $0["msg"] == "chunk acknowledged" && $0["trace"] == "4bf92f3577b34da6a3ce929d0e0e4736" }
+                #expect(Set(traced.compactMap { $0["function"] }).isSuperset(of: ["validate", "enrich", "transform", "load"]),
+                        "traced lines: \(traced)")
+                let stages: Set<String?> = ["validate", "enrich", "transform", "load"]
+                #expect(traced.filter { stages.contains($0["function"]) }.allSatisfy { $0["job"] == job }, "every stage's traced line names the job")
+                // The job's end, announced on the jobs stream, carries the trace on to job-recorder and notify.
+                #expect(traced.contains { $0["function"] == "jobs" }, "traced lines: \(traced.map { $0["function"] ?? "?" })")
             }())
         } catch {
             result = .failure(error)

@@ -1,5 +1,6 @@
 import Foundation
 import Sluice
+import SluiceHTTP
 import SluiceNotify
 import Testing
 
@@ -84,21 +85,26 @@ struct NotifyEndToEndTests {
                 "SLUICE_WEBHOOK_URL": "\(base)/hook", "SLUICE_SLACK_WEBHOOK_URL": "\(base)/slack",
                 "SLUICE_SMTP_URL": "smtp://127.0.0.1:\(smtpPort)?starttls=off",
                 "SLUICE_NOTIFY_EMAIL_FROM": "sluice@example.test", "SLUICE_NOTIFY_EMAIL_TO": "ops@example.test,data@example.test",
+                "SLUICE_LOG_LEVEL": "debug",
             ])
 
             func event(_ id: String) -> String {
                 #"{"metadata":{"event_id":"\#(id)","timestamp":"\#(ISO8601DateFormatter().string(from: Date()))","version":"1","source":"e2e"},"user":{"id":"u-n1"},"payload":{"event_type":"click"}}"#
             }
-            func upload(_ ids: [String], callback: String) async throws -> String {
+            func upload(_ ids: [String], callback: String, traceparent: String? = nil) async throws -> String {
+                var headers = ["Content-Type": "application/x-ndjson", "X-Callback-Url": callback]
+                if let traceparent { headers["traceparent"] = traceparent }
                 let response = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/ingest"), body: Data(ids.map(event).joined(separator: "\n").utf8),
-                                                      headers: ["Content-Type": "application/x-ndjson", "X-Callback-Url": callback])
+                                                      headers: headers)
                 #expect(response.status == 202, "\(response.text)")
                 let id = try #require(try JSONParser().parse(Array(response.body))["job_id"]?.stringValue)
                 #expect(try await fixture.waitForJob(id)["status"]?.stringValue == "completed")
                 return id
             }
             // A callback that fails twice, one that always fails, one that asks to wait.
-            let flaky = try await upload(["n-1", "n-2", "n-3"], callback: "\(base)/fail-twice?token=abc")
+            let trace = "0af7651916cd43dd8448eb211c80319c"
+            let flaky = try await upload(["n-1", "n-2", "n-3"], callback: "\(base)/fail-twice?token=abc",
+                                         traceparent: "00-\(trace)-b7ad6b7169203331-01")
             let broken = try await upload(["n-4"], callback: "\(base)/always-500")
             let patient = try await upload(["n-5"], callback: "\(base)/retry-after")
 
@@ -142,6 +148,15 @@ struct NotifyEndToEndTests {
             #expect(Set(flakyCalls.map(\.body)).count == 1)
             #expect(Set(flakyCalls.compactMap { $0.headers["sluice-delivery"] }).count == 1)
             #expect(flakyCalls.map { $0.headers["sluice-attempt"] ?? "" } == ["1", "2", "3"])
+            // The upload's trace reaches the receivers: the webhook and every callback attempt
+            // continue it (trace id kept, a new span id each).
+            let traced = flakyCalls + hooks.filter { $0.json["data"]?["job_id"]?.stringValue == flaky }
+            #expect(traced.count == 4)
+            #expect(traced.allSatisfy { TraceContext.traceID(fromTraceparent: $0.headers["traceparent"] ?? "") == trace },
+                    "\(traced.map { $0.headers["traceparent"] ?? "none" })")
+            #expect(Set(traced.compactMap { $0.headers["traceparent"] }).count == 4, "a new span id per attempt")
+            // The jobs stream carried it too: notify logged the job's end with it.
+            #expect(jsonLogLines(fixture.processes["notify"]!.log).contains { $0["msg"] == "chunk acknowledged" && $0["trace"] == trace && $0["function"] == "notify" })
             for call in flakyCalls {
                 #expect(WebhookSignature.verify(header: call.headers["sluice-signature"] ?? "", body: call.body, secret: secret, now: now))
             }

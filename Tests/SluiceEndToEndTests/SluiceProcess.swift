@@ -1,4 +1,5 @@
 import Foundation
+import Sluice
 
 /// A child process started with `posix_spawn` and reaped with `waitpid`. Foundation's
 /// `Process` is not used: on Linux its exit monitoring was seen to miss a child's exit and
@@ -154,4 +155,14 @@ func makeTemporaryDirectory(_ prefix: String) throws -> String {
     let path = NSTemporaryDirectory() + "sluice-\(prefix)-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
+}
+
+/// The JSON log lines of a process's output (other lines skipped), each as its string fields.
+func jsonLogLines(_ log: String) -> [[String: String]] {
+    log.split(separator: "\n").compactMap { line -> [String: String]? in
+        guard line.hasPrefix("{"), case .object(let object)? = try? JSONParser().parse(Array(line.utf8)) else { return nil }
+        var fields: [String: String] = [:]
+        for (key, value) in object { if let text = value.stringValue { fields[key] = text } }
+        return fields
+    }
 }

@@ -11,6 +11,8 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     public var functionsDirectory: String
     /// `SLUICE_LOG_LEVEL`, default `info`.
     public var logLevel: Logger.Level
+    /// `SLUICE_LOG_FORMAT`: `json` (the default: one JSON object per line) or `text`.
+    public var logFormat: LogFormat = .json
     /// The hash tag every Redis key of the pipeline shares, so that the forward-and-ack
     /// script touches one Redis Cluster slot. Default `sluice`.
     public var hashTag: String
@@ -63,6 +65,7 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         if let v = environment["SLUICE_DATABASE_URL"], !v.isEmpty { databaseURL = v }
         if let v = environment["SLUICE_FUNCTIONS_DIR"], !v.isEmpty { functionsDirectory = v }
         if let v = environment["SLUICE_LOG_LEVEL"], let level = Logger.Level(rawValue: v.lowercased()) { logLevel = level }
+        if let v = environment["SLUICE_LOG_FORMAT"], let format = LogFormat(rawValue: v.lowercased()) { logFormat = format }
         if let v = environment["SLUICE_JWT_SECRET"], !v.isEmpty { jwtSecret = v }
         if let v = environment["SLUICE_JWT_PUBLIC_KEY"], !v.isEmpty { jwtPublicKeyPath = v }
         if let v = environment["SLUICE_JWT_ISSUER"], !v.isEmpty { jwtIssuer = v }
@@ -104,4 +107,13 @@ extension String {
               let colon = self[scheme.upperBound..<at].firstIndex(of: ":") else { return self }
         return String(self[..<self.index(after: colon)]) + "***" + String(self[at...])
     }
+}
+
+
+/// How log records are written.
+public enum LogFormat: String, Sendable {
+    /// One JSON object per line (``JSONLogHandler``), for collectors.
+    case json
+    /// swift-log's human-readable lines.
+    case text
 }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import CoreMetrics
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -123,21 +124,29 @@ struct GatewayMiddleware: RouterMiddleware {
 
         var responseHeaders = HTTPFields()
         responseHeaders[GatewayHeaders.requestID] = requestID
+        let started = ContinuousClock.now
+        // The route's template (`/api/v1/jobs/{id}`), never the path: paths carry ids and subjects.
+        var routeLabel = "unmatched"
         var response: Response
         do {
-            response = try await route(request, head: head, context: context, responseHeaders: &responseHeaders, next: next)
+            response = try await route(request, head: head, context: context, responseHeaders: &responseHeaders, routeLabel: &routeLabel, next: next)
         } catch let problem as Problem {
             var problem = problem
             for field in responseHeaders { problem.headers[field.name] = field.value }
+            GatewayMetrics.request(method: request.method.rawValue, route: routeLabel, status: Int(problem.status.code), since: started)
             return try problem.response(from: Request(head: head, body: request.body), context: context)
+        } catch {
+            GatewayMetrics.request(method: request.method.rawValue, route: routeLabel, status: 500, since: started)
+            throw error
         }
         for field in responseHeaders where response.headers[field.name] == nil {
             response.headers[field.name] = field.value
         }
+        GatewayMetrics.request(method: request.method.rawValue, route: routeLabel, status: Int(response.status.code), since: started)
         return response
     }
 
-    private func route(_ request: Request, head: HTTPRequest, context: Context, responseHeaders: inout HTTPFields,
+    private func route(_ request: Request, head: HTTPRequest, context: Context, responseHeaders: inout HTTPFields, routeLabel: inout String,
                        next: (Request, Context) async throws -> Response) async throws -> Response {
         var head = head
         let policy = gateway.policy
@@ -150,6 +159,7 @@ struct GatewayMiddleware: RouterMiddleware {
                           headers: [GatewayHeaders.allow: methods.joined(separator: ", ")])
         case .route(let matched):
             route = matched
+            routeLabel = matched.path
         }
         if !route.isPublic {
             let token: VerifiedToken
@@ -157,14 +167,16 @@ struct GatewayMiddleware: RouterMiddleware {
                 token = try gateway.verifier.verify(authorization: request.headers[.authorization])
             } catch {
                 context.logger.debug("token refused", metadata: ["reason": .string(error.rawValue)])
+                GatewayMetrics.authFailure(error.rawValue)
                 throw Problem(.unauthorized, code: error == .missing ? "missing_token" : "invalid_token", detail: error.clientDescription,
                               headers: [GatewayHeaders.wwwAuthenticate: #"Bearer realm="sluice", error="invalid_token", error_description="\#(error.clientDescription)""#])
             }
             guard !route.roles.isDisjoint(with: token.roles) else {
+                GatewayMetrics.authFailure("forbidden")
                 throw Problem(.forbidden, code: "forbidden", detail: "this route needs one of the roles: \(route.roles.sorted().joined(separator: ", "))")
             }
             if let limit = policy.rateLimit(for: token.roles) {
-                try await spend(limit, subject: token.subject, context: context, responseHeaders: &responseHeaders)
+                try await spend(limit, subject: token.subject, route: route.path, context: context, responseHeaders: &responseHeaders)
             }
             head.headerFields[GatewayHeaders.subject] = token.subject
             head.headerFields[GatewayHeaders.roles] = token.roles.sorted().joined(separator: ",")
@@ -181,7 +193,7 @@ struct GatewayMiddleware: RouterMiddleware {
     /// Takes a token from the subject's bucket; 429 when it is empty. When Redis cannot be
     /// reached the request passes (a limiter outage must not take the API down) and a warning
     /// is logged once per outage.
-    private func spend(_ limit: GatewayPolicy.RateLimit, subject: String, context: Context, responseHeaders: inout HTTPFields) async throws {
+    private func spend(_ limit: GatewayPolicy.RateLimit, subject: String, route: String, context: Context, responseHeaders: inout HTTPFields) async throws {
         let key = gateway.keys.rateLimit(SHA256.hex(subject.utf8))
         let decision: RedisClient.RateLimitDecision
         do {
@@ -199,6 +211,7 @@ struct GatewayMiddleware: RouterMiddleware {
         responseHeaders[GatewayHeaders.rateLimitReset] = String(Self.wholeSeconds(decision.resetAfter))
         guard decision.allowed else {
             responseHeaders[GatewayHeaders.retryAfter] = String(max(1, Self.wholeSeconds(decision.retryAfter)))
+            GatewayMetrics.rateLimited(route: route)
             throw Problem(.tooManyRequests, code: "rate_limited", detail: "too many requests; retry after the time in Retry-After")
         }
     }
@@ -215,5 +228,35 @@ struct GatewayMiddleware: RouterMiddleware {
                   || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
                   || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) else { return nil }
         return value
+    }
+}
+
+/// The gateway's metrics. Labels are route templates, methods, status codes and fixed reasons:
+/// never a path, a subject or a token.
+///
+/// | name | type | labels |
+/// |---|---|---|
+/// | `sluice_gateway_requests_total` | counter | method, route, status |
+/// | `sluice_gateway_request_duration_seconds` | histogram | route |
+/// | `sluice_gateway_auth_failures_total` | counter | reason (`missing`, `expired`, `bad_signature`, …, `forbidden`) |
+/// | `sluice_gateway_rate_limited_total` | counter | route |
+enum GatewayMetrics {
+    static func request(method: String, route: String, status: Int, since started: ContinuousClock.Instant) {
+        Counter(label: "sluice_gateway_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))]).increment()
+        Timer(label: "sluice_gateway_request_duration_seconds", dimensions: [("route", route)], preferredDisplayUnit: .seconds)
+            .recordNanoseconds(Self.nanoseconds(ContinuousClock.now - started))
+    }
+
+    static func authFailure(_ reason: String) {
+        Counter(label: "sluice_gateway_auth_failures_total", dimensions: [("reason", reason)]).increment()
+    }
+
+    static func rateLimited(route: String) {
+        Counter(label: "sluice_gateway_rate_limited_total", dimensions: [("route", route)]).increment()
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

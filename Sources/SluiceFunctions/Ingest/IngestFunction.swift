@@ -132,7 +132,7 @@ public struct IngestFunction: HTTPFunction {
             try await pool.query(
                 "INSERT INTO jobs (id, status, format, content_type, counts, callback_url) VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb, $4)",
                 [jobID, format.rawValue, contentType.map { String($0.prefix(200)) }, callback])
-            try await redis.beginJob(jobID, keys: keys)
+            try await redis.beginJob(jobID, traceID: traceID, keys: keys)
         } catch {
             throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the job store is not available; try again")
         }

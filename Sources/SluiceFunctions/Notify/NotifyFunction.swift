@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Sluice
+import SluiceHTTP
 import SluiceNotify
 import SluicePostgres
 
@@ -56,7 +57,7 @@ public struct NotifyFunction: EventFunction {
                 continue
             }
             do {
-                try await record(notice)
+                try await record(notice, traceID: context.traceID.flatMap(TraceContext.validTraceID))
             } catch let error as PostgresError {
                 throw FunctionError.retryable(error.code.rawValue, error.sqlState.map { "SQLSTATE \($0)" } ?? "database error")
             }
@@ -67,7 +68,7 @@ public struct NotifyFunction: EventFunction {
 
     /// One row per configured channel, and one for the job's callback URL if it has one; every
     /// target labelled by ``NotifySettings/label(_:)``.
-    func record(_ notice: JobNotice) async throws {
+    func record(_ notice: JobNotice, traceID: String? = nil) async throws {
         let configured: [(channel: String, target: String)] = [
             settings.webhookURL.map { ("webhook", NotifySettings.label($0)) },
             settings.slackWebhookURL.map { _ in ("slack", "slack") },
@@ -80,14 +81,14 @@ public struct NotifyFunction: EventFunction {
                 rows.append(("callback", NotifySettings.label(callback)))
             }
             guard !rows.isEmpty else { return }
-            var parameters: [String?] = [notice.jobID, notice.type, payload]
+            var parameters: [String?] = [notice.jobID, notice.type, payload, traceID]
             var values: [String] = []
             for row in rows {
                 parameters += [row.channel, row.target]
-                values.append("($1::uuid, $2, $\(parameters.count - 1), $\(parameters.count), $3::jsonb)")
+                values.append("($1::uuid, $2, $\(parameters.count - 1), $\(parameters.count), $3::jsonb, $4)")
             }
             _ = try connection.query("""
-                INSERT INTO deliveries (job_id, event, channel, target, payload) VALUES \(values.joined(separator: ", "))
+                INSERT INTO deliveries (job_id, event, channel, target, payload, trace_id) VALUES \(values.joined(separator: ", "))
                 ON CONFLICT (job_id, event, channel) DO NOTHING
                 """, parameters)
         }
@@ -205,6 +206,7 @@ final class DeliveryWorker: Service, Sendable {
         var payload: JSONValue
         var attempt: Int
         var callbackURL: String?
+        var traceID: String? = nil
     }
 
     /// The result of one attempt.
@@ -244,12 +246,12 @@ final class DeliveryWorker: Service, Sendable {
                   ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) due
             WHERE d.id = due.id
             RETURNING d.id, d.job_id, d.channel, d.payload::text, d.attempts,
-                      (SELECT callback_url FROM jobs WHERE jobs.id = d.job_id)
+                      (SELECT callback_url FROM jobs WHERE jobs.id = d.job_id), d.trace_id
             """, [String(settings.parallel), lease])
         let due = rows.rows.compactMap { row -> Due? in
             guard let id = row[0], let job = row[1], let channel = row[2], let text = row[3],
                   let payload = try? JSONParser().parse(text), let attempt = row[4].flatMap({ Int($0) }) else { return nil }
-            return Due(id: id, jobID: job, channel: channel, payload: payload, attempt: attempt, callbackURL: row[5])
+            return Due(id: id, jobID: job, channel: channel, payload: payload, attempt: attempt, callbackURL: row[5], traceID: row[6])
         }
         await withTaskGroup(of: Void.self) { group in
             for delivery in due {
@@ -292,7 +294,9 @@ final class DeliveryWorker: Service, Sendable {
             }
             let body = NotificationMessage.webhook(notice, deliveryID: delivery.id)
             let timestamp = Int64(Date().timeIntervalSince1970)
-            return await post(url, body: body, headers: [
+            // The upload's trace continues at the receiver (a new span id per attempt).
+            let trace = delivery.traceID.map { ["traceparent: \(TraceContext.traceparent(traceID: $0))"] } ?? []
+            return await post(url, body: body, headers: trace + [
                 "Content-Type: application/json", "User-Agent: sluice-notify",
                 "\(WebhookSignature.header): \(WebhookSignature.sign(body: body, timestamp: timestamp, secret: settings.secret))",
                 "Sluice-Delivery: \(delivery.id)", "Sluice-Event: \(notice.type)", "Sluice-Attempt: \(delivery.attempt)",
