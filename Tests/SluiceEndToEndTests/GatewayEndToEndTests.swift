@@ -130,6 +130,22 @@ struct GatewayEndToEndTests {
             // A scheme other than Bearer is refused the same way.
             let basic = try await HTTP.request("GET", fixture.url("gateway", "/api/v1/jobs"), headers: ["Authorization": "Basic dXNlcjpwYXNz"])
             #expect(basic.status == 401)
+
+            // Every refusal is counted by its reason, every request by route and status; no label
+            // holds a token, a subject or a path.
+            let text = try await HTTP.request("GET", fixture.url("gateway", "/metrics")).text
+            let series = metricSeries(text)
+            #expect(series[#"sluice_gateway_requests_total{method="GET",route="/api/v1/jobs",status="200"}"#] == 1)
+            #expect(series[#"sluice_gateway_requests_total{method="GET",route="/api/v1/jobs",status="401"}"#] == 13)
+            #expect(series[#"sluice_gateway_request_duration_seconds_count{route="/api/v1/jobs"}"#] == 14)
+            #expect(series[#"sluice_gateway_auth_failures_total{reason="expired"}"#] == 2)
+            for reason in ["missing", "not_yet_valid", "missing_exp", "wrong_issuer", "wrong_audience"] {
+                #expect(series["sluice_gateway_auth_failures_total{reason=\"\(reason)\"}"] == 1, "\(reason)")
+            }
+            #expect(series[#"sluice_gateway_auth_failures_total{reason="bad_signature"}"#] == 2, "another key, and tampered claims")
+            let refusals = series.filter { $0.key.hasPrefix("sluice_gateway_auth_failures_total{") }.values.reduce(0, +)
+            #expect(refusals == 13, "\(series.filter { $0.key.hasPrefix("sluice_gateway_auth_failures_total") })")
+            #expect(!text.contains("corpus") && !text.contains("Bearer") && !text.contains("evil"))
         }
     }
 
@@ -287,6 +303,13 @@ struct GatewayEndToEndTests {
             #expect(retryAfter >= 90 && retryAfter <= 100, "Retry-After \(retryAfter) (one token per 100 s)")
             #expect(refused.headers["ratelimit-limit"] == "10")
             #expect(refused.headers["ratelimit-remaining"] == "0")
+            // Each gateway counted the three requests it refused.
+            for name in ["gateway", "gateway-2"] {
+                let series = metricSeries(try await HTTP.request("GET", fixture.url(name, "/metrics")).text)
+                #expect(series[#"sluice_gateway_rate_limited_total{route="/api/v1/jobs"}"#] == 3, "\(name)")
+                #expect(series[#"sluice_gateway_requests_total{method="GET",route="/api/v1/jobs",status="429"}"#] == 3, "\(name)")
+                #expect(series[#"sluice_gateway_requests_total{method="GET",route="/api/v1/jobs",status="200"}"#] == 5, "\(name)")
+            }
             // The budget is per subject: another caller is not held back.
             let other = try await Self.cliToken(fixture, subject: "another-user", roles: "ingest")
             #expect(try await Self.get(fixture, "/api/v1/jobs", via: "gateway-2", token: other).status == 200)

@@ -9,7 +9,9 @@ final class Child: @unchecked Sendable {
     let pid: pid_t
     private var status: Int32?
 
-    init(_ binary: String, _ arguments: [String], environment: [String: String],
+    /// Starts `binary`; its environment is the test's with `environment` added, or, with
+    /// `inherit` false, `environment` alone (as a container gets it).
+    init(_ binary: String, _ arguments: [String], environment: [String: String], inherit: Bool = true,
          stdin: String = "/dev/null", stdout: String, stderr: String) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -17,7 +19,7 @@ final class Child: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let merged = inherit ? ProcessInfo.processInfo.environment.merging(environment) { $1 } : environment
         let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + arguments).map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { for p in argv + envp { free(p) } }
@@ -59,11 +61,12 @@ final class SluiceProcess: Sendable {
     let logPath: String
 
     /// Starts `sluice ARGUMENTS` with `environment` added to the test's environment.
-    init(binary: String, arguments: [String], environment: [String: String], name: String, port: Int, logDirectory: String) throws {
+    init(binary: String, arguments: [String], environment: [String: String], inherit: Bool = true, name: String, port: Int,
+         logDirectory: String) throws {
         self.name = name
         self.port = port
         logPath = "\(logDirectory)/\(name)-\(port)-\(UUID().uuidString.prefix(6)).log"
-        child = try Child(binary, arguments, environment: environment, stdout: logPath, stderr: logPath)
+        child = try Child(binary, arguments, environment: environment, inherit: inherit, stdout: logPath, stderr: logPath)
     }
 
     /// `sluice serve NAME --port PORT`.
@@ -165,4 +168,14 @@ func jsonLogLines(_ log: String) -> [[String: String]] {
         for (key, value) in object { if let text = value.stringValue { fields[key] = text } }
         return fields
     }
+}
+
+/// The samples of a Prometheus text exposition, by series (`name{labels}` as written).
+func metricSeries(_ text: String) -> [String: Double] {
+    var series: [String: Double] = [:]
+    for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+        guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+        series[String(line[..<space])] = value
+    }
+    return series
 }
