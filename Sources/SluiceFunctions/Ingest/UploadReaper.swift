@@ -24,11 +24,13 @@ struct UploadReaper: Service {
     let logger: Logger
     let fail: @Sendable (_ jobID: String, _ code: String) async -> Void
 
+    /// Ends without an error on graceful shutdown: a service that throws (a `CancellationError`
+    /// from its sleep) would fail the whole process, which then exits 1 after SIGTERM.
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await self.reapOnce()
-                try await Task.sleep(for: self.interval)
+                try? await Task.sleep(for: self.interval)
             }
         }
     }

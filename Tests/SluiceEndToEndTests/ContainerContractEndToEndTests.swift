@@ -1,0 +1,183 @@
+import Foundation
+import Sluice
+import Testing
+import Yams
+
+/// Every function started exactly as `sluice render compose` says its container starts: the
+/// service's command and environment and nothing else (no inherited variables), each a separate
+/// process. The only changes are the ones a container network makes for free: service host
+/// names (`redis`, `postgres`, `ingest`, …) become this machine's test servers and ports, each
+/// process gets its own port on 127.0.0.1 (`--port P --host 127.0.0.1` appended), and
+/// `/app/functions` (where the image copies `functions/`) is the repository's `functions/`.
+@Suite(.serialized) struct ContainerContractEndToEndTests {
+    static let image = "sluice:e2e"
+    static let jwtSecret = "the container tests' JWT secret, 32+ bytes long"
+
+    /// A rendered compose service that runs the sluice image.
+    struct Service {
+        let name: String
+        let command: [String]
+        let environment: [String: String]
+    }
+
+    /// `${NAME:?message}`, `${NAME:-default}` and `${NAME}` as Compose interpolates them.
+    static func interpolate(_ text: String, _ variables: [String: String]) throws -> String {
+        var out = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "${") {
+            out += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else { throw TestSetupError("unclosed ${ in \(text)") }
+            let body = rest[start.upperBound..<end]
+            if let separator = body.range(of: ":?") {
+                let name = String(body[..<separator.lowerBound])
+                guard let value = variables[name], !value.isEmpty else { throw TestSetupError("compose requires \(name): \(body[separator.upperBound...])") }
+                out += value
+            } else if let separator = body.range(of: ":-") {
+                let value = variables[String(body[..<separator.lowerBound])] ?? ""
+                out += value.isEmpty ? String(body[separator.upperBound...]) : value
+            } else {
+                out += variables[String(body)] ?? ""
+            }
+            rest = rest[rest.index(after: end)...]
+        }
+        return out + rest
+    }
+
+    static func services(variables: [String: String]) async throws -> (services: [Service], all: [String]) {
+        let environment = try TestEnvironment.get()
+        let rendered = try await runCommand(environment.binary, ["render", "compose", "--image", image],
+                                            environment: ["SLUICE_FUNCTIONS_DIR": "\(environment.packageRoot)/functions"])
+        guard rendered.status == 0, let document = try Yams.load(yaml: rendered.output) as? [String: Any],
+              let services = document["services"] as? [String: Any]
+        else { throw TestSetupError("sluice render compose failed: \(rendered.error)") }
+        var result: [Service] = []
+        for (name, value) in services {
+            guard let service = value as? [String: Any], service["image"] as? String == image else { continue }
+            guard let command = service["command"] as? [String], let variablesOfService = service["environment"] as? [String: String] else {
+                throw TestSetupError("service \(name) has no command or environment")
+            }
+            var resolved: [String: String] = [:]
+            for (key, text) in variablesOfService { resolved[key] = try interpolate(text, variables) }
+            result.append(Service(name: name, command: command, environment: resolved))
+        }
+        return (result.sorted { $0.name < $1.name }, services.keys.sorted())
+    }
+
+    @Test func everyFunctionRunsAsItsContainerWould() async throws {
+        let environment = try TestEnvironment.get()
+        let root = environment.packageRoot
+        let directory = try makeTemporaryDirectory("containers")
+        let databaseURL = try await environment.freshDatabase("sluice_e2e_containers")
+        let clients = try TestClients(environment: environment, db: 6, databaseURL: databaseURL)
+        try await clients.redis.send(["FLUSHDB"])
+        let (services, all) = try await Self.services(variables: [
+            "POSTGRES_PASSWORD": "not-used-here", "SLUICE_JWT_SECRET": Self.jwtSecret, "SLUICE_PSEUDONYM_KEY": PipelineFixture.pseudonymKey,
+            "SLUICE_WEBHOOK_SECRET": PipelineFixture.webhookSecret, "SLUICE_LOG_LEVEL": "debug",
+        ])
+        let functions = try ManifestLoader(functionsDirectory: "\(root)/functions").functionNames()
+        // Compose names every function, and runs each with `serve NAME`.
+        #expect(services.filter { $0.name != "migrate" }.map(\.name) == functions)
+        #expect(all == (functions + ["migrate", "postgres", "prometheus", "redis"]).sorted())
+        for service in services where service.name != "migrate" { #expect(service.command == ["serve", service.name]) }
+        let migrate = try #require(services.first { $0.name == "migrate" })
+        #expect(migrate.command == ["migrate"])
+
+        var ports: [String: Int] = [:]
+        for name in functions { ports[name] = freePort() }
+        /// The service's environment with the container network's names resolved to this machine.
+        func local(_ service: Service) throws -> [String: String] {
+            var mapped: [String: String] = [:]
+            for (key, value) in service.environment {
+                if value.hasPrefix("redis://redis:6379/") {
+                    mapped[key] = environment.redisURL(db: 6)
+                } else if value.contains("@postgres:5432/") {
+                    mapped[key] = databaseURL
+                } else if value == "/app/functions" {
+                    mapped[key] = "\(root)/functions"
+                } else if let host = ports.keys.first(where: { value == "http://\($0):8080" }) {
+                    mapped[key] = "http://127.0.0.1:\(ports[host]!)"
+                } else {
+                    for host in all where value.contains("//\(host):") || value.contains("@\(host):") {
+                        throw TestSetupError("\(service.name): \(key) points at \(host), which the test does not map")
+                    }
+                    mapped[key] = value
+                }
+            }
+            return mapped
+        }
+
+        var processes: [String: SluiceProcess] = [:]
+        let outcome: Result<Void, any Error>
+        do {
+            outcome = .success(try await {
+                let migration = try SluiceProcess(binary: environment.binary, arguments: migrate.command, environment: try local(migrate),
+                                                  inherit: false, name: "migrate", port: 0, logDirectory: directory)
+                #expect(await migration.waitExit(timeout: .seconds(60)) == 0, "\(migration.tail())")
+                for service in services where service.name != "migrate" {
+                    let port = ports[service.name]!
+                    let process = try SluiceProcess(binary: environment.binary, arguments: service.command + ["--port", "\(port)", "--host", "127.0.0.1"],
+                                                    environment: try local(service), inherit: false, name: service.name, port: port,
+                                                    logDirectory: directory)
+                    processes[service.name] = process
+                }
+                for process in processes.values { try await process.waitReady() }
+
+                // An upload through the gateway, as a user makes it, followed to its end.
+                let workload = try await GeneratedWorkload.make(count: 3000, seed: 606, format: "ndjson", in: directory)
+                let token = try await runCommand(environment.binary, ["token", "--subject", "container-e2e", "--roles", "ingest,analyst"],
+                                                 environment: ["SLUICE_JWT_SECRET": Self.jwtSecret])
+                #expect(token.status == 0, "\(token.error)")
+                let bearer = token.output.trimmingCharacters(in: .whitespacesAndNewlines)
+                let gateway = "http://127.0.0.1:\(ports["gateway"]!)"
+                let trace = "5ce0e9a56015fec5aadfa328ae398115"
+                let upload = try await runCommand("/usr/bin/curl", [
+                    "-sS", "-H", "Authorization: Bearer \(bearer)", "-H", "Content-Type: application/x-ndjson",
+                    "-H", "traceparent: 00-\(trace)-ab42124a3c573678-01", "--data-binary", "@\(workload.path)", "\(gateway)/api/v1/ingest",
+                ])
+                let job = try #require(try JSONParser().parse(Array(upload.output.utf8))["job_id"]?.stringValue, "\(upload.output)")
+                var last: JSONValue = .null
+                let deadline = ContinuousClock.now + .seconds(120)
+                while ContinuousClock.now < deadline {
+                    let answer = try await HTTP.request("GET", "\(gateway)/api/v1/jobs/\(job)", headers: ["Authorization": "Bearer \(bearer)"])
+                    last = (try? JSONParser().parse(Array(answer.body))) ?? .null
+                    if ["completed", "failed", "cancelled"].contains(last["status"]?.stringValue ?? "") { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(last["status"]?.stringValue == "completed", "\(last.serializedString)")
+                #expect(last.count("received") == workload.count)
+                for name in ["loaded", "quarantined", "stale", "duplicate", "no_consent"] {
+                    #expect(last.count(name) == workload.expected[name], "counts.\(name)")
+                }
+                let rows = try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [job])
+                #expect(rows.scalar == String(workload.expected["loaded"]!))
+
+                // The trace followed the upload through every stream hop, each stage its own process.
+                for name in ["validate", "enrich", "transform", "load", "quarantine", "jobs", "notify"] {
+                    let lines = jsonLogLines(processes[name]!.log).filter { $0["msg"] == "chunk acknowledged" && $0["trace"] == trace }
+                    #expect(!lines.isEmpty, "\(name) logged no chunk of trace \(trace):\n\(processes[name]!.tail(5))")
+                    #expect(lines.allSatisfy { $0["function"] == name && $0["level"] == "debug" && $0["ts"] != nil }, "\(name): \(lines.prefix(2))")
+                }
+                // Each function reports its own metrics.
+                for name in ["validate", "enrich", "transform", "load"] {
+                    let series = metricSeries(try await HTTP.request("GET", "http://127.0.0.1:\(ports[name]!)/metrics").text)
+                    #expect((series["sluice_invocations_total{function=\"\(name)\",trigger=\"stream\"}"] ?? 0) >= 1, "\(name)")
+                    #expect(series["sluice_stream_lag{function=\"\(name)\"}"] != nil, "\(name)")
+                }
+                let gatewaySeries = metricSeries(try await HTTP.request("GET", "\(gateway)/metrics").text)
+                #expect(gatewaySeries[#"sluice_gateway_requests_total{method="POST",route="/api/v1/ingest",status="202"}"#] == 1)
+
+                // SIGTERM drains each process to exit 0 well inside the grace period it is given.
+                for (name, process) in processes {
+                    process.signal(SIGTERM)
+                    let status = await process.waitExit(timeout: .seconds(Int64(DeploySettings.drainLimit.components.seconds) + 5))
+                    #expect(status == 0, "\(name) exited with \(String(describing: status)) after SIGTERM:\n\(process.tail(5))")
+                }
+            }())
+        } catch {
+            outcome = .failure(error)
+        }
+        for process in processes.values { await process.stop() }
+        await clients.shutdown()
+        try outcome.get()
+    }
+}
