@@ -4,7 +4,7 @@ import Testing
 import Yams
 
 /// Every function started exactly as `sluice render compose` says its container starts: the
-/// service's command and environment and nothing else (no inherited variables), each a separate
+/// service's command and environment and nothing else (no inherited variables but PATH, which the image sets), each a separate
 /// process. The only changes are the ones a container network makes for free: service host
 /// names (`redis`, `postgres`, `ingest`, …) become this machine's test servers and ports, each
 /// process gets its own port on 127.0.0.1 (`--port P --host 127.0.0.1` appended), and
@@ -111,12 +111,12 @@ import Yams
         do {
             outcome = .success(try await {
                 let migration = try SluiceProcess(binary: environment.binary, arguments: migrate.command, environment: try local(migrate),
-                                                  inherit: false, name: "migrate", port: 0, logDirectory: directory)
+                                                  name: "migrate", port: 0, logDirectory: directory)
                 #expect(await migration.waitExit(timeout: .seconds(60)) == 0, "\(migration.tail())")
                 for service in services where service.name != "migrate" {
                     let port = ports[service.name]!
                     let process = try SluiceProcess(binary: environment.binary, arguments: service.command + ["--port", "\(port)", "--host", "127.0.0.1"],
-                                                    environment: try local(service), inherit: false, name: service.name, port: port,
+                                                    environment: try local(service), name: service.name, port: port,
                                                     logDirectory: directory)
                     processes[service.name] = process
                 }

@@ -53,7 +53,8 @@ final class Child: @unchecked Sendable {
     }
 }
 
-/// A `sluice` process started by a test, with its output in a log file.
+/// A `sluice` process started by a test, with its output in a log file. Like a container, it
+/// gets only the environment it is given (and `PATH`), not the test runner's.
 final class SluiceProcess: Sendable {
     let child: Child
     let name: String
@@ -61,12 +62,12 @@ final class SluiceProcess: Sendable {
     let logPath: String
 
     /// Starts `sluice ARGUMENTS` with `environment` added to the test's environment.
-    init(binary: String, arguments: [String], environment: [String: String], inherit: Bool = true, name: String, port: Int,
-         logDirectory: String) throws {
+    init(binary: String, arguments: [String], environment: [String: String], name: String, port: Int, logDirectory: String) throws {
         self.name = name
         self.port = port
         logPath = "\(logDirectory)/\(name)-\(port)-\(UUID().uuidString.prefix(6)).log"
-        child = try Child(binary, arguments, environment: environment, inherit: inherit, stdout: logPath, stderr: logPath)
+        let path = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"]
+        child = try Child(binary, arguments, environment: path.merging(environment) { $1 }, inherit: false, stdout: logPath, stderr: logPath)
     }
 
     /// `sluice serve NAME --port PORT`.
