@@ -17,8 +17,9 @@ RUN swift package resolve
 # SwiftPM needs every declared target's folder, the test targets' included.
 COPY Sources ./Sources
 COPY Tests ./Tests
+# The Swift runtime linked in, the symbols stripped (161 MB → 83 MB).
 RUN swift build -c release --product sluice --static-swift-stdlib \
- && install -D .build/release/sluice /out/sluice
+ && install -D --strip .build/release/sluice /out/sluice
 
 # Runtime stage: the four runtime libraries, CA certificates (HTTPS webhooks, SMTP STARTTLS),
 # the binary and the manifests. No shell tools: the health check is `sluice health`.

@@ -152,6 +152,7 @@ import Yams
                 #expect(rows.scalar == String(workload.expected["loaded"]!))
 
                 // The trace followed the upload through every stream hop, each stage its own process.
+                #expect(jsonLogLines(processes["ingest"]!.log).contains { $0["msg"] == "upload received" && $0["trace"] == trace && $0["job"] == job })
                 for name in ["validate", "enrich", "transform", "load", "quarantine", "jobs", "notify"] {
                     let lines = jsonLogLines(processes[name]!.log).filter { $0["msg"] == "chunk acknowledged" && $0["trace"] == trace }
                     #expect(!lines.isEmpty, "\(name) logged no chunk of trace \(trace):\n\(processes[name]!.tail(5))")

@@ -178,7 +178,7 @@ public struct IngestFunction: HTTPFunction {
                 """, [jobID, String(publisher.received), schema?.serializedString, String(publisher.bytes)])
             let state = try await redis.finishReceiving(jobID, received: publisher.received, keys: keys)
             logger.info("upload received", metadata: [
-                "job": .string(jobID), "format": .string(format.rawValue), "events": .stringConvertible(publisher.received),
+                "job": .string(jobID), "trace": .string(traceID), "format": .string(format.rawValue), "events": .stringConvertible(publisher.received),
                 "bytes": .stringConvertible(publisher.bytes), "state": .string(state),
             ])
         } catch {
