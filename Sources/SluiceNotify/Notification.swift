@@ -39,7 +39,7 @@ public struct JobNotice: Sendable, Equatable {
     public var type: String { "job.\(status)" }
 
     /// The counts in the order the API documents them (those present).
-    static let countOrder = ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "failed", "cancelled"]
+    static let countOrder = ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "dropped", "failed", "cancelled"]
 
     var orderedCounts: [(String, Int64)] {
         Self.countOrder.compactMap { name in counts[name]?.intValue.map { (name, $0) } }

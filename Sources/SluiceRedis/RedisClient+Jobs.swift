@@ -15,13 +15,25 @@ enum JobScripts {
     /// and every event is in a terminal state, marks it `completed` (or `failed` when some were
     /// dead-lettered) and announces it. Returns 1 when it settled the job.
     static let settle = """
+        -- Every `dropped.REASON` counter is a terminal state: the reasons the API names have a
+        -- count of their own, any other (a user function's `filtered`, `job_failed`) adds to `dropped`.
+        local named = {stale = true, duplicate = true, no_consent = true, cancelled = true, geo_restricted = true}
         local function job_counts(job)
-          local v = redis.call('HMGET', job, 'received', 'loaded', 'quarantined', 'dropped.stale',
-            'dropped.duplicate', 'dropped.no_consent', 'dead_lettered', 'dropped.cancelled', 'dropped.geo_restricted')
-          local c = {}
-          for i = 1, 9 do c[i] = tonumber(v[i]) or 0 end
-          return {received = c[1], loaded = c[2], quarantined = c[3], stale = c[4], duplicate = c[5],
-                  no_consent = c[6], failed = c[7], cancelled = c[8], geo_restricted = c[9]}, v[1]
+          local all = redis.call('HGETALL', job)
+          local c = {received = 0, loaded = 0, quarantined = 0, stale = 0, duplicate = 0, no_consent = 0,
+                     geo_restricted = 0, dropped = 0, failed = 0, cancelled = 0}
+          local received = nil
+          for i = 1, #all, 2 do
+            local k, n = all[i], tonumber(all[i + 1]) or 0
+            if k == 'received' then received = all[i + 1]; c.received = n
+            elseif k == 'loaded' or k == 'quarantined' then c[k] = n
+            elseif k == 'dead_lettered' then c.failed = n
+            elseif string.sub(k, 1, 8) == 'dropped.' then
+              local reason = string.sub(k, 9)
+              if named[reason] then c[reason] = n else c.dropped = c.dropped + n end
+            end
+          end
+          return c, received
         end
         local function announce(job, stream, status, err)
           local t = redis.call('TIME')
@@ -45,7 +57,7 @@ enum JobScripts {
           if redis.call('HGET', job, 'state') ~= 'processing' then return 0 end
           local c, received = job_counts(job)
           if not received then return 0 end
-          if c.loaded + c.quarantined + c.stale + c.duplicate + c.no_consent + c.geo_restricted + c.failed < c.received then return 0 end
+          if c.loaded + c.quarantined + c.stale + c.duplicate + c.no_consent + c.geo_restricted + c.dropped + c.failed < c.received then return 0 end
           if c.failed > 0 then
             announce(job, stream, 'failed', 'dead_lettered')
           else

@@ -74,6 +74,35 @@ struct RedisIntegrationTests {
         #expect(try await redis.deliveryCount(stream: input, group: "g", id: id) == nil)
     }
 
+    /// Every drop reason is a terminal state: a job whose events a function dropped for a reason
+    /// of its own settles, counting them as `dropped`, and its announcement carries the trace.
+    @Test func aJobSettlesWhateverReasonItsEventsWereDroppedFor() async throws {
+        let keys = StreamKeys(hashTag: "drops")
+        let job = "6f1c2e4a-0000-4000-8000-000000000001", trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        let input = keys.stream("stage"), jobs = keys.stream("jobs")
+        try await redis.beginJob(job, traceID: trace, keys: keys)
+        #expect(try await redis.finishReceiving(job, received: 10, keys: keys) == "processing")
+        try await redis.ensureGroup(stream: input, group: "g")
+        for counters in [[("loaded", 4), ("dropped.filtered", 3)], [("loaded", 2), ("dropped.stale", 0), ("dropped.not_wanted", 1)]] {
+            let id = try await redis.add(stream: input, fields: [("v", Array("1".utf8))])
+            _ = try await redis.readGroup(stream: input, group: "g", consumer: "c", count: 1, block: .milliseconds(100))
+            #expect(try await redis.acknowledge(stream: input, group: "g", id: id, appends: [], counterKey: keys.job(job),
+                                                counters: counters, events: counters.map(\.1).reduce(0, +), honourJobState: true, jobEvents: jobs) == .written)
+        }
+        #expect(try await redis.jobState(job, keys: keys).state == "completed")
+        let announced = try await redis.range(stream: jobs)
+        #expect(announced.count == 1)
+        let entry = try #require(announced.first)
+        #expect(entry.field("trace") == trace)
+        #expect(entry.field("job") == nil, "the announcement is not a chunk of the job")
+        let event = try JSONParser().parse(Array((entry.field("events") ?? "").utf8))[0]
+        #expect(event?["status"]?.stringValue == "completed")
+        #expect(event?["counts"]?["loaded"]?.intValue == 6)
+        #expect(event?["counts"]?["dropped"]?.intValue == 4)
+        #expect(event?["counts"]?["stale"]?.intValue == 0)
+        #expect(event?["counts"]?["received"]?.intValue == 10)
+    }
+
     @Test func autoClaimTakesOnlyIdleEntries() async throws {
         let stream = "{t}:stream:claim"
         try await redis.ensureGroup(stream: stream, group: "g")

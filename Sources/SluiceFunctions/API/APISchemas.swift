@@ -73,11 +73,11 @@ public enum APISchemas {
         ],
         "JobCounts": [
             "type": "object",
-            "description": "What happened to the job's events; `received` is final once the body has ended.",
-            "required": ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "failed", "cancelled"],
+            "description": "What happened to the job's events; `received` is final once the body has ended. `dropped` counts events a function dropped for a reason of its own (e.g. `filtered`), or because their job had failed.",
+            "required": ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "dropped", "failed", "cancelled"],
             "properties": [
                 "received": integer, "loaded": integer, "quarantined": integer, "stale": integer, "duplicate": integer,
-                "no_consent": integer, "geo_restricted": integer, "failed": integer, "cancelled": integer, "in_flight": integer,
+                "no_consent": integer, "geo_restricted": integer, "dropped": integer, "failed": integer, "cancelled": integer, "in_flight": integer,
             ],
         ],
         "Job": [
