@@ -316,10 +316,12 @@ extension Migration {
             CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
             CREATE INDEX deliveries_job ON deliveries (job_id);
             """),
-        Migration(version: 11, name: "delivery trace ids", sql: """
-            -- The W3C trace id of the upload a delivery announces: webhooks and callbacks carry it
-            -- as `traceparent`, so that a receiver's spans join the upload's trace.
+        Migration(version: 11, name: "trace ids", sql: """
+            -- The W3C trace id of the upload a delivery announces, and of the request that queued
+            -- an async call: webhooks and callbacks carry it as `traceparent`, so that a receiver's
+            -- spans join the caller's trace.
             ALTER TABLE deliveries ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
+            ALTER TABLE async_calls ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
             """),
     ]
 

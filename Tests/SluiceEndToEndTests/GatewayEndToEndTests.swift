@@ -571,6 +571,8 @@ struct GatewayEndToEndTests {
                             f.write(body + b'\\n')
                         with open(sys.argv[2] + '.signatures', 'a') as f:
                             f.write(self.headers.get('Sluice-Signature', '') + '\\n')
+                        with open(sys.argv[2] + '.traceparents', 'a') as f:
+                            f.write(self.headers.get('traceparent', '') + '\\n')
                         self.send_response(500 if count == 1 else 200)
                         self.send_header('Content-Length', '0')
                         self.end_headers()
@@ -597,8 +599,10 @@ struct GatewayEndToEndTests {
             ])
             #expect(inside.status == 400)
             #expect(Self.problemCode(inside) == "invalid_callback_url")
+            let trace = "a3ce929d0e0e47364bf92f3577b34da6"
             let queued = try await HTTP.request("POST", fixture.url("gateway", "/api/v1/functions/validate/async"), body: Data(events.utf8), headers: [
                 "Authorization": "Bearer \(token)", "Content-Type": "application/json", "X-Callback-Url": "http://127.0.0.1:\(port)/hook",
+                "traceparent": "00-\(trace)-00f067aa0ba902b7-01",
             ])
             #expect(queued.status == 202, "\(queued.text)")
             let id = try #require(try JSONParser().parse(Array(queued.body))["call_id"]?.stringValue)
@@ -631,6 +635,11 @@ struct GatewayEndToEndTests {
             #expect(signatures.count == 2)
             #expect(WebhookSignature.verify(header: String(signatures.last ?? ""), body: Array(lines.last!.utf8),
                                             secret: Array(PipelineFixture.webhookSecret.utf8), now: Int64(Date().timeIntervalSince1970)))
+            // Each attempt continues the caller's trace with a span of its own.
+            let traceparents = try String(contentsOfFile: "\(received).traceparents", encoding: .utf8).split(separator: "\n").map(String.init)
+            #expect(traceparents.count == 2)
+            #expect(traceparents.allSatisfy { TraceContext.traceID(fromTraceparent: $0) == trace }, "\(traceparents)")
+            #expect(Set(traceparents).count == 2)
 
             // Nothing is queued for what cannot run.
             for (name, code, status) in [("no-such-function", "function_not_found", 404), ("gateway", "function_not_found", 404)] {

@@ -92,10 +92,12 @@ public struct CallsFunction: HTTPFunction {
             throw Problem(.badRequest, code: "invalid_events", detail: "the body must be a JSON array of at most 10000 events")
         }
         let id = UUID().uuidString.lowercased()
+        // The caller's trace (the gateway always passes one) follows the call to its callback.
+        let trace = request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:))
         do {
             try await pool.query("""
-                INSERT INTO async_calls (id, function, events, callback_url) VALUES ($1::uuid, $2, $3::jsonb, $4)
-                """, [id, name, value.serializedString, callback])
+                INSERT INTO async_calls (id, function, events, callback_url, trace_id) VALUES ($1::uuid, $2, $3::jsonb, $4, $5)
+                """, [id, name, value.serializedString, callback, trace])
         } catch {
             throw Self.unavailable
         }
@@ -179,7 +181,7 @@ struct CallWorker: Service {
             WHERE id = (SELECT id FROM async_calls
                         WHERE status = 'queued' OR (status = 'running' AND started_at < now() - make_interval(secs => $1::integer))
                         ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING id::text, function, events::text
+            RETURNING id::text, function, events::text, trace_id
             """, [timeout])
         guard let row = rows.rows.first, let id = row[0], let name = row[1], let eventsText = row[2] else { return false }
         var outcomes: JSONValue?
@@ -191,7 +193,7 @@ struct CallWorker: Service {
             guard case .array(let events) = try JSONParser().parse(eventsText) else {
                 throw FunctionError.permanent("invalid_events", "the stored events are not an array")
             }
-            let chunk = Chunk(id: "call-\(id)", events: events.map(Event.init))
+            let chunk = Chunk(id: "call-\(id)", traceID: row[3], events: events.map(Event.init))
             outcomes = .array(try await invoker.invoke(chunk, attempt: 1).map(RuntimeRoutes.describe))
         } catch let error as FunctionError {
             failure = ["code": .string(error.code), "kind": .string(error.kind.rawValue), "message": .string(error.message)]
@@ -217,7 +219,7 @@ struct CallWorker: Service {
             UPDATE async_calls SET next_attempt_at = now() + make_interval(secs => $1::integer)
             WHERE id = (SELECT id FROM async_calls WHERE callback_status = 'pending' AND next_attempt_at <= now()
                         ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING id::text, function, status, outcomes::text, error::text, callback_url, callback_attempts::text
+            RETURNING id::text, function, status, outcomes::text, error::text, callback_url, callback_attempts::text, trace_id
             """, [lease])
         guard let row = rows.rows.first, let id = row[0], let url = row[5] else { return false }
         var body: JSONObject = ["call_id": .string(id), "function": .string(row[1] ?? ""), "status": .string(row[2] ?? "")]
@@ -228,6 +230,7 @@ struct CallWorker: Service {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "sluice")
+        if let trace = row[7] { request.headers.add(name: "traceparent", value: TraceContext.traceparent(traceID: trace)) }
         let bytes = JSONValue.object(body).serializedBytes
         // Signed like notify's webhooks when SLUICE_WEBHOOK_SECRET is set, so a receiver can
         // tell a callback of this Sluice from anyone's POST.
