@@ -121,6 +121,20 @@ import Yams
                     processes[service.name] = process
                 }
                 for process in processes.values { try await process.waitReady() }
+                // The image's HEALTHCHECK (`sluice health`) passes on a running function and fails
+                // where nothing answers.
+                let validatePort = String(ports["validate"]!)
+                let live = try await runCommand(environment.binary, ["health", "--port", validatePort])
+                #expect(live.status == 0, "\(live.error)")
+                let ready = try await runCommand(environment.binary, ["health", "--port", validatePort, "--path", "/health/ready"])
+                #expect(ready.status == 0, "\(ready.error)")
+                let missing = try await runCommand(environment.binary, ["health", "--port", validatePort, "--path", "/health/nothing"])
+                #expect(missing.status == 1)
+                #expect(missing.error.contains("/health/nothing answered 404"), "\(missing.error)")
+                let closed = freePort()
+                let nobody = try await runCommand(environment.binary, ["health", "--port", String(closed)])
+                #expect(nobody.status == 1)
+                #expect(nobody.error.contains("no answer on 127.0.0.1:\(closed)/health/live"), "\(nobody.error)")
 
                 // An upload through the gateway, as a user makes it, followed to its end.
                 let workload = try await GeneratedWorkload.make(count: 3000, seed: 606, format: "ndjson", in: directory)
