@@ -132,7 +132,7 @@ public enum YAMLDocument {
         for scalar in text.unicodeScalars {
             guard scalar.isASCII else { return false }
             let c = Character(scalar)
-            guard c.isLetter || c.isNumber || "-_./".contains(c) || (c == ":" ) else { return false }
+            guard c.isLetter || c.isNumber || "-_./:".contains(c) else { return false }
         }
         // ": " never occurs (no spaces allowed); "key:value" is a plain scalar.
         return true
