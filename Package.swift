@@ -114,7 +114,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTests",
-            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP", "SluiceNotify", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP", "SluiceNotify", .product(name: "Yams", package: "Yams"),
+                           .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -47,7 +47,7 @@ public struct IntakeFunction: HTTPFunction {
         }
         let events = try body.withUnsafeReadableBytes { try Self.parseNDJSON($0) }
         let jobID = UUID().uuidString.lowercased()
-        let traceID = request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)) ?? TraceContext.newTraceID()
+        let traceID = TraceContext.traceID(in: request.headers) ?? TraceContext.newTraceID()
         try await pool.query(
             "INSERT INTO jobs (id, status, format, counts) VALUES ($1::uuid, 'received', 'ndjson', jsonb_build_object('received', $2::bigint))",
             [jobID, String(events.count)])

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import Prometheus
@@ -62,7 +63,7 @@ public struct RuntimeRoutes: Sendable {
             throw Problem(.badRequest, code: "invalid_events", detail: "the body must be a JSON array of events")
         }
         let chunk = Chunk(id: "invoke-\(UUID().uuidString.lowercased())",
-                          traceID: request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)),
+                          traceID: TraceContext.traceID(in: request.headers),
                           events: items.map(Event.init))
         let started = ContinuousClock.now
         do {
@@ -93,15 +94,30 @@ public struct RuntimeRoutes: Sendable {
     }
 }
 
-/// W3C trace context helpers.
+/// W3C trace context helpers. Ids are ASCII hex only: `Character.isHexDigit` also accepts
+/// full-width digits, which PostgreSQL's `trace_id` check (and every tracer) refuses.
 public enum TraceContext {
-    /// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed.
+    /// The `traceparent` header.
+    public static let header = HTTPField.Name("traceparent")!
+
+    /// Whether `text` is `count` ASCII hex digits (lowercase only when `lowercase`), not all zero.
+    static func isHex(_ text: Substring, count: Int, lowercase: Bool) -> Bool {
+        text.utf8.count == count && text.utf8.contains { $0 != UInt8(ascii: "0") } && text.utf8.allSatisfy {
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
+                || (!lowercase && (UInt8(ascii: "A")...UInt8(ascii: "F")).contains($0))
+        }
+    }
+
+    /// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), lowercased, if well-formed.
     public static func traceID(fromTraceparent header: String) -> String? {
         let parts = header.split(separator: "-")
-        guard parts.count == 4, parts[1].count == 32, parts[1].allSatisfy(\.isHexDigit),
-              parts[1] != String(repeating: "0", count: 32)
-        else { return nil }
-        return String(parts[1]).lowercased()
+        guard parts.count == 4, isHex(parts[1], count: 32, lowercase: false) else { return nil }
+        return parts[1].lowercased()
+    }
+
+    /// The trace id of the request's `traceparent` header, if it has a well-formed one.
+    public static func traceID(in headers: HTTPFields) -> String? {
+        headers[header].flatMap(traceID(fromTraceparent:))
     }
 
     /// A new random trace id (32 hex digits).
@@ -112,16 +128,15 @@ public enum TraceContext {
     public static func validTraceparent(_ header: String?) -> String? {
         guard let header else { return nil }
         let parts = header.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 4, parts[0] == "00", parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
-              parts.allSatisfy({ $0.allSatisfy { $0.isHexDigit && !$0.isUppercase } }),
-              parts[1].contains(where: { $0 != "0" }), parts[2].contains(where: { $0 != "0" }) else { return nil }
+        guard parts.count == 4, parts[0] == "00", isHex(parts[1], count: 32, lowercase: true), isHex(parts[2], count: 16, lowercase: true),
+              parts[3].utf8.count == 2, parts[3].utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+        else { return nil }
         return header
     }
 
     /// `id` when it is a trace id as `traceparent` carries it: 32 lowercase hex digits, not all zero.
     public static func validTraceID(_ id: String) -> String? {
-        guard id.utf8.count == 32, id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }), id.contains(where: { $0 != "0" }) else { return nil }
-        return id
+        isHex(Substring(id), count: 32, lowercase: true) ? id : nil
     }
 
     /// A `traceparent` continuing trace `traceID` with a new span id.

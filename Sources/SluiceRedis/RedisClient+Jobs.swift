@@ -10,22 +10,39 @@ import Sluice
 /// acknowledgement that accounted for it. Each final state is announced once on the `jobs`
 /// stream (an entry in the chunk format holding one event: `job_id`, `status`, `counts`,
 /// `finished_at`, and `error` for failures).
+/// The job counters the API names. Every `dropped.REASON` counter is a terminal state: the
+/// reasons listed here have a count of their own, any other (a user function's `filtered`,
+/// `job_failed`) adds to `dropped`. The settle script and the job API both read this list.
+public enum JobCounters {
+    public static let namedDrops = ["stale", "duplicate", "no_consent", "geo_restricted", "cancelled"]
+
+    /// Events dropped for a reason without a count of its own, in a job hash's fields.
+    public static func otherDrops(_ fields: [String: String]) -> Int64 {
+        var total: Int64 = 0
+        for (field, value) in fields where field.hasPrefix("dropped.") && !namedDrops.contains(String(field.dropFirst(8))) {
+            total += Int64(value) ?? 0
+        }
+        return total
+    }
+}
+
 enum JobScripts {
     /// Defines `settle(job, stream)`: if the job is `processing`, its `received` count is known
     /// and every event is in a terminal state, marks it `completed` (or `failed` when some were
     /// dead-lettered) and announces it. Returns 1 when it settled the job.
     static let settle = """
-        -- Every `dropped.REASON` counter is a terminal state: the reasons the API names have a
-        -- count of their own, any other (a user function's `filtered`, `job_failed`) adds to `dropped`.
-        local named = {stale = true, duplicate = true, no_consent = true, cancelled = true, geo_restricted = true}
+        -- Every `dropped.REASON` counter is a terminal state (see JobCounters).
+        local named = {\(JobCounters.namedDrops.map { "\($0) = true" }.joined(separator: ", "))}
+        -- The job's counts, its `received` field (nil until the body has ended) and its trace id.
         local function job_counts(job)
           local all = redis.call('HGETALL', job)
           local c = {received = 0, loaded = 0, quarantined = 0, stale = 0, duplicate = 0, no_consent = 0,
                      geo_restricted = 0, dropped = 0, failed = 0, cancelled = 0}
-          local received = nil
+          local received, trace = nil, nil
           for i = 1, #all, 2 do
             local k, n = all[i], tonumber(all[i + 1]) or 0
             if k == 'received' then received = all[i + 1]; c.received = n
+            elseif k == 'trace' then trace = all[i + 1]
             elseif k == 'loaded' or k == 'quarantined' then c[k] = n
             elseif k == 'dead_lettered' then c.failed = n
             elseif string.sub(k, 1, 8) == 'dropped.' then
@@ -33,7 +50,7 @@ enum JobScripts {
               if named[reason] then c[reason] = n else c.dropped = c.dropped + n end
             end
           end
-          return c, received
+          return c, received, trace
         end
         local function announce(job, stream, status, err)
           local t = redis.call('TIME')
@@ -41,17 +58,15 @@ enum JobScripts {
           redis.call('HSET', job, 'state', status, 'finished', ms)
           if err then redis.call('HSET', job, 'error', err) end
           redis.call('EXPIRE', job, 1209600)
-          local counts = job_counts(job)
+          local counts, _, trace = job_counts(job)
           local event = {job_id = string.match(job, ':job:(.+)$'), status = status, counts = counts, finished_at = ms}
           if err then event['error'] = err end
           -- The upload's trace id follows the announcement to job-recorder and notify. No `job`
           -- field: the entry is about the job, not a chunk of it, and must not be dropped with it.
-          local trace = redis.call('HGET', job, 'trace')
-          if trace then
-            redis.call('XADD', stream, '*', 'v', '1', 'n', '1', 'trace', trace, 'events', '[' .. cjson.encode(event) .. ']')
-          else
-            redis.call('XADD', stream, '*', 'v', '1', 'n', '1', 'events', '[' .. cjson.encode(event) .. ']')
-          end
+          local fields = {'v', '1', 'n', '1'}
+          if trace then fields[#fields + 1] = 'trace'; fields[#fields + 1] = trace end
+          fields[#fields + 1] = 'events'; fields[#fields + 1] = '[' .. cjson.encode(event) .. ']'
+          redis.call('XADD', stream, '*', unpack(fields))
         end
         local function settle(job, stream)
           if redis.call('HGET', job, 'state') ~= 'processing' then return 0 end

@@ -59,6 +59,12 @@ extension Duration {
         return Double(s) + Double(atto) / 1e18
     }
 
+    /// The duration in whole nanoseconds, rounded down (what swift-metrics' timers record).
+    public var nanoseconds: Int64 {
+        let (s, atto) = components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+
     /// The duration in whole milliseconds, rounded down.
     public var milliseconds: Int64 {
         let (s, atto) = components

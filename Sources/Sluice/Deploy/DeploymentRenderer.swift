@@ -27,8 +27,7 @@ public struct DeploymentRenderer: Sendable {
         self.image = image
     }
 
-    /// The gateway (handler `gateway`) and the other functions with HTTP routes.
-    var gateways: [Manifest] { manifests.filter { $0.handler == "gateway" } }
+    /// The functions with HTTP routes the gateway forwards to (every one but the gateway).
     var upstreams: [Manifest] { manifests.filter { $0.servesHTTP && $0.handler != "gateway" } }
 
     /// `SLUICE_UPSTREAM_<NAME>` for every HTTP function the gateway may route to, at `host(name)`.

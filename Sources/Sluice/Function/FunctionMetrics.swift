@@ -42,7 +42,7 @@ public struct FunctionMetrics: Sendable {
     /// Records one invocation and its outcomes.
     public func recordInvocation(viaStream: Bool, duration elapsed: Duration, outcomes list: [Outcome]) {
         (viaStream ? streamInvocations : httpInvocations).increment()
-        duration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        duration.recordNanoseconds(elapsed.nanoseconds)
         var counts: [Outcome.Kind: Int] = [:]
         for outcome in list { counts[outcome.kind, default: 0] += 1 }
         for (kind, count) in counts { outcomes[kind]?.increment(by: count) }

@@ -93,7 +93,7 @@ public struct CallsFunction: HTTPFunction {
         }
         let id = UUID().uuidString.lowercased()
         // The caller's trace (the gateway always passes one) follows the call to its callback.
-        let trace = request.headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:))
+        let trace = TraceContext.traceID(in: request.headers)
         do {
             try await pool.query("""
                 INSERT INTO async_calls (id, function, events, callback_url, trace_id) VALUES ($1::uuid, $2, $3::jsonb, $4, $5)

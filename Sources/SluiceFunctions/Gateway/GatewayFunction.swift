@@ -87,7 +87,7 @@ public enum GatewayHeaders {
     public static let subject = HTTPField.Name("X-Sluice-Subject")!
     public static let roles = HTTPField.Name("X-Sluice-Roles")!
     public static let requestID = HTTPField.Name("X-Request-Id")!
-    public static let traceparent = HTTPField.Name("traceparent")!
+    public static let traceparent = TraceContext.header
     static let rateLimitLimit = HTTPField.Name("RateLimit-Limit")!
     static let rateLimitRemaining = HTTPField.Name("RateLimit-Remaining")!
     static let rateLimitReset = HTTPField.Name("RateLimit-Reset")!
@@ -244,7 +244,7 @@ enum GatewayMetrics {
     static func request(method: String, route: String, status: Int, since started: ContinuousClock.Instant) {
         Counter(label: "sluice_gateway_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))]).increment()
         Timer(label: "sluice_gateway_request_duration_seconds", dimensions: [("route", route)], preferredDisplayUnit: .seconds)
-            .recordNanoseconds(Self.nanoseconds(ContinuousClock.now - started))
+            .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
     }
 
     static func authFailure(_ reason: String) {
@@ -253,10 +253,5 @@ enum GatewayMetrics {
 
     static func rateLimited(route: String) {
         Counter(label: "sluice_gateway_rate_limited_total", dimensions: [("route", route)]).increment()
-    }
-
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

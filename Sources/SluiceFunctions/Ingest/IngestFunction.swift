@@ -127,7 +127,7 @@ public struct IngestFunction: HTTPFunction {
     func upload(_ body: RequestBody, format: UploadFormat, contentType: String?, headers: HTTPFields,
                 callback: String? = nil) async throws -> (jobID: String, answer: JSONResponse) {
         let jobID = UUID().uuidString.lowercased()
-        let traceID = headers[.init("traceparent")!].flatMap(TraceContext.traceID(fromTraceparent:)) ?? TraceContext.newTraceID()
+        let traceID = TraceContext.traceID(in: headers) ?? TraceContext.newTraceID()
         do {
             try await pool.query(
                 "INSERT INTO jobs (id, status, format, content_type, counts, callback_url) VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb, $4)",
@@ -293,19 +293,6 @@ public struct IngestFunction: HTTPFunction {
 
     static let jobNotFound = Problem(.notFound, code: "job_not_found", detail: "no job has this id")
 
-    /// The drop reasons with a count of their own; the others add up to `dropped`.
-    static let namedDrops: Set<String> = ["stale", "duplicate", "no_consent", "geo_restricted", "cancelled"]
-
-    /// Events dropped for any other reason (a function's own, `job_failed`), from the live counters.
-    static func otherDrops(_ live: [String: String]?) -> JSONValue? {
-        guard let live else { return nil }
-        var total: Int64 = 0
-        for (field, value) in live where field.hasPrefix("dropped.") && !namedDrops.contains(String(field.dropFirst(8))) {
-            total += Int64(value) ?? 0
-        }
-        return .int(total)
-    }
-
     /// A job as the API answers it: the row, with the live state and counters from Redis
     /// when it still holds them.
     static func describeJob(_ row: [String?], live: [String: String]?) -> JSONValue {
@@ -321,7 +308,7 @@ public struct IngestFunction: HTTPFunction {
             "duplicate": count("dropped.duplicate", "duplicate"), "no_consent": count("dropped.no_consent", "no_consent"),
             "geo_restricted": count("dropped.geo_restricted", "geo_restricted"),
             "failed": count("dead_lettered", "failed"), "cancelled": count("dropped.cancelled", "cancelled"),
-            "dropped": Self.otherDrops(live) ?? stored["dropped"] ?? .int(0),
+            "dropped": live.map { .int(JobCounters.otherDrops($0)) } ?? stored["dropped"] ?? .int(0),
         ]
         var status = row[1] ?? "received"
         if let state = live?["state"], ["received", "processing", "completed", "failed", "cancelled"].contains(state) {

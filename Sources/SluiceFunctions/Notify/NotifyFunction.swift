@@ -68,7 +68,7 @@ public struct NotifyFunction: EventFunction {
 
     /// One row per configured channel, and one for the job's callback URL if it has one; every
     /// target labelled by ``NotifySettings/label(_:)``.
-    func record(_ notice: JobNotice, traceID: String? = nil) async throws {
+    func record(_ notice: JobNotice, traceID: String?) async throws {
         let configured: [(channel: String, target: String)] = [
             settings.webhookURL.map { ("webhook", NotifySettings.label($0)) },
             settings.slackWebhookURL.map { _ in ("slack", "slack") },
@@ -206,7 +206,7 @@ final class DeliveryWorker: Service, Sendable {
         var payload: JSONValue
         var attempt: Int
         var callbackURL: String?
-        var traceID: String? = nil
+        var traceID: String?
     }
 
     /// The result of one attempt.
