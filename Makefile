@@ -1,7 +1,7 @@
 # Sluice: `make dev` runs everything locally, `make test` proves it against real servers.
 SHELL := /bin/bash
 
-.PHONY: deps build dev test bench render clean
+.PHONY: deps build dev test bench chaos fuzz render clean
 
 deps:
 	scripts/install-deps.sh
@@ -17,6 +17,14 @@ test:
 
 bench: deps
 	scripts/bench.sh
+
+# kill -9 of every function, redis-server and PostgreSQL in turn during a 100,000-event run.
+chaos:
+	SLUICE_CHAOS_EVENTS=100000 SLUICE_FUZZ_SECONDS=0 scripts/test.sh --filter ChaosEndToEndTests
+
+# Every parser's libFuzzer target for FUZZ_SECONDS each (default 300).
+fuzz: deps
+	scripts/fuzz.sh $${FUZZ_SECONDS:-300}
 
 # Writes infra/ from functions/ (a test fails when it is out of date).
 render:

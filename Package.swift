@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "Sluice", targets: ["Sluice"]),
+        // The upload decoders alone, for the fuzz targets in Fuzz/ (a package of its own).
+        .library(name: "SluiceUploads", targets: ["SluiceUploads"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
@@ -51,6 +53,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The upload formats' streaming decoders: pure logic on bytes, fuzzed by Fuzz/.
+        .target(
+            name: "SluiceUploads",
+            dependencies: ["Sluice"],
+            swiftSettings: strict
+        ),
         .target(
             name: "SluiceRedis",
             dependencies: [
@@ -89,7 +97,7 @@ let package = Package(
         .target(
             name: "SluiceFunctions",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -114,14 +122,14 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTests",
-            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP", "SluiceNotify", .product(name: "Yams", package: "Yams"),
+            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP", "SluiceNotify", "SluiceUploads", .product(name: "Yams", package: "Yams"),
                            .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceFunctions", "SluiceNotify",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceFunctions", "SluiceNotify", "SluiceUploads",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict

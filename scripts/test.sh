@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: installs what is missing, starts throwaway Redis and PostgreSQL, builds the
-# release binary that the end-to-end tests run, runs `swift test`, and stops the servers
-# whatever happens.
+# release binary that the end-to-end tests run, runs every fuzz target for a few seconds
+# (SLUICE_FUZZ_SECONDS, default 10; 0 skips), runs `swift test` (arguments are passed on), and
+# stops the servers whatever happens. `make chaos` is this with the chaos test alone at 100,000 events.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ source "$servers/env"
 
 # Release once: some concurrency errors show only there, and the end-to-end tests run it.
 swift build -c release
+
+# The fuzz smoke run: every parser's libFuzzer target, briefly (`make fuzz` runs them longer).
+fuzz_seconds=${SLUICE_FUZZ_SECONDS:-10}
+if (( fuzz_seconds > 0 )); then scripts/fuzz.sh "$fuzz_seconds"; fi
 
 # openapi-spec-validator and schemathesis, for the gateway's API tests.
 SLUICE_PYTHON=$(scripts/python-tools.sh)

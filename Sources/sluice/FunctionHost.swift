@@ -148,6 +148,7 @@ struct FunctionHost {
 
             let app = Application(
                 router: router,
+                server: .http1(configuration: .init(idleTimeout: .nanoseconds(configuration.httpIdleTimeout.nanoseconds))),
                 configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
                 logger: logger)
             // Services stop in reverse order: the triggers drain first, then the HTTP server.

@@ -54,8 +54,9 @@ final class PipelineFixture: @unchecked Sendable {
             """,
     ]
 
-    init(db: Int, manifests: [String: String] = PipelineFixture.chainManifests) async throws {
-        environment = try TestEnvironment.get()
+    /// `servers` replaces the suite's Redis and PostgreSQL (the chaos test kills its own).
+    init(db: Int, manifests: [String: String] = PipelineFixture.chainManifests, servers: TestEnvironment? = nil) async throws {
+        environment = try servers ?? TestEnvironment.get()
         self.db = db
         directory = try makeTemporaryDirectory("e2e-db\(db)")
         functionsDirectory = "\(directory)/functions"
@@ -168,9 +169,9 @@ final class PipelineFixture: @unchecked Sendable {
     }
 
     /// Runs `body` with a new fixture and stops its processes afterwards, whether it threw or not.
-    static func with(db: Int, manifests: [String: String] = PipelineFixture.chainManifests,
+    static func with(db: Int, manifests: [String: String] = PipelineFixture.chainManifests, servers: TestEnvironment? = nil,
                      _ body: (PipelineFixture) async throws -> Void) async throws {
-        let fixture = try await PipelineFixture(db: db, manifests: manifests)
+        let fixture = try await PipelineFixture(db: db, manifests: manifests, servers: servers)
         let result: Result<Void, any Error>
         do { result = .success(try await body(fixture)) } catch { result = .failure(error) }
         await fixture.stopAll()

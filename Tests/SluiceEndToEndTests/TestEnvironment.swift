@@ -36,6 +36,20 @@ struct TestEnvironment: Sendable {
 
     static func get() throws -> TestEnvironment { try shared.get() }
 
+    /// The same binary and scripts with other servers (`DIR/env` of `servers.sh start DIR`).
+    func with(serversEnv path: String) throws -> TestEnvironment {
+        var values: [String: String] = [:]
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+            guard line.hasPrefix("export "), let equals = line.firstIndex(of: "=") else { continue }
+            values[String(line[line.index(line.startIndex, offsetBy: 7)..<equals])] = String(line[line.index(after: equals)...])
+        }
+        guard let redis = values["SLUICE_REDIS_URL"], let database = values["SLUICE_DATABASE_URL"] else {
+            throw TestSetupError("\(path) names no SLUICE_REDIS_URL and SLUICE_DATABASE_URL")
+        }
+        return TestEnvironment(redisBase: try RedisEndpoint(url: redis), databaseURL: database, binary: binary,
+                               serversScript: serversScript, serversDirectory: nil, packageRoot: packageRoot)
+    }
+
     /// A Redis URL of database `db` on the test server.
     func redisURL(db: Int) -> String { "redis://\(redisBase.host):\(redisBase.port)/\(db)" }
 

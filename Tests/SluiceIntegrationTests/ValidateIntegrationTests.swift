@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOPosix
 import Sluice
+import SluiceUploads
 import SluiceFunctions
 import SluiceRedis
 import Testing

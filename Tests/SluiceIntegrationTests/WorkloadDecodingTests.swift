@@ -1,5 +1,6 @@
 import Foundation
 import Sluice
+import SluiceUploads
 import SluiceFunctions
 import Testing
 

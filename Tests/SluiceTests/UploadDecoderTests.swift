@@ -1,4 +1,5 @@
 import Sluice
+import SluiceUploads
 import SluiceFunctions
 import Testing
 
@@ -15,16 +16,7 @@ func decode<D: UploadDecoder>(into decoder: inout D, _ body: [UInt8], piece: Int
     var start = 0
     while start < body.count {
         let end = min(start + piece, body.count)
-        let slice = Array(body[start..<end])
-        let result: Result<Void, UploadError> = slice.withUnsafeBytes { raw in
-            do throws(UploadError) {
-                try decoder.feed(raw, into: &records)
-                return .success(())
-            } catch {
-                return .failure(error)
-            }
-        }
-        try result.get()
+        try decoder.feed(Array(body[start..<end]), into: &records)
         start = end
     }
     try decoder.finish(into: &records)
@@ -99,7 +91,7 @@ struct UploadDecoderTests {
         #expect(failure(JSONArrayDecoder(), Array("[{\"a\":1 \"b\":2}]".utf8), piece: piece)?.offset == 8)
         #expect(failure(JSONArrayDecoder(), Array("[{}] x".utf8), piece: piece)?.offset == 5)
         #expect(failure(JSONArrayDecoder(), Array("{\"a\":1}".utf8), piece: piece)?.code == .notAnArray)
-        #expect(failure(JSONArrayDecoder(), Array("".utf8), piece: piece)?.code == .notAnArray)
+        #expect(failure(JSONArrayDecoder(), Array("".utf8), piece: piece)?.code == .empty)
         #expect(failure(JSONArrayDecoder(), Array("[{}}]".utf8), piece: piece)?.offset == 3)
         let deep = Array(("[" + String(repeating: "[", count: 10_000)).utf8)
         #expect(failure(JSONArrayDecoder(), deep, piece: piece)?.code == .tooDeep)
@@ -150,12 +142,16 @@ struct CSVDecoderTests {
         #expect(decoder.schema.map(\.type) == [.string, .number, .timestamp, .boolean, .string])
     }
 
-    @Test func brokenBodies() {
-        #expect(failure(CSVDecoder(), Array("a,b\n1,\"open\n2,3\n".utf8)) == UploadError(.invalidCSV, offset: 6, "a quoted field is not closed before the end of the body"))
-        #expect(failure(CSVDecoder(), Array("a,,b\n1,2,3\n".utf8))?.code == .invalidCSV)
-        #expect(failure(CSVDecoder(), Array("a,a\n1,2\n".utf8))?.code == .invalidCSV)
-        #expect(failure(CSVDecoder(), Array("".utf8))?.code == .invalidCSV)
-        #expect(failure(CSVDecoder(), [0x61, 0x0A, 0xFF])?.code == .invalidUTF8)
+    @Test(arguments: UploadDecoderTests.pieces)
+    func brokenBodies(piece: Int) {
+        #expect(failure(CSVDecoder(), Array("a,b\n1,\"open\n2,3\n".utf8), piece: piece) == UploadError(.invalidCSV, offset: 6, "a quoted field is not closed before the end of the body"))
+        // A bad header is named at the header's first byte, however the body was cut up.
+        #expect(failure(CSVDecoder(), Array("a,,b\n1,2,3\n".utf8), piece: piece) == UploadError(.invalidCSV, offset: 0, "the header row has an empty column name"))
+        #expect(failure(CSVDecoder(), Array("a,a\n1,2\n".utf8), piece: piece) == UploadError(.invalidCSV, offset: 0, "the header row names a column twice"))
+        #expect(failure(CSVDecoder(), Array("\n\nx,x\n".utf8), piece: piece) == UploadError(.invalidCSV, offset: 2, "the header row names a column twice"))
+        #expect(failure(CSVDecoder(), Array("".utf8), piece: piece) == UploadError(.empty, offset: 0, "the body is empty"))
+        #expect(failure(CSVDecoder(), Array("\n\n".utf8), piece: piece) == UploadError(.invalidCSV, offset: 2, "the body has no header row"))
+        #expect(failure(CSVDecoder(), [0x61, 0x0A, 0xFF], piece: piece)?.code == .invalidUTF8)
     }
 
     @Test func overlongRecordsAreQuarantined() throws {
@@ -232,7 +228,8 @@ struct XMLDecoderTests {
         #expect(failure(XMLDecoder(), Array("<events><event><a>1</a></event></events><more/>".utf8), piece: piece)?.code == .invalidXML)
         #expect(failure(XMLDecoder(), Array("<events>stray<event/></events>".utf8), piece: piece) == UploadError(.invalidXML, offset: 8, "text between events"))
         #expect(failure(XMLDecoder(), Array("<events><event a=1/></events>".utf8), piece: piece)?.code == .invalidXML)
-        #expect(failure(XMLDecoder(), Array("".utf8), piece: piece)?.code == .invalidXML)
+        #expect(failure(XMLDecoder(), Array("".utf8), piece: piece)?.code == .empty)
+        #expect(failure(XMLDecoder(), Array("  \n".utf8), piece: piece)?.code == .invalidXML)
         #expect(failure(XMLDecoder(), Array("not xml at all".utf8), piece: piece)?.offset == 0)
         #expect(failure(XMLDecoder(), [0x3C, 0x65, 0x3E, 0xFF], piece: piece)?.code == .invalidUTF8)
     }
@@ -248,5 +245,53 @@ struct XMLDecoderTests {
             .malformed(reason: "too_deep", line: 3, raw: ""),
             .event(["b": "2"], line: 4),
         ])
+    }
+
+    @Test(arguments: UploadDecoderTests.pieces)
+    func aByteOrderMarkIsSkipped(piece: Int) throws {
+        let mark: [UInt8] = [0xEF, 0xBB, 0xBF]
+        #expect(try decode(ByteOrderMarkSkipping(NDJSONDecoder()), mark + Array("{\"a\":1}\n".utf8), piece: piece) == [.event(["a": 1], line: 1)])
+        #expect(try decode(ByteOrderMarkSkipping(CSVDecoder()), mark + Array("event_id,n\ne1,2\n".utf8), piece: piece)
+            == [.event(["event_id": "e1", "n": "2"], line: 2)])
+        // Not a mark: every byte reaches the decoder, even a body shorter than a mark.
+        #expect(try decode(ByteOrderMarkSkipping(TextDecoder()), Array("ab".utf8), piece: piece) == [.event(["text": "ab"], line: 1)])
+        #expect(failure(ByteOrderMarkSkipping(TextDecoder()), [0xEF, 0xBB, 0x41], piece: piece) == UploadError(.invalidUTF8, offset: 0, "the body is not valid UTF-8"))
+        // Offsets stay offsets in the body as sent.
+        #expect(failure(ByteOrderMarkSkipping(NDJSONDecoder()), mark + Array("{\"a\":\"".utf8) + [0xFF], piece: piece)?.offset == 9)
+        #expect(failure(ByteOrderMarkSkipping(JSONArrayDecoder()), mark, piece: piece)?.code == .empty)
+        // A mark later in the body is text like any other.
+        #expect(try decode(ByteOrderMarkSkipping(TextDecoder()), Array("a\n".utf8) + mark + Array("b".utf8), piece: piece)
+            == [.event(["text": "a"], line: 1), .event(["text": "\u{FEFF}b"], line: 2)])
+    }
+
+    @Test func deepLinesAreQuarantinedAsTooDeep() throws {
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        let line = "{\"a\":" + deep + "}"
+        let records = try decode(NDJSONDecoder(), Array((line + "\n{\"b\":1}\n").utf8), piece: 4096)
+        #expect(records.count == 2)
+        guard case .malformed(let reason, let number, let raw) = records.first else { Issue.record("not quarantined: \(records)"); return }
+        #expect(reason == "too_deep")
+        #expect(number == 1)
+        #expect(raw.utf8.count == UploadLimits().maxQuarantinedBytes)
+        #expect(records.last == .event(["b": 1], line: 2))
+    }
+
+    /// Found by the fuzz targets: a body broken twice (its structure, then its UTF-8) was
+    /// reported by its UTF-8 when it came whole and by its structure when it came in pieces.
+    /// The first error is reported now, however the body is cut.
+    @Test(arguments: UploadDecoderTests.pieces)
+    func theFirstErrorWinsHoweverTheBodyIsCut(piece: Int) {
+        #expect(failure(JSONArrayDecoder(), [0x41, 0xC0, 0x2A, 0x0E], piece: piece) == UploadError(.notAnArray, offset: 0, "the body is not a JSON array"))
+        #expect(failure(XMLDecoder(), [0x41, 0x41, 0xFD], piece: piece)?.code == .invalidXML)
+        #expect(failure(XMLDecoder(), [0x41, 0x41, 0xFD], piece: piece)?.offset == 0)
+        let csv = Array(repeating: UInt8(0x09), count: 23) + [0x0A] + Array(repeating: 0x09, count: 17) + [0x0A, 0xFF, 0xFF]
+        #expect(failure(CSVDecoder(), csv, piece: piece) == UploadError(.invalidCSV, offset: 0, "the header row has an empty column name"))
+        #expect(failure(XMLDecoder(), Array("<events><event><a>&&foo;</a></event></events>".utf8), piece: piece)
+            == UploadError(.invalidXML, offset: 18, "an '&' that starts no entity"))
+        // Bad UTF-8 first: that is the error, whatever follows.
+        #expect(failure(JSONArrayDecoder(), [0xC3, 0x28, 0x7B], piece: piece) == UploadError(.invalidUTF8, offset: 0, "the body is not valid UTF-8"))
+        #expect(failure(JSONArrayDecoder(), Array("[\"".utf8) + [0xC3, 0x28] + Array("\"".utf8), piece: piece) == UploadError(.invalidUTF8, offset: 2, "the body is not valid UTF-8"))
+        // A character cut by a piece boundary reaches the decoder whole.
+        #expect((try? decode(NDJSONDecoder(), Array("{\"k\":\"\u{1F600}é\"}\n".utf8), piece: piece)) == [.event(["k": "\u{1F600}é"], line: 1)])
     }
 }

@@ -42,6 +42,11 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// `SLUICE_CALLBACK_ALLOW_HOSTS` (comma-separated host names or addresses, `*` for any):
     /// callback URLs given by callers may name these even when they are private or loopback.
     public var callbackAllowHosts: [String] = []
+    /// `SLUICE_HTTP_IDLE_TIMEOUT` (a duration: `60s`, `500ms`), default 60 s: an HTTP connection
+    /// that sends nothing the parser can use for this long is closed, so that a client sending
+    /// its headers a byte at a time (slow-loris) or stalling in its body holds no connection
+    /// for ever. A request being answered is never cut.
+    public var httpIdleTimeout: Duration = .seconds(60)
 
     /// Defaults as documented above.
     public init(
@@ -81,6 +86,7 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         }
         emailTo = list(environment["SLUICE_NOTIFY_EMAIL_TO"])
         callbackAllowHosts = list(environment["SLUICE_CALLBACK_ALLOW_HOSTS"])
+        if let v = environment["SLUICE_HTTP_IDLE_TIMEOUT"], let timeout = DurationParser.parse(v), timeout > .zero { httpIdleTimeout = timeout }
         let prefix = "SLUICE_UPSTREAM_"
         for (key, value) in environment where key.hasPrefix(prefix) && !value.isEmpty {
             let name = key.dropFirst(prefix.count).lowercased().replacingOccurrences(of: "_", with: "-")

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import Sluice
+import SluiceUploads
 import SluiceHTTP
 import SluiceNotify
 import SluicePostgres
@@ -16,7 +17,7 @@ import SluiceRedis
 /// function's outputs in chunks of `batch`, records that do not parse go to the quarantine
 /// stream with their line. The job row exists from the first byte; when the body ends its
 /// `received` count is final and the job moves to `processing`. A body that cannot be parsed
-/// at all, or is larger than `config.max_body_bytes`, fails the job: the job row is marked
+/// at all, holds no record, or is larger than `config.max_body_bytes`, fails the job: the job row is marked
 /// `failed` (which stops the load stage, see ``LoadFunction``), whatever was loaded is deleted,
 /// the job's remaining chunks are dropped, and the client gets a problem naming the offset.
 public struct IngestFunction: HTTPFunction {
@@ -156,11 +157,11 @@ public struct IngestFunction: HTTPFunction {
         let schema: JSONValue?
         do {
             switch format {
-            case .ndjson: schema = try await receive(body, decoder: NDJSONDecoder(limits: limits), into: &publisher)
-            case .json: schema = try await receive(body, decoder: JSONArrayDecoder(limits: limits), into: &publisher)
-            case .text: schema = try await receive(body, decoder: TextDecoder(limits: limits), into: &publisher)
-            case .xml: schema = try await receive(body, decoder: XMLDecoder(limits: limits), into: &publisher)
-            case .csv: schema = try await receive(body, decoder: CSVDecoder(limits: limits), into: &publisher)
+            case .ndjson: schema = try await receive(body, decoder: ByteOrderMarkSkipping(NDJSONDecoder(limits: limits)), into: &publisher)
+            case .json: schema = try await receive(body, decoder: ByteOrderMarkSkipping(JSONArrayDecoder(limits: limits)), into: &publisher)
+            case .text: schema = try await receive(body, decoder: ByteOrderMarkSkipping(TextDecoder(limits: limits)), into: &publisher)
+            case .xml: schema = try await receive(body, decoder: ByteOrderMarkSkipping(XMLDecoder(limits: limits)), into: &publisher)
+            case .csv: schema = try await receive(body, decoder: ByteOrderMarkSkipping(CSVDecoder(limits: limits)), into: &publisher)
             }
         } catch let failure as IngestFailure {
             await fail(jobID, code: failure.problem.code)
@@ -219,6 +220,12 @@ public struct IngestFunction: HTTPFunction {
             try decoder.finish(into: &records)
             try await publish(records, via: &publisher)
             try await publisher.flush()
+            // Nothing to process (no bytes, blank lines, a CSV header alone, `[]`) is a
+            // mistake of the sender's, told at once rather than as a job of nothing.
+            guard publisher.received > 0 else {
+                throw IngestFailure(Problem(.badRequest, code: UploadError.Code.empty.rawValue, detail: "the body holds no events",
+                                            extra: ["offset": .int(Int64(publisher.bytes))]))
+            }
         } catch let error as UploadError {
             throw IngestFailure(Problem(.badRequest, code: error.code.rawValue, detail: "the body cannot be parsed: \(error.message)",
                                         extra: ["offset": .int(Int64(error.offset))]))
@@ -229,7 +236,7 @@ public struct IngestFunction: HTTPFunction {
         } catch {
             throw IngestFailure(Problem(.badRequest, code: "body_incomplete", detail: "the body ended before it was complete"))
         }
-        if let csv = decoder as? CSVDecoder {
+        if let csv = (decoder as? ByteOrderMarkSkipping<CSVDecoder>)?.decoder {
             return .array(csv.schema.map { ["name": .string($0.name), "type": .string($0.type.rawValue)] })
         }
         return nil

@@ -84,10 +84,10 @@ struct LineSplitter {
 }
 
 /// NDJSON: one JSON object per line; blank lines are skipped. A line that is not a JSON object
-/// is quarantined with its line number (`invalid_json`, `not_an_object`, `record_too_long`).
+/// is quarantined with its line number (`invalid_json`, `too_deep`, `not_an_object`, `record_too_long`).
 public struct NDJSONDecoder: UploadDecoder {
     private var lines: LineSplitter
-    private var utf8 = UTF8StreamValidator()
+    private var utf8 = UTF8Gate()
     private let parser: JSONParser
     private let limits: UploadLimits
 
@@ -98,9 +98,12 @@ public struct NDJSONDecoder: UploadDecoder {
     }
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
-        try utf8.feed(bytes)
         let parser = self.parser, limits = self.limits
-        try lines.feed(bytes) { line throws(UploadError) in Self.decode(line, parser: parser, limits: limits, into: &records) }
+        var gate = utf8
+        defer { utf8 = gate }
+        try gate.feed(bytes) { text throws(UploadError) in
+            try lines.feed(text) { line throws(UploadError) in Self.decode(line, parser: parser, limits: limits, into: &records) }
+        }
     }
 
     public mutating func finish(into records: inout [UploadRecord]) throws(UploadError) {
@@ -123,7 +126,8 @@ public struct NDJSONDecoder: UploadDecoder {
                 }
                 records.append(.event(value, line: number))
             } catch {
-                records.append(.malformed(reason: "invalid_json", line: number, raw: quarantineText(bytes, limits)))
+                records.append(.malformed(reason: error.code == .tooDeep ? "too_deep" : "invalid_json", line: number,
+                                          raw: quarantineText(bytes, limits)))
             }
         }
     }
@@ -132,7 +136,7 @@ public struct NDJSONDecoder: UploadDecoder {
 /// Plain text: every non-blank line is the event `{"text": line}`.
 public struct TextDecoder: UploadDecoder {
     private var lines: LineSplitter
-    private var utf8 = UTF8StreamValidator()
+    private var utf8 = UTF8Gate()
     private let limits: UploadLimits
 
     public init(limits: UploadLimits = UploadLimits()) {
@@ -141,8 +145,11 @@ public struct TextDecoder: UploadDecoder {
     }
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
-        try utf8.feed(bytes)
-        try lines.feed(bytes) { line throws(UploadError) in Self.decode(line, into: &records) }
+        var gate = utf8
+        defer { utf8 = gate }
+        try gate.feed(bytes) { text throws(UploadError) in
+            try lines.feed(text) { line throws(UploadError) in Self.decode(line, into: &records) }
+        }
     }
 
     public mutating func finish(into records: inout [UploadRecord]) throws(UploadError) {

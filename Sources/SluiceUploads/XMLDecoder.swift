@@ -21,7 +21,7 @@ public struct XMLDecoder: UploadDecoder {
     }
 
     private let limits: UploadLimits
-    private var utf8 = UTF8StreamValidator()
+    private var utf8 = UTF8Gate()
     private var pending: [UInt8] = []
     private var pendingStart = 0  // absolute offset of pending[0]
     private var stack: [Frame] = []
@@ -38,7 +38,13 @@ public struct XMLDecoder: UploadDecoder {
     }
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
-        try utf8.feed(bytes)
+        var gate = utf8
+        defer { utf8 = gate }
+        try gate.feed(bytes) { text throws(UploadError) in try parse(text, into: &records) }
+    }
+
+    /// Decodes whole, valid characters (``UTF8Gate`` hands them over).
+    private mutating func parse(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
         pending.append(contentsOf: bytes)
         try drain(final: false, into: &records)
     }
@@ -46,7 +52,10 @@ public struct XMLDecoder: UploadDecoder {
     public mutating func finish(into records: inout [UploadRecord]) throws(UploadError) {
         try utf8.finish()
         try drain(final: true, into: &records)
-        guard rootName != nil else { throw UploadError(.invalidXML, offset: pendingStart, "the body has no root element") }
+        guard rootName != nil else {
+            if utf8.offset == 0 { throw UploadError(.empty, offset: 0, "the body is empty") }
+            throw UploadError(.invalidXML, offset: pendingStart, "the body has no root element")
+        }
         guard rootClosed else { throw UploadError(.truncated, offset: pendingStart + pending.count, "the body ends before the root element does") }
     }
 
@@ -264,7 +273,9 @@ public struct XMLDecoder: UploadDecoder {
                 i += 1
                 continue
             }
-            guard let semicolon = bytes[i...].firstIndex(of: UInt8(ascii: ";")), semicolon - i <= 10 else {
+            // An entity name holds no '&': `&&x;` is a bare '&' first, however the text was cut.
+            guard let semicolon = bytes[i...].firstIndex(of: UInt8(ascii: ";")), semicolon - i <= 10,
+                  !bytes[(i + 1)..<semicolon].contains(UInt8(ascii: "&")) else {
                 throw UploadError(.invalidXML, offset: offset + i, "an '&' that starts no entity")
             }
             let name = String(decoding: bytes[(i + 1)..<semicolon], as: UTF8.self)

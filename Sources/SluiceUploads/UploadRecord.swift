@@ -22,6 +22,8 @@ public struct UploadError: Error, Sendable, Equatable, CustomStringConvertible {
         case xmlDTDRefused = "xml_dtd_refused"
         case invalidCSV = "invalid_csv"
         case binary = "binary_body"
+        /// The body holds no record: no bytes, blank lines, `[]`, a CSV header alone.
+        case empty = "empty_body"
     }
 
     public var code: Code
@@ -66,9 +68,8 @@ public protocol UploadDecoder {
 }
 
 extension UploadDecoder {
-    /// Decodes a whole body at once (tests, small bodies).
-    public mutating func decodeAll(_ bytes: [UInt8]) throws(UploadError) -> [UploadRecord] {
-        var records: [UploadRecord] = []
+    /// Feeds bytes held in an array (tests, small bodies, bytes held back).
+    public mutating func feed(_ bytes: [UInt8], into records: inout [UploadRecord]) throws(UploadError) {
         let result: Result<Void, UploadError> = bytes.withUnsafeBytes { raw in
             do throws(UploadError) {
                 try feed(raw, into: &records)
@@ -78,8 +79,66 @@ extension UploadDecoder {
             }
         }
         try result.get()
+    }
+
+    /// Decodes a whole body at once (tests, small bodies).
+    public mutating func decodeAll(_ bytes: [UInt8]) throws(UploadError) -> [UploadRecord] {
+        var records: [UploadRecord] = []
+        try feed(bytes, into: &records)
         try finish(into: &records)
         return records
+    }
+}
+
+/// Skips a UTF-8 byte order mark at the start of a body (spreadsheet exports write one),
+/// then feeds `decoder`; offsets in its errors stay offsets in the body as sent.
+public struct ByteOrderMarkSkipping<Decoder: UploadDecoder>: UploadDecoder {
+    public private(set) var decoder: Decoder
+    /// The body's first bytes, held until it is known whether they are a mark.
+    private var head: [UInt8] = []
+    private var decided = false
+    private var skipped = 0
+    static var mark: [UInt8] { [0xEF, 0xBB, 0xBF] }
+
+    public init(_ decoder: Decoder) {
+        self.decoder = decoder
+    }
+
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
+        guard !decided else { return try shifted { (d: inout Decoder) throws(UploadError) in try d.feed(bytes, into: &records) } }
+        let take = min(3 - head.count, bytes.count)
+        head += bytes.prefix(take)
+        guard head.count == 3 || head != Array(Self.mark.prefix(head.count)) else { return }  // maybe a mark: wait for more
+        try decide(into: &records)
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[take...])
+        if !rest.isEmpty { try shifted { (d: inout Decoder) throws(UploadError) in try d.feed(rest, into: &records) } }
+    }
+
+    public mutating func finish(into records: inout [UploadRecord]) throws(UploadError) {
+        if !decided { try decide(into: &records) }
+        try shifted { (d: inout Decoder) throws(UploadError) in try d.finish(into: &records) }
+    }
+
+    /// Drops the held bytes when they are the mark, else feeds them.
+    private mutating func decide(into records: inout [UploadRecord]) throws(UploadError) {
+        decided = true
+        let held = head
+        head = []
+        if held == Self.mark {
+            skipped = 3
+            return
+        }
+        try decoder.feed(held, into: &records)
+    }
+
+    private mutating func shifted(_ body: (inout Decoder) throws(UploadError) -> Void) throws(UploadError) {
+        do {
+            try body(&decoder)
+        } catch {
+            var error = error
+            error.offset += skipped
+            throw error
+        }
     }
 }
 
@@ -151,5 +210,68 @@ public struct UTF8StreamValidator: Sendable {
     /// Checks that the body did not end inside a sequence.
     public func finish() throws(UploadError) {
         if needed > 0 { throw UploadError(.invalidUTF8, offset: sequenceStart, "the body ends inside a UTF-8 sequence") }
+    }
+
+    /// Where the character left incomplete by the bytes seen so far starts, if one is.
+    public var pendingStart: Int? { needed > 0 ? sequenceStart : nil }
+}
+
+/// Validates a body's UTF-8 piece by piece and hands a decoder whole characters only: a
+/// character cut by a piece boundary waits for its rest, and before invalid bytes the decoder
+/// gets the valid text in front of them. So a decoder sees the same text however the body was
+/// cut into pieces, and the error reported is the body's first: a decoder's own error before
+/// the bad bytes wins over the bad bytes (the fuzz targets check this).
+public struct UTF8Gate: Sendable {
+    private var validator = UTF8StreamValidator()
+    /// The start of a character that the next piece completes (at most 3 bytes).
+    private var held: [UInt8] = []
+
+    public init() {}
+
+    /// Bytes seen so far.
+    public var offset: Int { validator.offset }
+
+    /// Checks `bytes` and passes the whole characters they complete to `body`, in order.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws(UploadError) -> Void) throws(UploadError) {
+        let start = validator.offset
+        var failure: UploadError?
+        do { try validator.feed(bytes) } catch { failure = error }
+        // Everything before `end` is whole, valid characters.
+        let end = failure?.offset ?? validator.pendingStart ?? (start + bytes.count)
+        var from = 0
+        if !held.isEmpty {
+            let rest = Self.sequenceLength(held[0]) - held.count
+            guard end >= start + rest else {
+                if let failure { throw failure }
+                held += bytes  // still not complete: all of `bytes` belongs to it
+                return
+            }
+            let character = held + Array(bytes[..<rest])
+            held = []
+            let result: Result<Void, UploadError> = character.withUnsafeBytes { raw in
+                do throws(UploadError) {
+                    try body(raw)
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            try result.get()
+            from = rest
+        }
+        let cut = end - start
+        if cut > from { try body(UnsafeRawBufferPointer(rebasing: bytes[from..<cut])) }
+        if let failure { throw failure }
+        held = Array(bytes[cut...])
+    }
+
+    /// Checks that the body did not end inside a character.
+    public func finish() throws(UploadError) {
+        try validator.finish()
+    }
+
+    /// The length of the UTF-8 sequence a valid lead byte starts.
+    static func sequenceLength(_ lead: UInt8) -> Int {
+        lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2
     }
 }

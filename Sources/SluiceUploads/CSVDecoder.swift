@@ -12,7 +12,7 @@ public struct CSVDecoder: UploadDecoder {
     private enum State { case fieldStart, unquoted, quoted, quoteInQuoted, afterQuoted }
 
     private let limits: UploadLimits
-    private var utf8 = UTF8StreamValidator()
+    private var utf8 = UTF8Gate()
     private var state = State.fieldStart
     private var fields: [[UInt8]] = []
     private var field: [UInt8] = []
@@ -24,6 +24,8 @@ public struct CSVDecoder: UploadDecoder {
     private var line = 1
     private var recordLine = 1
     private var position = 0
+    /// The offset of the current record's first byte.
+    private var recordStart = 0
     private var openQuoteOffset = 0
     private var header: [String]?
     private var inference: [ColumnTypeInference] = []
@@ -38,7 +40,13 @@ public struct CSVDecoder: UploadDecoder {
     }
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
-        try utf8.feed(bytes)
+        var gate = utf8
+        defer { utf8 = gate }
+        try gate.feed(bytes) { text throws(UploadError) in try parse(text, into: &records) }
+    }
+
+    /// Decodes whole, valid characters (``UTF8Gate`` hands them over).
+    private mutating func parse(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
         for i in 0..<bytes.count {
             let b = bytes[i]
             recordBytes += 1
@@ -58,7 +66,7 @@ public struct CSVDecoder: UploadDecoder {
                     endField()
                 } else if b == UInt8(ascii: "\n") {
                     endField()
-                    try endRecord(into: &records)
+                    try endRecord(into: &records, end: position + i)
                 } else {
                     state = .unquoted
                     append(b)
@@ -69,7 +77,7 @@ public struct CSVDecoder: UploadDecoder {
                     state = .fieldStart
                 } else if b == UInt8(ascii: "\n") {
                     endField()
-                    try endRecord(into: &records)
+                    try endRecord(into: &records, end: position + i)
                 } else {
                     if b == UInt8(ascii: "\"") { badQuote = true }
                     append(b)
@@ -85,7 +93,7 @@ public struct CSVDecoder: UploadDecoder {
                     state = .fieldStart
                 } else if b == UInt8(ascii: "\n") {
                     endField()
-                    try endRecord(into: &records)
+                    try endRecord(into: &records, end: position + i)
                 } else if b == UInt8(ascii: "\r") {
                     state = .afterQuoted
                 } else {
@@ -96,7 +104,7 @@ public struct CSVDecoder: UploadDecoder {
             case .afterQuoted:
                 if b == UInt8(ascii: "\n") {
                     endField()
-                    try endRecord(into: &records)
+                    try endRecord(into: &records, end: position + i)
                 } else {
                     badQuote = true
                     state = .unquoted
@@ -117,9 +125,12 @@ public struct CSVDecoder: UploadDecoder {
             break
         default:
             endField()
-            try endRecord(into: &records)
+            try endRecord(into: &records, end: position)
         }
-        if header == nil { throw UploadError(.invalidCSV, offset: position, "the body has no header row") }
+        if header == nil {
+            if position == 0 { throw UploadError(.empty, offset: 0, "the body is empty") }
+            throw UploadError(.invalidCSV, offset: position, "the body has no header row")
+        }
     }
 
     private mutating func append(_ b: UInt8) {
@@ -135,8 +146,10 @@ public struct CSVDecoder: UploadDecoder {
         fieldWasQuoted = false
     }
 
-    private mutating func endRecord(into records: inout [UploadRecord]) throws(UploadError) {
+    /// Ends the record whose last byte (its newline, or the body's last) is at offset `end`.
+    private mutating func endRecord(into records: inout [UploadRecord], end: Int) throws(UploadError) {
         defer {
+            recordStart = end + 1
             fields.removeAll(keepingCapacity: true)
             raw.removeAll(keepingCapacity: true)
             recordBytes = 0
@@ -156,10 +169,10 @@ public struct CSVDecoder: UploadDecoder {
         guard let header else {
             let names = fields.map { String(decoding: $0, as: UTF8.self).trimmingSpaces() }
             guard !names.contains(where: \.isEmpty) else {
-                throw UploadError(.invalidCSV, offset: position, "the header row has an empty column name")
+                throw UploadError(.invalidCSV, offset: recordStart, "the header row has an empty column name")
             }
             guard Set(names).count == names.count else {
-                throw UploadError(.invalidCSV, offset: position, "the header row names a column twice")
+                throw UploadError(.invalidCSV, offset: recordStart, "the header row names a column twice")
             }
             self.header = names
             inference = Array(repeating: ColumnTypeInference(), count: names.count)
@@ -225,14 +238,5 @@ public struct ColumnTypeInference: Sendable, Equatable {
         guard b[10] == UInt8(ascii: "T") || b[10] == 0x20, b.count >= 16, digits(11..<13), b[13] == 0x3A, digits(14..<16) else { return false }
         let rest = b[16...]
         return rest.allSatisfy { (48...57).contains($0) || ":.+-Z".utf8.contains($0) }
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s.removeFirst() }
-        while s.last == " " || s.last == "\t" { s.removeLast() }
-        return String(s)
     }
 }

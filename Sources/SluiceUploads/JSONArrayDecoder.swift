@@ -9,7 +9,7 @@ public struct JSONArrayDecoder: UploadDecoder {
 
     private let limits: UploadLimits
     private let parser: JSONParser
-    private var utf8 = UTF8StreamValidator()
+    private var utf8 = UTF8Gate()
     private var phase = Phase.start
     private var position = 0  // absolute offset of the next byte
     private var element: [UInt8] = []
@@ -26,7 +26,13 @@ public struct JSONArrayDecoder: UploadDecoder {
     }
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
-        try utf8.feed(bytes)
+        var gate = utf8
+        defer { utf8 = gate }
+        try gate.feed(bytes) { text throws(UploadError) in try parse(text, into: &records) }
+    }
+
+    /// Decodes whole, valid characters (``UTF8Gate`` hands them over).
+    private mutating func parse(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
         var i = 0
         while i < bytes.count {
             let b = bytes[i]
@@ -90,7 +96,7 @@ public struct JSONArrayDecoder: UploadDecoder {
     public mutating func finish(into records: inout [UploadRecord]) throws(UploadError) {
         try utf8.finish()
         guard phase == .done else {
-            throw UploadError(phase == .start ? .notAnArray : .truncated, offset: position,
+            throw UploadError(phase == .start ? .empty : .truncated, offset: position,
                               phase == .start ? "the body is empty" : "the body ends before the array does")
         }
     }

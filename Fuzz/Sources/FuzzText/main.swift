@@ -1,0 +1,8 @@
+import FuzzSupport
+import SluiceUploads
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzText(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    Fuzzing.checkUpload({ TextDecoder(limits: Fuzzing.limits) }, UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
