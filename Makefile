@@ -1,7 +1,7 @@
 # Sluice: `make dev` runs everything locally, `make test` proves it against real servers.
 SHELL := /bin/bash
 
-.PHONY: deps build dev test bench chaos fuzz render clean
+.PHONY: deps build dev test bench soak chaos fuzz render clean
 
 deps:
 	scripts/install-deps.sh
@@ -17,6 +17,10 @@ test:
 
 bench: deps
 	scripts/bench.sh
+
+# The paced load alone (5,000 events/s) for BENCH_SOAK_SECONDS (600), memory sampled every 5 s.
+soak: deps
+	BENCH_SOAK_SECONDS=$${BENCH_SOAK_SECONDS:-600} scripts/bench.sh
 
 # kill -9 of every function, redis-server and PostgreSQL in turn during a 100,000-event run.
 chaos:

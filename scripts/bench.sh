@@ -2,15 +2,23 @@
 # `make bench`: the pipeline of functions/ (ingest → validate → enrich → transform → load, with
 # quarantine and jobs), each function its own release-built process, on a gen_events.py
 # workload, next to baselines measured in the same run on the same servers:
-#   raw Redis — redis-benchmark XADD of entries the size of an event
+#   raw Redis — redis-benchmark XADD of entries the size of an event, and XREADGROUP of them
 #   raw COPY  — psql \copy of the same events, already flattened, into a table shaped like the warehouse
-# Checks that the job's counts equal the workload's manifest (a fast wrong answer is no result),
-# writes bench/results/pipeline.json and prints a summary.
-#   BENCH_EVENTS (default 200000), BENCH_FORMAT (ndjson|json|csv|xml, default ndjson)
+# Checks that the job's counts equal the workload's manifest (a fast wrong answer is no result).
+# Then: latency under a paced load (bench/paced.py), the privacy middleware's cost, the gateway
+# with wrk, analytics and erasure on a million rows, cold start (bench/cold_start.py) and a
+# 100 MB CSV upload through the gateway. Writes bench/results/*.json and prints a summary.
+#   BENCH_EVENTS (default 200000), BENCH_FORMAT (ndjson|json|csv|xml, default ndjson),
+#   BENCH_RATE / BENCH_SECONDS (the paced load, default 5000 events/s for 60 s),
+#   BENCH_CSV_MB (default 100). `make soak` (BENCH_SOAK_SECONDS, default 600) runs only the
+#   paced load, for that long, and writes bench/results/soak.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${BENCH_EVENTS:-200000}
 format=${BENCH_FORMAT:-ndjson}
+rate=${BENCH_RATE:-5000}
+seconds=${BENCH_SECONDS:-60}
+soak=${BENCH_SOAK_SECONDS:-}
 case $format in
   ndjson) type=application/x-ndjson ;; json) type=application/json ;;
   csv) type=text/csv ;; xml) type=application/xml ;;
@@ -76,6 +84,13 @@ start=$(now)
 redis-benchmark -p "$redis_port" -n "$count" -P 64 -q XADD bench:raw '*' f "$(head -c "$event_bytes" /dev/zero | tr '\0' x)" >/dev/null
 end=$(now)
 raw_xadd=$(rate "$count" "$start" "$end")
+# … and reading them back in batches of 500, as the functions do (XREADGROUP … COUNT 500).
+redis-cli -p "$redis_port" XGROUP CREATE bench:raw g 0 >/dev/null
+start=$(now)
+redis-benchmark -p "$redis_port" -n $(( count / 500 )) -c 1 -q XREADGROUP GROUP g c COUNT 500 STREAMS bench:raw '>' >/dev/null
+end=$(now)
+raw_xreadgroup=$(rate "$count" "$start" "$end")
+[[ $(redis-cli -p "$redis_port" XPENDING bench:raw g | head -1) == "$count" ]] || { echo "XREADGROUP did not read every entry" >&2; exit 1; }
 
 # Baseline 2: raw COPY of the flattened rows into an unindexed copy of the warehouse table.
 .build/release/sluice migrate >/dev/null 2>&1
@@ -88,10 +103,12 @@ raw_copy=$(rate "$rows" "$start" "$end")
 # Sluice: every function of functions/ in its own process.
 port=18080
 declare -A ports
+pid_args=()
 for fn in ingest validate enrich transform load quarantine jobs warehouse privacy; do
   ports[$fn]=$port
   SLUICE_LOG_LEVEL=warning .build/release/sluice serve "$fn" --port "$port" --host 127.0.0.1 >"$servers/$fn.log" 2>&1 &
   pids+=($!)
+  pid_args+=(--pid "$fn=$!")
   port=$((port + 1))
 done
 for fn in "${!ports[@]}"; do
@@ -103,45 +120,58 @@ for fn in "${!ports[@]}"; do
   [[ $ready == 1 ]] || { echo "$fn did not become ready:" >&2; tail "$servers/$fn.log" >&2; exit 1; }
 done
 ingest="http://127.0.0.1:${ports[ingest]}"
+# The paced load's pool: events whose ids get a suffix per pass (consents all given).
+python3 ../shared/bench/gen_events.py --count 50000 --seed 8 --format ndjson --no-consent-rate 0 \
+  --out "$servers/pool.ndjson" --manifest "$servers/pool-manifest.json"
+mkdir -p bench/results
+if [[ -n $soak ]]; then
+  python3 bench/paced.py --url "$ingest" --pool "$servers/pool.ndjson" --rate "$rate" --seconds "$soak" \
+    --database-url "$SLUICE_DATABASE_URL" "${pid_args[@]}" --out bench/results/soak.json
+  exit
+fi
 for user in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["consent_withdrawn_users"]))' "$servers/manifest.json"); do
   curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H 'X-Sluice-Subject: bench' \
     -d '{"purpose": "analytics", "granted": false}' "http://127.0.0.1:${ports[privacy]}/api/v1/consents/$user"
 done
+# CPU time (user + system, in clock ticks) of each process, and of Redis and every PostgreSQL
+# process together: where the run's CPU goes, per event.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+postgres_ticks() {
+  local postmaster total=0
+  postmaster=$(head -1 "$servers/pg/postmaster.pid")
+  for pid in $postmaster $(pgrep -P "$postmaster"); do total=$(( total + $(ticks "$pid") )); done
+  echo "$total"
+}
+cpu_snapshot() {
+  local out=""
+  for i in "${!pid_args[@]}"; do
+    [[ ${pid_args[$i]} == --pid ]] && continue
+    out+="${pid_args[$i]%%=*}=$(ticks "${pid_args[$i]#*=}") "
+  done
+  echo "${out}redis=$(ticks "$(cat "$servers/redis.pid")") postgres=$(postgres_ticks)"
+}
+cpu_before=$(cpu_snapshot)
 start=$(now)
 answer=$(curl -fsS -XPOST -H "Content-Type: $type" --data-binary "@$servers/events.$format" "$ingest/api/v1/ingest")
 accepted=$(now)
-job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$answer")
+[[ $answer =~ \"job_id\":\"([0-9a-f-]+)\" ]] || { echo "ingest answered: $answer" >&2; exit 1; }
+job=${BASH_REMATCH[1]}
 deadline=$(( $(date +%s) + 900 ))
+# Polled with curl alone: a python3 per poll would cost the pipeline a good share of a core.
 while :; do
   state=$(curl -fsS "$ingest/api/v1/jobs/$job")
-  status=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$state")
-  [[ $status == completed || $status == failed || $status == cancelled ]] && break
+  [[ $state =~ \"status\":\"(completed|failed|cancelled)\" ]] && break
   (( $(date +%s) < deadline )) || { echo "job $job did not end: $state" >&2; exit 1; }
   sleep 0.05
 done
 end=$(now)
+cpu_after=$(cpu_snapshot)
 latency=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric,1) FROM (SELECT extract(epoch FROM loaded_at - received_at) * 1000 AS ms FROM events WHERE job_id = '$job') t")
 rss=$(for pid in "${pids[@]}"; do awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done | paste -sd' ')
 
-# Latency at a steady, sustainable rate: 40 uploads of 250 events, 4 per second (1,000 events/s).
-python3 ../shared/bench/gen_events.py --count 10000 --seed 8 --format ndjson --no-consent-rate 0 \
-  --out "$servers/steady.ndjson" --manifest "$servers/steady-manifest.json"
-split -l 250 -d -a 2 "$servers/steady.ndjson" "$servers/steady-part-"
-steady_jobs=()
-for part in "$servers"/steady-part-*; do
-  steady_jobs+=("$(curl -fsS -XPOST -H 'Content-Type: application/x-ndjson' --data-binary "@$part" "$ingest/api/v1/ingest" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')")
-  sleep 0.25
-done
-for steady_job in "${steady_jobs[@]}"; do
-  while :; do
-    status=$(curl -fsS "$ingest/api/v1/jobs/$steady_job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
-    [[ $status == completed || $status == failed ]] && break
-    sleep 0.05
-  done
-done
-steady_ids=$(IFS=,; echo "${steady_jobs[*]}")
-steady=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || count(*) FROM (SELECT extract(epoch FROM loaded_at - received_at) * 1000 AS ms FROM events WHERE job_id = ANY('{$steady_ids}'::uuid[])) t")
+# Latency under a paced load: RATE events/s for SECONDS in uploads of 250 (bench/paced.py).
+python3 bench/paced.py --url "$ingest" --pool "$servers/pool.ndjson" --rate "$rate" --seconds "$seconds" \
+  --database-url "$SLUICE_DATABASE_URL" "${pid_args[@]}" --out bench/results/latency.json >/dev/null
 
 # What the privacy middleware costs: validate as functions/ declares it (pii-mask, consent,
 # geo-restrict), with pii-mask only, and with none (copies of functions/), on the same 500-event
@@ -205,7 +235,7 @@ pids+=($!)
 for p in $hs_port $rs_port; do
   for _ in $(seq 1 400); do curl -fs "http://127.0.0.1:$p/health/ready" >/dev/null && break; sleep 0.05; done
 done
-hs_token=$(SLUICE_JWT_SECRET="$secret" .build/release/sluice token --subject bench --roles ingest --ttl 600)
+hs_token=$(SLUICE_JWT_SECRET="$secret" .build/release/sluice token --subject bench --roles ingest --ttl 3600)
 rs_token=$(env -u SLUICE_JWT_SECRET .build/release/sluice token --subject bench --roles ingest --ttl 600 --key "$servers/jwt-private.pem")
 route="/api/v1/jobs/$job"
 [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $hs_token" "http://127.0.0.1:$hs_port$route") == 200 ]] || { echo "the HS256 gateway does not answer 200" >&2; tail "$servers/gateway-hs.log" >&2; exit 1; }
@@ -264,8 +294,55 @@ subject="u_$(python3 -c "print('0123'.translate(str.maketrans('0123456789abcdef'
 erasure=$(curl -fsS -XDELETE -H "Authorization: Bearer $admin_token" "http://127.0.0.1:$hs_port/api/v1/subjects/$subject")
 erasure=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["removed"]["events"], r["duration_ms"])' "$erasure")
 
-mkdir -p bench/results
-python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$steady" "$gateway" "$rollup_catch_up $summaries" "$masking" "$erasure" <<'PY'
+# Cold start: process start to the first 200 from /health/ready, median of 10, every function.
+SLUICE_JWT_SECRET="$secret" SLUICE_UPSTREAM_INGEST="$ingest" python3 bench/cold_start.py --binary .build/release/sluice \
+  --port $((port + 10)) --runs 10 --out bench/results/cold_start.json \
+  ingest validate enrich transform load quarantine jobs notify warehouse privacy calls gateway >/dev/null
+
+# A CSV of BENCH_CSV_MB (100) MB through the gateway (HS256) to a fresh ingest: the time until
+# its 202, the peak memory of both, then the time until the job completes, with its counts.
+csv_mb=${BENCH_CSV_MB:-100}
+csv_events=$(( csv_mb * 1000000 / 195 + 1000 ))
+python3 ../shared/bench/gen_events.py --count "$csv_events" --seed 12 --format csv --no-consent-rate 0 \
+  --out "$servers/big.csv" --manifest "$servers/big-manifest.json"
+csv_ingest_port=$((port + 20)); csv_gateway_port=$((port + 21))
+SLUICE_LOG_LEVEL=warning .build/release/sluice serve ingest --port $csv_ingest_port --host 127.0.0.1 >"$servers/ingest-csv.log" 2>&1 &
+csv_ingest_pid=$!; pids+=($!)
+SLUICE_FUNCTIONS_DIR="$functions_copy" SLUICE_JWT_SECRET="$secret" SLUICE_UPSTREAM_INGEST="http://127.0.0.1:$csv_ingest_port" SLUICE_LOG_LEVEL=warning \
+  .build/release/sluice serve gateway --port $csv_gateway_port --host 127.0.0.1 >"$servers/gateway-csv.log" 2>&1 &
+csv_gateway_pid=$!; pids+=($!)
+for p in $csv_ingest_port $csv_gateway_port; do
+  for _ in $(seq 1 400); do curl -fs "http://127.0.0.1:$p/health/ready" >/dev/null && break; sleep 0.05; done
+done
+csv_start=$(now)
+csv_answer=$(curl -fsS -XPOST -H "Authorization: Bearer $hs_token" -H 'Content-Type: text/csv' --data-binary "@$servers/big.csv" \
+  "http://127.0.0.1:$csv_gateway_port/api/v1/ingest")
+csv_accepted=$(now)
+csv_peaks="$(awk '/VmHWM/ {print $2}' /proc/$csv_ingest_pid/status) $(awk '/VmHWM/ {print $2}' /proc/$csv_gateway_pid/status)"
+csv_job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$csv_answer")
+while :; do
+  csv_state=$(curl -fsS "$ingest/api/v1/jobs/$csv_job")
+  status=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$csv_state")
+  [[ $status == completed || $status == failed || $status == cancelled ]] && break
+  sleep 0.2
+done
+csv_done=$(now)
+python3 - "$servers/big.csv" "$csv_start" "$csv_accepted" "$csv_done" "$csv_peaks" "$csv_state" "$servers/big-manifest.json" <<'PY'
+import json, os, sys
+path, start, accepted, done = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+ingest_kb, gateway_kb = (int(x) for x in sys.argv[5].split())
+job, expected = json.loads(sys.argv[6]), json.load(open(sys.argv[7]))["expected"]
+size = os.path.getsize(path)
+json.dump({
+    "bytes": size, "events": json.load(open(sys.argv[7]))["count"], "via": "gateway (HS256) to ingest",
+    "seconds_to_202": round(accepted - start, 2), "mb_per_s_to_202": round(size / 1e6 / (accepted - start), 1),
+    "seconds_to_completed": round(done - start, 2), "job": job["status"], "counts": job["counts"],
+    "counts_match_manifest": all(job["counts"].get(k) == v for k, v in expected.items()),
+    "peak_rss_mb": {"ingest": round(ingest_kb / 1024, 1), "gateway": round(gateway_kb / 1024, 1)},
+}, open("bench/results/csv_upload.json", "w"), indent=1)
+PY
+
+CPU_BEFORE="$cpu_before" CPU_AFTER="$cpu_after" python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$raw_xreadgroup" "$gateway" "$rollup_catch_up $summaries" "$masking" "$erasure" <<'PY'
 import json, sys, platform, os
 count, fmt, xadd, copy = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 start, accepted, end = (float(x) for x in sys.argv[5:8])
@@ -273,7 +350,15 @@ p50, p99 = (float(x) for x in sys.argv[8].split())
 job = json.loads(sys.argv[9])
 expected = json.load(open(sys.argv[10]))["expected"]
 peaks = [int(x) for x in sys.argv[11].split()]
-steady_p50, steady_p99, steady_rows = sys.argv[12].split()
+xreadgroup = int(sys.argv[12])
+def ticks(text):
+    return {k: int(v) for k, v in (item.split("=") for item in text.split())}
+cpu_before, cpu_after = ticks(os.environ["CPU_BEFORE"]), ticks(os.environ["CPU_AFTER"])
+hz = os.sysconf("SC_CLK_TCK")
+cpu_us_per_event = {k: round((cpu_after[k] - cpu_before[k]) / hz / count * 1e6, 1) for k in cpu_after}
+paced = json.load(open("bench/results/latency.json"))
+cold = json.load(open("bench/results/cold_start.json"))
+csv_upload = json.load(open("bench/results/csv_upload.json"))
 g = sys.argv[13].split()
 catch_up, hour_1m, hour_1m_exact, day_1h, day_1h_exact, day_1m, day_1m_exact = (float(x) for x in sys.argv[14].split())
 privacy_ms, mask_ms, nomask_ms = (float(x) for x in sys.argv[15].split())
@@ -288,8 +373,11 @@ result = {
     "sluice_ingest_events_per_s": upload, "sluice_end_to_end_events_per_s": e2e,
     "ratio_to_raw_copy": round(e2e / copy, 3),
     "loaded_minus_received_ms_p50": p50, "loaded_minus_received_ms_p99": p99,
-    "steady_1000_per_s_loaded_minus_received_ms_p50": float(steady_p50),
-    "steady_1000_per_s_loaded_minus_received_ms_p99": float(steady_p99), "steady_rows": int(steady_rows),
+    "raw_xreadgroup_count_500_per_s": xreadgroup,
+    "cpu_us_per_event": cpu_us_per_event, "cpu_us_per_event_total": round(sum(cpu_us_per_event.values()), 1),
+    "paced": {k: v for k, v in paced.items() if k != "memory"},
+    "cold_start_median_ms": {k: v["median_ms"] for k, v in cold.items()},
+    "csv_upload": csv_upload,
     "peak_rss_mb_max": round(max(peaks) / 1024, 1), "job": job["status"], "counts": job["counts"],
     "counts_match_manifest": not mismatches,
     "gateway": {
@@ -315,8 +403,19 @@ print(f"raw COPY              {copy:>9} rows/s")
 print(f"sluice ingest         {upload:>9} events/s  (upload of {count} {fmt} events answered)")
 print(f"sluice end to end     {e2e:>9} events/s  ({e2e / copy:.2f} x raw COPY)  ingest → validate → enrich → transform → load, 7 processes")
 print(f"loaded − received     p50 {p50} ms, p99 {p99} ms  (the {count} events pushed at once: mostly queueing)")
-print(f"  at 1,000 events/s   p50 {steady_p50} ms, p99 {steady_p99} ms  (40 uploads of 250, {steady_rows} rows loaded)")
+l = paced["loaded_minus_received_ms"]
+print(f"  at {paced['rate_events_per_s']:,} events/s   p50 {l['p50']} ms, p95 {l['p95']} ms, p99 {l['p99']} ms, max {l['max']} ms"
+      f"  ({paced['seconds']} s, uploads of {paced['batch']}, {paced['achieved_events_per_s']:,} events/s sent, {paced['loaded']:,} loaded, {paced['uploads_sent_late']} uploads late)")
+print(f"raw XREADGROUP        {xreadgroup:>9} entries/s  (COUNT 500)")
+print("cold start, median of 10 (process start to /health/ready 200):")
+print("  " + ", ".join(f"{k} {v['median_ms']} ms" for k, v in cold.items()))
+c = csv_upload
+print(f"CSV of {c['bytes'] / 1e6:.0f} MB ({c['events']:,} events) through the gateway: 202 after {c['seconds_to_202']} s ({c['mb_per_s_to_202']} MB/s), "
+      f"completed after {c['seconds_to_completed']} s; peak RSS ingest {c['peak_rss_mb']['ingest']} MB, gateway {c['peak_rss_mb']['gateway']} MB; counts match: {c['counts_match_manifest']}")
 print(f"peak RSS per process  {max(peaks) / 1024:.1f} MB at most")
+total = sum(cpu_us_per_event.values())
+print(f"CPU per event         {total:.1f} µs in all (so 2 cores allow at most {2e6 / total:,.0f} events/s): "
+      + ", ".join(f"{k} {v}" for k, v in sorted(cpu_us_per_event.items(), key=lambda kv: -kv[1])))
 print(f"job {job['status']}: {json.dumps(job['counts'])}")
 print(f"GET /api/v1/jobs/{{id}}, wrk -t2 -c16 -d8s:")
 print(f"  ingest directly     {direct_rps:>9} requests/s, p99 {direct_p99} ms  (no token)")
@@ -335,5 +434,8 @@ if direct_bad or hs_bad or rs_bad:
     sys.exit(1)
 if mismatches:
     print(f"COUNTS DIFFER FROM THE MANIFEST (got, expected): {mismatches}")
+    sys.exit(1)
+if not csv_upload["counts_match_manifest"] or paced["refused"]:
+    print("THE CSV JOB'S COUNTS DIFFER FROM ITS MANIFEST, OR PACED UPLOADS WERE REFUSED")
     sys.exit(1)
 PY
