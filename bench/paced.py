@@ -37,6 +37,12 @@ def templates(pool_path):
     return out
 
 
+def psql(database_url, query):
+    """One query's rows as text; the query goes on stdin (thousands of job ids exceed an argument's limit)."""
+    return subprocess.run(["psql", database_url, "-tA", "-v", "ON_ERROR_STOP=1", "-f", "-"], input=query,
+                          capture_output=True, text=True, check=True).stdout
+
+
 def rss_kb(pid):
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -136,9 +142,8 @@ def main():
     deadline = time.monotonic() + 600
     ids = "{" + ",".join(jobs) + "}"
     while True:
-        out = subprocess.run(["psql", args.database_url, "-tAc",
-                              f"SELECT count(*) FILTER (WHERE status IN ('received','processing')) FROM jobs WHERE id = ANY('{ids}'::uuid[])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+        out = psql(args.database_url,
+                   f"SELECT count(*) FILTER (WHERE status IN ('received','processing')) FROM jobs WHERE id = ANY('{ids}'::uuid[])").strip()
         if out == "0" or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -152,10 +157,8 @@ def main():
                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
                round(max(ms)::numeric, 1)
         FROM (SELECT extract(epoch FROM loaded_at - received_at) * 1000 AS ms FROM events WHERE job_id = ANY('{ids}'::uuid[])) t"""
-    row = subprocess.run(["psql", args.database_url, "-tAc", query], capture_output=True, text=True, check=True).stdout.strip().split("|")
-    statuses = subprocess.run(["psql", args.database_url, "-tAc",
-                               f"SELECT status, count(*) FROM jobs WHERE id = ANY('{ids}'::uuid[]) GROUP BY status"],
-                              capture_output=True, text=True, check=True).stdout.split()
+    row = psql(args.database_url, query).strip().split("|")
+    statuses = psql(args.database_url, f"SELECT status, count(*) FROM jobs WHERE id = ANY('{ids}'::uuid[]) GROUP BY status").replace("|", " ").split()
     memory = {}
     for name, series in samples.items():
         values = [kb for _, kb in series if kb > 0]
