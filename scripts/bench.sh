@@ -133,13 +133,12 @@ psql "$SLUICE_DATABASE_URL" -qc "TRUNCATE events"
 
 # Sluice: every function of functions/ in its own process.
 port=18080
-declare -A ports
-pid_args=()
+declare -A ports fn_pids
 for fn in ingest validate enrich transform load quarantine jobs warehouse privacy; do
   ports[$fn]=$port
   SLUICE_LOG_LEVEL=warning .build/release/sluice serve "$fn" --port "$port" --host 127.0.0.1 >"$servers/$fn.log" 2>&1 &
   pids+=($!)
-  pid_args+=(--pid "$fn=$!")
+  fn_pids[$fn]=$!
   port=$((port + 1))
 done
 for fn in "${!ports[@]}"; do
@@ -151,6 +150,8 @@ for fn in "${!ports[@]}"; do
   [[ $ready == 1 ]] || { echo "$fn did not become ready:" >&2; tail "$servers/$fn.log" >&2; exit 1; }
 done
 ingest="http://127.0.0.1:${ports[ingest]}"
+pid_args=()  # bench/paced.py samples the memory of each
+for fn in "${!fn_pids[@]}"; do pid_args+=(--pid "$fn=${fn_pids[$fn]}"); done
 # The paced load's pool: events whose ids get a suffix per pass (consents all given).
 python3 ../shared/bench/gen_events.py --count 50000 --seed 8 --format ndjson --no-consent-rate 0 \
   --out "$servers/pool.ndjson" --manifest "$servers/pool-manifest.json"
@@ -174,11 +175,8 @@ postgres_ticks() {
   echo "$total"
 }
 cpu_snapshot() {
-  local out=""
-  for i in "${!pid_args[@]}"; do
-    [[ ${pid_args[$i]} == --pid ]] && continue
-    out+="${pid_args[$i]%%=*}=$(ticks "${pid_args[$i]#*=}") "
-  done
+  local out="" fn
+  for fn in "${!fn_pids[@]}"; do out+="$fn=$(ticks "${fn_pids[$fn]}") "; done
   echo "${out}redis=$(ticks "$(cat "$servers/redis.pid")") postgres=$(postgres_ticks)"
 }
 cpu_before=$(cpu_snapshot)
@@ -354,10 +352,7 @@ done
 # ingest, Redis), which in a deployment has cores of its own; on these 2 shared cores the
 # stages would otherwise take most of them meanwhile. They resume to finish the job.
 stage_pids=()
-for i in "${!pid_args[@]}"; do
-  [[ ${pid_args[$i]} == --pid ]] && continue
-  case ${pid_args[$i]%%=*} in validate|enrich|transform|load|quarantine|jobs) stage_pids+=("${pid_args[$i]#*=}") ;; esac
-done
+for fn in validate enrich transform load quarantine jobs; do stage_pids+=("${fn_pids[$fn]}"); done
 kill -STOP "${stage_pids[@]}"
 csv_start=$(now)
 csv_answer=$(curl -fsS -XPOST -H "Authorization: Bearer $hs_token" -H 'Content-Type: text/csv' --data-binary "@$servers/big.csv" \

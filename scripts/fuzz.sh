@@ -20,7 +20,8 @@ swift build --package-path Fuzz -c release --build-path "$work/build" \
   || { tail -40 "$work/build.log" >&2; echo "the fuzz targets did not build (log: $work/build.log)" >&2; exit 1; }
 bin=$(swift build --package-path Fuzz -c release --build-path "$work/build" --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address --show-bin-path)
 
-# Seeds: the corpus by format, and three well-formed events in every format.
+# Seeds: the corpus by format, and three well-formed events in every format gen_events.py
+# writes (plain text has none: its seeds are the corpus's text and NDJSON files).
 for format in ndjson json csv xml; do
   python3 ../shared/bench/gen_events.py --count 3 --seed 11 --format "$format" --now 2026-01-01T00:00:00Z \
     --out "$work/seeds/events.$format" >/dev/null
@@ -29,7 +30,10 @@ seeds() {
   local dir=$work/seeds/$1
   rm -rf "$dir"; mkdir -p "$dir"
   shift
-  for ext in "$@"; do cp Tests/Corpus/uploads/*."$ext" "$work/seeds/events.$ext" "$dir/" 2>/dev/null || true; done
+  for ext in "$@"; do
+    cp Tests/Corpus/uploads/*."$ext" "$dir/"
+    if [[ -f $work/seeds/events.$ext ]]; then cp "$work/seeds/events.$ext" "$dir/"; fi
+  done
   echo "$dir"
 }
 declare -A seed_dirs=(

@@ -25,14 +25,11 @@ extension Request {
                           extra: ["offset": .int(Int64(error.offset)), "error": .string(error.code.rawValue)])
         }
     }
-}
 
-extension Request {
     /// Whether a `Content-Type` names JSON: `application/json` or a `+json` type, parameters
     /// (`; charset=utf-8`) aside. A missing type is not JSON: the caller must say what it sends.
-    public static func isJSON(contentType: String?) -> Bool {
-        guard let contentType else { return false }
-        let type = contentType.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingSpaces().lowercased() } ?? ""
+    static func isJSON(contentType: String?) -> Bool {
+        guard let type = contentType?.mediaType else { return false }
         return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
     }
 }

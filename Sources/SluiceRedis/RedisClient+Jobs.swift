@@ -1,15 +1,5 @@
 import Sluice
 
-/// A job's live state in Redis: the hash `{sluice}:job:ID` holds `state` (`received` while
-/// the body arrives, then `processing`, then `completed`, `failed` or `cancelled`),
-/// `received` (final once the body has ended) and the counters the stages add as they
-/// acknowledge chunks (`loaded`, `quarantined`, `dropped.REASON`, `dead_lettered`, …).
-///
-/// Every change of state and the settling of a job happen inside Lua scripts, so that the
-/// moment a job's last event is accounted for is decided exactly once, atomically with the
-/// acknowledgement that accounted for it. Each final state is announced once on the `jobs`
-/// stream (an entry in the chunk format holding one event: `job_id`, `status`, `counts`,
-/// `finished_at`, and `error` for failures).
 /// The job counters the API names. Every `dropped.REASON` counter is a terminal state: the
 /// reasons listed here have a count of their own, any other (a user function's `filtered`,
 /// `job_failed`) adds to `dropped`. The settle script and the job API both read this list.
@@ -26,6 +16,16 @@ public enum JobCounters {
     }
 }
 
+/// A job's live state in Redis: the hash `{sluice}:job:ID` holds `state` (`received` while
+/// the body arrives, then `processing`, then `completed`, `failed` or `cancelled`),
+/// `received` (final once the body has ended) and the counters the stages add as they
+/// acknowledge chunks (`loaded`, `quarantined`, `dropped.REASON`, `dead_lettered`, …).
+///
+/// Every change of state and the settling of a job happen inside Lua scripts, so that the
+/// moment a job's last event is accounted for is decided exactly once, atomically with the
+/// acknowledgement that accounted for it. Each final state is announced once on the `jobs`
+/// stream (an entry in the chunk format holding one event: `job_id`, `status`, `counts`,
+/// `finished_at`, and `error` for failures).
 enum JobScripts {
     /// Defines `settle(job, stream)`: if the job is `processing`, its `received` count is known
     /// and every event is in a terminal state, marks it `completed` (or `failed` when some were

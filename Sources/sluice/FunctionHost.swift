@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
@@ -148,7 +149,7 @@ struct FunctionHost {
 
             let app = Application(
                 router: router,
-                server: .http1(configuration: .init(idleTimeout: .nanoseconds(configuration.httpIdleTimeout.nanoseconds))),
+                server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
                 configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
                 logger: logger)
             // Services stop in reverse order: the triggers drain first, then the HTTP server.

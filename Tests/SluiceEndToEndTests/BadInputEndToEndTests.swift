@@ -34,7 +34,13 @@ struct BadInputEndToEndTests {
         try result.get()
     }
 
-    static var corpus: String { (try? TestEnvironment.get().packageRoot).map { "\($0)/Tests/Corpus" } ?? "Tests/Corpus" }
+    static func corpus() throws -> String { "\(try TestEnvironment.get().packageRoot)/Tests/Corpus" }
+
+    /// Uploads a file of the corpus with the content type its extension names.
+    static func upload(_ file: String, to fixture: PipelineFixture) async throws -> (status: Int, body: JSONValue) {
+        let body = try Data(contentsOf: URL(fileURLWithPath: "\(try corpus())/uploads/\(file)"))
+        return try await fixture.upload(bytes: body, contentType: contentType(of: file))
+    }
 
     static func contentType(of file: String) -> String {
         switch (file as NSString).pathExtension {
@@ -62,11 +68,11 @@ struct BadInputEndToEndTests {
     // MARK: - The corpus
 
     @Test func corpusBodiesAreRefusedOrAccountedFor() async throws {
-        let expectations = try JSONParser().parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(Self.corpus)/uploads.json"))))
+        let expectations = try JSONParser().parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(try Self.corpus())/uploads.json"))))
         let refused = try #require(expectations["refused"]?.arrayValue)
         let accepted = try #require(expectations["accepted"]?.arrayValue)
         // Every file of the corpus has an expectation, and every expectation a file.
-        let files = Set(try FileManager.default.contentsOfDirectory(atPath: "\(Self.corpus)/uploads"))
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: "\(try Self.corpus())/uploads"))
         let named = Set((refused + accepted).compactMap { $0["file"]?.stringValue })
         #expect(files == named, "files without an expectation: \(files.subtracting(named)); expectations without a file: \(named.subtracting(files))")
         #expect(refused.count == 32)
@@ -75,8 +81,7 @@ struct BadInputEndToEndTests {
             var failedJobs: [String] = []
             for item in refused {
                 let file = try #require(item["file"]?.stringValue)
-                let body = try Data(contentsOf: URL(fileURLWithPath: "\(Self.corpus)/uploads/\(file)"))
-                let answer = try await fixture.upload(bytes: body, contentType: Self.contentType(of: file))
+                let answer = try await Self.upload(file, to: fixture)
                 #expect(answer.status == 400, "\(file): \(answer.body.serializedString)")
                 #expect(answer.body["code"]?.stringValue == item["code"]?.stringValue, "\(file): \(answer.body.serializedString)")
                 #expect(answer.body["offset"]?.intValue == item["offset"]?.intValue, "\(file): \(answer.body.serializedString)")
@@ -88,8 +93,7 @@ struct BadInputEndToEndTests {
             }
             for item in accepted {
                 let file = try #require(item["file"]?.stringValue)
-                let body = try Data(contentsOf: URL(fileURLWithPath: "\(Self.corpus)/uploads/\(file)"))
-                let answer = try await fixture.upload(bytes: body, contentType: Self.contentType(of: file))
+                let answer = try await Self.upload(file, to: fixture)
                 #expect(answer.status == 202, "\(file): \(answer.body.serializedString)")
                 #expect(answer.body["received"]?.intValue == item["received"]?.intValue, "\(file)")
                 let id = try #require(answer.body["job_id"]?.stringValue, "\(file)")

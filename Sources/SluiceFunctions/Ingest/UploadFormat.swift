@@ -18,8 +18,7 @@ public enum UploadFormat: String, Sendable, CaseIterable {
             }
         }
         if let contentType {
-            let type = contentType.split(separator: ";").first.map { String($0).trimmingSpaces().lowercased() } ?? ""
-            switch type {
+            switch contentType.mediaType {
             case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines":
                 return .ndjson
             case "application/json": return .json
