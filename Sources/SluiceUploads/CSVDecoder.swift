@@ -3,26 +3,32 @@ import Sluice
 /// CSV with a header row (RFC 4180: `,` separators, `"` quoting with `""` escapes, quoted
 /// fields may span lines, LF or CRLF line ends), decoded as the body arrives.
 ///
-/// Each record becomes an object keyed by the header's names, cells as strings (an empty cell
-/// is `null`); the column types are inferred on the way (``schema``). A record with the wrong
-/// number of cells or a stray quote is quarantined with the line it starts on. A header row
-/// that is empty or repeats a name, or a quoted field still open at the end of the body, is an
-/// ``UploadError``.
+/// Without a mapping each record becomes an object keyed by the header's names, cells as
+/// strings (an empty cell is `null`); with a ``CSVColumnMapping`` each record becomes its event,
+/// written as JSON bytes straight from the cells (``UploadRecord/encoded(_:line:)``) when the
+/// header's paths allow it. The column types are inferred on the way (``schema``). A record
+/// with the wrong number of cells or a stray quote is quarantined with the line it starts on.
+/// A header row that is empty or repeats a name, or a quoted field still open at the end of
+/// the body, is an ``UploadError``.
 public struct CSVDecoder: UploadDecoder {
     private enum State { case fieldStart, unquoted, quoted, quoteInQuoted, afterQuoted }
 
     private let limits: UploadLimits
+    private let mapping: CSVColumnMapping?
+    private var layout: CSVEventLayout?
     private var utf8 = UTF8Gate()
     private var state = State.fieldStart
-    private var fields: [[UInt8]] = []
-    private var field: [UInt8] = []
+    /// The current record's cells, unescaped, one after the other; `cellEnds[i]` ends cell `i`.
+    private var cells: [UInt8] = []
+    private var cellEnds: [Int] = []
     private var fieldWasQuoted = false
-    private var raw: [UInt8] = []
-    private var recordBytes = 0
+    /// The current record's first bytes that came in earlier pieces (for the quarantine).
+    private var rawHead: [UInt8] = []
     private var overflow = false
     private var badQuote = false
     private var line = 1
     private var recordLine = 1
+    /// Bytes before the current piece.
     private var position = 0
     /// The offset of the current record's first byte.
     private var recordStart = 0
@@ -30,8 +36,9 @@ public struct CSVDecoder: UploadDecoder {
     private var header: [String]?
     private var inference: [ColumnTypeInference] = []
 
-    public init(limits: UploadLimits = UploadLimits()) {
+    public init(limits: UploadLimits = UploadLimits(), mapping: CSVColumnMapping? = nil) {
         self.limits = limits
+        self.mapping = mapping
     }
 
     /// The columns and the types inferred from every cell seen so far, in header order.
@@ -45,75 +52,107 @@ public struct CSVDecoder: UploadDecoder {
         try gate.feed(bytes) { text throws(UploadError) in try parse(text, into: &records) }
     }
 
-    /// Decodes whole, valid characters (``UTF8Gate`` hands them over).
+    private static let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), newline = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
+
+    /// Decodes whole, valid characters (``UTF8Gate`` hands them over). Runs of plain bytes are
+    /// scanned and copied at once; only the bytes that end them go through the state machine.
     private mutating func parse(_ bytes: UnsafeRawBufferPointer, into records: inout [UploadRecord]) throws(UploadError) {
-        for i in 0..<bytes.count {
-            let b = bytes[i]
-            recordBytes += 1
-            if raw.count < limits.maxQuarantinedBytes { raw.append(b) }
-            if recordBytes > limits.maxRecordBytes, !overflow {
-                overflow = true
-                fields.removeAll()
-                field.removeAll()
-            }
+        let count = bytes.count
+        /// Where the current record starts in this piece (0 when it began in an earlier one).
+        var pieceRecordStart = 0
+        var i = 0
+        while i < count {
             switch state {
-            case .fieldStart:
-                if b == UInt8(ascii: "\"") {
+            case .fieldStart, .unquoted:
+                if state == .fieldStart, bytes[i] == Self.quote {
                     state = .quoted
                     fieldWasQuoted = true
                     openQuoteOffset = position + i
-                } else if b == UInt8(ascii: ",") {
-                    endField()
-                } else if b == UInt8(ascii: "\n") {
-                    endField()
-                    try endRecord(into: &records, end: position + i)
-                } else {
+                    i += 1
+                    continue
+                }
+                var j = i
+                while j < count {
+                    let c = bytes[j]
+                    if c == Self.comma || c == Self.newline || c == Self.quote { break }
+                    j += 1
+                }
+                if j > i {
+                    append(bytes, i, j)
                     state = .unquoted
-                    append(b)
                 }
-            case .unquoted:
-                if b == UInt8(ascii: ",") {
-                    endField()
+                guard j < count else {
+                    i = j
+                    break
+                }
+                let c = bytes[j]
+                if c == Self.comma {
+                    endField(at: position + j)
                     state = .fieldStart
-                } else if b == UInt8(ascii: "\n") {
-                    endField()
-                    try endRecord(into: &records, end: position + i)
+                } else if c == Self.newline {
+                    endField(at: position + j)
+                    try endRecord(next: position + j + 1, piece: bytes, from: pieceRecordStart, into: &records)
+                    pieceRecordStart = j + 1
+                    line += 1
                 } else {
-                    if b == UInt8(ascii: "\"") { badQuote = true }
-                    append(b)
+                    badQuote = true
+                    state = .unquoted
+                    append(bytes, j, j + 1)
                 }
+                i = j + 1
             case .quoted:
-                if b == UInt8(ascii: "\"") { state = .quoteInQuoted } else { append(b) }
+                var j = i
+                while j < count {
+                    let c = bytes[j]
+                    if c == Self.quote { break }
+                    if c == Self.newline { line += 1 }
+                    j += 1
+                }
+                if j > i { append(bytes, i, j) }
+                if j < count { state = .quoteInQuoted }
+                i = j + 1
             case .quoteInQuoted:
-                if b == UInt8(ascii: "\"") {
-                    append(b)  // "" is one quote
+                let b = bytes[i]
+                if b == Self.quote {
+                    append(bytes, i, i + 1)  // "" is one quote
                     state = .quoted
-                } else if b == UInt8(ascii: ",") {
-                    endField()
+                } else if b == Self.comma {
+                    endField(at: position + i)
                     state = .fieldStart
-                } else if b == UInt8(ascii: "\n") {
-                    endField()
-                    try endRecord(into: &records, end: position + i)
-                } else if b == UInt8(ascii: "\r") {
+                } else if b == Self.newline {
+                    endField(at: position + i)
+                    try endRecord(next: position + i + 1, piece: bytes, from: pieceRecordStart, into: &records)
+                    pieceRecordStart = i + 1
+                    line += 1
+                } else if b == Self.cr {
                     state = .afterQuoted
                 } else {
                     badQuote = true
                     state = .unquoted
-                    append(b)
+                    append(bytes, i, i + 1)
                 }
+                i += 1
             case .afterQuoted:
-                if b == UInt8(ascii: "\n") {
-                    endField()
-                    try endRecord(into: &records, end: position + i)
+                let b = bytes[i]
+                if b == Self.newline {
+                    endField(at: position + i)
+                    try endRecord(next: position + i + 1, piece: bytes, from: pieceRecordStart, into: &records)
+                    pieceRecordStart = i + 1
+                    line += 1
                 } else {
                     badQuote = true
                     state = .unquoted
-                    append(b)
+                    append(bytes, i, i + 1)
                 }
+                i += 1
             }
-            if b == UInt8(ascii: "\n") { line += 1 }
         }
-        position += bytes.count
+        // The open record's bytes of this piece, kept for the quarantine (up to its limit).
+        let room = limits.maxQuarantinedBytes - rawHead.count
+        if room > 0, pieceRecordStart < count {
+            rawHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[pieceRecordStart..<min(count, pieceRecordStart + room)]))
+        }
+        position += count
     }
 
     public mutating func finish(into records: inout [UploadRecord]) throws(UploadError) {
@@ -121,11 +160,11 @@ public struct CSVDecoder: UploadDecoder {
         switch state {
         case .quoted:
             throw UploadError(.invalidCSV, offset: openQuoteOffset, "a quoted field is not closed before the end of the body")
-        case .fieldStart where fields.isEmpty && field.isEmpty && recordBytes == 0:
+        case .fieldStart where cellEnds.isEmpty && cells.isEmpty && position == recordStart:
             break
         default:
-            endField()
-            try endRecord(into: &records, end: position)
+            endField(at: position)
+            try endRecord(next: position, piece: UnsafeRawBufferPointer(start: nil, count: 0), from: 0, into: &records)
         }
         if header == nil {
             if position == 0 { throw UploadError(.empty, offset: 0, "the body is empty") }
@@ -133,41 +172,68 @@ public struct CSVDecoder: UploadDecoder {
         }
     }
 
-    private mutating func append(_ b: UInt8) {
-        if !overflow { field.append(b) }
+    /// Whether the record, with the byte at `offset`, is longer than a record may be.
+    private func tooLong(at offset: Int) -> Bool {
+        offset - recordStart + 1 > limits.maxRecordBytes
     }
 
-    private mutating func endField() {
-        if !overflow {
-            if !fieldWasQuoted, field.last == UInt8(ascii: "\r") { field.removeLast() }
-            fields.append(field)
+    /// Adds `bytes[from..<to]` to the open cell, unless the record is already too long.
+    private mutating func append(_ bytes: UnsafeRawBufferPointer, _ from: Int, _ to: Int) {
+        guard !overflow else { return }
+        if tooLong(at: position + to - 1) {
+            overflow = true
+            cells.removeAll()
+            cellEnds.removeAll()
+            return
         }
-        field.removeAll(keepingCapacity: true)
+        cells.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[from..<to]))
+    }
+
+    /// Ends the open cell at the separator at `offset`.
+    private mutating func endField(at offset: Int) {
+        if !overflow, tooLong(at: offset) {
+            overflow = true
+            cells.removeAll()
+            cellEnds.removeAll()
+        }
+        if !overflow {
+            if !fieldWasQuoted, cells.count > (cellEnds.last ?? 0), cells.last == Self.cr { cells.removeLast() }
+            cellEnds.append(cells.count)
+        }
         fieldWasQuoted = false
     }
 
-    /// Ends the record whose last byte (its newline, or the body's last) is at offset `end`.
-    private mutating func endRecord(into records: inout [UploadRecord], end: Int) throws(UploadError) {
+    /// The record's text for the quarantine: its first bytes, without the line end.
+    private func rawText(piece: UnsafeRawBufferPointer, from: Int, to: Int) -> String {
+        var raw = rawHead
+        let room = limits.maxQuarantinedBytes - raw.count
+        if room > 0, from < to { raw.append(contentsOf: UnsafeRawBufferPointer(rebasing: piece[from..<min(to, from + room)])) }
+        while let last = raw.last, last == Self.newline || last == Self.cr { raw.removeLast() }
+        return String(decoding: raw, as: UTF8.self)
+    }
+
+    /// Ends the record whose bytes end before offset `next` (after its newline, or at the
+    /// body's end); `piece[from...]` holds those of its bytes that came in the current piece.
+    private mutating func endRecord(next: Int, piece: UnsafeRawBufferPointer, from: Int,
+                                    into records: inout [UploadRecord]) throws(UploadError) {
         defer {
-            recordStart = end + 1
-            fields.removeAll(keepingCapacity: true)
-            raw.removeAll(keepingCapacity: true)
-            recordBytes = 0
+            recordStart = next
+            cells.removeAll(keepingCapacity: true)
+            cellEnds.removeAll(keepingCapacity: true)
+            rawHead.removeAll(keepingCapacity: true)
             overflow = false
             badQuote = false
             state = .fieldStart
             recordLine = line + 1
         }
-        var rawText = raw
-        while let last = rawText.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { rawText.removeLast() }
-        let text = String(decoding: rawText, as: UTF8.self)
-        if overflow {
-            records.append(.malformed(reason: "record_too_long", line: recordLine, raw: text))
+        let to = next - position
+        if overflow || next - recordStart > limits.maxRecordBytes {
+            records.append(.malformed(reason: "record_too_long", line: recordLine, raw: rawText(piece: piece, from: from, to: to)))
             return
         }
-        if fields.count == 1, fields[0].isEmpty { return }  // a blank line
+        if cellEnds.count == 1, cellEnds[0] == 0 { return }  // a blank line
         guard let header else {
-            let names = fields.map { String(decoding: $0, as: UTF8.self).trimmingSpaces() }
+            let names = cellEnds.indices.map { String(decoding: cell($0), as: UTF8.self).trimmingSpaces() }
             guard !names.contains(where: \.isEmpty) else {
                 throw UploadError(.invalidCSV, offset: recordStart, "the header row has an empty column name")
             }
@@ -176,23 +242,47 @@ public struct CSVDecoder: UploadDecoder {
             }
             self.header = names
             inference = Array(repeating: ColumnTypeInference(), count: names.count)
+            layout = mapping?.layout(header: names)
             return
         }
         guard !badQuote else {
-            records.append(.malformed(reason: "csv_bad_quote", line: recordLine, raw: text))
+            records.append(.malformed(reason: "csv_bad_quote", line: recordLine, raw: rawText(piece: piece, from: from, to: to)))
             return
         }
-        guard fields.count == header.count else {
-            records.append(.malformed(reason: "csv_wrong_cell_count", line: recordLine, raw: text))
+        guard cellEnds.count == header.count else {
+            records.append(.malformed(reason: "csv_wrong_cell_count", line: recordLine, raw: rawText(piece: piece, from: from, to: to)))
+            return
+        }
+        var inference = self.inference
+        cells.withUnsafeBytes { all in
+            var start = 0
+            for (index, end) in cellEnds.enumerated() {
+                inference[index].observe(UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                start = end
+            }
+        }
+        self.inference = inference
+        if let layout {
+            var event: [UInt8] = []
+            event.reserveCapacity(cells.count + 32 * cellEnds.count + 64)
+            cells.withUnsafeBufferPointer { all in
+                cellEnds.withUnsafeBufferPointer { ends in layout.write(cells: all, ends: ends, into: &event) }
+            }
+            records.append(.encoded(event, line: recordLine))
             return
         }
         var object = JSONObject()
-        for (index, cell) in fields.enumerated() {
-            let value = String(decoding: cell, as: UTF8.self)
-            inference[index].observe(value)
+        for index in cellEnds.indices {
+            let value = String(decoding: cell(index), as: UTF8.self)
             object[header[index]] = value.isEmpty ? .null : .string(value)
         }
-        records.append(.event(.object(object), line: recordLine))
+        let flat = JSONValue.object(object)
+        records.append(.event(mapping?.map(flat) ?? flat, line: recordLine))
+    }
+
+    /// The bytes of cell `index` of the current record.
+    private func cell(_ index: Int) -> ArraySlice<UInt8> {
+        cells[(index == 0 ? 0 : cellEnds[index - 1])..<cellEnds[index]]
     }
 }
 
@@ -208,6 +298,12 @@ public struct ColumnTypeInference: Sendable, Equatable {
     public init() {}
 
     public mutating func observe(_ cell: String) {
+        var cell = cell
+        cell.withUTF8 { observe(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Observes a cell given as its UTF-8 bytes.
+    public mutating func observe(_ cell: UnsafeRawBufferPointer) {
         guard !cell.isEmpty, type != .string else { return }
         let kind = Self.kind(of: cell)
         switch (type, kind) {
@@ -218,20 +314,29 @@ public struct ColumnTypeInference: Sendable, Equatable {
         }
     }
 
-    static func kind(of cell: String) -> ColumnType {
-        let utf8 = Array(cell.utf8)
-        if Int64(cell) != nil { return .integer }
-        if let d = Double(cell), d.isFinite, utf8.allSatisfy({ "0123456789+-.eE".utf8.contains($0) }) { return .number }
-        switch cell.lowercased() {
-        case "true", "false": return .boolean
-        default: break
+    /// The narrowest type of one non-empty cell, from its bytes: `Int64` and `Double` only
+    /// see the cells made of the characters of numbers.
+    static func kind(of cell: UnsafeRawBufferPointer) -> ColumnType {
+        var numeric = true
+        for b in cell where !((b >= 0x30 && b <= 0x39) || b == 0x2B || b == 0x2D || b == 0x2E || b == 0x45 || b == 0x65) {
+            numeric = false
+            break
         }
-        if isTimestamp(utf8) { return .timestamp }
+        if numeric {
+            let text = String(decoding: cell, as: UTF8.self)
+            if Int64(text) != nil { return .integer }
+            if let d = Double(text), d.isFinite { return .number }
+        }
+        if cell.count == 4 || cell.count == 5 {
+            let lower = cell.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+            if lower.elementsEqual("true".utf8) || lower.elementsEqual("false".utf8) { return .boolean }
+        }
+        if isTimestamp(cell) { return .timestamp }
         return .string
     }
 
     /// `YYYY-MM-DD` optionally followed by `T` or space and `HH:MM[:SS[.fff]]` and a zone.
-    static func isTimestamp(_ b: [UInt8]) -> Bool {
+    static func isTimestamp(_ b: UnsafeRawBufferPointer) -> Bool {
         func digits(_ range: Range<Int>) -> Bool { range.upperBound <= b.count && b[range].allSatisfy { (48...57).contains($0) } }
         guard b.count >= 10, digits(0..<4), b[4] == 0x2D, digits(5..<7), b[7] == 0x2D, digits(8..<10) else { return false }
         if b.count == 10 { return true }

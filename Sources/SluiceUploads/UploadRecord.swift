@@ -5,8 +5,20 @@ import Sluice
 public enum UploadRecord: Sendable, Equatable {
     /// A well-formed record, as a JSON object.
     case event(JSONValue, line: Int)
+    /// A well-formed record already written as a JSON object's bytes (CSV decoded with a
+    /// ``CSVColumnMapping``: the event is written straight from the cells).
+    case encoded([UInt8], line: Int)
     /// A record that does not parse; `raw` is its text, cut to `UploadLimits.maxQuarantinedBytes`.
     case malformed(reason: String, line: Int, raw: String)
+
+    /// The event of a well-formed record (an encoded one parsed); nil for a malformed one.
+    public func eventValue() throws(JSONParseError) -> JSONValue? {
+        switch self {
+        case .event(let value, _): value
+        case .encoded(let bytes, _): try JSONParser().parse(bytes)
+        case .malformed: nil
+        }
+    }
 }
 
 /// A body that cannot be parsed at all: answered 400 and nothing of it is loaded.

@@ -149,7 +149,8 @@ struct FunctionHost {
 
             let app = Application(
                 router: router,
-                server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
+                server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()],
+                                                    idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
                 configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
                 logger: logger)
             // Services stop in reverse order: the triggers drain first, then the HTTP server.

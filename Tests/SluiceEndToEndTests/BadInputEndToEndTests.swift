@@ -233,6 +233,28 @@ struct BadInputEndToEndTests {
                     #expect(response.1, "\(name) kept the connection open after \(label)")
                 }
             }
+
+            // `Expect: 100-continue` (curl sends it with every body over 1 MB) is answered at
+            // once, before the body, directly and through the gateway; unanswered, curl waits a second.
+            let uploader = try GatewayEndToEndTests.hs256(GatewayEndToEndTests.claims(subject: "bad-input-uploader", roles: ["ingest"]))
+            let events = Array("{\"metadata\":{\"event_id\":\"expect-1\"}}\n{\"metadata\":{\"event_id\":\"expect-2\"}}\n".utf8)
+            for (name, port) in [("ingest", ingest), ("gateway", gateway)] {
+                let (interim, final) = try await RawHTTP.run { () throws -> (Int?, RawConnection.Response?) in
+                    let connection = try RawConnection(port: port, timeout: .milliseconds(500))
+                    let head = RawHTTP.request("POST", "/api/v1/ingest", headers: [
+                        ("Content-Type", "application/x-ndjson"), ("Content-Length", "\(events.count)"),
+                        ("Expect", "100-continue"), ("Authorization", "Bearer \(uploader)"),
+                    ])
+                    connection.send(head)
+                    let interim = connection.readResponse()?.status
+                    connection.setTimeout(.seconds(30))
+                    connection.send(events)
+                    return (interim, connection.readResponse())
+                }
+                #expect(interim == 100, "\(name) did not answer 100 Continue within 500 ms")
+                #expect(final?.status == 202, "\(name): \(final?.text ?? "no answer")")
+                #expect(final.flatMap { try? JSONParser().parse($0.body) }?["received"] == 2, "\(name): \(final?.text ?? "")")
+            }
             try await Self.expectAllAlive(fixture, "the headers")
         }
     }

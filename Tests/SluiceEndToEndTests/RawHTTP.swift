@@ -56,6 +56,7 @@ final class RawConnection: @unchecked Sendable {
         return true
     }
 
+    @discardableResult
     func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
     /// Reads more bytes into the buffer; false at the end of the stream, an error or a timeout.

@@ -32,6 +32,10 @@ public enum Fuzzing {
                     guard case .object = value else { fatalError("an event that is not an object at \(line)") }
                     guard line >= max(1, last) else { fatalError("line \(line) after \(last)") }
                     last = line
+                case .encoded(let bytes, let line):
+                    guard case .object? = try? JSONParser().parse(bytes) else { fatalError("an encoded event that is not a JSON object at \(line)") }
+                    guard line >= max(1, last) else { fatalError("line \(line) after \(last)") }
+                    last = line
                 case .malformed(let reason, let line, let raw):
                     guard line >= max(1, last) else { fatalError("line \(line) after \(last)") }
                     guard !reason.isEmpty else { fatalError("a quarantined record without a reason") }
@@ -40,6 +44,40 @@ public enum Fuzzing {
                     last = line
                 }
             }
+        }
+    }
+
+    /// A mapping with nested paths, a path inside another (`d` holds `a` and `b`) and JSON
+    /// columns, for short CSV headers.
+    public static let csvMapping = CSVColumnMapping(paths: ["a": "m.a", "b": "m.b", "c": "n.x.y", "d": "m", "e": "a"], jsonColumns: ["j", "a"])
+
+    /// The CSV decoder with a mapping, given any bytes: each record's event, written straight
+    /// from the cells, equals the one the mapping builds from the flat record; malformed
+    /// records and errors are those of the flat decoding.
+    public static func checkCSVMapping(_ data: UnsafeRawBufferPointer) {
+        let body = Array(data)
+        let flat = decode(CSVDecoder(limits: limits), body, piece: max(1, body.count))
+        let mapped = decode(CSVDecoder(limits: limits, mapping: csvMapping), body, piece: Int(body.first ?? 0) % 7 + 1)
+        switch (flat, mapped) {
+        case (.failure(let a), .failure(let b)):
+            guard a == b else { fatalError("errors differ: \(a) / \(b)") }
+        case (.success(let a), .success(let b)):
+            guard a.count == b.count else { fatalError("\(a.count) records flat, \(b.count) mapped") }
+            for (x, y) in zip(a, b) {
+                switch (x, y) {
+                case (.event(let value, let line), .event(let event, let other)):
+                    guard csvMapping.map(value) == event, line == other else { fatalError("mapped event differs at \(line)") }
+                case (.event(let value, let line), .encoded(let bytes, let other)):
+                    guard let event = try? JSONParser().parse(bytes) else { fatalError("encoded event does not parse at \(line)") }
+                    guard csvMapping.map(value) == event, line == other else {
+                        fatalError("encoded event differs at \(line): \(String(decoding: bytes, as: UTF8.self)) / \(csvMapping.map(value))")
+                    }
+                default:
+                    guard x == y else { fatalError("records differ: \(x) / \(y)") }
+                }
+            }
+        default:
+            fatalError("one decoding failed: \(describe(flat)) / \(describe(mapped))")
         }
     }
 

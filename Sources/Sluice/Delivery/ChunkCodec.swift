@@ -29,12 +29,18 @@ public enum ChunkCodec {
             event.value.write(into: &body)
         }
         body.append(UInt8(ascii: "]"))
-        var fields: [(String, [UInt8])] = [("v", Array(version.utf8)), ("n", Array(String(events.count).utf8))]
+        return encode(eventsJSON: body, count: events.count, jobID: jobID, traceID: traceID, origin: origin, receivedAt: receivedAt)
+    }
+
+    /// The entry fields for `count` events already written as a JSON array (`eventsJSON`).
+    public static func encode(eventsJSON: [UInt8], count: Int, jobID: String?, traceID: String?, origin: String? = nil,
+                              receivedAt: Int64? = nil) -> [(String, [UInt8])] {
+        var fields: [(String, [UInt8])] = [("v", Array(version.utf8)), ("n", Array(String(count).utf8))]
         if let jobID { fields.append(("job", Array(jobID.utf8))) }
         if let traceID { fields.append(("trace", Array(traceID.utf8))) }
         if let origin { fields.append(("origin", Array(origin.utf8))) }
         if let receivedAt { fields.append(("received", Array(String(receivedAt).utf8))) }
-        fields.append(("events", body))
+        fields.append(("events", eventsJSON))
         return fields
     }
 

@@ -153,7 +153,6 @@ public struct IngestFunction: HTTPFunction {
     func accept(_ body: RequestBody, jobID: String, traceID: String, format: UploadFormat) async throws -> JSONResponse {
         var publisher = UploadPublisher(jobID: jobID, traceID: traceID, batch: manifest.batch, outputs: manifest.outputs,
                                         keys: keys, redis: redis, function: manifest.name)
-        publisher.isCSV = format == .csv
         let schema: JSONValue?
         do {
             switch format {
@@ -161,7 +160,8 @@ public struct IngestFunction: HTTPFunction {
             case .json: schema = try await receive(body, decoder: ByteOrderMarkSkipping(JSONArrayDecoder(limits: limits)), into: &publisher)
             case .text: schema = try await receive(body, decoder: ByteOrderMarkSkipping(TextDecoder(limits: limits)), into: &publisher)
             case .xml: schema = try await receive(body, decoder: ByteOrderMarkSkipping(XMLDecoder(limits: limits)), into: &publisher)
-            case .csv: schema = try await receive(body, decoder: ByteOrderMarkSkipping(CSVDecoder(limits: limits)), into: &publisher)
+            case .csv:
+                schema = try await receive(body, decoder: ByteOrderMarkSkipping(CSVDecoder(limits: limits, mapping: csvMapping)), into: &publisher)
             }
         } catch let failure as IngestFailure {
             await fail(jobID, code: failure.problem.code)
@@ -219,22 +219,17 @@ public struct IngestFunction: HTTPFunction {
             records.removeAll(keepingCapacity: true)
             try decoder.finish(into: &records)
             try await publish(records, via: &publisher)
-            try await publisher.flush()
+            try await publisher.finish()
             // Nothing to process (no bytes, blank lines, a CSV header alone, `[]`) is a
             // mistake of the sender's, told at once rather than as a job of nothing.
             guard publisher.received > 0 else {
                 throw IngestFailure(Problem(.badRequest, code: UploadError.Code.empty.rawValue, detail: "the body holds no events",
                                             extra: ["offset": .int(Int64(publisher.bytes))]))
             }
-        } catch let error as UploadError {
-            throw IngestFailure(Problem(.badRequest, code: error.code.rawValue, detail: "the body cannot be parsed: \(error.message)",
-                                        extra: ["offset": .int(Int64(error.offset))]))
-        } catch let failure as IngestFailure {
-            throw failure
-        } catch is RedisError {
-            throw IngestFailure(Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the event stream is not available; try again"))
         } catch {
-            throw IngestFailure(Problem(.badRequest, code: "body_incomplete", detail: "the body ended before it was complete"))
+            // No chunk of a refused upload is appended after the refusal.
+            await publisher.settle()
+            throw Self.failure(for: error)
         }
         if let csv = (decoder as? ByteOrderMarkSkipping<CSVDecoder>)?.decoder {
             return .array(csv.schema.map { ["name": .string($0.name), "type": .string($0.type.rawValue)] })
@@ -242,12 +237,29 @@ public struct IngestFunction: HTTPFunction {
         return nil
     }
 
+    /// The refusal of an upload whose receiving threw `error`.
+    static func failure(for error: any Error) -> IngestFailure {
+        do {
+            throw error
+        } catch let error as UploadError {
+            return IngestFailure(Problem(.badRequest, code: error.code.rawValue, detail: "the body cannot be parsed: \(error.message)",
+                                        extra: ["offset": .int(Int64(error.offset))]))
+        } catch let failure as IngestFailure {
+            return failure
+        } catch is RedisError {
+            return IngestFailure(Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the event stream is not available; try again"))
+        } catch {
+            return IngestFailure(Problem(.badRequest, code: "body_incomplete", detail: "the body ended before it was complete"))
+        }
+    }
+
     func publish(_ records: [UploadRecord], via publisher: inout UploadPublisher) async throws {
-        let mapCSV = publisher.isCSV
         for record in records {
             switch record {
             case .event(let value, _):
-                publisher.add(Event(mapCSV ? csvMapping.map(value) : value))
+                publisher.add(Event(value))
+            case .encoded(let event, _):
+                publisher.add(encoded: event)
             case .malformed(let reason, let line, let raw):
                 publisher.quarantine(["reason": .string(reason), "function": .string(manifest.name), "line": .int(Int64(line)), "raw": .string(raw)])
             }
@@ -448,7 +460,12 @@ public struct IngestFunction: HTTPFunction {
         var live: [(index: Int, event: Event)] = []
         for (index, record) in records.enumerated() {
             switch record {
-            case .event(let value, _): live.append((index, Event(value)))
+            case .event, .encoded:
+                if let value = try? record.eventValue() {
+                    live.append((index, Event(value)))
+                } else {
+                    results[index] = ["index": .int(Int64(index)), "outcome": "quarantine", "reason": "invalid_json", "stage": .string(manifest.name)]
+                }
             case .malformed(let reason, _, _):
                 results[index] = ["index": .int(Int64(index)), "outcome": "quarantine", "reason": .string(reason), "stage": .string(manifest.name)]
             }
@@ -502,7 +519,10 @@ struct IngestFailure: Error {
 }
 
 /// Collects an upload's events into chunks and appends them to the outputs (and malformed
-/// records to the quarantine stream), counting what it received.
+/// records to the quarantine stream), counting what it received. Events are kept as the chunk's
+/// JSON array, written as they come: a CSV record's event arrives already written. One chunk is
+/// appended while the next is decoded (the Redis round trip no longer stalls the body), never
+/// more: chunks stay in order and memory stays at two chunks.
 struct UploadPublisher {
     let jobID: String
     let traceID: String
@@ -511,11 +531,14 @@ struct UploadPublisher {
     let keys: StreamKeys
     let redis: RedisClient
     let function: String
-    var isCSV = false
-    var events: [Event] = []
+    /// The chunk's events so far: `[` and the events, comma-separated.
+    var events: [UInt8] = [UInt8(ascii: "[")]
+    var eventCount = 0
     var quarantined: [Event] = []
     var received = 0
     var bytes = 0
+    /// The append of the previous chunk, still in flight.
+    var pending: Task<Void, any Error>?
 
     init(jobID: String, traceID: String, batch: Int, outputs: [String], keys: StreamKeys, redis: RedisClient, function: String) {
         self.jobID = jobID
@@ -527,10 +550,20 @@ struct UploadPublisher {
         self.function = function
     }
 
-    var isFull: Bool { events.count >= batch || quarantined.count >= batch }
+    var isFull: Bool { eventCount >= batch || quarantined.count >= batch }
 
     mutating func add(_ event: Event) {
-        events.append(event)
+        if eventCount > 0 { events.append(UInt8(ascii: ",")) }
+        event.value.write(into: &events)
+        eventCount += 1
+        received += 1
+    }
+
+    /// Adds an event given as the bytes of a JSON object.
+    mutating func add(encoded event: [UInt8]) {
+        if eventCount > 0 { events.append(UInt8(ascii: ",")) }
+        events.append(contentsOf: event)
+        eventCount += 1
         received += 1
     }
 
@@ -539,17 +572,41 @@ struct UploadPublisher {
         received += 1
     }
 
+    /// Starts appending what was collected, once the previous append is done.
     mutating func flush() async throws {
+        try await pending?.value
+        pending = nil
         let receivedAt = ValidateFunction.systemMilliseconds()
-        if !events.isEmpty {
-            let fields = ChunkCodec.encode(events: events, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
-            for output in outputs { _ = try await redis.add(stream: keys.stream(output), fields: fields) }
+        var appends: [(stream: String, fields: [(String, [UInt8])])] = []
+        if eventCount > 0 {
+            events.append(UInt8(ascii: "]"))
+            let fields = ChunkCodec.encode(eventsJSON: events, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+            for output in outputs { appends.append((keys.stream(output), fields)) }
             events.removeAll(keepingCapacity: true)
+            events.append(UInt8(ascii: "["))
+            eventCount = 0
         }
         if !quarantined.isEmpty {
-            let fields = ChunkCodec.encode(events: quarantined, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
-            _ = try await redis.add(stream: keys.stream("quarantine"), fields: fields)
+            appends.append((keys.stream("quarantine"), ChunkCodec.encode(events: quarantined, jobID: jobID, traceID: traceID, receivedAt: receivedAt)))
             quarantined.removeAll(keepingCapacity: true)
         }
+        guard !appends.isEmpty else { return }
+        let redis = redis
+        pending = Task {
+            for append in appends { _ = try await redis.add(stream: append.stream, fields: append.fields) }
+        }
+    }
+
+    /// Appends what is left and waits until every chunk is appended.
+    mutating func finish() async throws {
+        try await flush()
+        try await pending?.value
+        pending = nil
+    }
+
+    /// Waits for the append in flight, whatever its outcome (the upload is being refused).
+    mutating func settle() async {
+        _ = try? await pending?.value
+        pending = nil
     }
 }
