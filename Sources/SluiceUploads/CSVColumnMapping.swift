@@ -90,21 +90,33 @@ public struct CSVColumnMapping: Sendable {
 /// record's event is written as JSON bytes from its cells, with no tree built (an upload's
 /// records number in the millions). Equal to what ``CSVColumnMapping/map(_:)`` builds for the
 /// same record, keys in the same order.
+///
+/// The shape is flattened into a list of steps over plain integers (open an object, write a
+/// cell, close), so that writing a record touches no reference-counted value.
 public struct CSVEventLayout: Sendable {
+    /// The shape as a tree, while it is built.
     indirect enum Node: Sendable {
         case cell(Int)
         case object([Member])
     }
 
     struct Member: Sendable {
-        /// The key, escaped and quoted, and its colon.
-        var key: [UInt8]
         var name: String
         var node: Node
     }
 
-    let members: [Member]
-    let isJSON: [Bool]
+    /// One step of writing an event; `key` is a range of ``keys``.
+    enum Step: Sendable {
+        case open(key: Range<Int>)
+        case cell(Int, key: Range<Int>, json: Bool)
+        case close
+    }
+
+    let steps: [Step]
+    /// Every key, escaped and quoted, with its colon, one after the other.
+    let keys: [UInt8]
+    /// The deepest object nesting below the event.
+    let depth: Int
     let parser = JSONParser(maxDepth: CSVColumnMapping.maxCellDepth)
 
     init?(header: [String], mapping: CSVColumnMapping) {
@@ -112,8 +124,27 @@ public struct CSVEventLayout: Sendable {
         for (index, name) in header.enumerated() {
             guard Self.insert(cell: index, at: mapping.path(of: name).keys[...], into: &root) else { return nil }
         }
-        members = root
-        isJSON = header.map { mapping.jsonColumns.contains($0) }
+        var steps: [Step] = [], keys: [UInt8] = [], depth = 0
+        func flatten(_ members: [Member], level: Int) {
+            depth = max(depth, level)
+            for member in members {
+                let start = keys.count
+                JSONValue.writeString(member.name, into: &keys)
+                keys.append(UInt8(ascii: ":"))
+                switch member.node {
+                case .cell(let index):
+                    steps.append(.cell(index, key: start..<keys.count, json: mapping.jsonColumns.contains(header[index])))
+                case .object(let children):
+                    steps.append(.open(key: start..<keys.count))
+                    flatten(children, level: level + 1)
+                    steps.append(.close)
+                }
+            }
+        }
+        flatten(root, level: 0)
+        self.steps = steps
+        self.keys = keys
+        self.depth = depth
     }
 
     /// Adds the path of column `cell`; false when it meets another column's path.
@@ -125,15 +156,12 @@ public struct CSVEventLayout: Sendable {
             members[index].node = .object(children)
             return true
         }
-        var quoted: [UInt8] = []
-        JSONValue.writeString(key, into: &quoted)
-        quoted.append(UInt8(ascii: ":"))
         if keys.count == 1 {
-            members.append(Member(key: quoted, name: key, node: .cell(cell)))
+            members.append(Member(name: key, node: .cell(cell)))
         } else {
             var children: [Member] = []
             _ = insert(cell: cell, at: keys.dropFirst(), into: &children)
-            members.append(Member(key: quoted, name: key, node: .object(children)))
+            members.append(Member(name: key, node: .object(children)))
         }
         return true
     }
@@ -142,42 +170,48 @@ public struct CSVEventLayout: Sendable {
     /// (an empty cell is left out, and an object left empty by that too).
     public func write(cells: UnsafeBufferPointer<UInt8>, ends: UnsafeBufferPointer<Int>, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
-        _ = write(members, cells: cells, ends: ends, into: &out)
-        out.append(UInt8(ascii: "}"))
-    }
-
-    /// Writes the members that have a value, comma-separated; answers whether any had one.
-    private func write(_ members: [Member], cells: UnsafeBufferPointer<UInt8>, ends: UnsafeBufferPointer<Int>,
-                       into out: inout [UInt8]) -> Bool {
-        var wrote = false
-        for member in members {
-            let mark = out.count
-            if wrote { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: member.key)
-            switch member.node {
-            case .cell(let index):
-                let start = index == 0 ? 0 : ends[index - 1]
-                let cell = UnsafeBufferPointer(rebasing: cells[start..<ends[index]])
-                guard !cell.isEmpty else {
-                    out.removeSubrange(mark...)
-                    continue
+        steps.withUnsafeBufferPointer { steps in
+            keys.withUnsafeBufferPointer { keys in
+                withUnsafeTemporaryAllocation(of: (mark: Int, wrote: Bool).self, capacity: depth + 1) { open in
+                    var level = 0
+                    // Whether the object being written has a member yet.
+                    var wrote = false
+                    for step in steps {
+                        switch step {
+                        case .open(let key):
+                            open[level] = (out.count, wrote)
+                            level += 1
+                            if wrote { out.append(UInt8(ascii: ",")) }
+                            out.append(contentsOf: UnsafeBufferPointer(rebasing: keys[key]))
+                            out.append(UInt8(ascii: "{"))
+                            wrote = false
+                        case .close:
+                            level -= 1
+                            if wrote {
+                                out.append(UInt8(ascii: "}"))
+                            } else {
+                                // Nothing in it: the object and its key go.
+                                out.removeLast(out.count - open[level].mark)
+                                wrote = open[level].wrote
+                            }
+                        case .cell(let index, let key, let json):
+                            let start = index == 0 ? 0 : ends[index - 1]
+                            let cell = UnsafeBufferPointer(rebasing: cells[start..<ends[index]])
+                            guard !cell.isEmpty else { continue }
+                            if wrote { out.append(UInt8(ascii: ",")) }
+                            out.append(contentsOf: UnsafeBufferPointer(rebasing: keys[key]))
+                            if json, cell[0] == UInt8(ascii: "{") || cell[0] == UInt8(ascii: "["),
+                               (try? parser.parse(UnsafeRawBufferPointer(cell))) != nil {
+                                out.append(contentsOf: cell)  // valid JSON: embedded as sent
+                            } else {
+                                JSONValue.writeString(utf8: UnsafeRawBufferPointer(cell), into: &out)
+                            }
+                            wrote = true
+                        }
+                    }
                 }
-                if isJSON[index], cell[0] == UInt8(ascii: "{") || cell[0] == UInt8(ascii: "["),
-                   (try? parser.parse(UnsafeRawBufferPointer(cell))) != nil {
-                    out.append(contentsOf: cell)  // valid JSON: embedded as sent
-                } else {
-                    JSONValue.writeString(utf8: UnsafeRawBufferPointer(cell), into: &out)
-                }
-            case .object(let children):
-                out.append(UInt8(ascii: "{"))
-                guard write(children, cells: cells, ends: ends, into: &out) else {
-                    out.removeSubrange(mark...)
-                    continue
-                }
-                out.append(UInt8(ascii: "}"))
             }
-            wrote = true
         }
-        return wrote
+        out.append(UInt8(ascii: "}"))
     }
 }
