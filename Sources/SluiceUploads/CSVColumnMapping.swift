@@ -88,8 +88,9 @@ public struct CSVColumnMapping: Sendable {
 
 /// The event shape of one CSV header under a ``CSVColumnMapping``, compiled once: each
 /// record's event is written as JSON bytes from its cells, with no tree built (an upload's
-/// records number in the millions). Equal to what ``CSVColumnMapping/map(_:)`` builds for the
-/// same record, keys in the same order.
+/// records number in the millions). The event equals what ``CSVColumnMapping/map(_:)`` builds
+/// for the same record, keys in the same order; a JSON cell is embedded as sent (so its bytes
+/// differ from the tree's only in whitespace).
 ///
 /// The shape is flattened into a list of steps over plain integers (open an object, write a
 /// cell, close), so that writing a record touches no reference-counted value.

@@ -172,30 +172,25 @@ public struct CSVDecoder: UploadDecoder {
         }
     }
 
-    /// Whether the record, with the byte at `offset`, is longer than a record may be.
-    private func tooLong(at offset: Int) -> Bool {
-        offset - recordStart + 1 > limits.maxRecordBytes
+    /// Stops keeping the record's cells once it runs past `maxRecordBytes` with the byte at
+    /// `offset`: it is quarantined as too long, and its cells are never needed.
+    private mutating func noteLength(through offset: Int) {
+        guard !overflow, offset - recordStart + 1 > limits.maxRecordBytes else { return }
+        overflow = true
+        cells.removeAll()
+        cellEnds.removeAll()
     }
 
     /// Adds `bytes[from..<to]` to the open cell, unless the record is already too long.
     private mutating func append(_ bytes: UnsafeRawBufferPointer, _ from: Int, _ to: Int) {
+        noteLength(through: position + to - 1)
         guard !overflow else { return }
-        if tooLong(at: position + to - 1) {
-            overflow = true
-            cells.removeAll()
-            cellEnds.removeAll()
-            return
-        }
         cells.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[from..<to]))
     }
 
     /// Ends the open cell at the separator at `offset`.
     private mutating func endField(at offset: Int) {
-        if !overflow, tooLong(at: offset) {
-            overflow = true
-            cells.removeAll()
-            cellEnds.removeAll()
-        }
+        noteLength(through: offset)
         if !overflow {
             if !fieldWasQuoted, cells.count > (cellEnds.last ?? 0), cells.last == Self.cr { cells.removeLast() }
             cellEnds.append(cells.count)
@@ -227,7 +222,8 @@ public struct CSVDecoder: UploadDecoder {
             recordLine = line + 1
         }
         let to = next - position
-        if overflow || next - recordStart > limits.maxRecordBytes {
+        noteLength(through: next - 1)
+        if overflow {
             records.append(.malformed(reason: "record_too_long", line: recordLine, raw: rawText(piece: piece, from: from, to: to)))
             return
         }

@@ -40,7 +40,8 @@ struct CSVColumnMappingTests {
     }
 
     @Test func writtenEventsEqualTheMappedTreeByteForByte() throws {
-        // Keys in header order, cells escaped as the serializer does: the same bytes either way.
+        // Keys in header order, cells escaped as the serializer does: with a compact JSON cell,
+        // the same bytes either way.
         let mapping = CSVColumnMapping(paths: ["q": "x.q", "n": "x.n", "t": "t"], jsonColumns: ["j"])
         let csv = "t,q,j,n,z\n\"tab\there \"\"quoted\"\" back\\\\slash\",\"line\nbreak\",\"{\"\"k\"\":1}\",é\u{1B}ü,\"\"\n"
         var flatDecoder = CSVDecoder(), writingDecoder = CSVDecoder(mapping: mapping)

@@ -239,17 +239,16 @@ public struct IngestFunction: HTTPFunction {
 
     /// The refusal of an upload whose receiving threw `error`.
     static func failure(for error: any Error) -> IngestFailure {
-        do {
-            throw error
-        } catch let error as UploadError {
-            return IngestFailure(Problem(.badRequest, code: error.code.rawValue, detail: "the body cannot be parsed: \(error.message)",
-                                        extra: ["offset": .int(Int64(error.offset))]))
-        } catch let failure as IngestFailure {
-            return failure
-        } catch is RedisError {
-            return IngestFailure(Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the event stream is not available; try again"))
-        } catch {
-            return IngestFailure(Problem(.badRequest, code: "body_incomplete", detail: "the body ended before it was complete"))
+        switch error {
+        case let error as UploadError:
+            IngestFailure(Problem(.badRequest, code: error.code.rawValue, detail: "the body cannot be parsed: \(error.message)",
+                                  extra: ["offset": .int(Int64(error.offset))]))
+        case let failure as IngestFailure:
+            failure
+        case is RedisError:
+            IngestFailure(Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the event stream is not available; try again"))
+        default:
+            IngestFailure(Problem(.badRequest, code: "body_incomplete", detail: "the body ended before it was complete"))
         }
     }
 
