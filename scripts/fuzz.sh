@@ -14,6 +14,12 @@ targets=("$@")
 work=.build/fuzz
 mkdir -p "$work/artifacts" "$work/seeds"
 
+# SwiftPM keeps the file list of a path dependency (this package) from the first build: a
+# source file added or removed since would be missing ("cannot find … in scope"), so the build
+# starts over when the list changed.
+sources=$(find Sources -name '*.swift' | sort | md5sum | cut -d' ' -f1)
+if [[ -d $work/build && $(cat "$work/sources" 2>/dev/null) != "$sources" ]]; then rm -rf "$work/build"; fi
+echo "$sources" >"$work/sources"
 # (-Xswiftc: SwiftPM's --sanitize instruments only Fuzz/'s own targets; the parsers are in ours.)
 swift build --package-path Fuzz -c release --build-path "$work/build" \
   --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address >"$work/build.log" 2>&1 \
@@ -43,6 +49,8 @@ declare -A seed_dirs=(
 chunk=$work/seeds/chunk; mkdir -p "$chunk"
 events=$(python3 -c 'import json,sys; print(json.dumps([json.loads(l) for l in open(sys.argv[1])], separators=(",",":")))' "$work/seeds/events.ndjson")
 printf 'v\0001\000n\0003\000job\000j-1\000trace\0000af7651916cd43dd8448eb211c80319c\000received\0001700000000000\000events\000%s' "$events" >"$chunk/entry"
+# A chunk of rows (version 2, as ingest writes a CSV upload's).
+printf 'v\0002\000n\0002\000job\000j-1\000shape\000{"metadata":{"event_id":0},"user":{"id":1},"payload":{"properties":2}}\000rows\000[["e-1","u-1",{"page":"/p/1"}],["e-2",null,null]]' >"$chunk/rows"
 seed_dirs[FuzzChunk]=$chunk
 
 failed=()

@@ -78,22 +78,20 @@ public struct CSVColumnMapping: Sendable {
         return event
     }
 
-    /// The layout of the events of a CSV whose header is `header`, written straight from the
-    /// cells; nil when two columns' paths overlap (one is the other, or lies inside it), where
-    /// the event depends on which cells are empty and only ``map(_:)`` builds it right.
+    /// The layout of the events of a CSV whose header is `header`, written as rows of cells;
+    /// nil when two columns' paths overlap (one is the other, or lies inside it), where the
+    /// event depends on which cells are empty and only ``map(_:)`` builds it right.
     public func layout(header: [String]) -> CSVEventLayout? {
         CSVEventLayout(header: header, mapping: self)
     }
 }
 
-/// The event shape of one CSV header under a ``CSVColumnMapping``, compiled once: each
-/// record's event is written as JSON bytes from its cells, with no tree built (an upload's
-/// records number in the millions). The event equals what ``CSVColumnMapping/map(_:)`` builds
-/// for the same record, keys in the same order; a JSON cell is embedded as sent (so its bytes
+/// The event shape of one CSV header under a ``CSVColumnMapping``, compiled once: each record
+/// is written as a row, a JSON array of its cells, and its event is the ``shape`` with the
+/// cells in place (``RowShape``). So an upload's millions of records are written without a tree
+/// built or a key repeated; the event equals what ``CSVColumnMapping/map(_:)`` builds for the
+/// same record, keys in the same order, except that a JSON cell is embedded as sent (its bytes
 /// differ from the tree's only in whitespace).
-///
-/// The shape is flattened into a list of steps over plain integers (open an object, write a
-/// cell, close), so that writing a record touches no reference-counted value.
 public struct CSVEventLayout: Sendable {
     /// The shape as a tree, while it is built.
     indirect enum Node: Sendable {
@@ -106,18 +104,11 @@ public struct CSVEventLayout: Sendable {
         var node: Node
     }
 
-    /// One step of writing an event; `key` is a range of ``keys``.
-    enum Step: Sendable {
-        case open(key: Range<Int>)
-        case cell(Int, key: Range<Int>, json: Bool)
-        case close
-    }
-
-    let steps: [Step]
-    /// Every key, escaped and quoted, with its colon, one after the other.
-    let keys: [UInt8]
-    /// The deepest object nesting below the event.
-    let depth: Int
+    /// The shape as a chunk of rows carries it (``ChunkCodec``): the event's JSON object with
+    /// each column's number in its place.
+    public let shape: [UInt8]
+    /// Whether each column holds JSON (embedded when its cell is a valid object or array).
+    let jsonColumns: [Bool]
     let parser = JSONParser(maxDepth: CSVColumnMapping.maxCellDepth)
 
     init?(header: [String], mapping: CSVColumnMapping) {
@@ -125,27 +116,23 @@ public struct CSVEventLayout: Sendable {
         for (index, name) in header.enumerated() {
             guard Self.insert(cell: index, at: mapping.path(of: name).keys[...], into: &root) else { return nil }
         }
-        var steps: [Step] = [], keys: [UInt8] = [], depth = 0
-        func flatten(_ members: [Member], level: Int) {
-            depth = max(depth, level)
-            for member in members {
-                let start = keys.count
-                JSONValue.writeString(member.name, into: &keys)
-                keys.append(UInt8(ascii: ":"))
+        var shape: [UInt8] = []
+        func write(_ members: [Member]) {
+            shape.append(UInt8(ascii: "{"))
+            for (position, member) in members.enumerated() {
+                if position > 0 { shape.append(UInt8(ascii: ",")) }
+                JSONValue.writeString(member.name, into: &shape)
+                shape.append(UInt8(ascii: ":"))
                 switch member.node {
-                case .cell(let index):
-                    steps.append(.cell(index, key: start..<keys.count, json: mapping.jsonColumns.contains(header[index])))
-                case .object(let children):
-                    steps.append(.open(key: start..<keys.count))
-                    flatten(children, level: level + 1)
-                    steps.append(.close)
+                case .cell(let index): shape.append(contentsOf: String(index).utf8)
+                case .object(let children): write(children)
                 }
             }
+            shape.append(UInt8(ascii: "}"))
         }
-        flatten(root, level: 0)
-        self.steps = steps
-        self.keys = keys
-        self.depth = depth
+        write(root)
+        self.shape = shape
+        jsonColumns = header.map { mapping.jsonColumns.contains($0) }
     }
 
     /// Adds the path of column `cell`; false when it meets another column's path.
@@ -167,52 +154,27 @@ public struct CSVEventLayout: Sendable {
         return true
     }
 
-    /// Appends the event of the record whose cells are `cells`, cell `i` ending at `ends[i]`
-    /// (an empty cell is left out, and an object left empty by that too).
-    public func write(cells: UnsafeBufferPointer<UInt8>, ends: UnsafeBufferPointer<Int>, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "{"))
-        steps.withUnsafeBufferPointer { steps in
-            keys.withUnsafeBufferPointer { keys in
-                withUnsafeTemporaryAllocation(of: (mark: Int, wrote: Bool).self, capacity: depth + 1) { open in
-                    var level = 0
-                    // Whether the object being written has a member yet.
-                    var wrote = false
-                    for step in steps {
-                        switch step {
-                        case .open(let key):
-                            open[level] = (out.count, wrote)
-                            level += 1
-                            if wrote { out.append(UInt8(ascii: ",")) }
-                            out.append(contentsOf: UnsafeBufferPointer(rebasing: keys[key]))
-                            out.append(UInt8(ascii: "{"))
-                            wrote = false
-                        case .close:
-                            level -= 1
-                            if wrote {
-                                out.append(UInt8(ascii: "}"))
-                            } else {
-                                // Nothing in it: the object and its key go.
-                                out.removeLast(out.count - open[level].mark)
-                                wrote = open[level].wrote
-                            }
-                        case .cell(let index, let key, let json):
-                            let start = index == 0 ? 0 : ends[index - 1]
-                            let cell = UnsafeBufferPointer(rebasing: cells[start..<ends[index]])
-                            guard !cell.isEmpty else { continue }
-                            if wrote { out.append(UInt8(ascii: ",")) }
-                            out.append(contentsOf: UnsafeBufferPointer(rebasing: keys[key]))
-                            if json, cell[0] == UInt8(ascii: "{") || cell[0] == UInt8(ascii: "["),
-                               (try? parser.parse(UnsafeRawBufferPointer(cell))) != nil {
-                                out.append(contentsOf: cell)  // valid JSON: embedded as sent
-                            } else {
-                                JSONValue.writeString(utf8: UnsafeRawBufferPointer(cell), into: &out)
-                            }
-                            wrote = true
-                        }
-                    }
-                }
+    /// Appends the row of the record whose cells are `cells`, cell `i` ending at `ends[i]`: a
+    /// JSON array with a value per column, `null` for an empty cell; a JSON column's cell
+    /// holding a valid object or array is embedded as sent, any other cell is a string.
+    public func writeRow(cells: UnsafeBufferPointer<UInt8>, ends: UnsafeBufferPointer<Int>, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        var start = 0
+        for index in 0..<ends.count {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            let cell = UnsafeBufferPointer(rebasing: cells[start..<ends[index]])
+            start = ends[index]
+            if cell.isEmpty {
+                out.append(contentsOf: Self.null)
+            } else if jsonColumns[index], cell[0] == UInt8(ascii: "{") || cell[0] == UInt8(ascii: "["),
+                      parser.isValid(UnsafeRawBufferPointer(cell)) {
+                out.append(contentsOf: cell)
+            } else {
+                JSONValue.writeString(utf8: UnsafeRawBufferPointer(cell), into: &out)
             }
         }
-        out.append(UInt8(ascii: "}"))
+        out.append(UInt8(ascii: "]"))
     }
+
+    private static let null: [UInt8] = Array("null".utf8)
 }

@@ -5,8 +5,8 @@ import Sluice
 ///
 /// Without a mapping each record becomes an object keyed by the header's names, cells as
 /// strings (an empty cell is `null`); with a ``CSVColumnMapping`` each record becomes its event,
-/// written as JSON bytes straight from the cells (``UploadRecord/encoded(_:line:)``) when the
-/// header's paths allow it. The column types are inferred on the way (``schema``). A record
+/// written as a row of JSON values straight from the cells (``UploadRecord/row(_:shape:line:)``)
+/// when the header's paths allow it. The column types are inferred on the way (``schema``). A record
 /// with the wrong number of cells or a stray quote is quarantined with the line it starts on.
 /// A header row that is empty or repeats a name, or a quoted field still open at the end of
 /// the body, is an ``UploadError``.
@@ -259,12 +259,12 @@ public struct CSVDecoder: UploadDecoder {
         }
         self.inference = inference
         if let layout {
-            var event: [UInt8] = []
-            event.reserveCapacity(cells.count + 32 * cellEnds.count + 64)
+            var row: [UInt8] = []
+            row.reserveCapacity(cells.count + 4 * cellEnds.count + 16)
             cells.withUnsafeBufferPointer { all in
-                cellEnds.withUnsafeBufferPointer { ends in layout.write(cells: all, ends: ends, into: &event) }
+                cellEnds.withUnsafeBufferPointer { ends in layout.writeRow(cells: all, ends: ends, into: &row) }
             }
-            records.append(.encoded(event, line: recordLine))
+            records.append(.row(row, shape: layout.shape, line: recordLine))
             return
         }
         var object = JSONObject()
@@ -310,25 +310,68 @@ public struct ColumnTypeInference: Sendable, Equatable {
         }
     }
 
-    /// The narrowest type of one non-empty cell, from its bytes: `Int64` and `Double` only
-    /// see the cells made of the characters of numbers.
+    /// The narrowest type of one non-empty cell, from its bytes.
     static func kind(of cell: UnsafeRawBufferPointer) -> ColumnType {
-        var numeric = true
-        for b in cell where !((b >= 0x30 && b <= 0x39) || b == 0x2B || b == 0x2D || b == 0x2E || b == 0x45 || b == 0x65) {
-            numeric = false
-            break
-        }
-        if numeric {
-            let text = String(decoding: cell, as: UTF8.self)
-            if Int64(text) != nil { return .integer }
-            if let d = Double(text), d.isFinite { return .number }
-        }
+        if let kind = numericKind(of: cell) { return kind }
         if cell.count == 4 || cell.count == 5 {
             let lower = cell.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
             if lower.elementsEqual("true".utf8) || lower.elementsEqual("false".utf8) { return .boolean }
         }
         if isTimestamp(cell) { return .timestamp }
         return .string
+    }
+
+    /// `.integer` for a cell `Int64(_:)` reads, `.number` for one `Double(_:)` reads as a
+    /// finite number, nil for any other: the grammar checked on the bytes, and `Double` called
+    /// only where an exponent or 309 digits could make it infinite.
+    static func numericKind(of cell: UnsafeRawBufferPointer) -> ColumnType? {
+        @inline(__always) func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+        let count = cell.count
+        var i = 0
+        var negative = false
+        if cell[0] == UInt8(ascii: "+") || cell[0] == UInt8(ascii: "-") {
+            negative = cell[0] == UInt8(ascii: "-")
+            i = 1
+        }
+        let integerStart = i
+        var magnitude: UInt64 = 0
+        var overflow = false
+        while i < count, isDigit(cell[i]) {
+            let (m1, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (m2, o2) = m1.addingReportingOverflow(UInt64(cell[i] - 0x30))
+            overflow = overflow || o1 || o2
+            magnitude = m2
+            i += 1
+        }
+        let integerDigits = i - integerStart
+        if i == count {
+            guard integerDigits > 0 else { return nil }
+            if !overflow, magnitude <= UInt64(Int64.max) || (negative && magnitude == UInt64(Int64.max) + 1) { return .integer }
+            return integerDigits <= 308 ? .number : finite(cell)
+        }
+        var fractionDigits = 0
+        if cell[i] == UInt8(ascii: ".") {
+            i += 1
+            while i < count, isDigit(cell[i]) {
+                i += 1
+                fractionDigits += 1
+            }
+        }
+        guard integerDigits + fractionDigits > 0 else { return nil }
+        if i == count { return integerDigits <= 308 ? .number : finite(cell) }
+        guard cell[i] == UInt8(ascii: "e") || cell[i] == UInt8(ascii: "E") else { return nil }
+        i += 1
+        if i < count, cell[i] == UInt8(ascii: "+") || cell[i] == UInt8(ascii: "-") { i += 1 }
+        let exponentStart = i
+        while i < count, isDigit(cell[i]) { i += 1 }
+        guard i == count, i > exponentStart else { return nil }
+        return finite(cell)
+    }
+
+    /// `.number` when `Double(_:)` reads the cell as a finite number.
+    private static func finite(_ cell: UnsafeRawBufferPointer) -> ColumnType? {
+        guard let value = Double(String(decoding: cell, as: UTF8.self)), value.isFinite else { return nil }
+        return .number
     }
 
     /// `YYYY-MM-DD` optionally followed by `T` or space and `HH:MM[:SS[.fff]]` and a zone.

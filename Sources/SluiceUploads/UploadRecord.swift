@@ -5,18 +5,25 @@ import Sluice
 public enum UploadRecord: Sendable, Equatable {
     /// A well-formed record, as a JSON object.
     case event(JSONValue, line: Int)
-    /// A well-formed record already written as a JSON object's bytes (CSV decoded with a
-    /// ``CSVColumnMapping``: the event is written straight from the cells).
-    case encoded([UInt8], line: Int)
+    /// A well-formed record written as a row: a JSON array of its values, whose event is `shape`
+    /// with the values in place (``RowShape``; a CSV decoded with a ``CSVColumnMapping``). The
+    /// records of one upload share one shape.
+    case row([UInt8], shape: [UInt8], line: Int)
     /// A record that does not parse; `raw` is its text, cut to `UploadLimits.maxQuarantinedBytes`.
     case malformed(reason: String, line: Int, raw: String)
 
-    /// The event of a well-formed record (an encoded one parsed); nil for a malformed one.
-    public func eventValue() throws(JSONParseError) -> JSONValue? {
+    /// The event of a well-formed record (a row built into its shape); nil for a malformed one.
+    public func eventValue() throws -> JSONValue? {
         switch self {
-        case .event(let value, _): value
-        case .encoded(let bytes, _): try JSONParser().parse(bytes)
-        case .malformed: nil
+        case .event(let value, _):
+            return value
+        case .row(let bytes, let shape, _):
+            guard case .array(let cells) = try JSONParser().parse(bytes) else {
+                throw ChunkCodec.DecodingError(code: "chunk_bad_events", message: "a row is not an array")
+            }
+            return try RowShape(json: shape).event(cells)
+        case .malformed:
+            return nil
         }
     }
 }

@@ -168,13 +168,16 @@ final class PipelineFixture: @unchecked Sendable {
         throw TestSetupError(report)
     }
 
-    /// Runs `body` with a new fixture and stops its processes afterwards, whether it threw or not.
+    /// Runs `body` with a new fixture and stops its processes afterwards, whether it threw or not;
+    /// its directory is removed when `body` succeeded.
     static func with(db: Int, manifests: [String: String] = PipelineFixture.chainManifests, servers: TestEnvironment? = nil,
                      _ body: (PipelineFixture) async throws -> Void) async throws {
         let fixture = try await PipelineFixture(db: db, manifests: manifests, servers: servers)
         let result: Result<Void, any Error>
         do { result = .success(try await body(fixture)) } catch { result = .failure(error) }
         await fixture.stopAll()
+        // The directory (manifests, process logs, uploads) is kept only for a failure to be read.
+        if case .success = result { try? FileManager.default.removeItem(atPath: fixture.directory) }
         try result.get()
     }
 

@@ -53,7 +53,7 @@ struct UploadReaperIntegrationTests {
         let failed = FailedJobs()
         let reaper = UploadReaper(pool: pool, redis: redis, keys: keys, lease: .seconds(60), interval: .seconds(1),
                                   logger: Logger(label: "test"), fail: { id, code in await failed.add(id, code) })
-        let settled = Set(try await reaper.reapOnce())
+        let settled = Set(await reaper.reapOnce())
         let mine: Set = [abandoned, alive, young, halfEnded, unknownToRedis]
         #expect(settled.intersection(mine) == [abandoned, halfEnded, unknownToRedis])
         let calls = await failed.calls.filter { mine.contains($0.id) }
@@ -65,7 +65,7 @@ struct UploadReaperIntegrationTests {
         #expect(state.fields["received"] == "4")
         // A second pass changes nothing more for these jobs.
         await failed.reset()
-        let again = Set(try await reaper.reapOnce())
+        let again = Set(await reaper.reapOnce())
         #expect(again.intersection([alive, young, halfEnded]).isEmpty)
         try await pool.query("DELETE FROM jobs WHERE id = ANY($1::uuid[]) OR format = 'reaper-filler'", ["{" + mine.joined(separator: ",") + "}"])
         redis.closeIdle()

@@ -5,11 +5,11 @@ import Testing
 @Suite("CSV column mapping")
 struct CSVColumnMappingTests {
     /// The events of `csv` decoded with `mapping`, each parsed back to a value, with their lines.
-    func mapped(_ csv: String, _ mapping: CSVColumnMapping = CSVColumnMapping(), piece: Int = 1 << 20) throws -> [(JSONValue, Int, encoded: Bool)] {
+    func mapped(_ csv: String, _ mapping: CSVColumnMapping = CSVColumnMapping(), piece: Int = 1 << 20) throws -> [(JSONValue, Int, row: Bool)] {
         try decode(CSVDecoder(mapping: mapping), Array(csv.utf8), piece: piece).map { record in
             switch record {
             case .event(let value, let line): (value, line, false)
-            case .encoded(let bytes, let line): (try JSONParser().parse(bytes), line, true)
+            case .row(_, _, let line): (try #require(try record.eventValue()), line, true)
             case .malformed(let reason, let line, _): (.string("malformed: \(reason)"), line, false)
             }
         }
@@ -26,7 +26,7 @@ struct CSVColumnMappingTests {
             """
         let events = try mapped(csv, piece: piece)
         #expect(events.map(\.1) == [2, 3, 4, 5])
-        #expect(events.allSatisfy { $0.encoded })
+        #expect(events.allSatisfy { $0.row })
         #expect(events.map(\.0) == [
             ["metadata": ["event_id": "e1", "timestamp": "2026-11-30T05:00:00Z"], "user": ["id": "u-1"],
              "context": ["location": ["country": "BR"]], "payload": ["event_type": "click", "properties": ["page": "/p/1", "n": [1, 2.5, nil]]],
@@ -39,21 +39,23 @@ struct CSVColumnMappingTests {
         ])
     }
 
-    @Test func writtenEventsEqualTheMappedTreeByteForByte() throws {
-        // Keys in header order, cells escaped as the serializer does: with a compact JSON cell,
-        // the same bytes either way.
+    @Test func rowsAndTheirShapeAreExactBytesAndBuildTheMappedTree() throws {
+        // A row holds the cells in header order, escaped as the serializer does, `null` for an
+        // empty one; the shape puts each column's number where its path goes.
         let mapping = CSVColumnMapping(paths: ["q": "x.q", "n": "x.n", "t": "t"], jsonColumns: ["j"])
         let csv = "t,q,j,n,z\n\"tab\there \"\"quoted\"\" back\\\\slash\",\"line\nbreak\",\"{\"\"k\"\":1}\",é\u{1B}ü,\"\"\n"
-        var flatDecoder = CSVDecoder(), writingDecoder = CSVDecoder(mapping: mapping)
+        var flatDecoder = CSVDecoder(), rowDecoder = CSVDecoder(mapping: mapping)
         let flat = try flatDecoder.decodeAll(Array(csv.utf8))
-        let written = try writingDecoder.decodeAll(Array(csv.utf8))
-        guard case .event(let value, 2)? = flat.first, case .encoded(let bytes, 2)? = written.first else {
-            Issue.record("expected one event on line 2, got \(flat) and \(written)")
+        let rows = try rowDecoder.decodeAll(Array(csv.utf8))
+        guard case .event(let value, 2)? = flat.first, case .row(let row, let shape, 2)? = rows.first else {
+            Issue.record("expected one event on line 2, got \(flat) and \(rows)")
             return
         }
-        #expect(String(decoding: bytes, as: UTF8.self) == mapping.map(value).serializedString)
-        #expect(String(decoding: bytes, as: UTF8.self)
-            == #"{"t":"tab\there \"quoted\" back\\\\slash","x":{"q":"line\nbreak","n":"é\u001bü"},"j":{"k":1}}"#)
+        #expect(String(decoding: shape, as: UTF8.self) == #"{"t":0,"x":{"q":1,"n":3},"j":2,"z":4}"#)
+        #expect(String(decoding: row, as: UTF8.self) == #"["tab\there \"quoted\" back\\\\slash","line\nbreak",{"k":1},"é\u001bü",null]"#)
+        let event = try #require(try rows[0].eventValue())
+        #expect(event.serializedString == mapping.map(value).serializedString)
+        #expect(event.serializedString == #"{"t":"tab\there \"quoted\" back\\\\slash","x":{"q":"line\nbreak","n":"é\u001bü"},"j":{"k":1}}"#)
     }
 
     @Test func overlappingPathsFallBackToTheTree() throws {
@@ -61,7 +63,7 @@ struct CSVColumnMappingTests {
         // cells, so these records are built as trees, with the tree's answer.
         let csv = "user,user_id,n\nplain,u-1,1\n,u-2,2\nplain,,3\n"
         let events = try mapped(csv)
-        #expect(events.allSatisfy { !$0.encoded })
+        #expect(events.allSatisfy { !$0.row })
         #expect(events.map(\.0) == [["user": ["id": "u-1"], "n": "1"], ["user": ["id": "u-2"], "n": "2"], ["user": "plain", "n": "3"]])
         #expect(CSVColumnMapping().layout(header: ["user", "user_id"]) == nil)
         #expect(CSVColumnMapping().layout(header: ["user_id", "user.id"]) == nil)  // two columns, one path

@@ -3,13 +3,21 @@ import Testing
 
 @Suite("JSON parser and serializer")
 struct JSONTests {
-    func parse(_ text: String) throws -> JSONValue { try JSONParser().parse(text) }
+    /// Parses, checking that `isValid` agrees.
+    func parse(_ text: String) throws -> JSONValue {
+        #expect(Array(text.utf8).withUnsafeBytes { JSONParser().isValid($0) }, "isValid refuses \(text)")
+        return try JSONParser().parse(text)
+    }
 
-    func failure(_ bytes: [UInt8]) -> JSONParseError? {
+    /// The parse error, checking that `isValid` agrees.
+    func failure(_ bytes: [UInt8], maxDepth: Int = 512) -> JSONParseError? {
+        let valid = bytes.withUnsafeBytes { JSONParser(maxDepth: maxDepth).isValid($0) }
         do {
-            _ = try JSONParser().parse(bytes)
+            _ = try JSONParser(maxDepth: maxDepth).parse(bytes)
+            #expect(valid, "isValid refuses \(String(decoding: bytes, as: UTF8.self))")
             return nil
         } catch {
+            #expect(!valid, "isValid accepts \(String(decoding: bytes, as: UTF8.self))")
             return error
         }
     }
@@ -65,6 +73,20 @@ struct JSONTests {
         #expect(failure("tru") == JSONParseError(.unexpectedEnd, offset: 3))
         #expect(failure("// c\n1") == JSONParseError(.unexpectedCharacter, offset: 0))
         #expect(JSONParseError(.trailingData, offset: 8).description == "json_trailing_data at byte 8")
+    }
+
+    @Test func validityWithoutAValueAgreesWithParsing() {
+        for text in [#"{"a":[1,-2.5e-3,true,false,null,{}],"b":"\u00e9\ud83d\ude00\n","a":{"c":[]}}"#, " [ ] ", "\"é😀\"",
+                     "0", "-0.0E+1", String(repeating: "9", count: 300), "1" + String(repeating: "0", count: 308) + ".5"] {
+            #expect(failure(text) == nil, "\(text)")
+        }
+        for text in ["1e999", "-1E400", String(repeating: "9", count: 400), String(repeating: "9", count: 309) + ".0", "[1,]", #"{"a":1"#, #"{"a"}"#, "[\"\t\"]", "nul",
+                     #"{1:2}"#, "[] []", "+1", ".5", "1e", #""\u12""#, #"["\ud800\u0041"]"#] {
+            #expect(failure(text) != nil, "\(text)")
+        }
+        #expect(failure(Array("[[[1]]]".utf8), maxDepth: 3) == nil)
+        #expect(failure(Array("[[[[1]]]]".utf8), maxDepth: 3)?.code == .tooDeep)
+        #expect(failure(Array(#"{"a":{"b":{"c":{}}}}"#.utf8), maxDepth: 3)?.code == .tooDeep)
     }
 
     @Test func deepNestingIsAnErrorNotACrash() {

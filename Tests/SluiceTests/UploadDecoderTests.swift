@@ -1,5 +1,5 @@
 import Sluice
-import SluiceUploads
+@testable import SluiceUploads
 import SluiceFunctions
 import Testing
 
@@ -180,6 +180,48 @@ struct CSVDecoderTests {
         #expect(infer(["true", "1"]) == .string)
         #expect(infer(["nan"]) == .string)
         #expect(infer(["2026-13"]) == .string)
+        #expect(infer(["+5", "-9223372036854775808", "9223372036854775807"]) == .integer)
+        #expect(infer(["9223372036854775808"]) == .number)
+        #expect(infer([".5", "5.", "-1.5E+3", "1e-400"]) == .number)
+        #expect(infer(["1e400"]) == .string)
+        for text in ["+", "-", ".", "e5", "1e", "1e+", "1.2.3", "--1", "1-", "+.e1"] {
+            #expect(infer([text]) == .string, "\(text)")
+        }
+    }
+
+    @Test func numericCellsAreTheOnesIntAndDoubleRead() {
+        // Every cell of up to 4 characters from the characters of numbers, and longer random
+        // ones: the byte-level grammar agrees with Int64(_:) and Double(_:) on each.
+        let alphabet = Array("0159+-.eE".utf8)
+        var cells: [[UInt8]] = [], level: [[UInt8]] = [[]]
+        for _ in 1...4 {
+            level = level.flatMap { cell in alphabet.map { cell + [$0] } }
+            cells += level
+        }
+        var state: UInt64 = 0x5EED  // SplitMix64: the same cells on every run
+        func next() -> Int {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int(truncatingIfNeeded: (z ^ (z >> 31)) >> 1)
+        }
+        for _ in 0..<20_000 {
+            cells.append((0..<(5 + next() % 20)).map { _ in alphabet[next() % alphabet.count] })
+        }
+        cells.append(Array(String(repeating: "9", count: 308).utf8))
+        cells.append(Array(String(repeating: "9", count: 309).utf8))
+        cells.append(Array((String(repeating: "9", count: 309) + ".5").utf8))
+        var checked = 0
+        for cell in cells where !cell.isEmpty {
+            let text = String(decoding: cell, as: UTF8.self)
+            let expected: ColumnTypeInference.ColumnType? =
+                Int64(text) != nil ? .integer : (Double(text).map { $0.isFinite } == true ? .number : nil)
+            let got = cell.withUnsafeBytes { ColumnTypeInference.numericKind(of: $0) }
+            #expect(got == expected, "\(text)")
+            checked += 1
+        }
+        #expect(checked > 27_000)
     }
 }
 

@@ -32,8 +32,8 @@ public enum Fuzzing {
                     guard case .object = value else { fatalError("an event that is not an object at \(line)") }
                     guard line >= max(1, last) else { fatalError("line \(line) after \(last)") }
                     last = line
-                case .encoded(let bytes, let line):
-                    guard case .object? = try? JSONParser().parse(bytes) else { fatalError("an encoded event that is not a JSON object at \(line)") }
+                case .row(_, _, let line):
+                    guard case .object? = try? record.eventValue() else { fatalError("a row whose event is not a JSON object at \(line)") }
                     guard line >= max(1, last) else { fatalError("line \(line) after \(last)") }
                     last = line
                 case .malformed(let reason, let line, let raw):
@@ -52,8 +52,9 @@ public enum Fuzzing {
     public static let csvMapping = CSVColumnMapping(paths: ["a": "m.a", "b": "m.b", "c": "n.x.y", "d": "m", "e": "a"], jsonColumns: ["j", "a"])
 
     /// The CSV decoder with a mapping, given any bytes: each record's event, written straight
-    /// from the cells, equals the one the mapping builds from the flat record; malformed
-    /// records and errors are those of the flat decoding.
+    /// from the cells as a row, equals the one the mapping builds from the flat record, and so
+    /// do the events of the chunk of rows that ingest appends; malformed records and errors are
+    /// those of the flat decoding.
     public static func checkCSVMapping(_ data: UnsafeRawBufferPointer) {
         let body = Array(data)
         let flat = decode(CSVDecoder(limits: limits), body, piece: max(1, body.count))
@@ -63,17 +64,29 @@ public enum Fuzzing {
             guard a == b else { fatalError("errors differ: \(a) / \(b)") }
         case (.success(let a), .success(let b)):
             guard a.count == b.count else { fatalError("\(a.count) records flat, \(b.count) mapped") }
+            var rows: [UInt8] = [UInt8(ascii: "[")], shape: [UInt8]?, expected: [Event] = []
             for (x, y) in zip(a, b) {
                 switch (x, y) {
                 case (.event(let value, let line), .event(let event, let other)):
                     guard csvMapping.map(value) == event, line == other else { fatalError("mapped event differs at \(line)") }
-                case (.event(let value, let line), .encoded(let bytes, let other)):
-                    guard let event = try? JSONParser().parse(bytes) else { fatalError("encoded event does not parse at \(line)") }
+                case (.event(let value, let line), .row(let row, let rowShape, let other)):
+                    guard let event = try? y.eventValue() else { fatalError("row does not build its event at \(line)") }
                     guard csvMapping.map(value) == event, line == other else {
-                        fatalError("encoded event differs at \(line): \(String(decoding: bytes, as: UTF8.self)) / \(csvMapping.map(value))")
+                        fatalError("row's event differs at \(line): \(String(decoding: row, as: UTF8.self)) / \(csvMapping.map(value))")
                     }
+                    if !expected.isEmpty { rows.append(UInt8(ascii: ",")) }
+                    rows += row
+                    shape = rowShape
+                    expected.append(Event(event))
                 default:
                     guard x == y else { fatalError("records differ: \(x) / \(y)") }
+                }
+            }
+            if let shape {
+                rows.append(UInt8(ascii: "]"))
+                let fields = ChunkCodec.encode(rowsJSON: rows, shapeJSON: shape, count: expected.count, jobID: "j", traceID: nil)
+                guard let chunk = try? ChunkCodec.decode(id: "1-0", fields: fields), chunk.events == expected else {
+                    fatalError("the chunk of rows does not decode to the records' events")
                 }
             }
         default:
@@ -105,12 +118,15 @@ public enum Fuzzing {
         }
     }
 
-    /// The JSON parser, given any bytes: an error's offset lies inside the input; a value it
-    /// accepts serialises to bytes it parses back to the same value, and those bytes are stable.
+    /// The JSON parser, given any bytes: ``JSONParser/isValid(_:)`` accepts what it parses and
+    /// nothing else; an error's offset lies inside the input; a value it accepts serialises to
+    /// bytes it parses back to the same value, and those bytes are stable.
     public static func checkJSON(_ data: UnsafeRawBufferPointer) {
         let parser = JSONParser(maxDepth: 32)
+        let valid = parser.isValid(data)
         do {
             let value = try parser.parse(data)
+            guard valid else { fatalError("isValid refuses what parse accepts: \(value)") }
             var once: [UInt8] = []
             value.write(into: &once)
             let again = once.withUnsafeBytes { try? parser.parse($0) }
@@ -119,6 +135,7 @@ public enum Fuzzing {
             again.write(into: &twice)
             guard twice == once else { fatalError("serialisation is not stable") }
         } catch {
+            guard !valid else { fatalError("isValid accepts what parse refuses (\(error))") }
             guard error.offset >= 0, error.offset <= data.count else { fatalError("offset \(error.offset) outside \(data.count) bytes") }
         }
     }

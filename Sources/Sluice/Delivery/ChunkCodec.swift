@@ -1,19 +1,35 @@
 /// Turns chunks into stream entry fields and back.
 ///
-/// An entry holds `v` (format version, `1`), `n` (event count), `events` (a compact JSON array),
-/// and, when known, `job`, `trace`, `origin` (the entry that first carried the chunk) and
-/// `received` (when the events were accepted, Unix milliseconds). Field values are bytes; the field order is fixed.
+/// An entry holds `v` (format version), `n` (event count), and, when known, `job`, `trace`,
+/// `origin` (the entry that first carried the chunk) and `received` (when the events were
+/// accepted, Unix milliseconds); then the events, in one of two forms:
+/// - version `1`: `events`, a compact JSON array of the events;
+/// - version `2` (events of one shape, a CSV upload's): `shape`, a JSON object whose leaves are
+///   column numbers (`{"user":{"id":0},"amount":1}`), and `rows`, a JSON array of rows, each an
+///   array with one value per column, `null` for none. A row's event is the shape with each
+///   column replaced by its value; a `null` leaves the member out, and an object left empty by
+///   that goes too. The keys are written once per chunk, not once per event: the chunk is about
+///   half the size.
+///
+/// Field values are bytes; the field order is fixed.
 public enum ChunkCodec {
-    /// The format version written by this build.
+    /// The format version of chunks of events.
     public static let version = "1"
+    /// The format version of chunks of rows of one shape.
+    public static let rowsVersion = "2"
 
     /// A stream entry that is not a chunk this build can read.
     public struct DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
-        /// `chunk_missing_field`, `chunk_bad_version`, `chunk_bad_events`, `chunk_count_mismatch`.
+        /// `chunk_missing_field`, `chunk_bad_version`, `chunk_bad_events`, `chunk_bad_shape`, `chunk_count_mismatch`.
         public var code: String
         /// Details, never the content.
         public var message: String
         public var description: String { "\(code): \(message)" }
+
+        public init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
     }
 
     /// The entry fields for `events` of job `jobID` with trace `traceID`.
@@ -35,12 +51,28 @@ public enum ChunkCodec {
     /// The entry fields for `count` events already written as a JSON array (`eventsJSON`).
     public static func encode(eventsJSON: [UInt8], count: Int, jobID: String?, traceID: String?, origin: String? = nil,
                               receivedAt: Int64? = nil) -> [(String, [UInt8])] {
+        var fields = header(version: version, count: count, jobID: jobID, traceID: traceID, origin: origin, receivedAt: receivedAt)
+        fields.append(("events", eventsJSON))
+        return fields
+    }
+
+    /// The entry fields for `count` rows already written as a JSON array of arrays (`rowsJSON`),
+    /// whose events have the shape `shapeJSON` (see the type's documentation).
+    public static func encode(rowsJSON: [UInt8], shapeJSON: [UInt8], count: Int, jobID: String?, traceID: String?,
+                              origin: String? = nil, receivedAt: Int64? = nil) -> [(String, [UInt8])] {
+        var fields = header(version: rowsVersion, count: count, jobID: jobID, traceID: traceID, origin: origin, receivedAt: receivedAt)
+        fields.append(("shape", shapeJSON))
+        fields.append(("rows", rowsJSON))
+        return fields
+    }
+
+    private static func header(version: String, count: Int, jobID: String?, traceID: String?, origin: String?,
+                               receivedAt: Int64?) -> [(String, [UInt8])] {
         var fields: [(String, [UInt8])] = [("v", Array(version.utf8)), ("n", Array(String(count).utf8))]
         if let jobID { fields.append(("job", Array(jobID.utf8))) }
         if let traceID { fields.append(("trace", Array(traceID.utf8))) }
         if let origin { fields.append(("origin", Array(origin.utf8))) }
         if let receivedAt { fields.append(("received", Array(String(receivedAt).utf8))) }
-        fields.append(("events", eventsJSON))
         return fields
     }
 
@@ -51,9 +83,10 @@ public enum ChunkCodec {
 
     /// The chunk held by the entry `id` with `fields`.
     /// - Throws: ``DecodingError`` for a missing field, an unknown version, events that are
-    ///   not a JSON array, or a count that does not match.
+    ///   not a JSON array (rows that do not fit their shape), or a count that does not match.
     public static func decode(id: String, fields: [(String, [UInt8])]) throws(DecodingError) -> Chunk {
-        var version: String?, count: Int?, job: String?, trace: String?, origin: String?, received: Int64?, body: [UInt8]?
+        var version: String?, count: Int?, job: String?, trace: String?, origin: String?, received: Int64?
+        var body: [UInt8]?, shape: [UInt8]?, rows: [UInt8]?
         for (name, value) in fields {
             switch name {
             case "v": version = String(decoding: value, as: UTF8.self)
@@ -63,26 +96,41 @@ public enum ChunkCodec {
             case "origin": origin = String(decoding: value, as: UTF8.self)
             case "received": received = Int64(String(decoding: value, as: UTF8.self))
             case "events": body = value
+            case "shape": shape = value
+            case "rows": rows = value
             default: continue
             }
         }
         guard let version else { throw DecodingError(code: "chunk_missing_field", message: "no 'v' field") }
-        guard version == Self.version else {
+        let events: [Event]
+        switch version {
+        case Self.version:
+            guard let body else { throw DecodingError(code: "chunk_missing_field", message: "no 'events' field") }
+            events = try array(body, name: "events").map(Event.init)
+        case Self.rowsVersion:
+            guard let shape else { throw DecodingError(code: "chunk_missing_field", message: "no 'shape' field") }
+            guard let rows else { throw DecodingError(code: "chunk_missing_field", message: "no 'rows' field") }
+            events = try RowShape(json: shape).events(array(rows, name: "rows"))
+        default:
             throw DecodingError(code: "chunk_bad_version", message: "format version \(version) is not supported")
         }
-        guard let body else { throw DecodingError(code: "chunk_missing_field", message: "no 'events' field") }
+        if let count, count != events.count {
+            throw DecodingError(code: "chunk_count_mismatch", message: "n is \(count) but \(events.count) events are present")
+        }
+        return Chunk(id: id, jobID: job, traceID: trace, events: events, origin: origin, receivedAt: received)
+    }
+
+    /// The elements of the JSON array `bytes` (field `name`).
+    private static func array(_ bytes: [UInt8], name: String) throws(DecodingError) -> [JSONValue] {
         let parsed: JSONValue
         do {
-            parsed = try JSONParser().parse(body)
+            parsed = try JSONParser().parse(bytes)
         } catch {
-            throw DecodingError(code: "chunk_bad_events", message: "events are not JSON (\(error.code.rawValue) at byte \(error.offset))")
+            throw DecodingError(code: "chunk_bad_events", message: "\(name) are not JSON (\(error.code.rawValue) at byte \(error.offset))")
         }
         guard case .array(let values) = parsed else {
-            throw DecodingError(code: "chunk_bad_events", message: "events are not a JSON array")
+            throw DecodingError(code: "chunk_bad_events", message: "\(name) are not a JSON array")
         }
-        if let count, count != values.count {
-            throw DecodingError(code: "chunk_count_mismatch", message: "n is \(count) but \(values.count) events are present")
-        }
-        return Chunk(id: id, jobID: job, traceID: trace, events: values.map(Event.init), origin: origin, receivedAt: received)
+        return values
     }
 }

@@ -19,6 +19,17 @@ public struct JSONParser: Sendable {
         return value
     }
 
+    /// Whether `bytes` are exactly one value, with optional whitespace around it: what
+    /// ``parse(_:)-(UnsafeRawBufferPointer)`` would accept, checked without building the value (no allocation
+    /// but for a string's escapes). The fuzz target holds the two to the same answer.
+    public func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var reader = Reader(bytes: bytes, maxDepth: maxDepth)
+        reader.skipWhitespace()
+        guard (try? reader.skipValue(depth: 0)) != nil else { return false }
+        reader.skipWhitespace()
+        return reader.index == bytes.count
+    }
+
     /// Parses exactly one value from a byte collection.
     public func parse<C: Collection>(_ bytes: C) throws(JSONParseError) -> JSONValue where C.Element == UInt8 {
         let result: Result<JSONValue, JSONParseError>? = bytes.withContiguousStorageIfAvailable { buffer in
@@ -70,6 +81,73 @@ private struct Reader {
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw JSONParseError(.unexpectedCharacter, offset: index)
         }
+    }
+
+    /// Checks the value at `index` and moves past it, as ``parseValue(depth:)`` would.
+    mutating func skipValue(depth: Int) throws(JSONParseError) {
+        guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
+        switch bytes[index] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["): try skipContainer(depth: depth + 1)
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try skipNumber()
+        default: throw JSONParseError(.unexpectedCharacter, offset: index)
+        }
+    }
+
+    /// Checks the object or array at `index`, as ``parseObject(depth:)`` and ``parseArray(depth:)`` would.
+    mutating func skipContainer(depth: Int) throws(JSONParseError) {
+        guard depth <= maxDepth else { throw JSONParseError(.tooDeep, offset: index) }
+        let object = bytes[index] == UInt8(ascii: "{")
+        let close = object ? UInt8(ascii: "}") : UInt8(ascii: "]")
+        index += 1
+        skipWhitespace()
+        guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
+        if bytes[index] == close {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            if object {
+                guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
+                guard bytes[index] == UInt8(ascii: "\"") else { throw JSONParseError(.unexpectedCharacter, offset: index) }
+                try skipString()
+                skipWhitespace()
+                guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
+                guard bytes[index] == UInt8(ascii: ":") else { throw JSONParseError(.unexpectedCharacter, offset: index) }
+                index += 1
+                skipWhitespace()
+            }
+            try skipValue(depth: depth)
+            skipWhitespace()
+            guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
+            switch bytes[index] {
+            case UInt8(ascii: ","): index += 1
+            case close:
+                index += 1
+                return
+            default: throw JSONParseError(.unexpectedCharacter, offset: index)
+            }
+        }
+    }
+
+    /// Checks the string at `index`, as ``parseString()`` would.
+    mutating func skipString() throws(JSONParseError) {
+        index += 1  // opening quote
+        var escapes: [UInt8] = []
+        try scanString(into: &escapes, keeping: false)
+    }
+
+    /// Checks the number at `index`, as ``parseNumber()`` would: its grammar, and that one
+    /// that is not an exact integer is finite as a double (converted only where an exponent or
+    /// more than 308 digits could make it infinite).
+    mutating func skipNumber() throws(JSONParseError) {
+        let number = try scanNumber()
+        guard number.exponent || number.integerDigits > 308 else { return }
+        try number.double(in: bytes)
     }
 
     mutating func literal(_ word: StaticString) throws(JSONParseError) {
@@ -146,6 +224,41 @@ private struct Reader {
     }
 
     mutating func parseNumber() throws(JSONParseError) -> JSONValue {
+        let number = try scanNumber()
+        if number.integral, !number.overflow {
+            if number.negative {
+                if number.magnitude <= UInt64(Int64.max) { return .int(-Int64(number.magnitude)) }
+                if number.magnitude == UInt64(Int64.max) + 1 { return .int(Int64.min) }
+            } else if number.magnitude <= UInt64(Int64.max) {
+                return .int(Int64(number.magnitude))
+            }
+        }
+        return .double(try number.double(in: bytes))
+    }
+
+    /// A number's text, scanned: where it is and what it holds.
+    struct ScannedNumber {
+        var range: Range<Int>
+        var negative: Bool
+        /// The integer part's value (wrapped when `overflow`).
+        var magnitude: UInt64
+        var overflow: Bool
+        var integerDigits: Int
+        /// No fraction and no exponent.
+        var integral: Bool
+        var exponent: Bool
+
+        /// The number as a finite double.
+        @discardableResult
+        func double(in bytes: UnsafeRawBufferPointer) throws(JSONParseError) -> Double {
+            let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+            guard let value = Double(text), value.isFinite else { throw JSONParseError(.invalidNumber, offset: range.lowerBound) }
+            return value
+        }
+    }
+
+    /// Moves past the number at `index`, checking its grammar.
+    mutating func scanNumber() throws(JSONParseError) -> ScannedNumber {
         let start = index
         var negative = false
         if bytes[index] == UInt8(ascii: "-") {
@@ -153,11 +266,11 @@ private struct Reader {
             index += 1
         }
         guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
-        var integral = true
         var magnitude: UInt64 = 0
         var overflow = false
         let first = bytes[index]
         guard first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9") else { throw JSONParseError(.invalidNumber, offset: index) }
+        let integerStart = index
         if first == UInt8(ascii: "0") {
             index += 1
             if index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
@@ -173,36 +286,30 @@ private struct Reader {
                 index += 1
             }
         }
+        let integerDigits = index - integerStart
+        var fraction = false, exponent = false
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-            integral = false
+            fraction = true
             index += 1
-            let digitsStart = index
-            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") { index += 1 }
-            guard index > digitsStart else {
-                throw JSONParseError(index < bytes.count ? .invalidNumber : .unexpectedEnd, offset: index)
-            }
+            try digits()
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-            integral = false
+            exponent = true
             index += 1
             if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            let digitsStart = index
-            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") { index += 1 }
-            guard index > digitsStart else {
-                throw JSONParseError(index < bytes.count ? .invalidNumber : .unexpectedEnd, offset: index)
-            }
+            try digits()
         }
-        if integral, !overflow {
-            if negative {
-                if magnitude <= UInt64(Int64.max) { return .int(-Int64(magnitude)) }
-                if magnitude == UInt64(Int64.max) + 1 { return .int(Int64.min) }
-            } else if magnitude <= UInt64(Int64.max) {
-                return .int(Int64(magnitude))
-            }
+        return ScannedNumber(range: start..<index, negative: negative, magnitude: magnitude, overflow: overflow,
+                             integerDigits: integerDigits, integral: !fraction && !exponent, exponent: exponent)
+    }
+
+    /// Moves past one or more digits.
+    private mutating func digits() throws(JSONParseError) {
+        let digitsStart = index
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") { index += 1 }
+        guard index > digitsStart else {
+            throw JSONParseError(index < bytes.count ? .invalidNumber : .unexpectedEnd, offset: index)
         }
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        guard let value = Double(text), value.isFinite else { throw JSONParseError(.invalidNumber, offset: start) }
-        return .double(value)
     }
 
     mutating func parseString() throws(JSONParseError) -> String {
@@ -220,23 +327,30 @@ private struct Reader {
             index += 1
         }
         var output: [UInt8] = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+        try scanString(into: &output, keeping: true)
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Moves past the rest of a string and its closing quote, checking it; appends its bytes to
+    /// `output` when `keeping` (an escape is decoded into it either way).
+    mutating func scanString(into output: inout [UInt8], keeping: Bool) throws(JSONParseError) {
         while true {
             guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
             let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "\""):
                 index += 1
-                return String(decoding: output, as: UTF8.self)
+                return
             case UInt8(ascii: "\\"):
                 try parseEscape(into: &output)
             case 0..<0x20:
                 throw JSONParseError(.invalidString, offset: index)
             case 0x20..<0x80:
-                output.append(byte)
+                if keeping { output.append(byte) }
                 index += 1
             default:
                 let length = try utf8SequenceLength(at: index)
-                output.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)]))
+                if keeping { output.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)])) }
                 index += length
             }
         }

@@ -256,9 +256,9 @@ public struct IngestFunction: HTTPFunction {
         for record in records {
             switch record {
             case .event(let value, _):
-                publisher.add(Event(value))
-            case .encoded(let event, _):
-                publisher.add(encoded: event)
+                try await publisher.add(Event(value))
+            case .row(let row, let shape, _):
+                try await publisher.add(row: row, shape: shape)
             case .malformed(let reason, let line, let raw):
                 publisher.quarantine(["reason": .string(reason), "function": .string(manifest.name), "line": .int(Int64(line)), "raw": .string(raw)])
             }
@@ -459,7 +459,7 @@ public struct IngestFunction: HTTPFunction {
         var live: [(index: Int, event: Event)] = []
         for (index, record) in records.enumerated() {
             switch record {
-            case .event, .encoded:
+            case .event, .row:
                 if let value = try? record.eventValue() {
                     live.append((index, Event(value)))
                 } else {
@@ -519,9 +519,10 @@ struct IngestFailure: Error {
 
 /// Collects an upload's events into chunks and appends them to the outputs (and malformed
 /// records to the quarantine stream), counting what it received. Events are kept as the chunk's
-/// JSON array, written as they come: a CSV record's event arrives already written. One chunk is
-/// appended while the next is decoded (the Redis round trip no longer stalls the body), never
-/// more: chunks stay in order and memory stays at two chunks.
+/// JSON array, written as they come; a CSV record arrives already written as a row, and a chunk
+/// of rows carries their shape once (``ChunkCodec`` version 2). One chunk is appended while the
+/// next is decoded (the Redis round trip no longer stalls the body), never more: chunks stay in
+/// order and memory stays at two chunks.
 struct UploadPublisher {
     let jobID: String
     let traceID: String
@@ -530,9 +531,11 @@ struct UploadPublisher {
     let keys: StreamKeys
     let redis: RedisClient
     let function: String
-    /// The chunk's events so far: `[` and the events, comma-separated.
+    /// The chunk's events (or rows) so far: `[` and the events, comma-separated.
     var events: [UInt8] = [UInt8(ascii: "[")]
     var eventCount = 0
+    /// The shape of the chunk's rows; nil for a chunk of events.
+    var shape: [UInt8]?
     var quarantined: [Event] = []
     var received = 0
     var bytes = 0
@@ -551,17 +554,23 @@ struct UploadPublisher {
 
     var isFull: Bool { eventCount >= batch || quarantined.count >= batch }
 
-    mutating func add(_ event: Event) {
+    /// Adds an event to a chunk of events (flushed first when it holds rows).
+    mutating func add(_ event: Event) async throws {
+        if eventCount > 0, shape != nil { try await flush() }
         if eventCount > 0 { events.append(UInt8(ascii: ",")) }
         event.value.write(into: &events)
         eventCount += 1
         received += 1
     }
 
-    /// Adds an event given as the bytes of a JSON object.
-    mutating func add(encoded event: [UInt8]) {
+    /// Adds a row (a JSON array's bytes) whose event is `shape` with its values in place, to a
+    /// chunk of rows of that shape (flushed first when it holds anything else; an upload's
+    /// records are all rows of one shape or all events, and arrays holding one buffer compare at once).
+    mutating func add(row: [UInt8], shape: [UInt8]) async throws {
+        if eventCount > 0, self.shape != shape { try await flush() }
         if eventCount > 0 { events.append(UInt8(ascii: ",")) }
-        events.append(contentsOf: event)
+        self.shape = shape
+        events.append(contentsOf: row)
         eventCount += 1
         received += 1
     }
@@ -579,7 +588,12 @@ struct UploadPublisher {
         var appends: [(stream: String, fields: [(String, [UInt8])])] = []
         if eventCount > 0 {
             events.append(UInt8(ascii: "]"))
-            let fields = ChunkCodec.encode(eventsJSON: events, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+            let fields = if let shape {
+                ChunkCodec.encode(rowsJSON: events, shapeJSON: shape, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+            } else {
+                ChunkCodec.encode(eventsJSON: events, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+            }
+            shape = nil
             for output in outputs { appends.append((keys.stream(output), fields)) }
             events.removeAll(keepingCapacity: true)
             events.append(UInt8(ascii: "["))
