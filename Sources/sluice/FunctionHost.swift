@@ -149,7 +149,7 @@ struct FunctionHost {
 
             let app = Application(
                 router: router,
-                server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()],
+                server: .http1(configuration: .init(additionalChannelHandlers: [ParserErrorHandler(), ExpectContinueHandler()],
                                                     idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
                 configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
                 logger: logger)

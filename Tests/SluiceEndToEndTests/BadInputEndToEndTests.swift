@@ -218,19 +218,29 @@ struct BadInputEndToEndTests {
                 if let code { #expect(Self.problem(response)["code"]?.stringValue == code, "\(name): \(response.text)") }
             }
 
-            // Headers beyond 80 KB, or more than 1,000 of them: 400 and the connection closed.
+            // Headers beyond 80 KB, or more than 1,000 of them: 431 headers_too_large; a request
+            // that is not HTTP: 400 malformed_request; each a problem, and the connection closed.
             let big = String(repeating: "a", count: 100_000)
             let many = (0..<2_000).map { ("X-Many-\($0)", "v") }
+            let requests: [(label: String, bytes: [UInt8], status: Int, code: String)] = [
+                ("one 100 KB header", RawHTTP.request("GET", "/health/live", headers: [("X-Big", big)]), 431, "headers_too_large"),
+                ("2,000 headers", RawHTTP.request("GET", "/health/live", headers: many), 431, "headers_too_large"),
+                ("a request line that is not HTTP", Array("HELLO THERE\r\n\r\n".utf8), 400, "malformed_request"),
+                ("a header without a colon", Array("GET /health/live HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".utf8), 400, "malformed_request"),
+            ]
             for (name, port) in [("ingest", ingest), ("gateway", gateway)] {
-                for (label, headers) in [("one 100 KB header", [("X-Big", big)]), ("2,000 headers", many)] {
-                    let response = try await RawHTTP.run { () throws -> (Int?, Bool) in
+                for request in requests {
+                    let (answer, closed) = try await RawHTTP.run { () throws -> (RawConnection.Response?, Bool) in
                         let connection = try RawConnection(port: port, timeout: .seconds(10))
-                        connection.send(RawHTTP.request("GET", "/health/live", headers: headers))
+                        connection.send(request.bytes)
                         let answer = connection.readResponse()
-                        return (answer?.status, connection.closedByPeer(within: .seconds(5)))
+                        return (answer, connection.closedByPeer(within: .seconds(5)))
                     }
-                    #expect(response.0 == 400, "\(name), \(label)")
-                    #expect(response.1, "\(name) kept the connection open after \(label)")
+                    #expect(answer?.status == request.status, "\(name), \(request.label)")
+                    #expect(answer?.headers["content-type"] == "application/problem+json", "\(name), \(request.label)")
+                    #expect(answer.map { Self.problem($0)["code"]?.stringValue } == request.code, "\(name), \(request.label)")
+                    #expect(answer.map { Self.problem($0)["status"]?.intValue } == Int64(request.status), "\(name), \(request.label)")
+                    #expect(closed, "\(name) kept the connection open after \(request.label)")
                 }
             }
 

@@ -7,6 +7,10 @@ import Testing
 /// (every process of it, as a crashed container), each restarted. Every event of every upload
 /// is accounted for exactly and none is loaded twice.
 ///
+/// `SLUICE_CHAOS_ROUNDS` (default 1) sends the kills round the victims again while there is
+/// work: until every upload is answered and every job has ended, at most that many rounds (a
+/// round takes about 22 s).
+///
 /// `SLUICE_CHAOS_EVENTS` sets the size: 12,000 in `make test`, 100,000 in `make chaos`.
 /// `SLUICE_CHAOS_PG_SYNCHRONOUS_COMMIT=off` shows what this test catches: PostgreSQL then
 /// answers commits before their WAL is written, and a kill loses loaded rows.
@@ -16,6 +20,13 @@ struct ChaosEndToEndTests {
     static var events: Int { Int(ProcessInfo.processInfo.environment["SLUICE_CHAOS_EVENTS"] ?? "") ?? 12_000 }
     static let partSize = 2_000
     static let victims = ["ingest", "validate", "enrich", "transform", "load", "quarantine", "jobs", "redis", "postgres"]
+    static var maxRounds: Int { max(1, Int(ProcessInfo.processInfo.environment["SLUICE_CHAOS_ROUNDS"] ?? "") ?? 1) }
+
+    /// Whether the client has had every upload answered.
+    actor Uploading {
+        var done = false
+        func finish() { done = true }
+    }
 
     /// One upload of the run: its workload, and the job the client was answered 202 for.
     struct Part: Sendable {
@@ -62,7 +73,9 @@ struct ChaosEndToEndTests {
             // The kills take about 2.5 s each; the uploads are spread over at least that long.
             let pace = Duration.milliseconds(Self.victims.count * 2_500 / parts.count)
 
-            let uploaded = try await withThrowingTaskGroup(of: [Part]?.self) { group in
+            let uploading = Uploading()
+            var kills = 0
+            let uploaded = try await withThrowingTaskGroup(of: ([Part]?, Int).self) { group in
                 group.addTask {
                     var done: [Part] = []
                     for var part in parts {
@@ -79,17 +92,28 @@ struct ChaosEndToEndTests {
                         done.append(part)
                         try await Task.sleep(for: pace)
                     }
-                    return done
+                    await uploading.finish()
+                    return (done, 0)
                 }
                 group.addTask {
-                    for victim in Self.victims {
-                        try await Task.sleep(for: .seconds(2))
-                        try await Self.kill(victim, fixture: fixture, script: script, serversDirectory: serversDirectory)
+                    var kills = 0, rounds = 0
+                    while true {
+                        for victim in Self.victims {
+                            try await Task.sleep(for: .seconds(2))
+                            try await Self.kill(victim, fixture: fixture, script: script, serversDirectory: serversDirectory)
+                            kills += 1
+                        }
+                        rounds += 1
+                        if rounds >= Self.maxRounds { break }
+                        if await uploading.done, try await Self.openJobs(fixture) == 0 { break }
                     }
-                    return nil
+                    return (nil, kills)
                 }
                 var done: [Part] = []
-                for try await result in group { if let result { done = result } }
+                for try await (result, killed) in group {
+                    if let result { done = result }
+                    kills += killed
+                }
                 return done
             }
             #expect(uploaded.count == parts.count)
@@ -98,8 +122,7 @@ struct ChaosEndToEndTests {
             let deadline = ContinuousClock.now + .seconds(300)
             var open = -1
             while ContinuousClock.now < deadline {
-                open = Int(try await fixture.clients.postgres.query(
-                    "SELECT count(*) FROM jobs WHERE status IN ('received', 'processing')").scalar ?? "") ?? -1
+                open = try await Self.openJobs(fixture)
                 var live = 0
                 for part in uploaded {
                     let status = try? await fixture.job(part.job!)["status"]?.stringValue
@@ -150,8 +173,15 @@ struct ChaosEndToEndTests {
                 #expect(process.isRunning, "\(name) is not running at the end:\n\(process.tail(10))")
             }
             let refused = uploaded.map(\.refusedAttempts).reduce(0, +)
-            print("chaos: \(count) events in \(uploaded.count) uploads, \(Self.victims.count) kills, \(refused) uploads refused and retried, \(others.count) jobs cut off")
+            print("chaos: \(count) events in \(uploaded.count) uploads, \(kills) kills, \(refused) uploads refused and retried, \(others.count) jobs cut off")
         }
+    }
+
+    /// Jobs not yet ended (-1 while PostgreSQL cannot answer).
+    static func openJobs(_ fixture: PipelineFixture) async throws -> Int {
+        guard let rows = try? await fixture.clients.postgres.query("SELECT count(*) FROM jobs WHERE status IN ('received', 'processing')")
+        else { return -1 }
+        return Int(rows.scalar ?? "") ?? -1
     }
 
     /// Uploads the file with curl; the job id when answered 202, nil when refused or cut off.

@@ -81,7 +81,7 @@ final class PipelineFixture: @unchecked Sendable {
             "SLUICE_REDIS_URL": environment.redisURL(db: db),
             "SLUICE_DATABASE_URL": databaseURL,
             "SLUICE_FUNCTIONS_DIR": functionsDirectory,
-            "SLUICE_LOG_LEVEL": "info",
+            "SLUICE_LOG_LEVEL": ProcessInfo.processInfo.environment["SLUICE_TEST_LOG_LEVEL"] ?? "info",
             "SLUICE_PSEUDONYM_KEY": Self.pseudonymKey,
             "SLUICE_WEBHOOK_SECRET": Self.webhookSecret,
         ].merging(extraEnvironment) { $1 }
@@ -169,15 +169,18 @@ final class PipelineFixture: @unchecked Sendable {
     }
 
     /// Runs `body` with a new fixture and stops its processes afterwards, whether it threw or not;
-    /// its directory is removed when `body` succeeded.
+    /// its directory is removed when `body` returned (see `SLUICE_KEEP_TEST_DIRS`).
     static func with(db: Int, manifests: [String: String] = PipelineFixture.chainManifests, servers: TestEnvironment? = nil,
                      _ body: (PipelineFixture) async throws -> Void) async throws {
         let fixture = try await PipelineFixture(db: db, manifests: manifests, servers: servers)
         let result: Result<Void, any Error>
         do { result = .success(try await body(fixture)) } catch { result = .failure(error) }
         await fixture.stopAll()
-        // The directory (manifests, process logs, uploads) is kept only for a failure to be read.
-        if case .success = result { try? FileManager.default.removeItem(atPath: fixture.directory) }
+        // The directory (manifests, process logs, uploads) is kept when `body` threw, or for every
+        // test with SLUICE_KEEP_TEST_DIRS=1 (a failed #expect does not throw: rerun with it set).
+        if case .success = result, ProcessInfo.processInfo.environment["SLUICE_KEEP_TEST_DIRS"] != "1" {
+            try? FileManager.default.removeItem(atPath: fixture.directory)
+        }
         try result.get()
     }
 
