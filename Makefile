@@ -24,7 +24,7 @@ soak: deps
 
 # kill -9 of every function, redis-server and PostgreSQL in turn during a 100,000-event run.
 chaos:
-	SLUICE_CHAOS_EVENTS=100000 SLUICE_FUZZ_SECONDS=0 scripts/test.sh --filter ChaosEndToEndTests
+	SLUICE_CHAOS_EVENTS=100000 SLUICE_CHAOS_ROUNDS=2 SLUICE_FUZZ_SECONDS=0 scripts/test.sh --filter ChaosEndToEndTests
 
 # Every parser's libFuzzer target for FUZZ_SECONDS each (default 300).
 fuzz: deps

@@ -21,6 +21,8 @@ extension RedisClient {
                 if state == 'failed' or state == 'cancelled' then
                   redis.call('SET', KEYS[i], owner, 'PX', ARGV[3])
                   result[i] = 1
+                elseif state == 'received' then
+                  result[i] = 2
                 end
               end
             end
@@ -37,9 +39,11 @@ extension RedisClient {
     ///
     /// A mark held by a job that failed or was cancelled is void: its events were not all
     /// loaded, and uploading them again must load them (what the cancelled job did load, the
-    /// warehouse's primary key still refuses, and load counts those as duplicates).
+    /// warehouse's primary key still refuses, and load counts those as duplicates). A mark held
+    /// by another job still being received is ``FirstSeen/pending``: that upload may yet fail,
+    /// and its rows go with it, so this copy is neither first nor a duplicate until it ends.
     public func claimFirstSeen(keys: [String], positions: [Int], chunkIdentity: String, jobID: String? = nil,
-                               ttl: Duration, streamKeys: StreamKeys = StreamKeys()) async throws -> [Bool] {
+                               ttl: Duration, streamKeys: StreamKeys = StreamKeys()) async throws -> [FirstSeen] {
         precondition(keys.count == positions.count)
         guard !keys.isEmpty else { return [] }
         var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.claimFirstScript), RedisArgument(keys.count)]
@@ -52,7 +56,17 @@ extension RedisClient {
         guard let replies = try await send(arguments).array, replies.count == keys.count else {
             throw RedisError(.unexpectedReply, "the first-seen script answered an unexpected shape")
         }
-        return replies.map { $0.int == 1 }
+        return replies.map { $0.int == 1 ? .first : $0.int == 2 ? .pending : .duplicate }
+    }
+
+    /// What ``claimFirstSeen(keys:positions:chunkIdentity:jobID:ttl:streamKeys:)`` found for a key.
+    public enum FirstSeen: Sendable, Equatable {
+        /// This chunk position owns the mark: the event is new.
+        case first
+        /// Another chunk or position owns it: the event is a duplicate.
+        case duplicate
+        /// Another job still being received owns it: ask again once that upload has ended.
+        case pending
     }
 
     static let peekSeenScript = """

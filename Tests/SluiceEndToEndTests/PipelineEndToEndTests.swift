@@ -175,6 +175,59 @@ import Testing
         }
     }
 
+    @Test func anUploadThatFailsTakesNoneOfAnotherUploadsEventsWithIt() async throws {
+        // Upload 1 sends 1,000 events, promises more and stalls: its two chunks are loaded while
+        // it is still being received. Upload 2 sends the same 1,000 events whole. Then upload 1's
+        // client goes away: upload 1 fails and its rows are deleted. Upload 2 must load the
+        // events, not count them duplicates of rows that are gone.
+        try await PipelineFixture.with(db: 17, manifests: try PipelineFixture.pipelineManifests()) { fixture in
+            try await fixture.startPipeline()
+            let now = Date(), iso = ISO8601DateFormatter()
+            var body = Data()
+            for i in 0..<1_000 {
+                let event: JSONValue = [
+                    "metadata": ["event_id": .string("overlap-\(i)"), "timestamp": .string(iso.string(from: now.addingTimeInterval(-Double(i)))),
+                                 "version": "1.0.0", "source": "web"],
+                    "user": ["id": .string("u-\(i % 40)")], "payload": ["event_type": "click", "properties": ["n": .int(Int64(i))]],
+                ]
+                body.append(contentsOf: event.serializedBytes + [UInt8(ascii: "\n")])
+            }
+            let rows = { try await fixture.clients.postgres.query("SELECT count(*) FROM events WHERE event_id LIKE 'overlap-%'").scalar }
+            let first = try RawConnection(port: fixture.ports["ingest"]!, timeout: .seconds(60))
+            first.send(RawHTTP.request("POST", "/api/v1/ingest", headers: [
+                ("Content-Type", "application/x-ndjson"), ("Content-Length", String(body.count + 1_000_000)),
+            ]) + Array(body))
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await rows() != "1000", ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(try await rows() == "1000", "the stalled upload's chunks were not loaded")
+
+            let second = try await fixture.upload(bytes: body, contentType: "application/x-ndjson")
+            #expect(second.status == 202)
+            let secondJob = try #require(second.body["job_id"]?.stringValue)
+            // While upload 1 is being received, upload 2's events are neither new nor duplicates.
+            try await Task.sleep(for: .seconds(2))
+            let held = try await fixture.job(secondJob)
+            #expect(held["status"]?.stringValue == "processing", "\(held.serializedString)")
+            #expect(held.count("duplicate") == 0 && held.count("loaded") == 0, "\(held.serializedString)")
+
+            first.disconnect()
+            let done = try await fixture.waitForJob(secondJob)
+            #expect(done["status"]?.stringValue == "completed")
+            #expect(done.count("loaded") == 1_000, "\(done.serializedString)")
+            #expect(done.count("duplicate") == 0, "\(done.serializedString)")
+            #expect(try await fixture.warehouseRows(job: secondJob) == 1_000)
+            #expect(try await rows() == "1000")
+            let firstJobs = try await fixture.clients.postgres.query("SELECT status, error FROM jobs WHERE id <> $1::uuid", [secondJob]).rows
+            #expect(firstJobs == [["failed", "body_incomplete"]])
+
+            // Now that upload 2 has completed, the same events again are duplicates, at once.
+            let third = try await fixture.upload(bytes: body, contentType: "application/x-ndjson")
+            let thirdJob = try await fixture.waitForJob(try #require(third.body["job_id"]?.stringValue))
+            #expect(thirdJob.count("duplicate") == 1_000, "\(thirdJob.serializedString)")
+            #expect(try await rows() == "1000")
+        }
+    }
+
     @Test func refusedBodiesFailTheJobAndLoadNothing() async throws {
         let manifests = try PipelineFixture.pipelineManifests(overrides: [
             "ingest": [("max_body_bytes: 1073741824", "max_body_bytes: 4000000")],

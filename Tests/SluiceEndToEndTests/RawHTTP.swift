@@ -35,6 +35,11 @@ final class RawConnection: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Ends the connection both ways, as a client that goes away does.
+    func disconnect() {
+        shutdown(fd, Int32(SHUT_RDWR))
+    }
+
     /// How long one read or write may block.
     func setTimeout(_ timeout: Duration) {
         let (seconds, attoseconds) = timeout.components

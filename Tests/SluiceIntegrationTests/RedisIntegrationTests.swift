@@ -155,15 +155,15 @@ struct DedupIntegrationTests {
         try await redis.send(["FLUSHDB"])
         let keys = ["{t}:dedup:a", "{t}:dedup:b", "{t}:dedup:a"]
         // First delivery of chunk 1: a and b are new; the second a in the same chunk is a duplicate.
-        #expect(try await redis.claimFirstSeen(keys: keys, positions: [0, 1, 2], chunkIdentity: "1-0", ttl: .seconds(60)) == [true, true, false])
+        #expect(try await redis.claimFirstSeen(keys: keys, positions: [0, 1, 2], chunkIdentity: "1-0", ttl: .seconds(60)) == [.first, .first, .duplicate])
         // The same chunk delivered again (a crash before its ack): same answers, nothing is a duplicate of itself.
-        #expect(try await redis.claimFirstSeen(keys: keys, positions: [0, 1, 2], chunkIdentity: "1-0", ttl: .seconds(60)) == [true, true, false])
+        #expect(try await redis.claimFirstSeen(keys: keys, positions: [0, 1, 2], chunkIdentity: "1-0", ttl: .seconds(60)) == [.first, .first, .duplicate])
         // Another chunk with a and c: a is a duplicate, c is new.
-        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:a", "{t}:dedup:c"], positions: [0, 1], chunkIdentity: "2-0", ttl: .seconds(60)) == [false, true])
+        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:a", "{t}:dedup:c"], positions: [0, 1], chunkIdentity: "2-0", ttl: .seconds(60)) == [.duplicate, .first])
         // Marks expire.
-        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:d"], positions: [0], chunkIdentity: "3-0", ttl: .milliseconds(50)) == [true])
+        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:d"], positions: [0], chunkIdentity: "3-0", ttl: .milliseconds(50)) == [.first])
         try await Task.sleep(for: .milliseconds(120))
-        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:d"], positions: [0], chunkIdentity: "4-0", ttl: .seconds(60)) == [true])
+        #expect(try await redis.claimFirstSeen(keys: ["{t}:dedup:d"], positions: [0], chunkIdentity: "4-0", ttl: .seconds(60)) == [.first])
         #expect(try await redis.claimFirstSeen(keys: [], positions: [], chunkIdentity: "5-0", ttl: .seconds(60)) == [])
 
         // Marks held by a job that failed or was cancelled are void: the same events uploaded
@@ -171,15 +171,20 @@ struct DedupIntegrationTests {
         let streamKeys = StreamKeys(hashTag: "t")
         try await redis.send(["HSET", RedisArgument(streamKeys.job("j1")), "state", "processing"])
         let marks = ["{t}:dedup:e", "{t}:dedup:f"]
-        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "6-0", jobID: "j1", ttl: .seconds(60), streamKeys: streamKeys) == [true, true])
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "6-0", jobID: "j1", ttl: .seconds(60), streamKeys: streamKeys) == [.first, .first])
         #expect(try await redis.peekSeen(keys: marks + ["{t}:dedup:g"], streamKeys: streamKeys) == [true, true, false])
-        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "7-0", jobID: "j2", ttl: .seconds(60), streamKeys: streamKeys) == [false, false])
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "7-0", jobID: "j2", ttl: .seconds(60), streamKeys: streamKeys) == [.duplicate, .duplicate])
         try await redis.send(["HSET", RedisArgument(streamKeys.job("j1")), "state", "failed"])
         #expect(try await redis.peekSeen(keys: marks, streamKeys: streamKeys) == [false, false])
-        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "7-0", jobID: "j2", ttl: .seconds(60), streamKeys: streamKeys) == [true, true])
-        // j2 holds them now: a third job finds them taken.
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "7-0", jobID: "j2", ttl: .seconds(60), streamKeys: streamKeys) == [.first, .first])
+        // j2 holds them now: a third job finds them taken, but only once j2 is received: while
+        // it is being received they are pending (j2 may yet fail and take its rows with it).
+        try await redis.send(["HSET", RedisArgument(streamKeys.job("j2")), "state", "received"])
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "8-0", jobID: "j3", ttl: .seconds(60), streamKeys: streamKeys) == [.pending, .pending])
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "7-0", jobID: "j2", ttl: .seconds(60), streamKeys: streamKeys) == [.first, .first])
+        try await redis.send(["HSET", RedisArgument(streamKeys.job("j2")), "state", "processing"])
         #expect(try await redis.peekSeen(keys: marks, streamKeys: streamKeys) == [true, true])
-        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "8-0", jobID: "j3", ttl: .seconds(60), streamKeys: streamKeys) == [false, false])
+        #expect(try await redis.claimFirstSeen(keys: marks, positions: [0, 1], chunkIdentity: "8-0", jobID: "j3", ttl: .seconds(60), streamKeys: streamKeys) == [.duplicate, .duplicate])
         redis.closeIdle()
         try await threadPool.shutdownGracefully()
     }

@@ -94,16 +94,17 @@ public struct ValidateFunction: EventFunction {
                 positions.append(position)
             }
         }
-        let first: [Bool]
+        var first: [Bool]
         do {
             if dryRun {
                 let seen = try await redis.peekSeen(keys: dedupKeys, streamKeys: keys)
                 var earlier: Set<String> = []
                 first = zip(dedupKeys, seen).map { key, seen in !seen && earlier.insert(key).inserted }
             } else {
-                first = try await redis.claimFirstSeen(keys: dedupKeys, positions: positions, chunkIdentity: chunk.identity,
-                                                       jobID: chunk.jobID, ttl: dedupTTL, streamKeys: keys)
+                first = try await claim(dedupKeys, positions: positions, chunk: chunk)
             }
+        } catch let error as FunctionError {
+            throw error
         } catch {
             throw FunctionError.retryable("dedup_unavailable", "the deduplication store did not answer")
         }
@@ -111,6 +112,34 @@ public struct ValidateFunction: EventFunction {
             outcomes[position] = first[index] ? .forward(chunk.events[position]) : .drop(reason: "duplicate")
         }
         return outcomes.map { $0! }
+    }
+
+    /// How long a chunk waits, in the handler, for uploads still being received that first saw
+    /// some of its events, before it is retried (with the retry policy's backoff).
+    static let pendingWait = Duration.seconds(10)
+
+    /// Claims the first-seen marks; answers, per key, whether the event is new. A mark held by
+    /// an upload still being received is asked again every 200 ms: that upload may yet fail
+    /// (cut off, or refused further on) and take its rows with it, so an event counted as its
+    /// duplicate now could end up loaded by neither. Waiting longer than ``pendingWait`` fails
+    /// the chunk as retryable (`duplicate_pending`); after `max_attempts` it is dead-lettered,
+    /// from where `sluice dlq redrive` brings it back: held, never lost.
+    func claim(_ dedupKeys: [String], positions: [Int], chunk: Chunk) async throws -> [Bool] {
+        var found = try await redis.claimFirstSeen(keys: dedupKeys, positions: positions, chunkIdentity: chunk.identity,
+                                                   jobID: chunk.jobID, ttl: dedupTTL, streamKeys: keys)
+        let deadline = ContinuousClock.now + Self.pendingWait
+        while true {
+            let pending = found.indices.filter { found[$0] == .pending }
+            guard !pending.isEmpty else { break }
+            guard ContinuousClock.now < deadline else {
+                throw FunctionError.retryable("duplicate_pending", "\(pending.count) events were first seen by an upload still being received")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            let again = try await redis.claimFirstSeen(keys: pending.map { dedupKeys[$0] }, positions: pending.map { positions[$0] },
+                                                       chunkIdentity: chunk.identity, jobID: chunk.jobID, ttl: dedupTTL, streamKeys: keys)
+            for (index, result) in zip(pending, again) { found[index] = result }
+        }
+        return found.map { $0 == .first }
     }
 
     /// The shape (built-in or by rules), then the rules.
