@@ -57,7 +57,7 @@ public final class ParserErrorHandler: ChannelDuplexHandler, RemovableChannelHan
         switch error {
         case .headerOverflow:
             Problem(.init(code: 431, reasonPhrase: "Request Header Fields Too Large"), code: "headers_too_large",
-                    detail: "the request's headers are over the limits (80 KB in all, 1,000 fields)")
+                    detail: "the request's headers are over the server's limits of size or number")
         default:
             Problem(.badRequest, code: "malformed_request", detail: "the request is not valid HTTP/1.1")
         }

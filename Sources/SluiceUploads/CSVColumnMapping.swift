@@ -93,17 +93,6 @@ public struct CSVColumnMapping: Sendable {
 /// same record, keys in the same order, except that a JSON cell is embedded as sent (its bytes
 /// differ from the tree's only in whitespace).
 public struct CSVEventLayout: Sendable {
-    /// The shape as a tree, while it is built.
-    indirect enum Node: Sendable {
-        case cell(Int)
-        case object([Member])
-    }
-
-    struct Member: Sendable {
-        var name: String
-        var node: Node
-    }
-
     /// The shape as a chunk of rows carries it (``ChunkCodec``): the event's JSON object with
     /// each column's number in its place.
     public let shape: [UInt8]
@@ -112,46 +101,14 @@ public struct CSVEventLayout: Sendable {
     let parser = JSONParser(maxDepth: CSVColumnMapping.maxCellDepth)
 
     init?(header: [String], mapping: CSVColumnMapping) {
-        var root: [Member] = []
-        for (index, name) in header.enumerated() {
-            guard Self.insert(cell: index, at: mapping.path(of: name).keys[...], into: &root) else { return nil }
-        }
-        var shape: [UInt8] = []
-        func write(_ members: [Member]) {
-            shape.append(UInt8(ascii: "{"))
-            for (position, member) in members.enumerated() {
-                if position > 0 { shape.append(UInt8(ascii: ",")) }
-                JSONValue.writeString(member.name, into: &shape)
-                shape.append(UInt8(ascii: ":"))
-                switch member.node {
-                case .cell(let index): shape.append(contentsOf: String(index).utf8)
-                case .object(let children): write(children)
-                }
-            }
-            shape.append(UInt8(ascii: "}"))
-        }
-        write(root)
+        var tree = JSONValue.object([:])
+        for (index, name) in header.enumerated() { tree.setValue(.int(Int64(index)), at: mapping.path(of: name)) }
+        let shape = tree.serializedBytes
+        // Where two paths overlap, the later one replaced the earlier (a leaf by an object or
+        // the other way round), so some column is missing from the shape's leaves.
+        guard let read = try? RowShape(json: shape), read.columns == header.count else { return nil }
         self.shape = shape
         jsonColumns = header.map { mapping.jsonColumns.contains($0) }
-    }
-
-    /// Adds the path of column `cell`; false when it meets another column's path.
-    private static func insert(cell: Int, at keys: ArraySlice<String>, into members: inout [Member]) -> Bool {
-        guard let key = keys.first else { return false }
-        if let index = members.firstIndex(where: { $0.name == key }) {
-            guard keys.count > 1, case .object(var children) = members[index].node else { return false }
-            guard insert(cell: cell, at: keys.dropFirst(), into: &children) else { return false }
-            members[index].node = .object(children)
-            return true
-        }
-        if keys.count == 1 {
-            members.append(Member(name: key, node: .cell(cell)))
-        } else {
-            var children: [Member] = []
-            _ = insert(cell: cell, at: keys.dropFirst(), into: &children)
-            members.append(Member(name: key, node: .object(children)))
-        }
-        return true
     }
 
     /// Appends the row of the record whose cells are `cells`, cell `i` ending at `ends[i]`: a

@@ -18,10 +18,7 @@ public enum UploadRecord: Sendable, Equatable {
         case .event(let value, _):
             return value
         case .row(let bytes, let shape, _):
-            guard case .array(let cells) = try JSONParser().parse(bytes) else {
-                throw ChunkCodec.DecodingError(code: "chunk_bad_events", message: "a row is not an array")
-            }
-            return try RowShape(json: shape).event(cells)
+            return try RowShape(json: shape).event(JSONParser().parse(bytes))
         case .malformed:
             return nil
         }

@@ -25,11 +25,6 @@ public enum ChunkCodec {
         /// Details, never the content.
         public var message: String
         public var description: String { "\(code): \(message)" }
-
-        public init(code: String, message: String) {
-            self.code = code
-            self.message = message
-        }
     }
 
     /// The entry fields for `events` of job `jobID` with trace `traceID`.

@@ -39,25 +39,20 @@ public struct RowShape: Sendable {
         guard seen.allSatisfy({ $0 < columns }) else { throw bad }
     }
 
-    /// The event of the row `cells`.
-    /// - Throws: `chunk_bad_events` when the row does not hold one value per column.
-    public func event(_ cells: [JSONValue]) throws(ChunkCodec.DecodingError) -> JSONValue {
-        guard cells.count == columns else {
-            throw ChunkCodec.DecodingError(code: "chunk_bad_events", message: "a row holds \(cells.count) values, not \(columns)")
+    /// The event of `row`.
+    /// - Throws: `chunk_bad_events` when the row is not an array of one value per column.
+    public func event(_ row: JSONValue) throws(ChunkCodec.DecodingError) -> JSONValue {
+        guard case .array(let cells) = row, cells.count == columns else {
+            throw ChunkCodec.DecodingError(code: "chunk_bad_events", message: "a row is not an array of \(columns) values")
         }
         return .object(Self.object(members, cells) ?? JSONObject())
     }
 
-    /// The events of `rows`, each an array of one value per column.
+    /// The events of `rows`.
     func events(_ rows: [JSONValue]) throws(ChunkCodec.DecodingError) -> [Event] {
         var events: [Event] = []
         events.reserveCapacity(rows.count)
-        for (index, row) in rows.enumerated() {
-            guard case .array(let cells) = row else {
-                throw ChunkCodec.DecodingError(code: "chunk_bad_events", message: "row \(index) is not an array")
-            }
-            events.append(Event(try event(cells)))
-        }
+        for row in rows { events.append(Event(try event(row))) }
         return events
     }
 

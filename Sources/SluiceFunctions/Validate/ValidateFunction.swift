@@ -23,6 +23,10 @@ public struct ValidateFunction: EventFunction {
     let redis: RedisClient
     let keys: StreamKeys
     let dedupTTL: Duration
+    /// How long a chunk waits, in the handler, for uploads still being received that first saw
+    /// some of its events, before it is retried (with the retry policy's backoff): 10 s, less
+    /// when the visibility timeout is short, so that a waiting chunk is never reclaimed.
+    let pendingWait: Duration
     let clock: @Sendable () -> Int64
     let rules: [FieldRule]
     let customShape: CustomShape?
@@ -54,6 +58,7 @@ public struct ValidateFunction: EventFunction {
             throw ManifestError(.badValue, file: manifest.file, key: "config.dedup_ttl",
                                 message: "must be longer than config.max_age, or an old duplicate could be loaded again")
         }
+        pendingWait = min(.seconds(10), manifest.visibilityTimeout / 3)
         redis = try setup.resources.require(RedisClient.self)
         rules = try FieldRule.rules(from: manifest.config, file: manifest.file)
         switch manifest.config["shape"] {
@@ -114,20 +119,16 @@ public struct ValidateFunction: EventFunction {
         return outcomes.map { $0! }
     }
 
-    /// How long a chunk waits, in the handler, for uploads still being received that first saw
-    /// some of its events, before it is retried (with the retry policy's backoff).
-    static let pendingWait = Duration.seconds(10)
-
     /// Claims the first-seen marks; answers, per key, whether the event is new. A mark held by
     /// an upload still being received is asked again every 200 ms: that upload may yet fail
     /// (cut off, or refused further on) and take its rows with it, so an event counted as its
-    /// duplicate now could end up loaded by neither. Waiting longer than ``pendingWait`` fails
+    /// duplicate now could end up loaded by neither. Waiting longer than `pendingWait` fails
     /// the chunk as retryable (`duplicate_pending`); after `max_attempts` it is dead-lettered,
     /// from where `sluice dlq redrive` brings it back: held, never lost.
     func claim(_ dedupKeys: [String], positions: [Int], chunk: Chunk) async throws -> [Bool] {
         var found = try await redis.claimFirstSeen(keys: dedupKeys, positions: positions, chunkIdentity: chunk.identity,
                                                    jobID: chunk.jobID, ttl: dedupTTL, streamKeys: keys)
-        let deadline = ContinuousClock.now + Self.pendingWait
+        let deadline = ContinuousClock.now + pendingWait
         while true {
             let pending = found.indices.filter { found[$0] == .pending }
             guard !pending.isEmpty else { break }
