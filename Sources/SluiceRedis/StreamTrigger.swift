@@ -11,7 +11,7 @@ import Synchronization
 /// At most `concurrency` chunks (`concurrency × batch` events) are in flight. On graceful
 /// shutdown (SIGTERM) it stops reading, finishes and acknowledges the chunks in flight, and
 /// returns; a chunk waiting for a retry stays pending and is reclaimed by another consumer.
-public final class StreamTrigger: Service {
+public final class StreamTrigger: Service, CustomStringConvertible {
     /// Tunables that are not in the manifest.
     public struct Configuration: Sendable {
         /// Key names.
@@ -41,6 +41,7 @@ public final class StreamTrigger: Service {
     let stopping = Atomic<Bool>(false)
 
     var manifest: Manifest { invoker.manifest }
+    public var description: String { "StreamTrigger(\(manifest.name), stream: \(inputStream))" }
     var group: String { manifest.name }
     var consumer: String { configuration.consumerName }
 
