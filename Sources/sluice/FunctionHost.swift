@@ -93,11 +93,12 @@ struct FunctionHost {
         let clients = try makeClients(concurrency: manifests.map(\.concurrency).reduce(0, +))
         do {
             // Connections the first readiness check would otherwise open (it asks Redis and, at
-            // once, PostgreSQL twice), opened while the migrations are checked.
-            async let redisWarm = clients.redis.ping()
-            async let postgresWarm = clients.postgres.ping()
+            // once, PostgreSQL twice), opened while the migrations are checked. Not awaited: an
+            // unreachable Redis must not hold the start up for its connect timeout.
+            let warmRedis = clients.redis, warmPostgres = clients.postgres
+            Task { _ = await warmRedis.ping() }
+            Task { _ = await warmPostgres.ping() }
             try await migrate(clients)
-            _ = await (redisWarm, postgresWarm)
             var resources = clients.resources
             resources.set(ManifestLoader(functionsDirectory: configuration.functionsDirectory))
             resources.set(registry)
