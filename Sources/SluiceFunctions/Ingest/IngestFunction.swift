@@ -268,7 +268,12 @@ public struct IngestFunction: HTTPFunction {
 
     /// Marks the job failed: first in PostgreSQL (under the row lock the load stage takes, so
     /// no chunk of it is loaded afterwards, and what was loaded before goes), then in Redis
-    /// (the stages drop its remaining chunks).
+    /// (the stages drop its remaining chunks, and its first-seen marks stop counting).
+    ///
+    /// When Redis refuses that write (full, or away: often the very reason the upload failed),
+    /// it is retried in the background until it succeeds: a job failed in PostgreSQL but still
+    /// `received` in Redis would make every later copy of its events wait as `pending` and end
+    /// dead-lettered, and the reaper looks only at jobs PostgreSQL holds open.
     func fail(_ jobID: String, code: String) async {
         do {
             try await pool.withTransaction { connection in
@@ -278,9 +283,26 @@ public struct IngestFunction: HTTPFunction {
                     """, [jobID, code])
                 try connection.query("DELETE FROM events WHERE job_id = $1::uuid", [jobID])
             }
-            try await redis.endJob(jobID, as: "failed", code: code, keys: keys)
         } catch {
             logger.error("could not mark a job failed", metadata: ["job": .string(jobID), "error": .string("\(error)")])
+            return
+        }
+        do {
+            try await redis.endJob(jobID, as: "failed", code: code, keys: keys)
+        } catch {
+            logger.warning("could not mark a job failed in Redis; retrying", metadata: ["job": .string(jobID), "error": .string("\(error)")])
+            let redis = self.redis, keys = self.keys, logger = self.logger
+            Task {
+                var delay = Duration.milliseconds(100)
+                while true {
+                    try? await Task.sleep(for: delay)
+                    if (try? await redis.endJob(jobID, as: "failed", code: code, keys: keys)) != nil {
+                        logger.notice("job marked failed in Redis", metadata: ["job": .string(jobID)])
+                        return
+                    }
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
         }
     }
 
