@@ -10,7 +10,8 @@ import Testing
 /// redis-server and PostgreSQL: `maxmemory` is a server-wide setting.
 @Suite("Redis full end to end", .serialized)
 struct RedisFullEndToEndTests {
-    @Test func aFullRedisRefusesTheUploadKeepsNothingOfItAndRecovers() async throws {
+    /// Runs `body` on a pipeline with servers of its own.
+    func withOwnServers(_ body: @escaping @Sendable (PipelineFixture) async throws -> Void) async throws {
         let base = try TestEnvironment.get()
         let script = try #require(base.serversScript, "SLUICE_SERVERS_SCRIPT is not set: run with `make test`")
         let serversDirectory = try makeTemporaryDirectory("redis-full-servers")
@@ -18,7 +19,12 @@ struct RedisFullEndToEndTests {
         try #require(started.status == 0, "servers.sh start failed: \(started.error)")
         let result: Result<Void, any Error>
         do {
-            result = .success(try await run(servers: try base.with(serversEnv: "\(serversDirectory)/env")))
+            let servers = try base.with(serversEnv: "\(serversDirectory)/env")
+            try await PipelineFixture.with(db: 0, manifests: try PipelineFixture.pipelineManifests(), servers: servers) { fixture in
+                try await fixture.startPipeline()
+                try await body(fixture)
+            }
+            result = .success(())
         } catch {
             result = .failure(error)
         }
@@ -26,9 +32,56 @@ struct RedisFullEndToEndTests {
         try result.get()
     }
 
-    func run(servers: TestEnvironment) async throws {
-        try await PipelineFixture.with(db: 0, manifests: try PipelineFixture.pipelineManifests(), servers: servers) { fixture in
-            try await fixture.startPipeline()
+    /// A cancel that PostgreSQL records while Redis refuses writes is answered 200 and reaches
+    /// Redis once it has room (before, it answered 503, and the client's retry got 409 while
+    /// Redis never learnt of the cancel).
+    @Test func aCancelRedisRefusesIsAnsweredAndReachesRedisLater() async throws {
+        try await withOwnServers { fixture in
+            let now = Date(), iso = ISO8601DateFormatter()
+            var body = Data()
+            for i in 0..<1_000 {
+                let event: JSONValue = [
+                    "metadata": ["event_id": .string("cancel-\(i)"), "timestamp": .string(iso.string(from: now.addingTimeInterval(-Double(i)))),
+                                 "version": "1.0.0", "source": "web"],
+                    "user": ["id": .string("u-\(i % 40)")], "payload": ["event_type": "click"],
+                ]
+                body.append(contentsOf: event.serializedBytes + [UInt8(ascii: "\n")])
+            }
+            // An upload still being received: it promises a megabyte more than it sends.
+            let client = try RawConnection(port: fixture.ports["ingest"]!, timeout: .seconds(60))
+            defer { client.disconnect() }
+            _ = client.send(RawHTTP.request("POST", "/api/v1/ingest", headers: [
+                ("Content-Type", "application/x-ndjson"), ("Content-Length", String(body.count + 1_000_000)),
+            ]) + Array(body))
+            var id: String?
+            let deadline = ContinuousClock.now + .seconds(30)
+            while id == nil, ContinuousClock.now < deadline {
+                id = try await fixture.clients.postgres.query("SELECT id::text FROM jobs").scalar
+                if id == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            let job = try #require(id, "the upload's job was not recorded")
+            let redis = fixture.clients.redis
+            #expect(try await redis.jobState(job).state == "received")
+
+            _ = try await redis.send(["CONFIG", "SET", "maxmemory", "1"])
+            let cancelled = try await HTTP.request("DELETE", fixture.url("ingest", "/api/v1/jobs/\(job)"))
+            #expect(cancelled.status == 200, "\(cancelled.text)")
+            #expect(try JSONParser().parse(Array(cancelled.body))["status"]?.stringValue == "cancelled", "\(cancelled.text)")
+            #expect(try await redis.jobState(job).state == "received", "Redis refused the cancel while full")
+
+            _ = try await redis.send(["CONFIG", "SET", "maxmemory", "0"])
+            let until = ContinuousClock.now + .seconds(15)
+            while try await redis.jobState(job).state != "cancelled", ContinuousClock.now < until {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(try await redis.jobState(job).state == "cancelled", "the cancel reached Redis once it had room")
+            let again = try await HTTP.request("DELETE", fixture.url("ingest", "/api/v1/jobs/\(job)"))
+            #expect(again.status == 409, "\(again.text)")
+        }
+    }
+
+    @Test func aFullRedisRefusesTheUploadKeepsNothingOfItAndRecovers() async throws {
+        try await withOwnServers { fixture in
             let workload = try await GeneratedWorkload.make(count: 20_000, seed: 611, format: "ndjson", in: fixture.directory)
             let redis = fixture.clients.redis
             let info = try #require(try await redis.send(["INFO", "memory"]).text)

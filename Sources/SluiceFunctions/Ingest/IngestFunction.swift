@@ -287,17 +287,25 @@ public struct IngestFunction: HTTPFunction {
             logger.error("could not mark a job failed", metadata: ["job": .string(jobID), "error": .string("\(error)")])
             return
         }
+        await end(jobID, as: "failed", code: code)
+    }
+
+    /// Ends the job in Redis (`failed` or `cancelled`) once PostgreSQL has it so: now, or, when
+    /// Redis refuses, in the background until it takes it (100 ms doubling to 5 s).
+    func end(_ jobID: String, as state: String, code: String? = nil) async {
         do {
-            try await redis.endJob(jobID, as: "failed", code: code, keys: keys)
+            try await redis.endJob(jobID, as: state, code: code, keys: keys)
         } catch {
-            logger.warning("could not mark a job failed in Redis; retrying", metadata: ["job": .string(jobID), "error": .string("\(error)")])
+            logger.warning("could not end a job in Redis; retrying", metadata: [
+                "job": .string(jobID), "state": .string(state), "error": .string("\(error)"),
+            ])
             let redis = self.redis, keys = self.keys, logger = self.logger
             Task {
                 var delay = Duration.milliseconds(100)
                 while true {
                     try? await Task.sleep(for: delay)
-                    if (try? await redis.endJob(jobID, as: "failed", code: code, keys: keys)) != nil {
-                        logger.notice("job marked failed in Redis", metadata: ["job": .string(jobID)])
+                    if (try? await redis.endJob(jobID, as: state, code: code, keys: keys)) != nil {
+                        logger.notice("job ended in Redis", metadata: ["job": .string(jobID), "state": .string(state)])
                         return
                     }
                     delay = min(delay * 2, .seconds(5))
@@ -436,11 +444,9 @@ public struct IngestFunction: HTTPFunction {
         guard previous == "received" || previous == "processing" else {
             throw Problem(.conflict, code: "job_finished", detail: "the job has already ended", extra: ["job_status": .string(previous)])
         }
-        do {
-            try await redis.endJob(jobID, as: "cancelled", keys: keys)
-        } catch {
-            throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the event stream is not available; try again")
-        }
+        // PostgreSQL has it cancelled (load drops its chunks from now on, and a second DELETE
+        // answers 409): Redis follows, at once or as soon as it takes the write.
+        await end(jobID, as: "cancelled")
         logger.info("job cancelled", metadata: ["job": .string(jobID)])
         return JSONResponse(status: .ok, value: try await job(jobID))
     }
