@@ -209,12 +209,14 @@ end=$(now)
 cpu_after=$(cpu_snapshot)
 latency=$(psql "$SLUICE_DATABASE_URL" -tAc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric,1) || ' ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric,1) FROM (SELECT extract(epoch FROM loaded_at - received_at) * 1000 AS ms FROM events WHERE job_id = '$job') t")
 rss=$(for pid in "${pids[@]}"; do awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done | paste -sd' ')
-# What Redis holds per event for deduplication: a first-seen mark, kept for validate's dedup_ttl
-# (25 h). Its size: MEMORY USAGE of 500 marks (key, value, entry) plus each key's share of the
-# main and expires hash tables.
-dedup_marks=$(redis-cli -p "$redis_port" --scan --pattern '{sluice}:dedup:*' | wc -l)
-dedup_sample=$({ redis-cli -p "$redis_port" --scan --pattern '{sluice}:dedup:*' || true; } | head -500 \
-  | sed 's/^/MEMORY USAGE /' | redis-cli -p "$redis_port" | awk '{s += $1; n++} END {print s / n}')
+# What Redis holds per event for deduplication: a first-seen mark, kept for validate's dedup_ttl.
+# Its size: MEMORY USAGE of 500 marks (key, value, entry) plus each key's share of the main and
+# expires hash tables.
+dedup_ttl_hours=$(sed -n 's/^ *dedup_ttl: *\([0-9][0-9]*\)h\b.*/\1/p' functions/validate/function.yaml)
+[[ -n $dedup_ttl_hours ]] || { echo "validate's dedup_ttl is not a whole number of hours (Nh)" >&2; exit 1; }
+redis-cli -p "$redis_port" --scan --pattern '{sluice}:dedup:*' >"$servers/dedup-keys"
+dedup_marks=$(wc -l <"$servers/dedup-keys")
+dedup_sample=$(head -500 "$servers/dedup-keys" | sed 's/^/MEMORY USAGE /' | redis-cli -p "$redis_port" | awk '{s += $1; n++} END {print s / n}')
 dedup_overhead=$(redis-cli -p "$redis_port" memory stats | awk '/^overhead.hashtable.(main|expires)$/ {getline; s += $1} /^keys.count$/ {getline; k = $1} END {print s / k}')
 dedup_bytes=$(python3 -c "import sys; print(round(float(sys.argv[1]) + float(sys.argv[2])))" "$dedup_sample" "$dedup_overhead")
 
@@ -398,7 +400,7 @@ json.dump({
 }, open("bench/results/csv_upload.json", "w"), indent=1)
 PY
 
-DEDUP_MARKS="$dedup_marks" DEDUP_BYTES="$dedup_bytes" COPY_INDEXED="$copy_indexed" LOAD_SQL="$load_sql" CPU_BEFORE="$cpu_before" CPU_AFTER="$cpu_after" python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$raw_xreadgroup" "$gateway" "$rollup_catch_up $summaries" "$masking" "$erasure" <<'PY'
+DEDUP_MARKS="$dedup_marks" DEDUP_BYTES="$dedup_bytes" DEDUP_TTL_HOURS="$dedup_ttl_hours" COPY_INDEXED="$copy_indexed" LOAD_SQL="$load_sql" CPU_BEFORE="$cpu_before" CPU_AFTER="$cpu_after" python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$raw_xreadgroup" "$gateway" "$rollup_catch_up $summaries" "$masking" "$erasure" <<'PY'
 import json, sys, platform, os
 count, fmt, xadd, copy = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 start, accepted, end = (float(x) for x in sys.argv[5:8])
@@ -408,7 +410,9 @@ expected = json.load(open(sys.argv[10]))["expected"]
 peaks = [int(x) for x in sys.argv[11].split()]
 xreadgroup = int(sys.argv[12])
 copy_indexed, load_sql = int(os.environ["COPY_INDEXED"]), int(os.environ["LOAD_SQL"])
-dedup_marks, dedup_bytes = int(os.environ["DEDUP_MARKS"]), int(os.environ["DEDUP_BYTES"])
+dedup_marks, dedup_bytes, dedup_ttl_hours = int(os.environ["DEDUP_MARKS"]), int(os.environ["DEDUP_BYTES"]), int(os.environ["DEDUP_TTL_HOURS"])
+# Redis memory for the marks of 1,000 events/s sustained, each kept dedup_ttl.
+dedup_gib_per_1000 = round(dedup_bytes * 1000 * dedup_ttl_hours * 3600 / 2**30, 1)
 def ticks(text):
     return {k: int(v) for k, v in (item.split("=") for item in text.split())}
 cpu_before, cpu_after = ticks(os.environ["CPU_BEFORE"]), ticks(os.environ["CPU_AFTER"])
@@ -439,8 +443,8 @@ result = {
     "cold_start_median_ms": {k: v["median_ms"] for k, v in cold.items()},
     "csv_upload": csv_upload,
     "peak_rss_mb_max": round(max(peaks) / 1024, 1), "job": job["status"], "counts": job["counts"],
-    "redis_dedup": {"marks_after_run": dedup_marks, "bytes_per_mark": dedup_bytes,
-                    "gib_per_1000_events_per_s_over_25h": round(dedup_bytes * 1000 * 25 * 3600 / 2**30, 1)},
+    "redis_dedup": {"marks_after_run": dedup_marks, "bytes_per_mark": dedup_bytes, "dedup_ttl_hours": dedup_ttl_hours,
+                    "gib_per_1000_events_per_s_over_dedup_ttl": dedup_gib_per_1000},
     "counts_match_manifest": not mismatches,
     "gateway": {
         "route": "GET /api/v1/jobs/{id}", "wrk": "-t2 -c16 -d8s",
@@ -477,8 +481,8 @@ c = csv_upload
 print(f"CSV of {c['bytes'] / 1e6:.0f} MB ({c['events']:,} events) through the gateway, stages paused: 202 after {c['seconds_to_202']} s ({c['mb_per_s_to_202']} MB/s), "
       f"completed after {c['seconds_to_completed']} s; peak RSS ingest {c['peak_rss_mb']['ingest']} MB, gateway {c['peak_rss_mb']['gateway']} MB; counts match: {c['counts_match_manifest']}")
 print(f"peak RSS per process  {max(peaks) / 1024:.1f} MB at most")
-print(f"Redis dedup marks     {dedup_bytes} bytes per event, {dedup_marks:,} after the run; kept 25 h (dedup_ttl): "
-      f"{dedup_bytes * 1000 * 25 * 3600 / 2**30:.1f} GiB of Redis memory per 1,000 events/s sustained")
+print(f"Redis dedup marks     {dedup_bytes} bytes per event, {dedup_marks:,} after the run; kept {dedup_ttl_hours} h (dedup_ttl): "
+      f"{dedup_gib_per_1000} GiB of Redis memory per 1,000 events/s sustained")
 total = sum(cpu_us_per_event.values())
 print(f"CPU per event         {total:.1f} µs in all (so 2 cores allow at most {2e6 / total:,.0f} events/s): "
       + ", ".join(f"{k} {v}" for k, v in sorted(cpu_us_per_event.items(), key=lambda kv: -kv[1])))

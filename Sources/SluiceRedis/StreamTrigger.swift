@@ -334,11 +334,13 @@ struct AcknowledgementPlan {
 
 /// Exponential backoff while a dependency is away: 100 ms doubling to 5 s. Logs the start
 /// and the end of an outage once each, not every attempt.
-struct Backoff {
+public struct Backoff: Sendable {
     var delay: Duration = .milliseconds(100)
     var failing = false
 
-    mutating func wait(after error: any Error, logger: Logger, isStopping: () -> Bool) async {
+    public init() {}
+
+    public mutating func wait(after error: any Error, logger: Logger, isStopping: () -> Bool) async {
         if !failing {
             logger.warning("dependency unavailable; retrying with backoff", metadata: ["error": .string("\(error)")])
             failing = true
@@ -350,7 +352,7 @@ struct Backoff {
         delay = min(delay * 2, .seconds(5))
     }
 
-    mutating func reset(logger: Logger) {
+    public mutating func reset(logger: Logger) {
         if failing { logger.notice("dependency available again") }
         failing = false
         delay = .milliseconds(100)

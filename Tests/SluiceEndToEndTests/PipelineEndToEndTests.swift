@@ -182,16 +182,7 @@ import Testing
         // events, not count them duplicates of rows that are gone.
         try await PipelineFixture.with(db: 17, manifests: try PipelineFixture.pipelineManifests()) { fixture in
             try await fixture.startPipeline()
-            let now = Date(), iso = ISO8601DateFormatter()
-            var body = Data()
-            for i in 0..<1_000 {
-                let event: JSONValue = [
-                    "metadata": ["event_id": .string("overlap-\(i)"), "timestamp": .string(iso.string(from: now.addingTimeInterval(-Double(i)))),
-                                 "version": "1.0.0", "source": "web"],
-                    "user": ["id": .string("u-\(i % 40)")], "payload": ["event_type": "click", "properties": ["n": .int(Int64(i))]],
-                ]
-                body.append(contentsOf: event.serializedBytes + [UInt8(ascii: "\n")])
-            }
+            let body = ndjsonClicks(idPrefix: "overlap", count: 1_000)
             let rows = { try await fixture.clients.postgres.query("SELECT count(*) FROM events WHERE event_id LIKE 'overlap-%'").scalar }
             let first = try RawConnection(port: fixture.ports["ingest"]!, timeout: .seconds(60))
             first.send(RawHTTP.request("POST", "/api/v1/ingest", headers: [

@@ -37,16 +37,7 @@ struct RedisFullEndToEndTests {
     /// Redis never learnt of the cancel).
     @Test func aCancelRedisRefusesIsAnsweredAndReachesRedisLater() async throws {
         try await withOwnServers { fixture in
-            let now = Date(), iso = ISO8601DateFormatter()
-            var body = Data()
-            for i in 0..<1_000 {
-                let event: JSONValue = [
-                    "metadata": ["event_id": .string("cancel-\(i)"), "timestamp": .string(iso.string(from: now.addingTimeInterval(-Double(i)))),
-                                 "version": "1.0.0", "source": "web"],
-                    "user": ["id": .string("u-\(i % 40)")], "payload": ["event_type": "click"],
-                ]
-                body.append(contentsOf: event.serializedBytes + [UInt8(ascii: "\n")])
-            }
+            let body = ndjsonClicks(idPrefix: "cancel", count: 1_000)
             // An upload still being received: it promises a megabyte more than it sends.
             let client = try RawConnection(port: fixture.ports["ingest"]!, timeout: .seconds(60))
             defer { client.disconnect() }
@@ -60,6 +51,12 @@ struct RedisFullEndToEndTests {
                 if id == nil { try await Task.sleep(for: .milliseconds(100)) }
             }
             let job = try #require(id, "the upload's job was not recorded")
+            // Both chunks of what it sent are appended (and loaded) before Redis fills up: the
+            // upload itself must not be what meets the full Redis.
+            while try await fixture.warehouseRows(job: job) != 1_000, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(try await fixture.warehouseRows(job: job) == 1_000, "the stalled upload's chunks were not loaded")
             let redis = fixture.clients.redis
             #expect(try await redis.jobState(job).state == "received")
 
@@ -77,6 +74,15 @@ struct RedisFullEndToEndTests {
             #expect(try await redis.jobState(job).state == "cancelled", "the cancel reached Redis once it had room")
             let again = try await HTTP.request("DELETE", fixture.url("ingest", "/api/v1/jobs/\(job)"))
             #expect(again.status == 409, "\(again.text)")
+
+            // The client goes away: its cut-off body must not turn the cancelled job into a failed
+            // one, nor delete the rows a cancelled job keeps.
+            client.disconnect()
+            let status = { try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = $1::uuid", [job]).scalar }
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await status() == "cancelled")
+            #expect(try await fixture.warehouseRows(job: job) == 1_000)
+            #expect(try await redis.jobState(job).state == "cancelled")
         }
     }
 
@@ -102,11 +108,12 @@ struct RedisFullEndToEndTests {
             // Chunks of the refused upload still in the streams are dropped once Redis has room;
             // whatever of it was loaded before it failed is deleted, and nothing comes after.
             let deadline = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < deadline {
-                let state = try await fixture.job(refusedJob)
-                if state.count("in_flight") == 0 { break }
+            var settled = try await fixture.job(refusedJob)
+            while settled.count("in_flight") != 0, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(200))
+                settled = try await fixture.job(refusedJob)
             }
+            #expect(settled.count("in_flight") == 0, "the refused upload's chunks still in flight after 60 s: \(settled.serializedString)")
             #expect(try await fixture.warehouseRows(job: refusedJob) == 0)
 
             let accepted = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")

@@ -102,6 +102,22 @@ extension PipelineFixture {
 }
 
 /// A workload written by `../shared/bench/gen_events.py` and what a correct pipeline does with it.
+/// `count` fresh events as NDJSON, ids `PREFIX-0` … (one second apart, the newest now), 40
+/// users; each a click with its index in `payload.properties.n`.
+func ndjsonClicks(idPrefix: String, count: Int) -> Data {
+    let now = Date(), iso = ISO8601DateFormatter()
+    var body = Data()
+    for i in 0..<count {
+        let event: JSONValue = [
+            "metadata": ["event_id": .string("\(idPrefix)-\(i)"), "timestamp": .string(iso.string(from: now.addingTimeInterval(-Double(i)))),
+                         "version": "1.0.0", "source": "web"],
+            "user": ["id": .string("u-\(i % 40)")], "payload": ["event_type": "click", "properties": ["n": .int(Int64(i))]],
+        ]
+        body.append(contentsOf: event.serializedBytes + [UInt8(ascii: "\n")])
+    }
+    return body
+}
+
 struct GeneratedWorkload {
     let path: String
     let expected: [String: Int]

@@ -274,41 +274,54 @@ public struct IngestFunction: HTTPFunction {
     /// it is retried in the background until it succeeds: a job failed in PostgreSQL but still
     /// `received` in Redis would make every later copy of its events wait as `pending` and end
     /// dead-lettered, and the reaper looks only at jobs PostgreSQL holds open.
+    ///
+    /// A job that has already ended in PostgreSQL (cancelled while its upload was still coming,
+    /// say) is left as it is, there and in Redis: failing it too would delete the rows a
+    /// cancelled job keeps and race the cancel to Redis.
     func fail(_ jobID: String, code: String) async {
+        let failed: Bool
         do {
-            try await pool.withTransaction { connection in
-                try connection.query("""
+            failed = try await pool.withTransaction { connection in
+                let changed = try connection.query("""
                     UPDATE jobs SET status = 'failed', error = $2, finished_at = now(), updated_at = now()
-                    WHERE id = $1::uuid AND status IN ('received', 'processing')
-                    """, [jobID, code])
+                    WHERE id = $1::uuid AND status IN ('received', 'processing') RETURNING 1
+                    """, [jobID, code]).rows.count
+                guard changed == 1 else { return false }
                 try connection.query("DELETE FROM events WHERE job_id = $1::uuid", [jobID])
+                return true
             }
         } catch {
             logger.error("could not mark a job failed", metadata: ["job": .string(jobID), "error": .string("\(error)")])
             return
         }
-        await end(jobID, as: "failed", code: code)
+        if failed { await end(jobID, as: "failed", code: code) }
     }
 
     /// Ends the job in Redis (`failed` or `cancelled`) once PostgreSQL has it so: now, or, when
-    /// Redis refuses, in the background until it takes it (100 ms doubling to 5 s).
+    /// Redis refuses, in the background until it takes it (with the stream trigger's outage
+    /// backoff: 100 ms doubling to 5 s).
     func end(_ jobID: String, as state: String, code: String? = nil) async {
+        let redis = self.redis, keys = self.keys
+        var failure: any Error
         do {
             try await redis.endJob(jobID, as: state, code: code, keys: keys)
+            return
         } catch {
-            logger.warning("could not end a job in Redis; retrying", metadata: [
-                "job": .string(jobID), "state": .string(state), "error": .string("\(error)"),
-            ])
-            let redis = self.redis, keys = self.keys, logger = self.logger
-            Task {
-                var delay = Duration.milliseconds(100)
-                while true {
-                    try? await Task.sleep(for: delay)
-                    if (try? await redis.endJob(jobID, as: state, code: code, keys: keys)) != nil {
-                        logger.notice("job ended in Redis", metadata: ["job": .string(jobID), "state": .string(state)])
-                        return
-                    }
-                    delay = min(delay * 2, .seconds(5))
+            failure = error
+        }
+        var logger = self.logger
+        logger[metadataKey: "job"] = .string(jobID)
+        logger[metadataKey: "state"] = .string(state)
+        Task { [failure, logger] in
+            var outage = Backoff(), failure = failure
+            while true {
+                await outage.wait(after: failure, logger: logger, isStopping: { false })
+                do {
+                    try await redis.endJob(jobID, as: state, code: code, keys: keys)
+                    outage.reset(logger: logger)
+                    return
+                } catch {
+                    failure = error
                 }
             }
         }
