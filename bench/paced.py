@@ -57,6 +57,7 @@ def rss_kb(pid):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
+    ap.add_argument("--assertion-command", help="prints the gateway's X-Sluice-Assertion for POST /api/v1/ingest (run every 30 s)")
     ap.add_argument("--pool", required=True)
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--seconds", type=int, default=60)
@@ -74,6 +75,17 @@ def main():
     local = threading.local()
     lock = threading.Lock()
     jobs, refused, late = [], [], [0]
+    minted = [0.0, None]
+
+    def assertion():
+        # An assertion is valid for a minute; a new one every 30 s, shared by the threads.
+        if not args.assertion_command:
+            return None
+        with lock:
+            if time.monotonic() - minted[0] > 30:
+                minted[1] = subprocess.run(args.assertion_command, shell=True, check=True, capture_output=True, text=True).stdout.strip()
+                minted[0] = time.monotonic()
+            return minted[1]
 
     def body(k):
         parts = []
@@ -97,7 +109,11 @@ def main():
             try:
                 if not hasattr(local, "conn"):
                     local.conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                local.conn.request("POST", "/api/v1/ingest", payload, {"Content-Type": "application/x-ndjson"})
+                headers = {"Content-Type": "application/x-ndjson"}
+                token = assertion()
+                if token:
+                    headers["X-Sluice-Assertion"] = token
+                local.conn.request("POST", "/api/v1/ingest", payload, headers)
                 answer = local.conn.getresponse()
                 text = answer.read()
                 with lock:

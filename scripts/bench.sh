@@ -45,6 +45,10 @@ source "$servers/env"
 # The pseudonym key of the pii-mask middleware (validate and quarantine declare it).
 export SLUICE_PSEUDONYM_KEY="bench pseudonym key, not a secret"
 export SLUICE_WEBHOOK_SECRET="bench webhook secret, not a secret"
+# Functions answer only requests the gateway vouched for: where the bench calls a function's own
+# port it plays the gateway, with a key pair of its own (`sluice keys`) and `sluice assert`.
+eval "$("$sluice" keys)"
+assertion() { "$sluice" assert --method "$1" --target "$2" --subject bench --roles admin,analyst,ingest; }
 redis_port=$(cat "$servers/redis.port")
 
 now() { date +%s.%N; }
@@ -161,7 +165,8 @@ python3 ../shared/bench/gen_events.py --count 50000 --seed 8 --format ndjson --n
   --out "$servers/pool.ndjson" --manifest "$servers/pool-manifest.json"
 mkdir -p bench/results
 if [[ -n $soak ]]; then
-  python3 bench/paced.py --url "$ingest" --pool "$servers/pool.ndjson" --rate "$rate" --seconds "$soak" \
+  python3 bench/paced.py --url "$ingest" --assertion-command "$sluice assert --method POST --target /api/v1/ingest --subject bench --roles ingest" \
+    --pool "$servers/pool.ndjson" --rate "$rate" --seconds "$soak" \
     --database-url "$SLUICE_DATABASE_URL" "${pid_args[@]}" --out bench/results/soak.json
   exit
 fi
@@ -173,7 +178,7 @@ SLUICE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" SLUIC
   ingest validate enrich transform load quarantine jobs notify warehouse privacy calls gateway >/dev/null
 
 for user in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["consent_withdrawn_users"]))' "$servers/manifest.json"); do
-  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H 'X-Sluice-Subject: bench' \
+  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H "X-Sluice-Assertion: $(assertion PUT "/api/v1/consents/$user")" \
     -d '{"purpose": "analytics", "granted": false}' "http://127.0.0.1:${ports[privacy]}/api/v1/consents/$user"
 done
 # CPU time (user + system, in clock ticks) of each process, and of Redis and every PostgreSQL
@@ -193,14 +198,18 @@ cpu_snapshot() {
 }
 cpu_before=$(cpu_snapshot)
 start=$(now)
-answer=$(curl -fsS -XPOST -H "Content-Type: $type" --data-binary "@$servers/events.$format" "$ingest/api/v1/ingest")
+upload_assertion=$(assertion POST /api/v1/ingest)
+answer=$(curl -fsS -XPOST -H "Content-Type: $type" -H "X-Sluice-Assertion: $upload_assertion" --data-binary "@$servers/events.$format" "$ingest/api/v1/ingest")
 accepted=$(now)
 [[ $answer =~ \"job_id\":\"([0-9a-f-]+)\" ]] || { echo "ingest answered: $answer" >&2; exit 1; }
 job=${BASH_REMATCH[1]}
 deadline=$(( $(date +%s) + 900 ))
 # Polled with curl alone: a python3 per poll would cost the pipeline a good share of a core.
+# An assertion is valid for a minute: a new one every 30 s.
+poll_assertion=$(assertion GET "/api/v1/jobs/$job"); poll_minted=$(date +%s)
 while :; do
-  state=$(curl -fsS "$ingest/api/v1/jobs/$job")
+  if (( $(date +%s) - poll_minted >= 30 )); then poll_assertion=$(assertion GET "/api/v1/jobs/$job"); poll_minted=$(date +%s); fi
+  state=$(curl -fsS -H "X-Sluice-Assertion: $poll_assertion" "$ingest/api/v1/jobs/$job")
   [[ $state =~ \"status\":\"(completed|failed|cancelled)\" ]] && break
   (( $(date +%s) < deadline )) || { echo "job $job did not end: $state" >&2; exit 1; }
   sleep 0.05
@@ -221,7 +230,8 @@ dedup_overhead=$(redis-cli -p "$redis_port" memory stats | awk '/^overhead.hasht
 dedup_bytes=$(python3 -c "import sys; print(round(float(sys.argv[1]) + float(sys.argv[2])))" "$dedup_sample" "$dedup_overhead")
 
 # Latency under a paced load: RATE events/s for SECONDS in uploads of 250 (bench/paced.py).
-python3 bench/paced.py --url "$ingest" --pool "$servers/pool.ndjson" --rate "$rate" --seconds "$seconds" \
+python3 bench/paced.py --url "$ingest" --assertion-command "$sluice assert --method POST --target /api/v1/ingest --subject bench --roles ingest" \
+  --pool "$servers/pool.ndjson" --rate "$rate" --seconds "$seconds" \
   --database-url "$SLUICE_DATABASE_URL" "${pid_args[@]}" --out bench/results/latency.json >/dev/null
 
 # What the privacy middleware costs: validate as functions/ declares it (pii-mask, consent,
@@ -246,14 +256,23 @@ for variant in all maskonly none; do
 done
 python3 ../shared/bench/gen_events.py --count 10000 --seed 9 --format ndjson \
   --out "$servers/mask.ndjson" --manifest "$servers/mask-manifest.json"
-masking=$(python3 - "$servers/mask.ndjson" "${variant_ports[all]}" "${variant_ports[maskonly]}" "${variant_ports[none]}" <<'PY'
-import json, sys, time, urllib.request
+masking=$(python3 - "$servers/mask.ndjson" "${variant_ports[all]}" "${variant_ports[maskonly]}" "${variant_ports[none]}" "$sluice" <<'PY'
+import json, subprocess, sys, time, urllib.request
 lines = [json.loads(line) for line in open(sys.argv[1])]
+minted = [0.0, ""]
+def assertion():
+    # The gateway's assertion for POST /invoke, valid a minute: a new one every 30 s (outside the timing it is cheap).
+    if time.monotonic() - minted[0] > 30:
+        minted[1] = subprocess.run([sys.argv[5], "assert", "--method", "POST", "--target", "/invoke", "--subject", "bench", "--roles", "admin"],
+                                   check=True, capture_output=True, text=True).stdout.strip()
+        minted[0] = time.monotonic()
+    return minted[1]
 chunks = [json.dumps(lines[i:i + 500]).encode() for i in range(0, len(lines), 500)]
 def mean_ms(port, bodies):
     start = time.perf_counter()
     for body in bodies:
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invoke", data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invoke", data=body,
+                                         headers={"Content-Type": "application/json", "X-Sluice-Assertion": assertion()})
         urllib.request.urlopen(request).read()
     return (time.perf_counter() - start) / len(bodies) * 1000
 # Each variant sees every chunk once: two to warm up (consents and pseudonyms are cached after
@@ -305,7 +324,7 @@ bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
 print(round(rps), round(p99, 2), int(bad.group(1)) if bad else 0)
 PY
 }
-direct=$(measure "$ingest$route")
+direct=$(measure -H "X-Sluice-Assertion: $(assertion GET "$route")" "$ingest$route")
 via_hs=$(measure -H "Authorization: Bearer $hs_token" "http://127.0.0.1:$hs_port$route")
 via_rs=$(measure -H "Authorization: Bearer $rs_token" "http://127.0.0.1:$rs_port$route")
 gateway="$direct $via_hs $via_rs"
@@ -349,7 +368,7 @@ erasure=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["remov
 # its 202, the peak memory of both, then the time until the job completes, with its counts.
 # Its workload withdraws nobody's consent: those the first workload withdrew are granted again.
 for user in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["consent_withdrawn_users"]))' "$servers/manifest.json"); do
-  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H 'X-Sluice-Subject: bench' \
+  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H "X-Sluice-Assertion: $(assertion PUT "/api/v1/consents/$user")" \
     -d '{"purpose": "analytics", "granted": true}' "http://127.0.0.1:${ports[privacy]}/api/v1/consents/$user"
 done
 csv_mb=${BENCH_CSV_MB:-100}
@@ -379,7 +398,7 @@ kill -CONT "${stage_pids[@]}"
 csv_peaks="$(awk '/VmHWM/ {print $2}' /proc/$csv_ingest_pid/status) $(awk '/VmHWM/ {print $2}' /proc/$csv_gateway_pid/status)"
 csv_job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$csv_answer")
 while :; do
-  csv_state=$(curl -fsS "$ingest/api/v1/jobs/$csv_job")
+  csv_state=$(curl -fsS -H "X-Sluice-Assertion: $(assertion GET "/api/v1/jobs/$csv_job")" "$ingest/api/v1/jobs/$csv_job")
   status=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$csv_state")
   [[ $status == completed || $status == failed || $status == cancelled ]] && break
   sleep 0.2

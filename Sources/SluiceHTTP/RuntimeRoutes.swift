@@ -17,13 +17,23 @@ public struct RuntimeRoutes: Sendable {
     public var metrics: PrometheusCollectorRegistry
     /// The largest `POST /invoke` body accepted.
     public var maxInvokeBody: Int
+    /// Whether `/metrics` is among the routes (not when a port of its own serves it).
+    public var servesMetrics: Bool
 
     public init(invokers: [String: FunctionInvoker], health: HealthCheck, metrics: PrometheusCollectorRegistry,
-                maxInvokeBody: Int = 16 << 20) {
+                maxInvokeBody: Int = 16 << 20, servesMetrics: Bool = true) {
         self.invokers = invokers
         self.health = health
         self.metrics = metrics
         self.maxInvokeBody = maxInvokeBody
+        self.servesMetrics = servesMetrics
+    }
+
+    /// `registry` in Prometheus' text format.
+    public static func metricsResponse(_ registry: PrometheusCollectorRegistry) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
     }
 
     /// Adds the routes to `router`.
@@ -37,10 +47,9 @@ public struct RuntimeRoutes: Sendable {
             return JSONResponse(status: ready ? .ok : .serviceUnavailable,
                                 value: ["status": .string(ready ? "ready" : "not_ready"), "checks": .object(checks)])
         }
-        router.get("/metrics") { _, _ -> Response in
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+        if servesMetrics {
+            let metrics = self.metrics
+            router.get("/metrics") { _, _ -> Response in Self.metricsResponse(metrics) }
         }
         let targets = invokers.mapValues { (invoker: $0, metrics: FunctionMetrics(function: $0.manifest.name)) }
         let limit = maxInvokeBody

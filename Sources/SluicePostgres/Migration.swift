@@ -323,6 +323,14 @@ extension Migration {
             ALTER TABLE deliveries ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
             ALTER TABLE async_calls ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
             """),
+        Migration(version: 12, name: "ownership", sql: """
+            -- Who created a job or an async call: the SHA-256 (hex) of the caller's verified
+            -- subject. Its creator and admin see a row (analysts too for jobs when ingest's
+            -- config.read_all_jobs says so); rows from before have none and only admin sees them.
+            ALTER TABLE jobs ADD COLUMN created_by text CHECK (created_by ~ '^[0-9a-f]{64}$');
+            ALTER TABLE async_calls ADD COLUMN created_by text CHECK (created_by ~ '^[0-9a-f]{64}$');
+            CREATE INDEX jobs_created_by ON jobs (created_by, created_at DESC) WHERE created_by IS NOT NULL;
+            """),
     ]
 
     /// The newest version of this build.

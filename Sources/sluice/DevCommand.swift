@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Sluice
+import SluiceHTTP
 
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,6 +39,12 @@ struct DevCommand: AsyncParsableCommand {
         }
         if configuration.jwtPublicKeyPath == nil { try fill(\.jwtSecret, file: "jwt-secret", variable: "SLUICE_JWT_SECRET") }
         try fill(\.pseudonymKey, file: "pseudonym-key", variable: "SLUICE_PSEUDONYM_KEY")
+        if configuration.gatewaySigningKey == nil {
+            // The gateway and the functions share this process: the key's two halves stay in it.
+            let key = try Self.developmentGatewayKey(directory: folder)
+            configuration.gatewaySigningKey = key
+            print("export SLUICE_GATEWAY_SIGNING_KEY=\(key)")
+        }
         try fill(\.webhookSecret, file: "webhook-secret", variable: "SLUICE_WEBHOOK_SECRET")
         // The export lines are for the person (or script) that started dev: out before the logs.
         fflush(nil)  // every output stream; `stdout` itself is not concurrency-safe to name
@@ -51,6 +58,22 @@ struct DevCommand: AsyncParsableCommand {
         }
         await servers?.stop()
         try result.get()
+    }
+
+    /// The gateway's signing key in `directory/gateway-signing-key`, made when missing (an
+    /// Ed25519 key, base64, mode 600).
+    static func developmentGatewayKey(directory: String) throws -> String {
+        let path = directory + "/gateway-signing-key"
+        if let data = FileManager.default.contents(atPath: path) {
+            let key = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if (try? CallerAssertionSigner(base64: key)) != nil { return key }
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let key = CallerAssertionSigner.generate().base64PrivateKey
+        guard FileManager.default.createFile(atPath: path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CommandFailure("cannot write \(path)")
+        }
+        return key
     }
 
     /// The secret in `directory/file`, made (32 random bytes, hex) when missing.

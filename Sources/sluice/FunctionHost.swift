@@ -142,6 +142,18 @@ struct FunctionHost {
             triggers += shared.takeServices()
             // Middleware first: it applies only to routes added after it.
             for function in httpFunctions { function.addMiddleware(to: router) }
+            // Then the check that a request comes through the gateway (which, hosted here, has just
+            // made its assertion): every route but the probes and metrics.
+            let callerVerifier: CallerAssertionVerifier?
+            do {
+                callerVerifier = try CallerAssertionVerifier.from(configuration)
+            } catch {
+                throw CommandFailure(error.description)
+            }
+            if callerVerifier == nil, let exposed = manifests.first(where: { $0.servesHTTP && $0.handler != "gateway" }) {
+                throw CommandFailure("\(exposed.name) serves HTTP routes but cannot check who calls them: set SLUICE_GATEWAY_PUBLIC_KEY (the gateway's public key; `sluice keys` makes a pair)")
+            }
+            router.add(middleware: CallerMiddleware(verifier: callerVerifier, logger: logger))
             // After the gateway's checks (it names the caller), before the routes: every API
             // request this process answers writes an audit row.
             let audited = manifests.flatMap { registry.operations(of: $0.handler) }
@@ -159,7 +171,8 @@ struct FunctionHost {
                     ("postgres", { await postgres.ping() }),
                     ("migrations", { (try? await migrator.isCurrent()) ?? false }),
                 ]),
-                metrics: prometheus
+                metrics: prometheus,
+                servesMetrics: configuration.metricsPort == nil
             ).add(to: router)
 
             let app = Application(
@@ -168,9 +181,19 @@ struct FunctionHost {
                                                     idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
                 configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
                 logger: logger)
-            // Services stop in reverse order: the triggers drain first, then the HTTP server.
+            // `/metrics` on a port of its own when asked (SLUICE_METRICS_PORT): the published port
+            // of the gateway then answers only the API.
+            var servers: [any Service] = [app]
+            if let metricsPort = configuration.metricsPort {
+                let metricsRouter = Router()
+                metricsRouter.get("/metrics") { _, _ -> Response in RuntimeRoutes.metricsResponse(prometheus) }
+                servers.append(Application(router: metricsRouter,
+                                           configuration: .init(address: .hostname(host, port: metricsPort), serverName: "sluice-metrics"),
+                                           logger: logger))
+            }
+            // Services stop in reverse order: the triggers drain first, then the HTTP servers.
             var groupConfiguration = ServiceGroupConfiguration(
-                services: ([app] + triggers).map { .init(service: $0, serviceName: Self.serviceName($0)) },
+                services: (servers + triggers).map { .init(service: $0, serviceName: Self.serviceName($0)) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [],
                 logger: logger)

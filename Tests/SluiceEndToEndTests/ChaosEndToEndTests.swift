@@ -188,6 +188,7 @@ struct ChaosEndToEndTests {
     static func upload(_ path: String, to url: String) async throws -> String? {
         let result = try await runCommand("/usr/bin/curl", [
             "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H", "Content-Type: application/x-ndjson",
+            "-H", "\(TestCaller.header): \(TestCaller.assertion(method: "POST", url: url))",
             "--max-time", "60", "--data-binary", "@\(path)", url,
         ], timeout: .seconds(90))
         guard result.status == 0, let split = result.output.lastIndex(of: "\n"),

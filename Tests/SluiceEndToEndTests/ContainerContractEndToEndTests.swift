@@ -12,6 +12,9 @@ import Yams
 @Suite(.serialized) struct ContainerContractEndToEndTests {
     static let image = "sluice:e2e"
     static let jwtSecret = "the container tests' JWT secret, 32+ bytes long"
+    /// The rendered gateway requires both (SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE).
+    static let issuer = "https://issuer.example.test/"
+    static let audience = "sluice-containers"
 
     /// A rendered compose service that runs the sluice image.
     struct Service {
@@ -73,6 +76,8 @@ import Yams
         let (services, all) = try await Self.services(variables: [
             "POSTGRES_PASSWORD": "not-used-here", "SLUICE_JWT_SECRET": Self.jwtSecret, "SLUICE_PSEUDONYM_KEY": PipelineFixture.pseudonymKey,
             "SLUICE_WEBHOOK_SECRET": PipelineFixture.webhookSecret, "SLUICE_LOG_LEVEL": "debug",
+            "SLUICE_JWT_ISSUER": Self.issuer, "SLUICE_JWT_AUDIENCE": Self.audience,
+            "SLUICE_GATEWAY_SIGNING_KEY": TestCaller.signingKey, "SLUICE_GATEWAY_PUBLIC_KEY": TestCaller.publicKey,
         ])
         let functions = try ManifestLoader(functionsDirectory: "\(root)/functions").functionNames()
         // Compose names every function, and runs each with `serve NAME`.
@@ -82,13 +87,17 @@ import Yams
         let migrate = try #require(services.first { $0.name == "migrate" })
         #expect(migrate.command == ["migrate"])
 
-        var ports: [String: Int] = [:]
-        for name in functions { ports[name] = freePort() }
+        var ports: [String: Int] = [:], metricsPorts: [String: Int] = [:]
+        for name in functions { ports[name] = freePort(); metricsPorts[name] = freePort() }
         /// The service's environment with the container network's names resolved to this machine.
         func local(_ service: Service) throws -> [String: String] {
             var mapped: [String: String] = [:]
             for (key, value) in service.environment {
-                if value.hasPrefix("redis://redis:6379/") {
+                if key == "SLUICE_METRICS_PORT" {
+                    // Each container has the port to itself; here they share one machine.
+                    #expect(value == String(DeploymentRenderer.metricsPort))
+                    mapped[key] = String(metricsPorts[service.name] ?? freePort())
+                } else if value.hasPrefix("redis://redis:6379/") {
                     mapped[key] = environment.redisURL(db: 6)
                 } else if value.contains("@postgres:5432/") {
                     mapped[key] = databaseURL
@@ -139,7 +148,8 @@ import Yams
                 // An upload through the gateway, as a user makes it, followed to its end.
                 let workload = try await GeneratedWorkload.make(count: 3000, seed: 606, format: "ndjson", in: directory)
                 let token = try await runCommand(environment.binary, ["token", "--subject", "container-e2e", "--roles", "ingest,analyst"],
-                                                 environment: ["SLUICE_JWT_SECRET": Self.jwtSecret])
+                                                 environment: ["SLUICE_JWT_SECRET": Self.jwtSecret, "SLUICE_JWT_ISSUER": Self.issuer,
+                                                               "SLUICE_JWT_AUDIENCE": Self.audience])
                 #expect(token.status == 0, "\(token.error)")
                 let bearer = token.output.trimmingCharacters(in: .whitespacesAndNewlines)
                 let gateway = "http://127.0.0.1:\(ports["gateway"]!)"
@@ -174,11 +184,13 @@ import Yams
                 }
                 // Each function reports its own metrics.
                 for name in ["validate", "enrich", "transform", "load"] {
-                    let series = metricSeries(try await HTTP.request("GET", "http://127.0.0.1:\(ports[name]!)/metrics").text)
+                    let series = metricSeries(try await HTTP.request("GET", "http://127.0.0.1:\(metricsPorts[name]!)/metrics").text)
                     #expect((series["sluice_invocations_total{function=\"\(name)\",trigger=\"stream\"}"] ?? 0) >= 1, "\(name)")
                     #expect(series["sluice_stream_lag{function=\"\(name)\"}"] != nil, "\(name)")
                 }
-                let gatewaySeries = metricSeries(try await HTTP.request("GET", "\(gateway)/metrics").text)
+                // Not on the published port: only on the metrics port.
+                #expect(try await HTTP.request("GET", "\(gateway)/metrics").status == 404)
+                let gatewaySeries = metricSeries(try await HTTP.request("GET", "http://127.0.0.1:\(metricsPorts["gateway"]!)/metrics").text)
                 #expect(gatewaySeries[#"sluice_gateway_requests_total{method="POST",route="/api/v1/ingest",status="202"}"#] == 1)
 
                 // SIGTERM drains each process to exit 0 well inside the grace period it is given.

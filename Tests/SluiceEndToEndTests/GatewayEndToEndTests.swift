@@ -217,17 +217,23 @@ struct GatewayEndToEndTests {
 
             for route in Self.matrix {
                 for role in ["ingest", "analyst", "admin"] {
-                    // Each call gets a job of its own (a cancelled job cannot be cancelled again).
-                    let upload = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/ingest"), body: Data(event.utf8),
-                                                        headers: ["Content-Type": "application/x-ndjson"])
+                    // Each call gets a job of its own (a cancelled job cannot be cancelled again), made
+                    // by the caller (a job is its creator's: ingest is handed the caller as the gateway would).
+                    let uploadURL = fixture.url("ingest", "/api/v1/ingest"), callURL = fixture.url("calls", "/api/v1/functions/validate/async")
+                    let upload = try await HTTP.request("POST", uploadURL, body: Data(event.utf8), headers: [
+                        "Content-Type": "application/x-ndjson",
+                        "X-Sluice-Assertion": TestCaller.assertion(method: "POST", url: uploadURL, subject: "matrix-\(role)", roles: [role]),
+                    ])
                     let job = try JSONParser().parse(Array(upload.body))["job_id"]?.stringValue ?? ""
                     // And a warehouse record of its own (a deleted record cannot be deleted again).
                     let record = "matrix-\(UUID().uuidString)"
                     try await fixture.clients.postgres.query(
                         "INSERT INTO events (event_id, event_type, event_time, user_id, received_at) VALUES ($1, 'click', now(), 'u1', now())", [record])
                     // And a call of its own.
-                    let queued = try await HTTP.request("POST", fixture.url("calls", "/api/v1/functions/validate/async"), body: Data("[]".utf8),
-                                                        headers: ["Content-Type": "application/json"])
+                    let queued = try await HTTP.request("POST", callURL, body: Data("[]".utf8), headers: [
+                        "Content-Type": "application/json",
+                        "X-Sluice-Assertion": TestCaller.assertion(method: "POST", url: callURL, subject: "matrix-\(role)", roles: [role]),
+                    ])
                     let call = try JSONParser().parse(Array(queued.body))["call_id"]?.stringValue ?? ""
                     let path = route.path.replacingOccurrences(of: "{id}", with: route.path.hasPrefix("/api/v1/calls") ? call : job)
                         .replacingOccurrences(of: "{event_id}", with: record).replacingOccurrences(of: "{name}", with: "validate")
@@ -262,10 +268,12 @@ struct GatewayEndToEndTests {
                     }
                 }
             }
-            // Every call that reached a function wrote one audit row naming the caller, with the
-            // gateway's request id; refused calls none. A subject in a path is stored as its pseudonym.
+            // Every call that reached a function through the gateway wrote one audit row naming the
+            // caller, with the gateway's request id; refused calls none (the setup's uploads and
+            // calls, made on the functions' own ports, carry no request id). A subject in a path is
+            // stored as its pseudonym.
             let audit = try await fixture.clients.postgres.query(
-                "SELECT actor, count(*), count(request_id) FROM audit_log WHERE actor LIKE 'matrix-%' GROUP BY actor")
+                "SELECT actor, count(*), count(request_id) FROM audit_log WHERE actor LIKE 'matrix-%' AND request_id IS NOT NULL GROUP BY actor")
             var audited: [String: [Int]] = [:]
             for row in audit.rows { audited[row[0] ?? ""] = [Int(row[1] ?? "") ?? -1, Int(row[2] ?? "") ?? -1] }
             for role in ["ingest", "analyst", "admin"] {
@@ -389,6 +397,15 @@ struct GatewayEndToEndTests {
                 #expect(try await HTTP.request("GET", fixture.url("dev", "/health/live")).status == 200)
                 let refused = try await Self.get(fixture, "/api/v1/jobs", via: "dev", token: nil)
                 #expect(refused.status == 401)
+                // Every spelling of a path meets the gateway's check (the router drops empty segments).
+                for path in ["//api/v1/audit", "/api//v1/audit", "/api/v1/./audit", "//api//v1//jobs"] {
+                    let raw = try await RawHTTP.exchange(port: port, RawHTTP.request("GET", path, headers: [("X-Sluice-Assertion", "")]))
+                    #expect(raw.status == 401, "\(path) answered \(raw.status) under sluice dev")
+                }
+                // The functions' own routes need the gateway's assertion too, in one process as in many.
+                let invoke = try await HTTP.request("POST", fixture.url("dev", "/invoke/validate"), body: Data("[]".utf8),
+                                                    headers: ["Content-Type": "application/json", "X-Sluice-Assertion": "", "X-Sluice-Roles": "admin"])
+                #expect(invoke.status == 401, "\(invoke.text)")
                 let event = #"{"metadata":{"event_id":"dev-1","timestamp":"\#(ISO8601DateFormatter().string(from: Date()))","version":"1","source":"e2e"},"user":{"id":"u1"},"payload":{"event_type":"click"}}"#
                 let upload = try await HTTP.request("POST", fixture.url("dev", "/api/v1/ingest"), body: Data(event.utf8), headers: [
                     "Authorization": "Bearer \(token)", "Content-Type": "application/x-ndjson", "X-Request-Id": "dev-request-42",

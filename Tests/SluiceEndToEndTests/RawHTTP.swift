@@ -157,8 +157,13 @@ enum RawHTTP {
 
     /// A request's bytes: the request line, `headers` as given, `Content-Length` when
     /// `body` is given and no length or transfer encoding is named, then the body.
+    /// The bytes of a request; like ``HTTP/request(_:_:body:headers:)`` it carries the gateway's
+    /// assertion for itself unless `headers` name one.
     static func request(_ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil) -> [UInt8] {
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        if !headers.contains(where: { $0.0.lowercased() == TestCaller.header.lowercased() }) {
+            head += "\(TestCaller.header): \(TestCaller.assertion(method: method, url: "http://127.0.0.1\(path)"))\r\n"
+        }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         let named = headers.contains { ["content-length", "transfer-encoding"].contains($0.0.lowercased()) }
         if let body, !named { head += "Content-Length: \(body.count)\r\n" }

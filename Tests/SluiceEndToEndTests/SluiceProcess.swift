@@ -67,7 +67,10 @@ final class SluiceProcess: Sendable {
         self.port = port
         logPath = "\(logDirectory)/\(name)-\(port)-\(UUID().uuidString.prefix(6)).log"
         let path = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"]
-        child = try Child(binary, arguments, environment: path.merging(environment) { $1 }, inherit: false, stdout: logPath, stderr: logPath)
+        // The tests' gateway key, unless the test sets a key itself (an empty value: none).
+        let keys = TestCaller.environment(for: arguments)
+        let merged = path.merging(keys) { $1 }.merging(environment) { $1 }.filter { !(keys.keys.contains($0.key) && $0.value.isEmpty) }
+        child = try Child(binary, arguments, environment: merged, inherit: false, stdout: logPath, stderr: logPath)
     }
 
     /// `sluice serve NAME --port PORT`.

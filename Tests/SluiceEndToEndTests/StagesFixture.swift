@@ -32,9 +32,11 @@ extension PipelineFixture {
     /// Uploads the file at `path` to ingest with curl (streamed from disk); answers the
     /// status and the parsed body.
     func upload(file path: String, contentType: String, query: String = "") async throws -> (status: Int, body: JSONValue) {
+        let target = url("ingest", "/api/v1/ingest\(query)")
         let result = try await runCommand("/usr/bin/curl", [
             "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H", "Content-Type: \(contentType)",
-            "--data-binary", "@\(path)", url("ingest", "/api/v1/ingest\(query)"),
+            "-H", "\(TestCaller.header): \(TestCaller.assertion(method: "POST", url: target))",
+            "--data-binary", "@\(path)", target,
         ], timeout: .seconds(300))
         guard result.status == 0, let split = result.output.lastIndex(of: "\n"), let status = Int(result.output[result.output.index(after: split)...]) else {
             throw TestSetupError("curl failed (\(result.status)): \(result.error)")

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Yams
 @testable import Sluice
@@ -58,7 +59,8 @@ struct DeploymentRendererTests {
             #expect(container["args"] == .list(["serve", .string(function)]))
             #expect(container["readinessProbe"]?["httpGet"]?["path"] == "/health/ready")
             #expect(container["livenessProbe"]?["httpGet"]?["path"] == "/health/live")
-            #expect(container["ports"] == [["name": "http", "containerPort": 8080, "protocol": "TCP"]])
+            #expect(container["ports"] == [["name": "http", "containerPort": 8080, "protocol": "TCP"],
+                                           ["name": "metrics", "containerPort": 9090, "protocol": "TCP"]])
             // The grace period outlasts the runtime's drain (and, for HTTP functions, the pre-stop pause).
             guard case .int(let grace)? = pod["terminationGracePeriodSeconds"] else { Issue.record("\(name) has no grace period"); continue }
             let pause = function == "gateway" || function == "ingest" ? DeploymentRenderer.preStopSeconds : 0
@@ -128,6 +130,105 @@ struct DeploymentRendererTests {
         let environment = try #require(gateway["environment"] as? [String: String])
         #expect(environment["SLUICE_UPSTREAM_INGEST"] == "http://ingest:8080")
         #expect(environment["SLUICE_REDIS_URL"] == "redis://redis:6379/0")
+    }
+
+    /// The functions of the repository's manifests, as `sluice render` reads them.
+    func shipped() throws -> [Manifest] {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        return try ManifestLoader(functionsDirectory: "\(root)/functions").loadAll()
+    }
+
+    /// The Secrets each Deployment's container takes, by function.
+    func secretsByFunction(_ rendered: [YAMLValue]) throws -> [String: Set<String>] {
+        var result: [String: Set<String>] = [:]
+        for (name, deployment) in objects("Deployment", in: rendered) {
+            guard case .list(let containers)? = deployment["spec"]?["template"]?["spec"]?["containers"],
+                  case .list(let sources)? = containers.first?["envFrom"] else { Issue.record("\(name): no envFrom"); continue }
+            var secrets = Set<String>()
+            for source in sources { if case .string(let secret)? = source["secretRef"]?["name"] { secrets.insert(secret) } }
+            if case .list(let variables)? = containers.first?["env"] {
+                for variable in variables {
+                    if case .string(let secret)? = variable["valueFrom"]?["secretKeyRef"]?["name"] { secrets.insert("\(secret)#\(variable["name"].map { "\($0)" } ?? "")") }
+                }
+            }
+            result[String(name.dropFirst("sluice-".count))] = secrets
+        }
+        return result
+    }
+
+    @Test func eachPodHoldsOnlyTheSecretsItNeeds() throws {
+        let rendered = DeploymentRenderer(manifests: try shipped()).kubernetesObjects()
+        let secrets = try secretsByFunction(rendered)
+        let base: Set<String> = ["sluice-datastores", "sluice-caller-key"]
+        #expect(secrets["gateway"] == ["sluice-datastores", "sluice-gateway"])
+        #expect(secrets["validate"] == base.union(["sluice-pseudonym"]))
+        #expect(secrets["quarantine"] == base.union(["sluice-pseudonym"]))
+        #expect(secrets["privacy"] == base.union(["sluice-pseudonym"]))
+        #expect(secrets["warehouse"] == base.union(["sluice-pseudonym"]))
+        #expect(secrets["calls"] == base.union(["sluice-pseudonym", "sluice-delivery"]))
+        #expect(secrets["notify"] == base.union(["sluice-delivery"]))
+        #expect(secrets["ingest"]?.contains("sluice-pseudonym") == true)
+        #expect(secrets["ingest"]?.contains("sluice-delivery") == false, "ingest takes one key of it, not the signing secret")
+        for name in ["enrich", "transform", "load", "jobs"] { #expect(secrets[name] == base, "\(name)") }
+        // Only the gateway holds what verifies tokens and signs assertions.
+        for (name, held) in secrets where name != "gateway" { #expect(!held.contains("sluice-gateway"), "\(name)") }
+        // The migration needs the datastores alone.
+        guard case .list(let containers)? = objects("Job", in: rendered)["sluice-migrate"]?["spec"]?["template"]?["spec"]?["containers"] else {
+            Issue.record("no migration"); return
+        }
+        #expect(containers[0]["envFrom"] == [["configMapRef": ["name": "sluice-config"]], ["secretRef": ["name": "sluice-datastores"]]])
+        // The gateway refuses to start without an issuer and audience to check.
+        guard case .list(let gateway)? = objects("Deployment", in: rendered)["sluice-gateway"]?["spec"]?["template"]?["spec"]?["containers"] else { return }
+        #expect(gateway[0]["env"] == [["name": "SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE", "value": "true"]])
+        // KEDA reads Redis' password from the datastores Secret.
+        #expect(objects("TriggerAuthentication", in: rendered)["sluice-redis"]?["spec"]?["secretTargetRef"]
+                == [["parameter": "password", "name": "sluice-datastores", "key": "SLUICE_REDIS_PASSWORD"]])
+    }
+
+    @Test func networkPoliciesLetOnlyTheGatewayReachTheFunctions() throws {
+        let rendered = DeploymentRenderer(manifests: try shipped()).kubernetesObjects()
+        let policies = objects("NetworkPolicy", in: rendered)
+        let deny = try #require(policies["sluice-default-deny"]?["spec"])
+        #expect(deny["podSelector"] == ["matchLabels": ["app.kubernetes.io/part-of": "sluice"]])
+        #expect(deny["policyTypes"] == ["Ingress", "Egress"])
+        #expect(deny["ingress"] == nil && deny["egress"] == nil)
+        // Published: the gateway alone, from anywhere, on its HTTP port.
+        #expect(policies["sluice-gateway-ingress"]?["spec"]?["ingress"] == [["ports": [["protocol": "TCP", "port": 8080]]]])
+        for name in ["ingest", "warehouse", "calls", "privacy"] {
+            #expect(policies["sluice-\(name)-ingress"]?["spec"]?["ingress"] == [[
+                "from": [["podSelector": ["matchLabels": ["app.kubernetes.io/name": "sluice", "app.kubernetes.io/component": "gateway"]]]],
+                "ports": [["protocol": "TCP", "port": 8080]],
+            ]], "\(name)")
+        }
+        // Stream functions take no traffic but the metrics scrape; nothing takes /metrics but Prometheus.
+        for name in ["validate", "enrich", "transform", "load", "quarantine", "jobs", "notify"] { #expect(policies["sluice-\(name)-ingress"] == nil) }
+        #expect(policies["sluice-metrics"]?["spec"]?["ingress"] == [[
+            "from": [["namespaceSelector": [:], "podSelector": ["matchLabels": ["app.kubernetes.io/name": "prometheus"]]]],
+            "ports": [["protocol": "TCP", "port": 9090]],
+        ]])
+        // The outside is reached by notify and calls only, never a private range.
+        let outbound = policies.keys.filter { $0.hasSuffix("-egress") && $0 != "sluice-gateway-egress" }.sorted()
+        #expect(outbound == ["sluice-calls-egress", "sluice-notify-egress"])
+        guard case .list(let rules)? = policies["sluice-notify-egress"]?["spec"]?["egress"],
+              case .list(let blocks)? = rules.first?["to"] else { Issue.record("no egress rule"); return }
+        #expect(blocks.first?["ipBlock"]?["except"].map { "\($0)" }?.contains("10.0.0.0/8") == true)
+        // /metrics is announced on its own port, which the ConfigMap sets for every process.
+        #expect(objects("ConfigMap", in: rendered)["sluice-config"]?["data"]?["SLUICE_METRICS_PORT"] == "9090")
+    }
+
+    @Test func composeGivesEachServiceOnlyItsSecrets() throws {
+        let text = DeploymentRenderer(manifests: try shipped(), image: "sluice:test").compose()
+        let services = try #require((try Yams.load(yaml: text) as? [String: Any])?["services"] as? [String: Any])
+        func environment(_ name: String) -> [String: String] { ((services[name] as? [String: Any])?["environment"] as? [String: String]) ?? [:] }
+        #expect(environment("gateway")["SLUICE_GATEWAY_SIGNING_KEY"] != nil)
+        #expect(environment("gateway")["SLUICE_JWT_ISSUER"] == "${SLUICE_JWT_ISSUER:?set SLUICE_JWT_ISSUER}")
+        for name in ["ingest", "validate", "load", "notify", "calls", "privacy", "warehouse", "migrate"] {
+            #expect(environment(name)["SLUICE_JWT_SECRET"] == nil && environment(name)["SLUICE_GATEWAY_SIGNING_KEY"] == nil, "\(name)")
+        }
+        #expect(environment("load")["SLUICE_PSEUDONYM_KEY"] == nil && environment("load")["SLUICE_WEBHOOK_SECRET"] == nil)
+        #expect(environment("validate")["SLUICE_GATEWAY_PUBLIC_KEY"] != nil && environment("validate")["SLUICE_PSEUDONYM_KEY"] != nil)
+        #expect(environment("notify")["SLUICE_WEBHOOK_SECRET"] != nil)
+        #expect(environment("migrate").keys.sorted() == ["SLUICE_DATABASE_URL", "SLUICE_FUNCTIONS_DIR", "SLUICE_LOG_LEVEL", "SLUICE_METRICS_PORT", "SLUICE_REDIS_URL"])
     }
 
     @Test func yamlScalarsReadBackAsTheSameStrings() throws {

@@ -15,9 +15,49 @@ public struct DeploymentRenderer: Sendable {
     public static let port = 8080
     /// The image `sluice render` writes when none is given.
     public static let defaultImage = "sluice:latest"
-    /// The ConfigMap and Secret every container's environment comes from.
+    /// The port `/metrics` is served on (`SLUICE_METRICS_PORT`), apart from the published one.
+    public static let metricsPort = 9090
+    /// The ConfigMap every container's environment comes from.
     public static let configMapName = "sluice-config"
-    public static let secretName = "sluice-secrets"
+
+    /// The Secrets the operator creates, one per concern, each given only to the containers that
+    /// need it (the Secrets are referenced, never rendered).
+    public enum SecretConcern: String, Sendable, CaseIterable {
+        /// `SLUICE_REDIS_URL`, `SLUICE_REDIS_PASSWORD` (also KEDA's), `SLUICE_DATABASE_URL`: every function and the migration.
+        case datastores
+        /// `SLUICE_JWT_SECRET` or `SLUICE_JWT_PUBLIC_KEY` / `SLUICE_JWT_JWKS_URL`, `SLUICE_JWT_ISSUER`,
+        /// `SLUICE_JWT_AUDIENCE`, `SLUICE_GATEWAY_SIGNING_KEY`: the gateway only.
+        case gateway
+        /// `SLUICE_GATEWAY_PUBLIC_KEY`: every function but the gateway, to check the gateway's assertions.
+        case callerKey = "caller-key"
+        /// `SLUICE_PSEUDONYM_KEY`: the functions that mask or pseudonymise personal data.
+        case pseudonym
+        /// `SLUICE_WEBHOOK_SECRET`, `SLUICE_WEBHOOK_URL`, `SLUICE_SLACK_WEBHOOK_URL`, `SLUICE_SMTP_URL`,
+        /// `SLUICE_NOTIFY_EMAIL_FROM`, `SLUICE_NOTIFY_EMAIL_TO`, `SLUICE_CALLBACK_ALLOW_HOSTS`: the functions that send.
+        case delivery
+
+        /// The Secret's name.
+        public var secretName: String { "sluice-\(rawValue)" }
+    }
+
+    /// The handlers that pseudonymise without declaring `pii-mask` themselves: ingest's dry run
+    /// and calls build validate, privacy stores subjects as pseudonyms, warehouse masks `PUT`.
+    static let pseudonymHandlers: Set<String> = ["ingest", "calls", "privacy", "warehouse"]
+    /// The handlers that send to addresses outside the cluster.
+    static let sendingHandlers: Set<String> = ["notify", "calls"]
+
+    /// The Secrets function `manifest`'s container is given.
+    public static func secrets(for manifest: Manifest) -> [SecretConcern] {
+        var concerns: [SecretConcern] = [.datastores]
+        if manifest.handler == "gateway" {
+            concerns.append(.gateway)
+        } else {
+            concerns.append(.callerKey)
+        }
+        if manifest.middleware.contains("pii-mask") || pseudonymHandlers.contains(manifest.handler) { concerns.append(.pseudonym) }
+        if sendingHandlers.contains(manifest.handler) { concerns.append(.delivery) }
+        return concerns
+    }
     /// HTTP functions wait this long after being told to stop, so that endpoints and load
     /// balancers stop sending before the server closes.
     public static let preStopSeconds = 5
@@ -62,6 +102,7 @@ extension DeploymentRenderer {
     /// ScaledObject (stream), the KEDA TriggerAuthentication and the Prometheus scrape config.
     public func kubernetesObjects() -> [YAMLValue] {
         var objects: [YAMLValue] = [configMap(), redisTriggerAuthentication(), migrationJob()]
+        objects += networkPolicies()
         for manifest in manifests {
             objects.append(deployment(manifest))
             objects.append(disruptionBudget(manifest))
@@ -77,7 +118,8 @@ extension DeploymentRenderer {
 
     /// `sluice render k8s`: every object as one multi-document YAML file.
     public func kubernetes() -> String {
-        YAMLDocument.render(kubernetesObjects(), header: Self.header + "\nApply with: kubectl apply -n NAMESPACE -f k8s.yaml (after creating the Secret \(Self.secretName); see the README).")
+        YAMLDocument.render(kubernetesObjects(), header: Self.header + "\nApply with: kubectl apply -n NAMESPACE -f k8s.yaml (after creating the Secrets "
+            + SecretConcern.allCases.map(\.secretName).joined(separator: ", ") + "; see docs/deploying.md).")
     }
 
     static func metadata(_ name: String, component: String) -> YAMLValue {
@@ -90,6 +132,8 @@ extension DeploymentRenderer {
             ("SLUICE_LOG_LEVEL", "info"),
             // Where KEDA's redis-streams scaler finds Redis (host:port); the processes use SLUICE_REDIS_URL.
             ("SLUICE_REDIS_ADDRESS", "redis:6379"),
+            // /metrics apart from the port the gateway publishes.
+            ("SLUICE_METRICS_PORT", .string(String(Self.metricsPort))),
         ]
         data += upstreamEnvironment { "sluice-\($0)" }
         return [
@@ -104,16 +148,14 @@ extension DeploymentRenderer {
             "apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
             "metadata": Self.metadata("sluice-redis", component: "autoscaling"),
             "spec": ["secretTargetRef": [
-                ["parameter": "password", "name": .string(Self.secretName), "key": "SLUICE_REDIS_PASSWORD"],
+                ["parameter": "password", "name": .string(SecretConcern.datastores.secretName), "key": "SLUICE_REDIS_PASSWORD"],
             ]],
         ]
     }
 
-    var environmentSources: YAMLValue {
-        [
-            ["configMapRef": ["name": .string(Self.configMapName)]],
-            ["secretRef": ["name": .string(Self.secretName)]],
-        ]
+    func environmentSources(_ concerns: [SecretConcern]) -> YAMLValue {
+        .list([["configMapRef": ["name": .string(Self.configMapName)]]]
+              + concerns.map { ["secretRef": ["name": .string($0.secretName)]] })
     }
 
     static let podSecurity: YAMLValue = [
@@ -140,19 +182,24 @@ extension DeploymentRenderer {
         ]
     }
 
-    func container(name: String, arguments: [String], settings: DeploySettings, probes: Bool, preStop: Bool) -> YAMLValue {
+    func container(name: String, arguments: [String], settings: DeploySettings, probes: Bool, preStop: Bool,
+                   secrets: [SecretConcern], environment: [YAMLValue] = []) -> YAMLValue {
         var fields: [(String, YAMLValue)] = [
             ("name", .string(name)),
             ("image", .string(image)),
             ("imagePullPolicy", "IfNotPresent"),
             ("args", .list(arguments.map { .string($0) })),
-            ("envFrom", environmentSources),
+            ("envFrom", environmentSources(secrets)),
             ("resources", Self.resources(settings)),
             ("securityContext", Self.containerSecurity),
             ("volumeMounts", [["name": "tmp", "mountPath": "/tmp"]]),
         ]
+        if !environment.isEmpty {
+            fields.insert(("env", .list(environment)), at: 5)
+        }
         if probes {
-            fields.insert(("ports", [["name": "http", "containerPort": .int(Self.port), "protocol": "TCP"]]), at: 4)
+            fields.insert(("ports", [["name": "http", "containerPort": .int(Self.port), "protocol": "TCP"],
+                                     ["name": "metrics", "containerPort": .int(Self.metricsPort), "protocol": "TCP"]]), at: 4)
             fields += [
                 // Starting includes connecting to Redis and PostgreSQL: up to a minute.
                 ("startupProbe", Self.probe("/health/live", period: 2, failures: 30)),
@@ -191,7 +238,7 @@ extension DeploymentRenderer {
                 "template": [
                     "metadata": ["labels": Self.labels("migrate")],
                     "spec": podSpec(containers: [container(name: "migrate", arguments: ["migrate"], settings: DeploySettings(),
-                                                           probes: false, preStop: false)],
+                                                           probes: false, preStop: false, secrets: [.datastores])],
                                     grace: 30, restartPolicy: "OnFailure"),
                 ],
             ],
@@ -212,10 +259,11 @@ extension DeploymentRenderer {
                 "template": [
                     "metadata": [
                         "labels": Self.labels(manifest.name),
-                        "annotations": ["prometheus.io/scrape": "true", "prometheus.io/port": .string(String(Self.port)), "prometheus.io/path": "/metrics"],
+                        "annotations": ["prometheus.io/scrape": "true", "prometheus.io/port": .string(String(Self.metricsPort)), "prometheus.io/path": "/metrics"],
                     ],
                     "spec": podSpec(containers: [container(name: manifest.name, arguments: ["serve", manifest.name], settings: manifest.deploy,
-                                                           probes: true, preStop: manifest.servesHTTP)],
+                                                           probes: true, preStop: manifest.servesHTTP, secrets: Self.secrets(for: manifest),
+                                                           environment: Self.kubernetesEnvironment(for: manifest))],
                                     grace: gracePeriod(manifest)),
                 ],
             ],
@@ -294,7 +342,7 @@ extension DeploymentRenderer {
                 "relabel_configs": [
                     ["source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_part_of"], "regex": "sluice", "action": "keep"],
                     ["source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "regex": "true", "action": "keep"],
-                    ["source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "http", "action": "keep"],
+                    ["source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "metrics", "action": "keep"],
                     // `component`, not `function`: the metrics carry a `function` label of their own.
                     ["source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"], "target_label": "component"],
                     ["source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"],
@@ -320,26 +368,51 @@ extension DeploymentRenderer {
     /// before Redis answers (see the README's "Redis persistence").
     public static let appendFsync = "always"
 
-    /// The environment of every function's service; secrets come from the shell or `.env`.
-    func composeEnvironment() -> YAMLValue {
+    /// The variables of each Secret concern, as compose takes them from the shell or `.env`
+    /// (`:?` refuses to start without a required one).
+    static func composeVariables(_ concern: SecretConcern) -> [(String, YAMLValue)] {
+        switch concern {
+        case .datastores:
+            [("SLUICE_REDIS_URL", "redis://redis:6379/0"),
+             ("SLUICE_DATABASE_URL", "postgres://sluice:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@postgres:5432/sluice")]
+        case .gateway:
+            [("SLUICE_JWT_SECRET", "${SLUICE_JWT_SECRET:?set SLUICE_JWT_SECRET}"),
+             ("SLUICE_JWT_ISSUER", "${SLUICE_JWT_ISSUER:?set SLUICE_JWT_ISSUER}"),
+             ("SLUICE_JWT_AUDIENCE", "${SLUICE_JWT_AUDIENCE:?set SLUICE_JWT_AUDIENCE}"),
+             ("SLUICE_GATEWAY_SIGNING_KEY", "${SLUICE_GATEWAY_SIGNING_KEY:?set SLUICE_GATEWAY_SIGNING_KEY (sluice keys)}")]
+        case .callerKey:
+            [("SLUICE_GATEWAY_PUBLIC_KEY", "${SLUICE_GATEWAY_PUBLIC_KEY:?set SLUICE_GATEWAY_PUBLIC_KEY (sluice keys)}")]
+        case .pseudonym:
+            [("SLUICE_PSEUDONYM_KEY", "${SLUICE_PSEUDONYM_KEY:?set SLUICE_PSEUDONYM_KEY}")]
+        case .delivery:
+            [("SLUICE_WEBHOOK_SECRET", "${SLUICE_WEBHOOK_SECRET:?set SLUICE_WEBHOOK_SECRET}"),
+             ("SLUICE_WEBHOOK_URL", "${SLUICE_WEBHOOK_URL:-}"),
+             ("SLUICE_SLACK_WEBHOOK_URL", "${SLUICE_SLACK_WEBHOOK_URL:-}"),
+             ("SLUICE_SMTP_URL", "${SLUICE_SMTP_URL:-}"),
+             ("SLUICE_NOTIFY_EMAIL_FROM", "${SLUICE_NOTIFY_EMAIL_FROM:-}"),
+             ("SLUICE_NOTIFY_EMAIL_TO", "${SLUICE_NOTIFY_EMAIL_TO:-}")]
+        }
+    }
+
+    /// The environment of a service: the settings every process reads, then only the secrets
+    /// its function needs (`manifest` nil: the migration, which needs the datastores alone).
+    func composeEnvironment(for manifest: Manifest?) -> YAMLValue {
         var fields: [(String, YAMLValue)] = [
-            ("SLUICE_REDIS_URL", "redis://redis:6379/0"),
-            ("SLUICE_DATABASE_URL", "postgres://sluice:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@postgres:5432/sluice"),
             ("SLUICE_FUNCTIONS_DIR", "/app/functions"),
             ("SLUICE_LOG_LEVEL", "${SLUICE_LOG_LEVEL:-info}"),
-            ("SLUICE_JWT_SECRET", "${SLUICE_JWT_SECRET:?set SLUICE_JWT_SECRET}"),
-            ("SLUICE_JWT_ISSUER", "${SLUICE_JWT_ISSUER:-}"),
-            ("SLUICE_JWT_AUDIENCE", "${SLUICE_JWT_AUDIENCE:-}"),
-            ("SLUICE_PSEUDONYM_KEY", "${SLUICE_PSEUDONYM_KEY:?set SLUICE_PSEUDONYM_KEY}"),
-            ("SLUICE_WEBHOOK_SECRET", "${SLUICE_WEBHOOK_SECRET:?set SLUICE_WEBHOOK_SECRET}"),
-            ("SLUICE_WEBHOOK_URL", "${SLUICE_WEBHOOK_URL:-}"),
-            ("SLUICE_SLACK_WEBHOOK_URL", "${SLUICE_SLACK_WEBHOOK_URL:-}"),
-            ("SLUICE_SMTP_URL", "${SLUICE_SMTP_URL:-}"),
-            ("SLUICE_NOTIFY_EMAIL_FROM", "${SLUICE_NOTIFY_EMAIL_FROM:-}"),
-            ("SLUICE_NOTIFY_EMAIL_TO", "${SLUICE_NOTIFY_EMAIL_TO:-}"),
-            ("SLUICE_CALLBACK_ALLOW_HOSTS", "${SLUICE_CALLBACK_ALLOW_HOSTS:-}"),
+            ("SLUICE_METRICS_PORT", .string(String(Self.metricsPort))),
         ]
-        fields += upstreamEnvironment { $0 }
+        let concerns = manifest.map(Self.secrets(for:)) ?? [.datastores]
+        for concern in concerns { fields += Self.composeVariables(concern) }
+        guard let manifest else { return .map(fields) }
+        if manifest.handler == "gateway" {
+            fields += Self.gatewayEnvironment
+            fields += upstreamEnvironment { $0 }
+        }
+        // Callers' callback URLs: ingest takes them, calls and notify send to them.
+        if ["ingest", "calls", "notify"].contains(manifest.handler) {
+            fields.append(("SLUICE_CALLBACK_ALLOW_HOSTS", "${SLUICE_CALLBACK_ALLOW_HOSTS:-}"))
+        }
         return .map(fields)
     }
 
@@ -354,7 +427,7 @@ extension DeploymentRenderer {
         var fields: [(String, YAMLValue)] = [
             ("image", .string(image)),
             ("command", ["serve", .string(manifest.name)]),
-            ("environment", composeEnvironment()),
+            ("environment", composeEnvironment(for: manifest)),
             ("depends_on", [
                 "redis": ["condition": "service_healthy"],
                 "migrate": ["condition": "service_completed_successfully"],
@@ -391,7 +464,7 @@ extension DeploymentRenderer {
             ("migrate", .map([
                 ("image", .string(image)),
                 ("command", ["migrate"]),
-                ("environment", composeEnvironment()),
+                ("environment", composeEnvironment(for: nil)),
                 ("depends_on", ["postgres": ["condition": "service_healthy"]]),
                 ("restart", "on-failure"),
                 ("healthcheck", ["disable": true]),
@@ -404,7 +477,7 @@ extension DeploymentRenderer {
             "ports": ["9090:9090"],
             "restart": "unless-stopped",
         ]))
-        let targets: [YAMLValue] = manifests.map { .string("\($0.name):\(Self.port)") }
+        let targets: [YAMLValue] = manifests.map { .string("\($0.name):\(Self.metricsPort)") }
         let scrape = YAMLDocument.render([[
             "scrape_configs": [[
                 "job_name": "sluice",
@@ -418,7 +491,9 @@ extension DeploymentRenderer {
             "volumes": ["redis-data": [:], "postgres-data": [:]],
         ]
         return YAMLDocument.render([document], header: Self.header
-            + "\nRun with: docker compose -f compose.yaml up (POSTGRES_PASSWORD, SLUICE_JWT_SECRET, SLUICE_PSEUDONYM_KEY and SLUICE_WEBHOOK_SECRET in the environment or .env)."
+            + "\nRun with: docker compose -f compose.yaml up (POSTGRES_PASSWORD, SLUICE_JWT_SECRET, SLUICE_JWT_ISSUER, SLUICE_JWT_AUDIENCE,"
+            + "\nSLUICE_GATEWAY_SIGNING_KEY and SLUICE_GATEWAY_PUBLIC_KEY (from `sluice keys`), SLUICE_PSEUDONYM_KEY and SLUICE_WEBHOOK_SECRET"
+            + "\nin the environment or .env). Each service is given only the secrets its function needs."
             + "\nRedis keeps an append-only file with appendfsync \(Self.appendFsync): every write Sluice acknowledges is on disk before Redis"
             + "\nanswers, so no accepted event is lost even when the machine fails (everysec can lose about a second; see the README).")
     }

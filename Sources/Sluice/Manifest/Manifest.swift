@@ -57,6 +57,10 @@ public struct Manifest: Sendable, Equatable {
     public var countsAs: String?
     /// How `sluice render` deploys the function.
     public var deploy = DeploySettings()
+    /// The ways in beyond the function's triggers that it opts into (`expose: [async]`): an
+    /// event function is callable through `POST /api/v1/functions/{name}/async` only when it
+    /// lists `async` here, and only when it declares `pii-mask` (a call stores its events).
+    public var expose: Set<Exposure> = []
     /// The file the manifest was read from (for error messages).
     public var file: String
 
@@ -88,6 +92,12 @@ public struct Manifest: Sendable, Equatable {
     public var inputStream: String? {
         for case .stream(let name) in triggers { return name }
         return nil
+    }
+
+    /// A way in a function may opt into.
+    public enum Exposure: String, Sendable, CaseIterable {
+        /// Asynchronous calls by API callers (the `calls` function).
+        case async
     }
 
     /// The values `counts_as` may take.

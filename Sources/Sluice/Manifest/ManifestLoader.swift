@@ -59,7 +59,7 @@ public struct ManifestLoader: Sendable {
         var reader = Reader(file: file)
         let fields = try reader.fields(of: top, at: "", allowed: [
             "name", "handler", "description", "triggers", "outputs", "middleware", "batch", "linger",
-            "concurrency", "visibility_timeout", "retry", "environment", "config", "counts_as", "deploy",
+            "concurrency", "visibility_timeout", "retry", "environment", "config", "counts_as", "deploy", "expose",
         ])
         var manifest = Manifest(name: name, handler: "", file: file)
         if let node = fields["name"] {
@@ -97,6 +97,22 @@ public struct ManifestLoader: Sendable {
                 throw reader.error(.badValue, "counts_as", node, "must be one of \(Manifest.terminalCounters.sorted().joined(separator: ", "))")
             }
             manifest.countsAs = value
+        }
+        if let node = fields["expose"] {
+            for value in try reader.strings(node, at: "expose") {
+                guard let exposure = Manifest.Exposure(rawValue: value) else {
+                    throw reader.error(.badValue, "expose", node, "'\(value)' is not a way in (allowed: \(Manifest.Exposure.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                manifest.expose.insert(exposure)
+            }
+            if manifest.expose.contains(.async) {
+                guard manifest.inputStream != nil || !manifest.servesHTTP else {
+                    throw reader.error(.badValue, "expose", node, "async: only event functions can be called asynchronously")
+                }
+                guard manifest.middleware.contains("pii-mask") else {
+                    throw reader.error(.badValue, "expose", node, "async: a call stores the events it is given, so the function must declare pii-mask")
+                }
+            }
         }
         if let node = fields["deploy"] { manifest.deploy = try reader.deploy(node, streamTriggered: manifest.inputStream != nil) }
         for output in manifest.outputs where !Self.isValidStreamName(output) {

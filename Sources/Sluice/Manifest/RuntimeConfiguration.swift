@@ -23,6 +23,13 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// `SLUICE_JWT_ISSUER` and `SLUICE_JWT_AUDIENCE`: checked when set.
     public var jwtIssuer: String?
     public var jwtAudience: String?
+    /// `SLUICE_GATEWAY_SIGNING_KEY`: the gateway's Ed25519 private key (32 bytes, base64), with
+    /// which it signs the caller assertion every function checks. Only the gateway holds it.
+    /// Never logged.
+    public var gatewaySigningKey: String?
+    /// `SLUICE_GATEWAY_PUBLIC_KEY`: its public half, which every function holds to check the
+    /// gateway's assertions.
+    public var gatewayPublicKey: String?
     /// `SLUICE_UPSTREAM_<NAME>`: where the gateway finds function NAME (lowercased, `_` → `-`)
     /// when it runs in another process.
     public var upstreams: [String: String] = [:]
@@ -42,6 +49,12 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// `SLUICE_CALLBACK_ALLOW_HOSTS` (comma-separated host names or addresses, `*` for any):
     /// callback URLs given by callers may name these even when they are private or loopback.
     public var callbackAllowHosts: [String] = []
+    /// `SLUICE_METRICS_PORT`: when set, `/metrics` is served on this port only, not on the
+    /// function's HTTP port (which, for the gateway, is the published one).
+    public var metricsPort: Int?
+    /// `SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE` (`true`): the gateway refuses to start unless
+    /// `SLUICE_JWT_ISSUER` and `SLUICE_JWT_AUDIENCE` are set (the rendered deployments set it).
+    public var jwtRequireIssuerAudience = false
     /// `SLUICE_HTTP_IDLE_TIMEOUT` (a duration: `60s`, `500ms`), default 60 s: an HTTP connection
     /// that sends nothing the parser can use for this long is closed, so that a client sending
     /// its headers a byte at a time (slow-loris) or stalling in its body holds no connection
@@ -75,6 +88,8 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         if let v = environment["SLUICE_JWT_PUBLIC_KEY"], !v.isEmpty { jwtPublicKeyPath = v }
         if let v = environment["SLUICE_JWT_ISSUER"], !v.isEmpty { jwtIssuer = v }
         if let v = environment["SLUICE_JWT_AUDIENCE"], !v.isEmpty { jwtAudience = v }
+        if let v = environment["SLUICE_GATEWAY_SIGNING_KEY"], !v.isEmpty { gatewaySigningKey = v }
+        if let v = environment["SLUICE_GATEWAY_PUBLIC_KEY"], !v.isEmpty { gatewayPublicKey = v }
         if let v = environment["SLUICE_PSEUDONYM_KEY"], !v.isEmpty { pseudonymKey = v }
         if let v = environment["SLUICE_WEBHOOK_URL"], !v.isEmpty { webhookURL = v }
         if let v = environment["SLUICE_WEBHOOK_SECRET"], !v.isEmpty { webhookSecret = v }
@@ -86,6 +101,8 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         }
         emailTo = list(environment["SLUICE_NOTIFY_EMAIL_TO"])
         callbackAllowHosts = list(environment["SLUICE_CALLBACK_ALLOW_HOSTS"])
+        if let v = environment["SLUICE_METRICS_PORT"], let port = Int(v), (1...65535).contains(port) { metricsPort = port }
+        if let v = environment["SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE"] { jwtRequireIssuerAudience = ["true", "1", "yes", "on"].contains(v.lowercased()) }
         if let v = environment["SLUICE_HTTP_IDLE_TIMEOUT"], let timeout = DurationParser.parse(v), timeout > .zero { httpIdleTimeout = timeout }
         let prefix = "SLUICE_UPSTREAM_"
         for (key, value) in environment where key.hasPrefix(prefix) && !value.isEmpty {
@@ -100,6 +117,7 @@ extension RuntimeConfiguration: CustomStringConvertible {
     public var description: String {
         "RuntimeConfiguration(redis: \(redisURL.redactingPassword), database: \(databaseURL.redactingPassword), functions: \(functionsDirectory), "
             + "jwt_secret: \(jwtSecret == nil ? "unset" : "set"), jwt_public_key: \(jwtPublicKeyPath ?? "unset"), "
+            + "gateway_signing_key: \(gatewaySigningKey == nil ? "unset" : "set"), gateway_public_key: \(gatewayPublicKey == nil ? "unset" : "set"), "
             + "pseudonym_key: \(pseudonymKey == nil ? "unset" : "set"), upstreams: \(upstreams.keys.sorted()), "
             + "webhook: \(webhookURL == nil ? "unset" : "set"), webhook_secret: \(webhookSecret == nil ? "unset" : "set"), "
             + "slack: \(slackWebhookURL == nil ? "unset" : "set"), smtp: \(smtpURL == nil ? "unset" : "set"), email_to: \(emailTo.count))"

@@ -12,8 +12,11 @@ import SluiceNotify
 import SluicePostgres
 import Synchronization
 
-/// Asynchronous invocation of any event function: `POST /api/v1/functions/{name}/async` records
-/// the call in PostgreSQL and answers 202 with its id; a worker in every replica runs queued
+/// Asynchronous invocation of the event functions that opt in (`expose: [async]` in their
+/// manifest, which also requires `pii-mask`): `POST /api/v1/functions/{name}/async` masks the
+/// events with the function's own `pii-mask`, records the call with its creator in PostgreSQL
+/// and answers 202 with its id; internal stages (load, jobs, notify, quarantine) are never
+/// callable; a worker in every replica runs queued
 /// calls (a call left running by a dead replica is run again after `config.call_timeout`) and
 /// POSTs the outcomes to the caller's `X-Callback-Url`, retried with backoff up to
 /// `config.callback_attempts`. `GET /api/v1/calls/{id}` answers a call's state.
@@ -32,6 +35,10 @@ public struct CallsFunction: HTTPFunction {
     /// `SLUICE_WEBHOOK_SECRET`: callbacks carry `Sluice-Signature` when it is set.
     let signingSecret: [UInt8]?
     let callbackTimeout: Duration
+    /// `SLUICE_PSEUDONYM_KEY`, for the called function's `pii-mask`.
+    let pseudonymKey: String?
+    /// The `pii-mask` of each callable function, built once.
+    let maskers = MaskerCache()
 
     public init(setup: FunctionSetup) throws {
         pool = try setup.resources.require(PostgresPool.self)
@@ -46,6 +53,7 @@ public struct CallsFunction: HTTPFunction {
         callbackAttempts = Int(setup.manifest.config["callback_attempts"]?.intValue ?? 8)
         callbacks = CallbackURLPolicy(resources: setup.resources)
         signingSecret = setup.resources.get(RuntimeConfiguration.self)?.webhookSecret.map { Array($0.utf8) }
+        pseudonymKey = setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey
     }
 
     public var backgroundServices: [any Service] { [CallWorker(function: self)] }
@@ -54,8 +62,8 @@ public struct CallsFunction: HTTPFunction {
         router.post("/api/v1/functions/{name}/async") { request, context -> Response in
             try await self.enqueue(name: try context.parameters.require("name"), request: request)
         }
-        router.get("/api/v1/calls/{id}") { _, context -> JSONResponse in
-            JSONResponse(status: .ok, value: try await self.call(try context.parameters.require("id")))
+        router.get("/api/v1/calls/{id}") { request, context -> JSONResponse in
+            JSONResponse(status: .ok, value: try await self.call(try context.parameters.require("id"), caller: Caller(request)))
         }
     }
 
@@ -78,10 +86,31 @@ public struct CallsFunction: HTTPFunction {
         return invoker
     }
 
-    func enqueue(name: String, request: Request) async throws -> Response {
+    /// The `pii-mask` of function `name` when it may be called asynchronously (its manifest
+    /// lists `expose: [async]`, which requires `pii-mask`); `nil` for every other name, so that
+    /// an internal stage is indistinguishable from a function that does not exist.
+    func callable(_ name: String) throws -> PIIMaskMiddleware? {
         guard name.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (48...57).contains($0) || (97...122).contains($0) }),
-              !name.isEmpty, name.utf8.count <= 64, try await invoker(name) != nil else {
-            throw Problem(.notFound, code: "function_not_found", detail: "no event function has this name")
+              !name.isEmpty, name.utf8.count <= 64 else { return nil }
+        if let known = maskers.get(name) { return known }
+        guard let manifest = try? loader.load(name), manifest.expose.contains(.async), manifest.middleware.contains("pii-mask") else { return nil }
+        let masker: PIIMaskMiddleware
+        do {
+            masker = try PIIMaskMiddleware(manifest: manifest, pseudonymKey: pseudonymKey)
+        } catch {
+            logger.error("cannot build the masking of a callable function", metadata: ["target": .string(name)])
+            throw Problem(.serviceUnavailable, code: "function_unavailable", detail: "the function cannot be run here now")
+        }
+        maskers.set(name, masker)
+        return masker
+    }
+
+    func enqueue(name: String, request: Request) async throws -> Response {
+        guard let masker = try callable(name), try await invoker(name) != nil else {
+            throw Problem(.notFound, code: "function_not_found", detail: "no function callable asynchronously has this name")
+        }
+        guard let caller = Caller(request) else {
+            throw Problem(.unauthorized, code: "caller_unverified", detail: "this function answers only requests that the gateway has checked")
         }
         var callback: String?
         if let url = request.headers[Self.callbackHeader] {
@@ -91,13 +120,16 @@ public struct CallsFunction: HTTPFunction {
         guard case .array(let events) = value, events.count <= 10_000 else {
             throw Problem(.badRequest, code: "invalid_events", detail: "the body must be a JSON array of at most 10000 events")
         }
+        // Stored as the function would see them: masked by its own pii-mask (which, run again
+        // when the call runs, leaves masked values as they are).
+        let masked = JSONValue.array(events.map(masker.mask))
         let id = UUID().uuidString.lowercased()
         // The caller's trace (the gateway always passes one) follows the call to its callback.
         let trace = TraceContext.traceID(in: request.headers)
         do {
             try await pool.query("""
-                INSERT INTO async_calls (id, function, events, callback_url, trace_id) VALUES ($1::uuid, $2, $3::jsonb, $4, $5)
-                """, [id, name, value.serializedString, callback, trace])
+                INSERT INTO async_calls (id, function, events, callback_url, trace_id, created_by) VALUES ($1::uuid, $2, $3::jsonb, $4, $5, $6)
+                """, [id, name, masked.serializedString, callback, trace, caller.ownerKey])
         } catch {
             throw Self.unavailable
         }
@@ -106,15 +138,17 @@ public struct CallsFunction: HTTPFunction {
                         body: .init(byteBuffer: ByteBuffer(bytes: answer.serializedBytes)))
     }
 
-    func call(_ id: String) async throws -> JSONValue {
-        guard SinkFunction.isUUID(id.lowercased()) else { throw Self.callNotFound }
+    /// Call `id` as its creator or an `admin` sees it; anyone else is answered as if it did not
+    /// exist (404), so that ids reveal nothing.
+    func call(_ id: String, caller: Caller?) async throws -> JSONValue {
+        guard SinkFunction.isUUID(id.lowercased()), let caller else { throw Self.callNotFound }
         let rows: PostgresRows
         do {
             rows = try await pool.query("""
                 SELECT id::text, function, status, outcomes::text, error::text, callback_status, callback_attempts::text, callback_error,
                        \(IngestFunction.iso("created_at")), \(IngestFunction.iso("started_at")), \(IngestFunction.iso("finished_at"))
-                FROM async_calls WHERE id = $1::uuid
-                """, [id.lowercased()])
+                FROM async_calls WHERE id = $1::uuid AND ($3::boolean OR created_by = $2)
+                """, [id.lowercased(), caller.ownerKey, caller.has("admin") ? "true" : "false"])
         } catch {
             throw Self.unavailable
         }
@@ -135,6 +169,13 @@ public struct CallsFunction: HTTPFunction {
     }
 
     static let callNotFound = Problem(.notFound, code: "call_not_found", detail: "no call has this id")
+}
+
+/// The `pii-mask` of each callable function, by name.
+final class MaskerCache: Sendable {
+    private let maskers = Mutex<[String: PIIMaskMiddleware]>([:])
+    func get(_ name: String) -> PIIMaskMiddleware? { maskers.withLock { $0[name] } }
+    func set(_ name: String, _ masker: PIIMaskMiddleware) { maskers.withLock { $0[name] = masker } }
 }
 
 /// Invokers built so far, by function name.

@@ -22,6 +22,8 @@ public struct HostedFunctions: Sendable {
 public struct GatewayFunction: HTTPFunction {
     let policy: GatewayPolicy
     let verifier: JWTVerifier
+    /// Signs the caller assertion each function checks (`SLUICE_GATEWAY_SIGNING_KEY`).
+    let signer: CallerAssertionSigner
     let redis: RedisClient
     let keys: StreamKeys
     let hosted: Set<String>
@@ -36,10 +38,23 @@ public struct GatewayFunction: HTTPFunction {
         policy = try GatewayPolicy(manifest: manifest)
         let runtime = setup.resources.get(RuntimeConfiguration.self) ?? RuntimeConfiguration()
         let leeway = Double(policy.leeway.components.seconds)
+        if runtime.jwtRequireIssuerAudience, runtime.jwtIssuer == nil || runtime.jwtAudience == nil {
+            throw FunctionError.permanent("jwt_not_configured",
+                                          "SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE is set: set SLUICE_JWT_ISSUER and SLUICE_JWT_AUDIENCE (a token for another service must not pass)")
+        }
         do {
             verifier = JWTVerifier(try JWTVerifier.Configuration(runtime: runtime, leeway: leeway))
         } catch {
             throw FunctionError.permanent("jwt_not_configured", "the gateway cannot check tokens: \(error.description)")
+        }
+        guard let signingKey = runtime.gatewaySigningKey else {
+            throw FunctionError.permanent("gateway_key_not_configured",
+                                          "the gateway cannot vouch for callers: set SLUICE_GATEWAY_SIGNING_KEY (`sluice keys` makes a pair)")
+        }
+        do {
+            signer = try CallerAssertionSigner(base64: signingKey)
+        } catch {
+            throw FunctionError.permanent("gateway_key_not_configured", error.description)
         }
         redis = try setup.resources.require(RedisClient.self)
         keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
@@ -84,8 +99,9 @@ public struct GatewayFunction: HTTPFunction {
 
 /// Headers only the gateway sets; taken off every incoming request first.
 public enum GatewayHeaders {
-    public static let subject = HTTPField.Name("X-Sluice-Subject")!
-    public static let roles = HTTPField.Name("X-Sluice-Roles")!
+    public static let subject = CallerHeaders.subject
+    public static let roles = CallerHeaders.roles
+    public static let assertion = CallerHeaders.assertion
     public static let requestID = HTTPField.Name("X-Request-Id")!
     public static let traceparent = TraceContext.header
     static let rateLimitLimit = HTTPField.Name("RateLimit-Limit")!
@@ -108,12 +124,27 @@ struct GatewayMiddleware: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let path = request.uri.path
-        guard path == "/api/v1" || path.hasPrefix("/api/v1/") else { return try await next(request, context) }
-
         var head = request.head
+        // Only what the gateway checked may name a caller.
         head.headerFields[GatewayHeaders.subject] = nil
         head.headerFields[GatewayHeaders.roles] = nil
+        // One spelling of every path, before any check: the router drops empty segments, so
+        // `//api/v1/audit` must meet the same check as `/api/v1/audit`.
+        do {
+            let canonical = try RequestTarget.canonical(request.uri.description)
+            if canonical != request.uri.description { head.path = canonical }
+        } catch {
+            return try Problem(.badRequest, code: "invalid_path", detail: "the request path has no canonical form (\(error.rawValue))")
+                .response(from: request, context: context)
+        }
+        let path = URI(String(head.path ?? "/")).path
+        guard path == "/api/v1" || path.hasPrefix("/api/v1/") else {
+            // Not the API: the process's own routes (probes, metrics, `/invoke` under `sluice
+            // dev`), which check any assertion themselves.
+            return try await next(Request(head: head, body: request.body), context)
+        }
+        // Only the assertion the gateway signs below reaches an API route.
+        head.headerFields[GatewayHeaders.assertion] = nil
         let requestID = Self.validRequestID(head.headerFields[GatewayHeaders.requestID]) ?? UUID().uuidString.lowercased()
         head.headerFields[GatewayHeaders.requestID] = requestID
         if TraceContext.validTraceparent(head.headerFields[GatewayHeaders.traceparent]) == nil {
@@ -129,7 +160,7 @@ struct GatewayMiddleware: RouterMiddleware {
         var routeLabel = "unmatched"
         var response: Response
         do {
-            response = try await route(request, head: head, context: context, responseHeaders: &responseHeaders, routeLabel: &routeLabel, next: next)
+            response = try await route(Request(head: head, body: request.body), head: head, context: context, responseHeaders: &responseHeaders, routeLabel: &routeLabel, next: next)
         } catch let problem as Problem {
             var problem = problem
             for field in responseHeaders { problem.headers[field.name] = field.value }
@@ -151,6 +182,7 @@ struct GatewayMiddleware: RouterMiddleware {
         var head = head
         let policy = gateway.policy
         let route: GatewayPolicy.Route
+        var caller = (subject: "anonymous", roles: Set<String>())
         switch policy.match(method: request.method.rawValue, path: request.uri.path) {
         case .notFound:
             throw Problem(.notFound, code: "not_found", detail: "no such route")
@@ -178,9 +210,12 @@ struct GatewayMiddleware: RouterMiddleware {
             if let limit = policy.rateLimit(for: token.roles) {
                 try await spend(limit, subject: token.subject, route: route.path, context: context, responseHeaders: &responseHeaders)
             }
-            head.headerFields[GatewayHeaders.subject] = token.subject
-            head.headerFields[GatewayHeaders.roles] = token.roles.sorted().joined(separator: ",")
+            caller = (token.subject, token.roles)
         }
+        // The function checks this, not a header anyone could send.
+        head.headerFields[GatewayHeaders.assertion] = gateway.signer.sign(
+            subject: caller.subject, roles: caller.roles, method: request.method.rawValue, target: request.uri.description,
+            requestID: head.headerFields[GatewayHeaders.requestID])
         let forwarded = Request(head: head, body: request.body)
         switch try gateway.destination(of: route.function) {
         case .inProcess:

@@ -36,6 +36,9 @@ public struct IngestFunction: HTTPFunction {
     let recordWait: Duration
     /// Where callers may have a job's end announced (`X-Callback-Url` or `?callback_url=`).
     let callbacks: CallbackURLPolicy
+    /// Roles that may read every job (`config.read_all_jobs`); `admin` always may. Everyone
+    /// else sees and cancels only the jobs they created.
+    let readAllJobs: Set<String>
 
     public init(setup: FunctionSetup) async throws {
         manifest = setup.manifest
@@ -51,6 +54,7 @@ public struct IngestFunction: HTTPFunction {
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
         recordWait = try manifest.configDuration("record_wait", default: .seconds(10))
         callbacks = CallbackURLPolicy(resources: setup.resources)
+        readAllJobs = Set((config["read_all_jobs"]?.arrayValue ?? []).compactMap(\.stringValue))
         guard uploadLease >= .seconds(1) else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
         }
@@ -87,12 +91,12 @@ public struct IngestFunction: HTTPFunction {
         router.get("/api/v1/jobs") { request, _ -> JSONResponse in
             try await self.listJobs(request)
         }
-        router.get("/api/v1/jobs/{id}") { _, context -> JSONResponse in
+        router.get("/api/v1/jobs/{id}") { request, context -> JSONResponse in
             let id = try context.parameters.require("id")
-            return JSONResponse(status: .ok, value: try await self.job(id))
+            return JSONResponse(status: .ok, value: try await self.job(id, for: JobReader(Caller(request), readAll: self.readAllJobs)))
         }
-        router.delete("/api/v1/jobs/{id}") { _, context -> JSONResponse in
-            try await self.cancel(try context.parameters.require("id"))
+        router.delete("/api/v1/jobs/{id}") { request, context -> JSONResponse in
+            try await self.cancel(try context.parameters.require("id"), by: JobReader(Caller(request), readAll: []))
         }
         router.post("/api/v1/process/transform") { request, _ -> JSONResponse in
             try await self.processTransform(request)
@@ -130,9 +134,10 @@ public struct IngestFunction: HTTPFunction {
         let jobID = UUID().uuidString.lowercased()
         let traceID = TraceContext.traceID(in: headers) ?? TraceContext.newTraceID()
         do {
-            try await pool.query(
-                "INSERT INTO jobs (id, status, format, content_type, counts, callback_url) VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb, $4)",
-                [jobID, format.rawValue, contentType.map { String($0.prefix(200)) }, callback])
+            try await pool.query("""
+                INSERT INTO jobs (id, status, format, content_type, counts, callback_url, created_by)
+                VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb, $4, $5)
+                """, [jobID, format.rawValue, contentType.map { String($0.prefix(200)) }, callback, Caller(headers: headers)?.ownerKey])
             try await redis.beginJob(jobID, traceID: traceID, keys: keys)
         } catch {
             throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the job store is not available; try again")
@@ -339,11 +344,14 @@ public struct IngestFunction: HTTPFunction {
         "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
     }
 
-    func job(_ id: String) async throws -> JSONValue {
+    /// Job `id` as `reader` may see it: a job of someone else's is answered as if it did not
+    /// exist (404), so that ids reveal nothing.
+    func job(_ id: String, for reader: JobReader) async throws -> JSONValue {
         guard SinkFunction.isUUID(id.lowercased()) else { throw Self.jobNotFound }
         let rows: PostgresRows
         do {
-            rows = try await pool.query("SELECT \(Self.jobColumns) FROM jobs WHERE id = $1::uuid", [id.lowercased()])
+            rows = try await pool.query("SELECT \(Self.jobColumns) FROM jobs WHERE id = $1::uuid AND ($3::boolean OR created_by = $2)",
+                                        [id.lowercased(), reader.owner, reader.readsAll ? "true" : "false"])
         } catch {
             throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
         }
@@ -394,6 +402,7 @@ public struct IngestFunction: HTTPFunction {
     }
 
     func listJobs(_ request: Request) async throws -> JSONResponse {
+        let reader = JobReader(Caller(request), readAll: readAllJobs)
         let query = request.uri.queryParameters
         let limitText = query.get("limit") ?? "50"
         guard let limit = Int(limitText), (1...500).contains(limit) else {
@@ -415,9 +424,10 @@ public struct IngestFunction: HTTPFunction {
                 SELECT \(Self.jobColumns) FROM jobs
                 WHERE ($1::text IS NULL OR status = $1)
                   AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM jobs WHERE id = $2::uuid))
+                  AND ($5::boolean OR created_by = $4)
                 ORDER BY created_at DESC, id DESC
                 LIMIT $3::integer
-                """, [status, before?.lowercased(), String(limit)])
+                """, [status, before?.lowercased(), String(limit), reader.owner, reader.readsAll ? "true" : "false"])
         } catch {
             throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
         }
@@ -435,13 +445,15 @@ public struct IngestFunction: HTTPFunction {
         return JSONResponse(status: .ok, value: .object(answer))
     }
 
-    func cancel(_ id: String) async throws -> JSONResponse {
+    /// Cancels job `id` for its creator or an `admin`; anyone else gets 404.
+    func cancel(_ id: String, by reader: JobReader) async throws -> JSONResponse {
         let jobID = id.lowercased()
         guard SinkFunction.isUUID(jobID) else { throw Self.jobNotFound }
         let previous: String?
         do {
             previous = try await pool.withTransaction { connection in
-                let current = try connection.query("SELECT status FROM jobs WHERE id = $1::uuid FOR UPDATE", [jobID]).scalar
+                let current = try connection.query("SELECT status FROM jobs WHERE id = $1::uuid AND ($3::boolean OR created_by = $2) FOR UPDATE",
+                                                   [jobID, reader.owner, reader.readsAll ? "true" : "false"]).scalar
                 guard let current else { return nil }
                 if current == "received" || current == "processing" {
                     try connection.query("""
@@ -461,7 +473,7 @@ public struct IngestFunction: HTTPFunction {
         // answers 409): Redis follows, at once or as soon as it takes the write.
         await end(jobID, as: "cancelled")
         logger.info("job cancelled", metadata: ["job": .string(jobID)])
-        return JSONResponse(status: .ok, value: try await job(jobID))
+        return JSONResponse(status: .ok, value: try await job(jobID, for: reader))
     }
 
     // MARK: - Dry run
