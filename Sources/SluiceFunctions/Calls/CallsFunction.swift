@@ -32,6 +32,9 @@ public struct CallsFunction: HTTPFunction {
     /// `SLUICE_WEBHOOK_SECRET`: callbacks carry `Sluice-Signature` when it is set.
     let signingSecret: [UInt8]?
     let callbackTimeout: Duration
+    /// validate's pii-mask: the pseudonyms of a call's user ids, recorded with the call
+    /// (`async_calls.subjects`) so that an erasure finds the call by equality.
+    let pipelineMask: PIIMaskMiddleware
 
     public init(setup: FunctionSetup) throws {
         pool = try setup.resources.require(PostgresPool.self)
@@ -46,6 +49,7 @@ public struct CallsFunction: HTTPFunction {
         callbackAttempts = Int(setup.manifest.config["callback_attempts"]?.intValue ?? 8)
         callbacks = CallbackURLPolicy(resources: setup.resources)
         signingSecret = setup.resources.get(RuntimeConfiguration.self)?.webhookSecret.map { Array($0.utf8) }
+        pipelineMask = try PipelinePII.mask(setup: setup)
     }
 
     public var backgroundServices: [any Service] { [CallWorker(function: self)] }
@@ -94,10 +98,14 @@ public struct CallsFunction: HTTPFunction {
         let id = UUID().uuidString.lowercased()
         // The caller's trace (the gateway always passes one) follows the call to its callback.
         let trace = TraceContext.traceID(in: request.headers)
+        var subjects: [String] = [], seen: Set<String> = []
+        for event in events {
+            for subject in pipelineMask.subjects(of: event) where seen.insert(subject).inserted { subjects.append(subject) }
+        }
         do {
             try await pool.query("""
-                INSERT INTO async_calls (id, function, events, callback_url, trace_id) VALUES ($1::uuid, $2, $3::jsonb, $4, $5)
-                """, [id, name, value.serializedString, callback, trace])
+                INSERT INTO async_calls (id, function, events, callback_url, trace_id, subjects) VALUES ($1::uuid, $2, $3::jsonb, $4, $5, $6::text[])
+                """, [id, name, value.serializedString, callback, trace, PostgresArray.literal(subjects)])
         } catch {
             throw Self.unavailable
         }
