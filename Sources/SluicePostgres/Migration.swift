@@ -350,7 +350,7 @@ extension Migration {
             DECLARE
                 r record;
                 j jsonb;
-                found text;
+                who text;
             BEGIN
                 FOR r IN SELECT id, raw FROM quarantine WHERE raw LIKE '{%' LOOP
                     BEGIN
@@ -359,11 +359,11 @@ extension Migration {
                         CONTINUE;
                     END;
                     IF jsonb_typeof(j) <> 'object' THEN CONTINUE; END IF;
-                    found := COALESCE(
+                    who := COALESCE(
                         CASE WHEN jsonb_typeof(j -> 'user') = 'object' THEN j -> 'user' ->> 'id' END,
                         j ->> 'user_id');
-                    IF found ~ '^u_[a-p]{32}$' THEN
-                        UPDATE quarantine SET subject = found WHERE id = r.id;
+                    IF who ~ '^u_[a-p]{32}$' THEN
+                        UPDATE quarantine SET subject = who WHERE id = r.id;
                     END IF;
                 END LOOP;
             END $$;

@@ -93,7 +93,7 @@ struct PrivacyEndToEndTests {
             #expect(consents["consents"]?.arrayValue?.isEmpty == true)
             let postgres = fixture.clients.postgres
             let loaded = Int(try await postgres.query("SELECT count(*) FROM events WHERE user_id = $1", [pseudonym]).scalar ?? "") ?? -1
-            let quarantined = Int(try await postgres.query("SELECT count(*) FROM quarantine WHERE strpos(raw, $1) > 0", [pseudonym]).scalar ?? "") ?? -1
+            let quarantined = Int(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = $1", [pseudonym]).scalar ?? "") ?? -1
             #expect(loaded > 0)
             let erased = try await HTTP.request("DELETE", fixture.url("gateway", "/api/v1/subjects/\(subject)"), headers: auth)
             #expect(erased.status == 200, "\(erased.text)")
@@ -104,7 +104,7 @@ struct PrivacyEndToEndTests {
             #expect(report["consent"]?["granted"] == .bool(false))
             #expect(report["consent"]?["purpose"]?.stringValue == "*")
             #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = $1", [pseudonym]).scalar == "0")
-            #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE strpos(raw, $1) > 0", [pseudonym]).scalar == "0")
+            #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = $1", [pseudonym]).scalar == "0")
             // Everyone else's rows stay.
             let remaining = Int(try await postgres.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [id]).scalar ?? "") ?? -1
             #expect(remaining == workload.expected["loaded"]! - loaded)
