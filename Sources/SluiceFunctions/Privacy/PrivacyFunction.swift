@@ -53,17 +53,27 @@ public struct PrivacyFunction: HTTPFunction {
 
     public func addRoutes(to router: Router<BasicRequestContext>) {
         router.put("/api/v1/consents/{subject}") { request, context -> JSONResponse in
-            try await self.putConsent(try context.parameters.require("subject"), request: request)
+            try await self.putConsent(try Self.subject(in: context), request: request)
         }
         router.get("/api/v1/consents/{subject}") { request, context -> JSONResponse in
-            try await self.consents(try context.parameters.require("subject"), request: request)
+            try await self.consents(try Self.subject(in: context), request: request)
         }
         router.delete("/api/v1/subjects/{subject}") { request, context -> JSONResponse in
-            try await self.erase(try context.parameters.require("subject"), request: request)
+            try await self.erase(try Self.subject(in: context), request: request)
         }
         router.get("/api/v1/audit") { request, _ -> JSONResponse in
             try await self.audit(request)
         }
+    }
+
+    /// The `{subject}` of the path, percent-decoded (`50%25` is the user id `50%`): the router
+    /// hands path parameters over as sent.
+    static func subject(in context: BasicRequestContext) throws -> String {
+        let sent = try context.parameters.require("subject")
+        guard let subject = sent.removingPercentEncoding else {
+            throw Problem(.badRequest, code: "invalid_subject", detail: "the subject is not a valid percent-encoded path segment")
+        }
+        return subject
     }
 
     static let unavailable = Problem(.serviceUnavailable, code: "privacy_unavailable", detail: "the consent store is not available; try again")
