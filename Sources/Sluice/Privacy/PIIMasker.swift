@@ -154,7 +154,8 @@ public struct PIIMasker: Sendable {
     /// were are unique already (the parser refuses duplicates).
     static func makeKeysUnique(_ members: inout [(key: String, value: JSONValue)], masked: [Int]) {
         let maskedSet = Set(masked)
-        var taken = Set(members.indices.lazy.filter { !maskedSet.contains($0) }.map { members[$0].key })
+        var taken = Set<String>()
+        for index in members.indices where !maskedSet.contains(index) { taken.insert(members[index].key) }
         var nextSuffix: [String: Int] = [:]
         for index in masked {
             let base = members[index].key
