@@ -323,7 +323,62 @@ extension Migration {
             ALTER TABLE deliveries ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
             ALTER TABLE async_calls ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
             """),
-        Migration(version: 12, name: "ownership", sql: """
+        Migration(version: 12, name: "erasure by pseudonym", sql: """
+            -- Erasure deletes by equality on the subject's pseudonym, never by a search of the
+            -- text. A quarantine row's subject is the pseudonym at its event's user fields,
+            -- filled when quarantine writes it (NULL for a record that did not parse: its user
+            -- id cannot be told). A call's subjects are the pseudonyms of the user ids of its
+            -- events, filled when it is queued; NULL for a call queued before this migration,
+            -- filled by the privacy function (which holds the key) at the next erasure.
+            ALTER TABLE quarantine ADD COLUMN subject text CHECK (subject ~ '^u_[a-p]{32}$');
+            CREATE INDEX quarantine_subject ON quarantine (subject) WHERE subject IS NOT NULL;
+            ALTER TABLE async_calls ADD COLUMN subjects text[];
+            CREATE INDEX async_calls_subjects ON async_calls USING gin (subjects);
+            -- Erased subjects and when: the load and quarantine stages check it in the
+            -- transaction that writes, so the events of a subject erased while they were on their
+            -- way are never stored (a grant recorded after the erasure lets later events through).
+            CREATE TABLE erasures (
+                subject    text PRIMARY KEY CHECK (subject ~ '^u_[a-p]{32}$'),
+                erased_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+            );
+            -- The events of erased subjects a chunk held, so that a chunk delivered again after a
+            -- crash answers the same outcomes.
+            ALTER TABLE load_ledger ADD COLUMN erased text[] NOT NULL DEFAULT '{}';
+            -- Backfill: rows quarantined by a stage hold the event as JSON, its user id already a
+            -- pseudonym (quarantine's pii-mask); rows whose text is not a JSON object keep NULL.
+            DO $$
+            DECLARE
+                r record;
+                j jsonb;
+                who text;
+            BEGIN
+                FOR r IN SELECT id, raw FROM quarantine WHERE raw LIKE '{%' LOOP
+                    BEGIN
+                        j := r.raw::jsonb;
+                    EXCEPTION WHEN others THEN
+                        CONTINUE;
+                    END;
+                    IF jsonb_typeof(j) <> 'object' THEN CONTINUE; END IF;
+                    who := COALESCE(
+                        CASE WHEN jsonb_typeof(j -> 'user') = 'object' THEN j -> 'user' ->> 'id' END,
+                        j ->> 'user_id');
+                    IF who ~ '^u_[a-p]{32}$' THEN
+                        UPDATE quarantine SET subject = who WHERE id = r.id;
+                    END IF;
+                END LOOP;
+            END $$;
+            -- Calls whose events carry user ids already as pseudonyms get them now.
+            UPDATE async_calls c SET subjects = ARRAY(
+                SELECT DISTINCT s FROM jsonb_array_elements(c.events) e,
+                    LATERAL (VALUES (CASE WHEN jsonb_typeof(e -> 'user') = 'object' THEN e -> 'user' ->> 'id' END), (e ->> 'user_id')) v(s)
+                WHERE s ~ '^u_[a-p]{32}$')
+            WHERE jsonb_typeof(c.events) = 'array'
+              AND NOT EXISTS (
+                SELECT 1 FROM jsonb_array_elements(c.events) e,
+                    LATERAL (VALUES (CASE WHEN jsonb_typeof(e -> 'user') = 'object' THEN e -> 'user' ->> 'id' END), (e ->> 'user_id')) v(s)
+                WHERE s IS NOT NULL AND s !~ '^u_[a-p]{32}$');
+            """),
+        Migration(version: 13, name: "ownership", sql: """
             -- Who created a job or an async call: the SHA-256 (hex) of the caller's verified
             -- subject. Its creator and admin see a row (analysts too for jobs when ingest's
             -- config.read_all_jobs says so); rows from before have none and only admin sees them.

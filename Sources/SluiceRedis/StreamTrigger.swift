@@ -138,7 +138,7 @@ public final class StreamTrigger: Service, CustomStringConvertible {
         var current = entry
         while true {
             if attempt > manifest.retry.maxAttempts {
-                await deadLetter(current, jobID: chunk.jobID, events: chunk.events.count,
+                await deadLetter(current, chunk: chunk, jobID: chunk.jobID, events: chunk.events.count,
                                  error: .permanent("max_attempts_exceeded",
                                                    "delivered \(attempt - 1) times without being acknowledged (the handler crashed or timed out)"),
                                  attempts: attempt - 1)
@@ -158,7 +158,7 @@ public final class StreamTrigger: Service, CustomStringConvertible {
                     "error": .string(error.code), "retry": .stringConvertible(retry),
                 ])
                 guard retry else {
-                    await deadLetter(current, jobID: chunk.jobID, events: chunk.events.count, error: error, attempts: attempt)
+                    await deadLetter(current, chunk: chunk, jobID: chunk.jobID, events: chunk.events.count, error: error, attempts: attempt)
                     return
                 }
                 metrics.recordRetry()
@@ -226,8 +226,24 @@ public final class StreamTrigger: Service, CustomStringConvertible {
         }
     }
 
-    func deadLetter(_ entry: StreamEntry, jobID: String?, events: Int, error: FunctionError, attempts: Int) async {
-        var fields = entry.fields.filter { !["error", "error_code", "error_kind", "attempts", "function", "source_id", "failed_at"].contains($0.0) }
+    /// The fields a dead letter keeps of `entry` (whose chunk is `chunk`, `nil` when it could not
+    /// be decoded). A function that declares `pii-mask` keeps its chunk masked (re-encoded as a
+    /// chunk of events, so it can be redriven), and of a chunk it could not decode only the
+    /// header fields, with `payload: withheld`: the raw events are never stored.
+    func keptFields(of entry: StreamEntry, chunk: Chunk?) -> [(String, [UInt8])] {
+        guard manifest.middleware.contains("pii-mask") else { return entry.fields }
+        if let chunk, let mask = invoker.piiMask {
+            var masked = chunk
+            masked.events = chunk.events.map { Event(mask.mask($0.value)) }
+            return ChunkCodec.encode(masked)
+        }
+        let header: Set<String> = ["v", "n", "job", "trace", "origin", "received"]
+        return entry.fields.filter { header.contains($0.0) } + [("payload", Array("withheld".utf8))]
+    }
+
+    func deadLetter(_ entry: StreamEntry, chunk: Chunk? = nil, jobID: String?, events: Int, error: FunctionError, attempts: Int) async {
+        var fields = keptFields(of: entry, chunk: chunk)
+            .filter { !["error", "error_code", "error_kind", "attempts", "function", "source_id", "failed_at"].contains($0.0) }
         fields.append(("function", Array(manifest.name.utf8)))
         fields.append(("source_id", Array(entry.id.utf8)))
         fields.append(("error_code", Array(error.code.utf8)))

@@ -236,9 +236,10 @@ public struct CSVDecoder: UploadDecoder {
             guard Set(names).count == names.count else {
                 throw UploadError(.invalidCSV, offset: recordStart, "the header row names a column twice")
             }
-            self.header = names
-            inference = Array(repeating: ColumnTypeInference(), count: names.count)
-            layout = mapping?.layout(header: names)
+            let kept = mapping?.headerMasker?.maskKeys(names) ?? names
+            self.header = kept
+            inference = Array(repeating: ColumnTypeInference(), count: kept.count)
+            layout = mapping?.layout(header: kept)
             return
         }
         guard !badQuote else {

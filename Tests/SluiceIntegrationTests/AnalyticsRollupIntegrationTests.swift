@@ -95,6 +95,10 @@ struct AnalyticsRollupIntegrationTests {
             try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
             var resources = Resources()
             resources.set(pool)
+            // The calls and warehouse functions mask as validate does: they need the pseudonym key.
+            var configuration = RuntimeConfiguration()
+            configuration.pseudonymKey = "an integration test's pseudonym key"
+            resources.set(configuration)
             let manifest = Manifest(name: "warehouse", handler: "warehouse", triggers: [.http], config: [:])
             let warehouse = try WarehouseFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources))
             try await body(Fixture(pool: pool, warehouse: warehouse))

@@ -26,6 +26,10 @@ struct CallWorkerIntegrationTests {
         var resources = Resources()
         resources.set(pool)
         resources.set(ManifestLoader(functionsDirectory: directory))
+        // The calls and warehouse functions mask as validate does: they need the pseudonym key.
+        var configuration = RuntimeConfiguration()
+        configuration.pseudonymKey = "an integration test's pseudonym key"
+        resources.set(configuration)
         let manifest = Manifest(name: "calls", handler: "calls", triggers: [.http],
                                 config: ["call_timeout": "60s", "callback_attempts": 2, "callback_timeout": "2s"])
         let worker = CallWorker(function: try CallsFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources)))

@@ -121,19 +121,85 @@ struct PIIMaskerTests {
         #expect(user.utf8.count == 34 && PIIMasker.isPseudonymousUserID(user) && !PIIMasker.isPseudonymousUserID("u-42"))
     }
 
-    @Test func everyStringAtAnyDepthIsMaskedAndKeysAreKept() {
+    @Test func everyStringKeyAndNumberAtAnyDepthIsMasked() {
         let masker = PIIMasker(operators: Dictionary(uniqueKeysWithValues: PIIEntity.allCases.map { ($0, PIIOperator.replace) }), key: key)
         let event: JSONValue = [
             "note": "contact me at user5@example.com please",
-            "nested": ["list": ["+1-555-123-4567", 42, true, ["ip": "203.0.113.7"]]],
-            "x@example.com": "key kept",
+            "nested": ["list": ["+1-555-123-4567", 42, true, ["ip": "203.0.113.7", "cc": 4111111111111111]]],
+            "x@example.com": "key masked",
+            "by phone": ["+44 20 7946 0958": 1],
         ]
         let expected: JSONValue = [
             "note": "contact me at <EMAIL> please",
-            "nested": ["list": ["<PHONE>", 42, true, ["ip": "<IPV4>"]]],
-            "x@example.com": "key kept",
+            "nested": ["list": ["<PHONE>", 42, true, ["ip": "<IPV4>", "cc": "<CARD>"]]],
+            "<EMAIL>": "key masked",
+            "by phone": ["<PHONE>": 1],
         ]
         #expect(masker.mask(event) == expected)
+        // Nothing to mask: the very same value (no copy).
+        let clean: JSONValue = ["a": ["b": 1, "c": "text"], "n": 1733000000000]
+        #expect(masker.mask(clean) == clean)
+    }
+
+    /// A JSON number is a card when its digits are 13–19, Luhn-valid, led by 2–6; a phone when
+    /// they are a North American number (10, or 11 led by 1) or E.164 without `+` (11–15 led by
+    /// 2–9). Timestamps, counters and amounts stay numbers.
+    @Test func numbersThatAreCardOrPhoneNumbers() {
+        let masker = PIIMasker(operators: PIIMaskMiddleware.defaultOperators, key: key)
+        let cases: [(JSONValue, JSONValue)] = [
+            (4111111111111111, "************1111"),         // Visa test number
+            (5555555555554444, "************4444"),         // Mastercard
+            (378282246310005, "***********0005"),           // Amex, 15 digits
+            (-4111111111111111, "************1111"),        // the sign does not hide it
+            (.double(4111111111111111), "************1111"), // written as 4111111111111111.0
+            (14155552671, "*******2671"),                   // +1 415 555 2671 without +
+            (4155552671, "******2671"),                     // national (NANP)
+            (4915112345678, "*********5678"),               // +49 151 12345678 without +
+            (33612345678, "*******5678"),                   // +33 6 12 34 56 78 without +
+            (447911123456, "********3456"),                 // +44 7911 123456 without +
+        ]
+        for (number, masked) in cases {
+            #expect(masker.mask(["n": number]) == ["n": masked], "\(number)")
+        }
+        let kept: [JSONValue] = [
+            1733000000000,        // epoch milliseconds (Luhn-valid: 13 digits led by 1)
+            1733000000000003,     // epoch microseconds
+            1733000000,           // epoch seconds
+            4111111111111112,     // 16 digits, not Luhn-valid: neither a card nor a phone
+            1234567890,           // 10 digits led by 1
+            5551234567,           // exchange 123: not a North American number
+            42, 0, -17, 999_999_999, 1_000_000_000_000_000_000,
+            .double(4111111111111111.5), .double(3.14159), .double(1e300),
+            "5551234567",         // the text rules for strings are unchanged
+        ]
+        for value in kept {
+            #expect(masker.mask(["n": value]) == ["n": value], "\(value)")
+        }
+        // Each operator on a number; kinds turned off are left alone.
+        #expect(PIIMasker(operators: [.card: .replace], key: key).mask(4111111111111111) == "<CARD>")
+        #expect(PIIMasker(operators: [.card: .redact], key: key).mask(4111111111111111) == "")
+        let pseudonym = PIIMasker(operators: [.card: .pseudonym], key: key)
+        #expect(pseudonym.mask(4111111111111111) == .string(pseudonym.mask("4111111111111111")), "the number's pseudonym is its text's")
+        #expect(PIIMasker(operators: [.email: .replace], key: key).mask(4111111111111111) == 4111111111111111)
+        #expect(PIIMasker(operators: [.card: .mask], key: key).mask(14155552671) == 14155552671)
+    }
+
+    /// Masked keys stay unique: one that meets a kept key or an earlier masked key gets the first
+    /// free `~N`, in member order, whatever the keys were.
+    @Test func maskedKeysThatCollideGetASuffix() {
+        let replace = PIIMasker(operators: [.email: .replace], key: key)
+        let object = try! JSONParser().parse(#"{"a@example.com": 1, "<EMAIL>": 2, "b@example.com": 3, "<EMAIL>~2": 4, "c@example.com": 5}"#)
+        let masked = replace.mask(object)
+        #expect(masked.objectValue?.keys == ["<EMAIL>~3", "<EMAIL>", "<EMAIL>~4", "<EMAIL>~2", "<EMAIL>~5"])
+        #expect(masked.objectValue.map { (0..<5).map { i in $0[$0.keys[i]]! } } == [1, 2, 3, 4, 5])
+        #expect(replace.mask(object) == masked, "deterministic")
+        let redact = PIIMasker(operators: [.card: .redact], key: key)
+        #expect(redact.mask(try! JSONParser().parse(#"{"4111111111111111": "a", "5555555555554444": "b"}"#)).objectValue?.keys == ["", "~2"])
+        // Thousands of colliding keys: each gets its own suffix.
+        var many = JSONObject()
+        for i in 0..<3000 { many["user\(i)@example.com"] = .int(Int64(i)) }
+        let keys = replace.mask(.object(many)).objectValue?.keys ?? []
+        #expect(keys.count == 3000 && Set(keys).count == 3000 && keys[0] == "<EMAIL>" && keys[2999] == "<EMAIL>~3000")
     }
 }
 
@@ -189,6 +255,36 @@ struct PIIMaskMiddlewareTests {
         #expect(out[0]["user"]?["attributes"] == ["plan": "pro"])
         // A pseudonym is not pseudonymised again by a later stage.
         #expect(try await run([["user_id": .string(user)]]) == [["user_id": .string(user)]])
+    }
+
+    /// A numeric user id is pseudonymised as its decimal text (the number 42 and the string
+    /// "42" are one user), before the number rules could take it for a phone or card number.
+    @Test func numericUserIDsArePseudonymised() async throws {
+        let masker = PIIMasker(operators: [:], key: Array(key.utf8))
+        let out = try await run([["user": ["id": 42]], ["user_id": 4111111111111111], ["user": ["id": "42"]], ["user_id": 4155552671]])
+        #expect(out[0]["user"]?["id"] == .string(masker.pseudonymousUserID("42")))
+        #expect(out[1]["user_id"] == .string(masker.pseudonymousUserID("4111111111111111")))
+        #expect(out[2]["user"]?["id"] == out[0]["user"]?["id"])
+        #expect(out[3]["user_id"] == .string(masker.pseudonymousUserID("4155552671")))
+        let mask = try PIIMaskMiddleware(manifest: manifest(), pseudonymKey: key)
+        #expect(mask.subjects(of: ["user": ["id": 42], "user_id": "42"]) == [masker.pseudonymousUserID("42")])
+        #expect(mask.subjects(of: ["user": ["id": true], "user_id": .null]) == [])
+        let given = masker.pseudonymousUserID("u-1")
+        #expect(mask.subjects(of: ["user_id": .string(given)]) == [given], "a pseudonym is its own subject")
+    }
+
+    /// The invoker exposes a function's pii-mask, which the stream trigger applies to what it
+    /// dead-letters; a function without one has none.
+    @Test func theInvokerFindsThePIIMaskInTheChain() async throws {
+        var registry = FunctionRegistry()
+        registry.register("h") { _ in ClosureEventFunction { chunk, _ in chunk.events.map { .forward($0) } } }
+        let masked = Manifest(name: "f", handler: "h", triggers: [.stream("f")], middleware: ["deadline", "pii-mask"], file: "f.yaml")
+        let function = try await registry.makeHandler(FunctionSetup(manifest: masked, logger: logger, resources: resources(key: key))) as! any EventFunction
+        let mask = try #require(FunctionInvoker(manifest: masked, function: function, logger: logger).piiMask)
+        #expect(mask.mask(["cc": 4111111111111111]) == ["cc": "************1111"])
+        let plain = Manifest(name: "g", handler: "h", triggers: [.stream("g")], middleware: ["deadline"], file: "g.yaml")
+        let other = try await registry.makeHandler(FunctionSetup(manifest: plain, logger: logger, resources: resources(key: key))) as! any EventFunction
+        #expect(FunctionInvoker(manifest: plain, function: other, logger: logger).piiMask == nil)
     }
 
     @Test func operatorsAndFieldsComeFromTheManifest() async throws {

@@ -17,6 +17,18 @@ public struct FunctionInvoker: Sendable {
         self.logger = logger
     }
 
+    /// The function's `pii-mask` middleware, when it declares one: what is kept of a chunk the
+    /// function could not handle (a dead letter) is masked by it, so that a function that masks
+    /// never stores a raw chunk.
+    public var piiMask: PIIMaskMiddleware? {
+        var current: any EventFunction = function
+        while let chain = current as? MiddlewareChain {
+            if let mask = chain.middleware as? PIIMaskMiddleware { return mask }
+            current = chain.next
+        }
+        return nil
+    }
+
     /// Runs the function on `chunk` as delivery number `attempt`.
     /// - Returns: one outcome per event, every `forward` naming a declared output (or none).
     /// - Throws: ``FunctionError``: what the function threw, classified, or the permanent

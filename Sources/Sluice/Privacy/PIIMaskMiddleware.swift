@@ -78,14 +78,42 @@ public struct PIIMaskMiddleware: Middleware {
         return try await next.handle(masked, context: context)
     }
 
-    /// The event with its user ids pseudonymised and its strings masked.
+    /// The event with its user ids pseudonymised and its strings, keys and numbers masked.
     public func mask(_ value: JSONValue) -> JSONValue {
         var value = value
         for path in userFields {
-            guard let id = value.value(at: path)?.stringValue, !PIIMasker.isPseudonymousUserID(id) else { continue }
-            value.setValue(.string(pseudonyms.value(for: id) { masker.pseudonymousUserID($0) }), at: path)
+            guard let id = value.value(at: path).flatMap(Self.userID), !PIIMasker.isPseudonymousUserID(id) else { continue }
+            value.setValue(.string(pseudonym(of: id)), at: path)
         }
         return masker.mask(value)
+    }
+
+    /// The pseudonym of a user id (one already a pseudonym is kept).
+    public func pseudonym(of id: String) -> String {
+        PIIMasker.isPseudonymousUserID(id) ? id : pseudonyms.value(for: id) { masker.pseudonymousUserID($0) }
+    }
+
+    /// The pseudonyms of the user ids `value` holds at the user fields, in field order, without
+    /// repeats: the subjects a stored copy of `value` belongs to (erasure finds it by them).
+    public func subjects(of value: JSONValue) -> [String] {
+        var found: [String] = []
+        for path in userFields {
+            guard let id = value.value(at: path).flatMap(Self.userID) else { continue }
+            let pseudonym = pseudonym(of: id)
+            if !found.contains(pseudonym) { found.append(pseudonym) }
+        }
+        return found
+    }
+
+    /// A user id as text: a string as it is, a number as its decimal form (`42`, so that the
+    /// number 42 and the string "42" are one user); `nil` for anything else.
+    public static func userID(_ value: JSONValue) -> String? {
+        switch value {
+        case .string(let id): return id
+        case .int(let id): return String(id)
+        case .double(let id) where id.isFinite: return JSONValue.double(id).serializedString
+        default: return nil
+        }
     }
 }
 

@@ -12,8 +12,15 @@ public enum PIIOperator: String, Sendable, CaseIterable {
     case pseudonym
 }
 
-/// Applies an operator to every piece of personal data the scanner finds, in any string at any
-/// depth of a JSON value (object keys are left as they are).
+/// Applies an operator to every piece of personal data the scanner finds, in any string, object
+/// key or number at any depth of a JSON value.
+///
+/// A number that is a card or phone number (``PIIScanner/entity(ofNumberDigits:)``) becomes the
+/// string the operator makes of its digits (`4111111111111111` → `"************1111"` with
+/// `mask`, `"<CARD>"` with `replace`, `"<CARD:…>"` with `pseudonym`, `""` with `redact`). An
+/// object key is masked like a string; when a masked key meets a key the object already holds
+/// (or another masked key), it gets `~2`, `~3`, … (the first free one, in member order): keys
+/// stay unique and the outcome depends only on the object.
 public struct PIIMasker: Sendable {
     public let scanner: PIIScanner
     public let operators: [PIIEntity: PIIOperator]
@@ -41,31 +48,55 @@ public struct PIIMasker: Sendable {
         var position = 0
         for match in matches {
             output += bytes[position..<match.range.lowerBound]
-            let found = bytes[match.range]
-            switch operators[match.entity] ?? .replace {
-            case .mask:
-                var keep = 4
-                var masked = Array(found)
-                for index in masked.indices.reversed() where PIIScanner.isAlnum(masked[index]) {
-                    if keep > 0 { keep -= 1 } else { masked[index] = UInt8(ascii: "*") }
-                }
-                output += masked
-            case .redact:
-                break
-            case .replace:
-                output += Array(match.entity.placeholder.utf8)
-            case .pseudonym:
-                output += Array("<\(match.entity.rawValue.uppercased()):".utf8)
-                output += Self.letters(HMACSHA256.authenticationCode(for: Array(match.entity.rawValue.utf8) + [0] + Array(found), key: key).prefix(8))
-                output.append(UInt8(ascii: ">"))
-            }
+            append(bytes[match.range], as: match.entity, to: &output)
             position = match.range.upperBound
         }
         output += bytes[position...]
         return String(decoding: output, as: UTF8.self)
     }
 
-    /// `value` with every string masked.
+    /// What the entity's operator makes of `found`, appended to `output`.
+    func append(_ found: some Collection<UInt8>, as entity: PIIEntity, to output: inout [UInt8]) {
+        switch operators[entity] ?? .replace {
+        case .mask:
+            var keep = 4
+            var masked = Array(found)
+            for index in masked.indices.reversed() where PIIScanner.isAlnum(masked[index]) {
+                if keep > 0 { keep -= 1 } else { masked[index] = UInt8(ascii: "*") }
+            }
+            output += masked
+        case .redact:
+            break
+        case .replace:
+            output += Array(entity.placeholder.utf8)
+        case .pseudonym:
+            output += Array("<\(entity.rawValue.uppercased()):".utf8)
+            output += Self.letters(HMACSHA256.authenticationCode(for: Array(entity.rawValue.utf8) + [0] + Array(found), key: key).prefix(8))
+            output.append(UInt8(ascii: ">"))
+        }
+    }
+
+    /// The masked string of a number that is a card or phone number, or `nil` for any other
+    /// number. Integers (and doubles that hold one below 10^19) are judged by the decimal
+    /// digits of their magnitude.
+    func masked(number value: JSONValue) -> String? {
+        let magnitude: UInt64
+        switch value {
+        case .int(let integer):
+            magnitude = integer.magnitude
+        case .double(let double) where double.rounded() == double && double.magnitude < 1e19:
+            magnitude = UInt64(double.magnitude)
+        default:
+            return nil
+        }
+        let digits = Array(String(magnitude).utf8)
+        guard let entity = scanner.entity(ofNumberDigits: digits.map { $0 - 48 }), operators[entity] != nil else { return nil }
+        var output: [UInt8] = []
+        append(digits, as: entity, to: &output)
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// `value` with every string, object key and number masked.
     public func mask(_ value: JSONValue) -> JSONValue { masked(value) ?? value }
 
     /// `value` with every string masked, or `nil` when nothing in it changed (most events hold
@@ -83,15 +114,59 @@ public struct PIIMasker: Sendable {
             }
             return copy.map(JSONValue.array)
         case .object(let object):
-            var copy: JSONObject?
-            for (key, member) in object {
-                guard let changed = masked(member) else { continue }
-                if copy == nil { copy = object }
-                copy![key] = changed
+            var members: [(key: String, value: JSONValue)]?
+            var maskedKeys: [Int] = []
+            for (index, (key, member)) in object.enumerated() {
+                let newKey = masked(key), newMember = masked(member)
+                guard newKey != nil || newMember != nil else { continue }
+                if members == nil { members = Array(object) }
+                if let newKey {
+                    members![index].key = newKey
+                    maskedKeys.append(index)
+                }
+                if let newMember { members![index].value = newMember }
             }
-            return copy.map(JSONValue.object)
+            guard var members else { return nil }
+            if !maskedKeys.isEmpty { Self.makeKeysUnique(&members, masked: maskedKeys) }
+            return .object(JSONObject(uncheckedMembers: members))
+        case .int, .double:
+            return masked(number: value).map(JSONValue.string)
         default:
             return nil
+        }
+    }
+
+    /// `keys` (a header's column names, say) masked like an object's keys: unique if they were.
+    public func maskKeys(_ keys: [String]) -> [String] {
+        var members = keys.map { (key: $0, value: JSONValue.null) }
+        var maskedKeys: [Int] = []
+        for index in members.indices {
+            guard let newKey = masked(members[index].key) else { continue }
+            members[index].key = newKey
+            maskedKeys.append(index)
+        }
+        if !maskedKeys.isEmpty { Self.makeKeysUnique(&members, masked: maskedKeys) }
+        return members.map(\.key)
+    }
+
+    /// Gives each masked key (`masked`, member indices in order) that meets a key the object
+    /// holds, or an earlier masked key, the first free `~2`, `~3`, … suffix. Keys left as they
+    /// were are unique already (the parser refuses duplicates).
+    static func makeKeysUnique(_ members: inout [(key: String, value: JSONValue)], masked: [Int]) {
+        let maskedSet = Set(masked)
+        var taken = Set<String>()
+        for index in members.indices where !maskedSet.contains(index) { taken.insert(members[index].key) }
+        var nextSuffix: [String: Int] = [:]
+        for index in masked {
+            let base = members[index].key
+            var key = base, suffix = nextSuffix[base] ?? 2
+            while taken.contains(key) {
+                key = "\(base)~\(suffix)"
+                suffix += 1
+            }
+            nextSuffix[base] = suffix
+            taken.insert(key)
+            members[index].key = key
         }
     }
 

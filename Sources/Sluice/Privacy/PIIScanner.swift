@@ -294,6 +294,28 @@ public struct PIIScanner: Sendable {
         return nil
     }
 
+    /// The kind of personal data a JSON number is, from its decimal digits alone (values 0–9,
+    /// the sign and any fraction already left out): numbers carry no separators, so the rules
+    /// are narrower than for text, to spare counters, amounts and timestamps.
+    /// - card: 13 to 19 digits, Luhn-valid, starting with 2–6 (the issuers of payment cards;
+    ///   a leading 1 is left out so that epoch times in milliseconds or finer, which start with 1
+    ///   until 2286 and pass Luhn one time in ten, are never cards);
+    /// - phone: 10 digits of the North American plan (`NXXNXXXXXX`, N 2–9), 11 digits `1` and
+    ///   such a number, or 11 to 15 digits starting with 2–9 (E.164 written without its `+`).
+    public func entity(ofNumberDigits digits: [UInt8]) -> PIIEntity? {
+        guard let first = digits.first else { return nil }
+        if entities.contains(.card), (13...19).contains(digits.count), (2...6).contains(first), Self.luhnIsValid(digits) {
+            return .card
+        }
+        if entities.contains(.phone) {
+            func plan(_ at: Int) -> Bool { digits[at] >= 2 && digits[at + 3] >= 2 }
+            if digits.count == 10 && plan(0) { return .phone }
+            if digits.count == 11 && first == 1 && plan(1) { return .phone }
+            if (11...15).contains(digits.count) && first >= 2 { return .phone }
+        }
+        return nil
+    }
+
     static func luhnIsValid(_ digits: [UInt8]) -> Bool {
         var sum = 0
         for (position, digit) in digits.reversed().enumerated() {

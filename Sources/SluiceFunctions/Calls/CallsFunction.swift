@@ -39,6 +39,9 @@ public struct CallsFunction: HTTPFunction {
     let pseudonymKey: String?
     /// The `pii-mask` of each callable function, built once.
     let maskers = MaskerCache()
+    /// validate's pii-mask: the pseudonyms of a call's user ids, recorded with the call
+    /// (`async_calls.subjects`) so that an erasure finds the call by equality.
+    let pipelineMask: PIIMaskMiddleware
 
     public init(setup: FunctionSetup) throws {
         pool = try setup.resources.require(PostgresPool.self)
@@ -54,6 +57,7 @@ public struct CallsFunction: HTTPFunction {
         callbacks = CallbackURLPolicy(resources: setup.resources)
         signingSecret = setup.resources.get(RuntimeConfiguration.self)?.webhookSecret.map { Array($0.utf8) }
         pseudonymKey = setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey
+        pipelineMask = try PipelinePII.mask(setup: setup)
     }
 
     public var backgroundServices: [any Service] { [CallWorker(function: self)] }
@@ -126,10 +130,15 @@ public struct CallsFunction: HTTPFunction {
         let id = UUID().uuidString.lowercased()
         // The caller's trace (the gateway always passes one) follows the call to its callback.
         let trace = TraceContext.traceID(in: request.headers)
+        var subjects: [String] = [], seen: Set<String> = []
+        for event in events {
+            for subject in pipelineMask.subjects(of: event) where seen.insert(subject).inserted { subjects.append(subject) }
+        }
         do {
             try await pool.query("""
-                INSERT INTO async_calls (id, function, events, callback_url, trace_id, created_by) VALUES ($1::uuid, $2, $3::jsonb, $4, $5, $6)
-                """, [id, name, masked.serializedString, callback, trace, caller.ownerKey])
+                INSERT INTO async_calls (id, function, events, callback_url, trace_id, created_by, subjects)
+                VALUES ($1::uuid, $2, $3::jsonb, $4, $5, $6, $7::text[])
+                """, [id, name, masked.serializedString, callback, trace, caller.ownerKey, PostgresArray.literal(subjects)])
         } catch {
             throw Self.unavailable
         }

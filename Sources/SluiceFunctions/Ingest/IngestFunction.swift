@@ -49,7 +49,9 @@ public struct IngestFunction: HTTPFunction {
         let config = manifest.config
         maxBody = Int(config["max_body_bytes"]?.intValue ?? 1 << 30)
         limits = UploadLimits(maxRecordBytes: Int(config["max_record_bytes"]?.intValue ?? 1 << 20))
-        csvMapping = try CSVColumnMapping(config: config["csv"], file: manifest.file)
+        var mapping = try CSVColumnMapping(config: config["csv"], file: manifest.file)
+        mapping.headerMasker = Self.headerMasker
+        csvMapping = mapping
         uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
         recordWait = try manifest.configDuration("record_wait", default: .seconds(10))
@@ -197,6 +199,12 @@ public struct IngestFunction: HTTPFunction {
         if let schema { answer["schema"] = schema }
         return JSONResponse(status: .accepted, value: .object(answer))
     }
+
+    /// Masks the column names of a CSV upload before the events or the job's schema hold them:
+    /// a file without a header row has its first record taken as one. The pipeline's kinds and
+    /// operators, with `replace` for those it pseudonymises (ingest holds no pseudonym key).
+    static let headerMasker = PIIMasker(
+        operators: PIIMaskMiddleware.defaultOperators.mapValues { $0 == .pseudonym ? .replace : $0 }, key: [])
 
     /// Feeds the body through `decoder`, publishing as it goes; answers the CSV schema.
     func receive<D: UploadDecoder>(_ body: RequestBody, decoder: D, into publisher: inout UploadPublisher) async throws -> JSONValue? {

@@ -7,17 +7,56 @@ import SluicePostgres
 /// `(stream, entry, position)` is unique, so an entry delivered again writes nothing twice.
 /// With `counts_as: quarantined` the job counts an event as quarantined only once its row is
 /// in PostgreSQL.
+///
+/// Each row's `subject` is the pseudonym of the event's user id (at the manifest's
+/// `config.pii.user_fields`, by default `event.user.id` and `event.user_id`; for a record that
+/// did not parse, at `user.id` or `user_id` of its text when that is a JSON object), so that an
+/// erasure finds it by equality; `NULL` when there is none. Events of an erased subject are
+/// fenced like load's (``ErasureFence``): not stored, dropped as `no_consent`.
 public struct QuarantineFunction: EventFunction {
     let pool: PostgresPool
     let stream: String
+    /// The user fields of the items, and the pseudonyms of their ids (`nil` without `pii-mask`:
+    /// then only ids that are pseudonyms already are recorded).
+    let mask: PIIMaskMiddleware?
+    let userFields: [JSONPath]
 
     public init(setup: FunctionSetup) throws {
         pool = try setup.resources.require(PostgresPool.self)
         stream = setup.manifest.inputStream ?? setup.manifest.name
+        if setup.manifest.middleware.contains("pii-mask") {
+            let mask = try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey)
+            self.mask = mask
+            userFields = setup.manifest.config["pii"]?["user_fields"] == nil ? Self.defaultUserFields : mask.userFields
+        } else {
+            mask = nil
+            userFields = Self.defaultUserFields
+        }
+    }
+
+    static let defaultUserFields = [JSONPath("event.user.id"), JSONPath("event.user_id")]
+
+    /// The pseudonym of the subject of one quarantine item, or `nil`.
+    func subject(of item: JSONValue) -> String? {
+        var paths = userFields
+        var value = item
+        if case .string(let raw)? = item["raw"] {
+            // A record that did not parse as an event may still be a JSON object (too long, say).
+            guard raw.utf8.first == UInt8(ascii: "{"), let parsed = try? JSONParser().parse(raw), case .object = parsed else { return nil }
+            value = parsed
+            paths = [JSONPath("user.id"), JSONPath("user_id")]
+        }
+        for path in paths {
+            guard let id = value.value(at: path).flatMap(PIIMaskMiddleware.userID), !id.isEmpty else { continue }
+            if PIIMasker.isPseudonymousUserID(id) { return id }
+            if let mask { return mask.pseudonym(of: id) }
+        }
+        return nil
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
         var functions: [String] = [], reasons: [String] = [], lines: [String] = [], raws: [String] = [], positions: [String] = []
+        var subjects: [String?] = []
         for (position, event) in chunk.events.enumerated() {
             functions.append(event.value["function"]?.stringValue ?? "unknown")
             reasons.append(event.value["reason"]?.stringValue ?? "unknown")
@@ -28,23 +67,39 @@ public struct QuarantineFunction: EventFunction {
                 raws.append(event.value["event"]?.serializedString ?? event.value.serializedString)
             }
             positions.append(String(position))
+            subjects.append(subject(of: event.value))
         }
         let job = chunk.jobID.flatMap { SinkFunction.isUUID($0) ? $0 : nil }
+        let received = LoadFunction.timestamp(chunk.receivedAt ?? ValidateFunction.systemMilliseconds())
         let parameters: [String?] = [
             job, PostgresArray.literal(functions), PostgresArray.literal(reasons), PostgresArray.literal(lines),
-            PostgresArray.literal(raws), stream, chunk.identity, PostgresArray.literal(positions),
+            PostgresArray.literal(raws), stream, chunk.identity, PostgresArray.literal(positions), PostgresArray.literal(subjects), received,
         ]
+        let fenced: Set<Int>
         do {
-            try await pool.query("""
-                INSERT INTO quarantine (job_id, function, reason, line, raw, stream, entry_id, position)
-                SELECT $1::uuid, f, r, NULLIF(l, '')::integer, w, $6, $7, p::integer
-                FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $8::text[]) AS t(f, r, l, w, p)
-                ON CONFLICT (stream, entry_id, position) DO NOTHING
-                """, parameters)
+            fenced = try await pool.withTransaction { connection in
+                try ErasureFence.enter(on: connection)
+                let rows = try connection.query("""
+                    WITH items AS (
+                        SELECT f, r, l, w, p, s FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $8::text[], $9::text[]) AS t(f, r, l, w, p, s)
+                    ), fenced AS (
+                        SELECT p FROM items JOIN erasures e ON e.subject = items.s WHERE \(ErasureFence.condition(received: "$10::timestamptz"))
+                    ), written AS (
+                        INSERT INTO quarantine (job_id, function, reason, line, raw, stream, entry_id, position, subject)
+                        SELECT $1::uuid, f, r, NULLIF(l, '')::integer, w, $6, $7, p::integer, s
+                        FROM items WHERE p NOT IN (SELECT p FROM fenced)
+                        ON CONFLICT (stream, entry_id, position) DO NOTHING
+                    )
+                    SELECT p FROM fenced
+                    """, parameters)
+                return Set(rows.rows.compactMap { $0[0].flatMap { Int($0) } })
+            }
         } catch let error as PostgresError {
             throw FunctionError.retryable(error.code.rawValue, error.sqlState.map { "SQLSTATE \($0)" } ?? "database error")
         }
-        return chunk.events.map { .forward($0) }
+        return chunk.events.enumerated().map { position, event in
+            fenced.contains(position) ? .drop(reason: "no_consent") : .forward(event)
+        }
     }
 }
 

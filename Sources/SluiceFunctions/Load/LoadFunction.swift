@@ -16,6 +16,10 @@ import SluicePostgres
 /// cancelled or failed are dropped (`cancelled`, `job_failed`) and never loaded, and a job
 /// that fails concurrently waits for this transaction and then deletes what it loaded.
 ///
+/// Erased subjects are fenced in the same transaction: a row whose `user_id` is in `erasures`
+/// is not loaded but dropped as `no_consent` when the event was received before the erasure,
+/// or when no consent was granted to the subject after it (see ``ErasureFence``).
+///
 /// `job_id` and `received_at` come from the chunk; `loaded_at` is the database's clock at the
 /// insert.
 public struct LoadFunction: EventFunction {
@@ -77,15 +81,16 @@ public struct LoadFunction: EventFunction {
         let verdict: LoadVerdict
         do {
             verdict = try await pool.withTransaction { connection in
+                try ErasureFence.enter(on: connection)
                 if let job {
                     let status = try connection.query("SELECT status FROM jobs WHERE id = $1::uuid FOR SHARE", [job]).scalar
                     if status == "cancelled" { return .jobEnded("cancelled") }
                     if status == "failed" { return .jobEnded("job_failed") }
                 }
                 let recorded = try connection.query(
-                    "SELECT duplicates FROM load_ledger WHERE stream = $1 AND chunk_id = $2", [stream, chunkKey])
+                    "SELECT duplicates, erased FROM load_ledger WHERE stream = $1 AND chunk_id = $2", [stream, chunkKey])
                 if let row = recorded.rows.first {
-                    return .recorded(duplicates: PostgresArray.parse(row[0] ?? "{}"))
+                    return .recorded(duplicates: PostgresArray.parse(row[0] ?? "{}"), erased: Set(PostgresArray.parse(row[1] ?? "{}")))
                 }
                 try connection.executeUnparameterized("""
                     CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
@@ -94,6 +99,11 @@ public struct LoadFunction: EventFunction {
                 guard copied == expected else {
                     throw FunctionError.retryable("row_count_mismatch", "COPY took \(copied) rows of \(expected)")
                 }
+                let fenced = try connection.query("""
+                    DELETE FROM events_staging s USING erasures e
+                    WHERE s.user_id = e.subject AND \(ErasureFence.condition(received: "s.received_at"))
+                    RETURNING s.event_id
+                    """)
                 let inserted = try connection.query("""
                     INSERT INTO events (\(Self.columnList))
                     SELECT DISTINCT ON (event_id) \(Self.columnList) FROM events_staging ORDER BY event_id
@@ -101,12 +111,15 @@ public struct LoadFunction: EventFunction {
                     RETURNING event_id
                     """)
                 var fresh = Set(inserted.rows.compactMap { $0[0] })
+                // An id whose every copy was fenced is erased; one that was also loaded (another
+                // copy, of another user) is counted as usual.
+                let erased = Set(fenced.rows.compactMap { $0[0] }).subtracting(fresh)
                 var duplicates: [String] = []
-                for (_, id) in idList where fresh.remove(id) == nil { duplicates.append(id) }
-                try connection.query(
-                    "INSERT INTO load_ledger (stream, chunk_id, loaded, duplicates) VALUES ($1, $2, $3::integer, $4::text[])",
-                    [stream, chunkKey, String(inserted.rows.count), PostgresArray.literal(duplicates)])
-                return .inserted(duplicates: duplicates)
+                for (_, id) in idList where !erased.contains(id) && fresh.remove(id) == nil { duplicates.append(id) }
+                try connection.query("""
+                    INSERT INTO load_ledger (stream, chunk_id, loaded, duplicates, erased) VALUES ($1, $2, $3::integer, $4::text[], $5::text[])
+                    """, [stream, chunkKey, String(inserted.rows.count), PostgresArray.literal(duplicates), PostgresArray.literal(erased.sorted())])
+                return .inserted(duplicates: duplicates, erased: erased)
             }
         } catch let error as PostgresError {
             // A row the table refuses (a bad timestamp, say) fails the whole COPY: retrying cannot
@@ -118,13 +131,17 @@ public struct LoadFunction: EventFunction {
         switch verdict {
         case .jobEnded(let reason):
             return chunk.events.map { _ in .drop(reason: reason) }
-        case .inserted(let duplicates), .recorded(let duplicates):
+        case .inserted(let duplicates, let erased), .recorded(let duplicates, let erased):
             // The duplicates list names an id once per surplus occurrence, in chunk order.
             var surplus: [String: Int] = [:]
             for id in duplicates { surplus[id, default: 0] += 1 }
             var seen: Set<String> = []
             let total = Dictionary(ids.map { ($0.id, 1) }, uniquingKeysWith: +)
             for (position, id) in ids {
+                if erased.contains(id) {
+                    outcomes[position] = .drop(reason: "no_consent")
+                    continue
+                }
                 // Of the occurrences of an id, the last `surplus` ones are duplicates.
                 let first = seen.insert(id).inserted
                 let loadedOccurrences = total[id]! - surplus[id, default: 0]
@@ -140,8 +157,8 @@ public struct LoadFunction: EventFunction {
 
     enum LoadVerdict: Sendable {
         case jobEnded(String)
-        case inserted(duplicates: [String])
-        case recorded(duplicates: [String])
+        case inserted(duplicates: [String], erased: Set<String>)
+        case recorded(duplicates: [String], erased: Set<String>)
     }
 
     /// Unix milliseconds as an ISO 8601 UTC timestamp PostgreSQL reads.

@@ -24,6 +24,9 @@ public struct PrivacyFunction: HTTPFunction {
     let redis: RedisClient
     let keys: StreamKeys
     let masker: PIIMasker
+    /// validate's pii-mask: the user fields of a call's events (for calls queued before their
+    /// subjects were recorded).
+    let pipelineMask: PIIMaskMiddleware
     let logger: Logger
 
     public init(setup: FunctionSetup) throws {
@@ -39,6 +42,7 @@ public struct PrivacyFunction: HTTPFunction {
         self.pool = pool
         self.logger = logger
         masker = PIIMasker(operators: [:], key: key)
+        pipelineMask = try PipelinePII.mask(setup: setup)
         self.redis = redis
         self.keys = keys
     }
@@ -49,17 +53,27 @@ public struct PrivacyFunction: HTTPFunction {
 
     public func addRoutes(to router: Router<BasicRequestContext>) {
         router.put("/api/v1/consents/{subject}") { request, context -> JSONResponse in
-            try await self.putConsent(try context.parameters.require("subject"), request: request)
+            try await self.putConsent(try Self.subject(in: context), request: request)
         }
         router.get("/api/v1/consents/{subject}") { request, context -> JSONResponse in
-            try await self.consents(try context.parameters.require("subject"), request: request)
+            try await self.consents(try Self.subject(in: context), request: request)
         }
         router.delete("/api/v1/subjects/{subject}") { request, context -> JSONResponse in
-            try await self.erase(try context.parameters.require("subject"), request: request)
+            try await self.erase(try Self.subject(in: context), request: request)
         }
         router.get("/api/v1/audit") { request, _ -> JSONResponse in
             try await self.audit(request)
         }
+    }
+
+    /// The `{subject}` of the path, percent-decoded (`50%25` is the user id `50%`): the router
+    /// hands path parameters over as sent.
+    static func subject(in context: BasicRequestContext) throws -> String {
+        let sent = try context.parameters.require("subject")
+        guard let subject = sent.removingPercentEncoding else {
+            throw Problem(.badRequest, code: "invalid_subject", detail: "the subject is not a valid percent-encoded path segment")
+        }
+        return subject
     }
 
     static let unavailable = Problem(.serviceUnavailable, code: "privacy_unavailable", detail: "the consent store is not available; try again")
@@ -131,27 +145,34 @@ public struct PrivacyFunction: HTTPFunction {
         return JSONResponse(status: .ok, value: ["subject": .string(pseudonym), "consents": .array(consents)])
     }
 
-    /// Erases a subject in one transaction: rows of the warehouse (by user id), of the
-    /// quarantine and of asynchronous calls (by the pseudonym, or the id as a JSON string, in
-    /// their text: records that did not parse hold the id in clear), a withdrawal for every
-    /// purpose, and the audit row with the counts.
+    /// Erases a subject in one transaction, everything by equality on its pseudonym, never by a
+    /// search of text: rows of the warehouse (`user_id`), of the quarantine (`subject`) and of
+    /// asynchronous calls (`subjects`); the subject is entered in `erasures` (the fence load and
+    /// quarantine check, so events on their way are not stored) and a withdrawal for every
+    /// purpose is recorded (so later events are dropped); the audit row holds the counts. The
+    /// fence's lock is taken first: the stores in progress finish before the deletes, and no
+    /// store writes between them and the commit.
     func erase(_ subject: String, request: Request) async throws -> JSONResponse {
         let pseudonym = try pseudonym(of: subject)
-        let quoted = JSONValue.string(subject).serializedString
         let actor = AuditEntry.actor(of: request), requestID = AuditEntry.requestID(of: request)
         let started = ContinuousClock.now
+        let mask = pipelineMask
         let result: (events: Int, quarantine: Int, calls: Int, at: String, audit: Int64)
         do {
             result = try await pool.withTransaction { connection in
+                try ErasureFence.close(on: connection)
+                try Self.recordCallSubjects(on: connection, mask: mask)
                 let events = Int(try connection.query("WITH gone AS (DELETE FROM events WHERE user_id = $1 RETURNING 1) SELECT count(*) FROM gone",
                                                       [pseudonym]).scalar ?? "") ?? 0
                 let quarantine = Int(try connection.query("""
-                    WITH gone AS (DELETE FROM quarantine WHERE strpos(raw, $1) > 0 OR strpos(raw, $2) > 0 RETURNING 1) SELECT count(*) FROM gone
-                    """, [pseudonym, quoted]).scalar ?? "") ?? 0
+                    WITH gone AS (DELETE FROM quarantine WHERE subject = $1 RETURNING 1) SELECT count(*) FROM gone
+                    """, [pseudonym]).scalar ?? "") ?? 0
                 let calls = Int(try connection.query("""
-                    WITH gone AS (DELETE FROM async_calls WHERE strpos(events::text, $1) > 0 OR strpos(events::text, $2) > 0 RETURNING 1)
-                    SELECT count(*) FROM gone
-                    """, [pseudonym, quoted]).scalar ?? "") ?? 0
+                    WITH gone AS (DELETE FROM async_calls WHERE subjects @> ARRAY[$1]::text[] RETURNING 1) SELECT count(*) FROM gone
+                    """, [pseudonym]).scalar ?? "") ?? 0
+                try connection.query("""
+                    INSERT INTO erasures (subject) VALUES ($1) ON CONFLICT (subject) DO UPDATE SET erased_at = clock_timestamp()
+                    """, [pseudonym])
                 let at = try connection.query("""
                     INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, '*', false, 'erasure')
                     ON CONFLICT (subject, purpose) DO UPDATE SET granted = false, source = 'erasure', updated_at = clock_timestamp()
@@ -179,6 +200,23 @@ public struct PrivacyFunction: HTTPFunction {
             "audit_id": .int(result.audit),
             "duration_ms": .int(Int64(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)),
         ])
+    }
+
+    /// Records the subjects of calls queued before calls recorded them (`subjects` NULL: queued
+    /// by a build older than migration 12), so that the erasure finds them by equality too. Once
+    /// done, later erasures find none to do.
+    static func recordCallSubjects(on connection: PostgresConnection, mask: PIIMaskMiddleware) throws {
+        let rows = try connection.query("SELECT id::text, events::text FROM async_calls WHERE subjects IS NULL FOR UPDATE")
+        for row in rows.rows {
+            guard let id = row[0] else { continue }
+            var subjects: [String] = [], seen: Set<String> = []
+            if let text = row[1], case .array(let events)? = try? JSONParser().parse(text) {
+                for event in events {
+                    for subject in mask.subjects(of: event) where seen.insert(subject).inserted { subjects.append(subject) }
+                }
+            }
+            try connection.query("UPDATE async_calls SET subjects = $2::text[] WHERE id = $1::uuid", [id, PostgresArray.literal(subjects)])
+        }
     }
 
     /// Announces a change to every consent cache; a failure is logged, and caches then catch up

@@ -20,6 +20,8 @@ public struct WarehouseFunction: HTTPFunction {
     let maxWindows: Int
     /// How often the rollups of the summary are brought up to date.
     let rollupInterval: Duration
+    /// validate's pii-mask: what a `PUT` stores is masked as the pipeline masks events.
+    let mask: PIIMaskMiddleware
 
     /// Columns a `PUT` sets (all of them: a missing one becomes null), by kind.
     static let textColumns = ["event_type", "user_id", "session_id", "source", "version", "device_type", "device_class",
@@ -35,6 +37,7 @@ public struct WarehouseFunction: HTTPFunction {
         maxRange = try setup.manifest.configDuration("max_range", default: .seconds(7 * 86400))
         maxWindows = Int(setup.manifest.config["max_windows"]?.intValue ?? 10_080)
         rollupInterval = try setup.manifest.configDuration("rollup_interval", default: .milliseconds(500))
+        mask = try PipelinePII.mask(setup: setup)
     }
 
     public var backgroundServices: [any Service] {
@@ -86,9 +89,11 @@ public struct WarehouseFunction: HTTPFunction {
 
     /// Replaces the record's columns with the body's (RFC 9110 PUT: a column the body leaves
     /// out becomes null). `event_id`, `job_id`, `received_at` and `loaded_at` belong to the
-    /// pipeline: the body may repeat them unchanged, not change them.
+    /// pipeline: the body may repeat them unchanged, not change them. The other columns are
+    /// masked as validate's pii-mask masks events (a `user_id` becomes its pseudonym, a number
+    /// given there its decimal form's; personal data in strings, keys and numbers is masked).
     func replace(_ eventID: String, request: Request) async throws -> JSONResponse {
-        guard case .object(let fields) = try await request.decodeJSON(limit: 1 << 20) else {
+        guard case .object(var fields) = try await request.decodeJSON(limit: 1 << 20) else {
             throw Problem(.badRequest, code: "invalid_record", detail: "the body must be a JSON object of the record's columns")
         }
         let known = Set(Self.textColumns + Self.jsonColumns + ["event_time"] + Self.fixedColumns)
@@ -97,6 +102,11 @@ public struct WarehouseFunction: HTTPFunction {
         }
         if let given = fields["event_id"], given != .string(eventID) {
             throw Problem(.badRequest, code: "immutable_field", detail: "event_id is the record's key and cannot change", extra: ["field": "event_id"])
+        }
+        var columns = JSONObject()
+        for (column, value) in fields where Self.textColumns.contains(column) || Self.jsonColumns.contains(column) { columns[column] = value }
+        if case .object(let masked) = mask.mask(.object(columns)) {
+            for (column, value) in masked { fields[column] = value }
         }
         var assignments: [String] = []
         var parameters: [String?] = [eventID]
