@@ -26,6 +26,11 @@ struct CallWorkerIntegrationTests {
         var resources = Resources()
         resources.set(pool)
         resources.set(ManifestLoader(functionsDirectory: directory))
+        // The dead port is on loopback: allowed (that host and port only), so each attempt
+        // reaches connect() and fails there, as a callback to a host that is down does.
+        var runtime = RuntimeConfiguration()
+        runtime.callbackAllowHosts = ["127.0.0.1:1"]
+        resources.set(runtime)
         let manifest = Manifest(name: "calls", handler: "calls", triggers: [.http],
                                 config: ["call_timeout": "60s", "callback_attempts": 2, "callback_timeout": "2s"])
         let worker = CallWorker(function: try CallsFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources)))
