@@ -39,7 +39,9 @@ public struct HTTPAnswer: Sendable, Equatable {
 }
 
 /// Blocking libcurl calls, one easy handle per call, run on NIO's blocking thread pool.
-/// libcurl is initialised once per process, before the first handle.
+/// libcurl is initialised once per process, before the first handle. The calls are internal:
+/// everything outside this module sends through ``OutboundPolicy``, which checks and pins
+/// every address first.
 public enum Curl {
     /// At most this much of an answer's body is kept (for error messages).
     static let bodyLimit = 4096
@@ -47,9 +49,9 @@ public enum Curl {
     private static let initialized: Bool = curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK
 
     /// POSTs `body` to `url`; answers whatever status the server gave. Redirects are not
-    /// followed; only http and https are spoken.
+    /// followed; only http and https are spoken; no proxy is used.
     /// - Parameter resolve: `host:port:address` entries pinning names to checked addresses.
-    public static func post(url: String, headers: [String], body: [UInt8], timeout: Duration, connectTimeout: Duration = .seconds(5),
+    static func post(url: String, headers: [String], body: [UInt8], timeout: Duration, connectTimeout: Duration = .seconds(5),
                             resolve: [String] = []) async throws -> HTTPAnswer {
         try await NIOThreadPool.singleton.runIfActive {
             try postBlocking(url: url, headers: headers, body: body, timeout: timeout, connectTimeout: connectTimeout, resolve: resolve)
@@ -59,10 +61,11 @@ public enum Curl {
     /// Sends one message over SMTP (`smtp://` with STARTTLS as `tls` says, or `smtps://`).
     /// - Parameter caFile: a PEM bundle of the certificate authorities the server's certificate
     ///   is checked against, instead of the system's (a private CA).
-    public static func sendMail(url: String, from: String, to: [String], message: [UInt8], tls: MailTLS, timeout: Duration,
-                                caFile: String? = nil) async throws {
+    /// - Parameter resolve: `host:port:address` entries pinning names to checked addresses.
+    static func sendMail(url: String, from: String, to: [String], message: [UInt8], tls: MailTLS, timeout: Duration,
+                         caFile: String? = nil, resolve: [String] = []) async throws {
         try await NIOThreadPool.singleton.runIfActive {
-            try sendMailBlocking(url: url, from: from, to: to, message: message, tls: tls, timeout: timeout, caFile: caFile)
+            try sendMailBlocking(url: url, from: from, to: to, message: message, tls: tls, timeout: timeout, caFile: caFile, resolve: resolve)
         }
     }
 
@@ -113,6 +116,8 @@ public enum Curl {
         try check(sluice_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1))
         try check(sluice_curl_setopt_string(curl, CURLOPT_PROTOCOLS_STR, "http,https"))
         try check(sluice_curl_setopt_long(curl, CURLOPT_FOLLOWLOCATION, 0))
+        // No proxy from the environment (http_proxy, ALL_PROXY): it would resolve the name itself.
+        try check(sluice_curl_setopt_string(curl, CURLOPT_PROXY, ""))
         try check(sluice_curl_setopt_long(curl, CURLOPT_TIMEOUT_MS, milliseconds(timeout)))
         try check(sluice_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(connectTimeout)))
         try check(sluice_curl_setopt_long(curl, CURLOPT_POST, 1))
@@ -154,12 +159,15 @@ public enum Curl {
     }
 
     static func sendMailBlocking(url: String, from: String, to: [String], message: [UInt8], tls: MailTLS, timeout: Duration,
-                                 caFile: String?) throws {
+                                 caFile: String?, resolve: [String]) throws {
         guard initialized, let curl = curl_easy_init() else { throw CurlError(code: -1, message: "libcurl could not be initialised") }
         defer { curl_easy_cleanup(curl) }
         var recipients: UnsafeMutablePointer<curl_slist>?
         for address in to { recipients = curl_slist_append(recipients, "<\(address)>") }
         defer { curl_slist_free_all(recipients) }
+        var pins: UnsafeMutablePointer<curl_slist>?
+        for entry in resolve { pins = curl_slist_append(pins, entry) }
+        defer { curl_slist_free_all(pins) }
         let source = Source(message)
         let context = Unmanaged.passRetained(source)
         defer { context.release() }
@@ -167,6 +175,8 @@ public enum Curl {
         try check(sluice_curl_setopt_string(curl, CURLOPT_URL, url))
         try check(sluice_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1))
         try check(sluice_curl_setopt_string(curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps"))
+        try check(sluice_curl_setopt_string(curl, CURLOPT_PROXY, ""))
+        if pins != nil { try check(sluice_curl_setopt_slist(curl, CURLOPT_RESOLVE, pins)) }
         try check(sluice_curl_setopt_long(curl, CURLOPT_TIMEOUT_MS, milliseconds(timeout)))
         let level: curl_usessl = switch tls {
         case .required: CURLUSESSL_ALL

@@ -27,9 +27,12 @@ struct CallWorkerIntegrationTests {
         resources.set(pool)
         resources.set(ManifestLoader(functionsDirectory: directory))
         // The calls and warehouse functions mask as validate does: they need the pseudonym key.
-        var configuration = RuntimeConfiguration()
-        configuration.pseudonymKey = "an integration test's pseudonym key"
-        resources.set(configuration)
+        // The dead port is on loopback: allowed (that host and port only), so each attempt
+        // reaches connect() and fails there, as a callback to a host that is down does.
+        var runtime = RuntimeConfiguration()
+        runtime.pseudonymKey = "an integration test's pseudonym key"
+        runtime.callbackAllowHosts = ["127.0.0.1:1"]
+        resources.set(runtime)
         let manifest = Manifest(name: "calls", handler: "calls", triggers: [.http],
                                 config: ["call_timeout": "60s", "callback_attempts": 2, "callback_timeout": "2s"])
         let worker = CallWorker(function: try CallsFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources)))

@@ -1,5 +1,5 @@
 import Foundation
-import SluiceNotify
+@testable import SluiceNotify
 import Testing
 
 /// The libcurl wrapper against real servers: an aiosmtpd sink for SMTP (without STARTTLS, and
@@ -144,6 +144,36 @@ struct CurlIntegrationTests {
         let paths = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
             .compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }.compactMap { $0["path"] as? String }
         #expect(paths == ["/hook", "/redirect"], "the redirect to /hook was not followed")
+    }
+
+    /// The outbound policy in front of libcurl: a loopback spelling is refused before anything
+    /// is sent, an allowed host's redirect is answered and not followed.
+    @Test func theOutboundPolicySendsNothingToLoopbackAndFollowsNoRedirect() async throws {
+        let directory = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("tools").path
+        let port = Self.freePort(), log = "\(directory)/received.jsonl"
+        let receiver = try Self.start(try Self.python(), ["\(root)/webhook_receiver.py", String(port), log])
+        defer { receiver.terminate() }
+        let body = Array(#"{"a":1}"#.utf8)
+        let policy = OutboundPolicy(allowedHosts: ["127.0.0.1:\(port)"])
+        let redirected = try await Self.whenListening {
+            try await policy.post("http://127.0.0.1:\(port)/redirect", headers: [], body: body, timeout: .seconds(5))
+        }
+        #expect(redirected.status == 302)
+        for spelling in ["127.1", "2130706433", "0x7f.1", "0177.0.0.1", "localhost", "[::ffff:127.0.0.1]", "0"] {
+            await #expect(throws: OutboundPolicy.Refusal.privateAddress, "\(spelling)") {
+                try await policy.post("http://\(spelling):\(port)/hook", headers: [], body: body, timeout: .seconds(5))
+            }
+        }
+        let mail = OutboundPolicy(allowedHosts: ["127.0.0.1:\(port)"], schemes: ["smtp", "smtps"])
+        await #expect(throws: OutboundPolicy.Refusal.privateAddress) {
+            try await mail.sendMail("smtp://127.1:\(port)", from: "a@example.test", to: ["b@example.test"], message: Self.message, tls: .off,
+                                    timeout: .seconds(5))
+        }
+        let paths = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            .compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }.compactMap { $0["path"] as? String }
+        #expect(paths == ["/redirect"], "only the allowed request was sent, and its redirect not followed")
     }
 
     @Test func aClosedPortIsATransientError() async throws {

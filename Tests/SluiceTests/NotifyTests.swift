@@ -4,7 +4,7 @@ import Sluice
 @testable import SluiceNotify
 import Testing
 
-@Suite("Notify messages, signatures and the callback policy")
+@Suite("Notify messages and signatures")
 struct NotifyTests {
     let notice = JobNotice(jobID: "0b7c7e8e-1d2f-4a55-9f0e-3f1f5c7e2a10", status: "completed",
                            counts: ["received": 10, "loaded": 7, "quarantined": 1, "stale": 1, "duplicate": 1, "no_consent": 0],
@@ -78,29 +78,5 @@ struct NotifyTests {
         #expect(DeliveryWorker.retryAfter("Tue, 14 Nov 2023 22:13:10 GMT", now: now) == .zero, "a date in the past: now")
         #expect(DeliveryWorker.retryAfter("soon", now: now) == nil)
         #expect(DeliveryWorker.retryAfter("-3", now: now) == nil)
-    }
-
-    @Test func callbacksToInternalAddressesAreRefused() throws {
-        let policy = CallbackURLPolicy(allowedHosts: [])
-        for (url, refusal) in [
-            ("http://127.0.0.1:8080/x", CallbackURLPolicy.Refusal.privateAddress), ("http://10.0.0.8/", .privateAddress),
-            ("http://172.20.1.1/", .privateAddress), ("http://192.168.1.1/", .privateAddress), ("http://169.254.169.254/latest/meta-data", .privateAddress),
-            ("http://100.64.0.1/", .privateAddress), ("http://0.0.0.0/", .privateAddress), ("http://[::1]/", .privateAddress),
-            ("http://[fd00::1]/", .privateAddress), ("http://[fe80::1]/", .privateAddress), ("http://[::ffff:127.0.0.1]/", .privateAddress),
-            ("http://localhost/", .privateAddress), ("http://api.localhost/", .privateAddress), ("http://224.0.0.1/", .privateAddress),
-            ("ftp://example.com/", .scheme), ("file:///etc/passwd", .malformed), ("http://user:pw@example.com/", .credentials),
-            ("/relative", .malformed), ("http://" + String(repeating: "a", count: 2050) + ".com/", .malformed),
-        ] {
-            #expect(throws: refusal, "\(url.prefix(60))") { try policy.check(url) }
-        }
-        for url in ["https://hooks.example.com/sluice?token=1", "http://93.184.216.34:8080/x", "http://[2606:2800:220:1::1]/"] {
-            #expect((try? policy.check(url)) != nil, "\(url)")
-        }
-        // A listed host may be private.
-        let target = try CallbackURLPolicy(allowedHosts: ["127.0.0.1"]).check("http://127.0.0.1:9000/cb")
-        #expect(target.host == "127.0.0.1" && target.port == 9000)
-        #expect(try CallbackURLPolicy(allowedHosts: ["127.0.0.1"]).pin(target) == [])
-        // A name that resolves to loopback is refused when it is sent to.
-        #expect(throws: CallbackURLPolicy.Refusal.privateAddress) { try policy.pin(CallbackURLPolicy.Target(url: "http://localhost:80/", host: "localhost", port: 80)) }
     }
 }

@@ -46,8 +46,10 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// `SLUICE_NOTIFY_EMAIL_FROM` and `SLUICE_NOTIFY_EMAIL_TO` (comma-separated).
     public var emailFrom: String?
     public var emailTo: [String] = []
-    /// `SLUICE_CALLBACK_ALLOW_HOSTS` (comma-separated host names or addresses, `*` for any):
-    /// callback URLs given by callers may name these even when they are private or loopback.
+    /// `SLUICE_CALLBACK_ALLOW_HOSTS` (comma-separated `host` or `host:port`, IPv6 in brackets,
+    /// `*` for any): callback URLs given by callers may name these even when they are private or
+    /// loopback. An entry matches the URL's host as written (case-insensitive), not the address
+    /// it resolves to: `127.0.0.1` does not allow `127.1` or `localhost`.
     public var callbackAllowHosts: [String] = []
     /// `SLUICE_METRICS_PORT`: when set, `/metrics` is served on this port only, not on the
     /// function's HTTP port (which, for the gateway, is the published one).

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -31,7 +30,7 @@ public struct CallsFunction: HTTPFunction {
     let callTimeout: Duration
     let callbackAttempts: Int
     /// Where callers may have outcomes sent (no internal addresses unless allowed).
-    let callbacks: CallbackURLPolicy
+    let callbacks: OutboundPolicy
     /// `SLUICE_WEBHOOK_SECRET`: callbacks carry `Sluice-Signature` when it is set.
     let signingSecret: [UInt8]?
     let callbackTimeout: Duration
@@ -54,7 +53,7 @@ public struct CallsFunction: HTTPFunction {
         callTimeout = try setup.manifest.configDuration("call_timeout", default: .seconds(300))
         callbackTimeout = try setup.manifest.configDuration("callback_timeout", default: .seconds(10))
         callbackAttempts = Int(setup.manifest.config["callback_attempts"]?.intValue ?? 8)
-        callbacks = CallbackURLPolicy(resources: setup.resources)
+        callbacks = OutboundPolicy(resources: setup.resources)
         signingSecret = setup.resources.get(RuntimeConfiguration.self)?.webhookSecret.map { Array($0.utf8) }
         pseudonymKey = setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey
         pipelineMask = try PipelinePII.mask(setup: setup)
@@ -118,7 +117,7 @@ public struct CallsFunction: HTTPFunction {
         }
         var callback: String?
         if let url = request.headers[Self.callbackHeader] {
-            callback = try callbacks.accept(url)
+            callback = try await callbacks.acceptCallback(url)
         }
         let value = try await request.decodeJSON(limit: 8 << 20)
         guard case .array(let events) = value, events.count <= 10_000 else {
@@ -276,24 +275,26 @@ struct CallWorker: Service {
         if let outcomes = row[3].flatMap({ try? JSONParser().parse($0) }) { body["outcomes"] = outcomes }
         if let error = row[4].flatMap({ try? JSONParser().parse($0) }) { body["error"] = error }
         let attempts = (Int(row[6] ?? "0") ?? 0) + 1
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "sluice")
-        if let trace = row[7] { request.headers.add(name: "traceparent", value: TraceContext.traceparent(traceID: trace)) }
+        var headers = ["Content-Type: application/json", "User-Agent: sluice"]
+        if let trace = row[7] { headers.append("traceparent: \(TraceContext.traceparent(traceID: trace))") }
         let bytes = JSONValue.object(body).serializedBytes
         // Signed like notify's webhooks when SLUICE_WEBHOOK_SECRET is set, so a receiver can
         // tell a callback of this Sluice from anyone's POST.
         if let secret = function.signingSecret {
-            request.headers.add(name: WebhookSignature.header,
-                                value: WebhookSignature.sign(body: bytes, timestamp: Int64(Date().timeIntervalSince1970), secret: secret))
+            headers.append("\(WebhookSignature.header): \(WebhookSignature.sign(body: bytes, timestamp: Int64(Date().timeIntervalSince1970), secret: secret))")
         }
-        request.body = .bytes(ByteBuffer(bytes: bytes))
+        // Through the outbound policy, like every request Sluice sends: the host resolved and
+        // checked again (DNS may have changed since the call was accepted), the address pinned,
+        // no redirect followed (a 3xx is a failed attempt).
         var problem: String?
+        var givesUp = false
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(function.callbackTimeout.components.seconds))
-            _ = try? await response.body.collect(upTo: 64 << 10)
-            if !(200..<300).contains(Int(response.status.code)) { problem = "answered \(response.status.code)" }
+            let answer = try await function.callbacks.post(url, headers: headers, body: bytes, timeout: function.callbackTimeout)
+            if !(200..<300).contains(answer.status) { problem = "answered \(answer.status)" }
+        } catch let refusal as OutboundPolicy.Refusal {
+            // A URL the policy refuses now is refused on every attempt: failed at once.
+            problem = refusal.rawValue
+            givesUp = !refusal.isTransient
         } catch {
             problem = "not reachable"
         }
@@ -310,7 +311,7 @@ struct CallWorker: Service {
                     callback_status = CASE WHEN $2::integer >= $4::integer THEN 'failed' ELSE 'pending' END,
                     next_attempt_at = CASE WHEN $2::integer >= $4::integer THEN NULL ELSE now() + make_interval(secs => $5::integer) END
                 WHERE id = $1::uuid
-                """, [id, String(attempts), problem, String(function.callbackAttempts), String(delay)])
+                """, [id, String(attempts), problem, String(givesUp ? attempts : function.callbackAttempts), String(delay)])
             function.logger.notice("callback not delivered", metadata: ["call": .string(id), "attempt": .stringConvertible(attempts)])
         }
         return true

@@ -35,7 +35,7 @@ public struct IngestFunction: HTTPFunction {
     /// How long `POST /api/v1/data` waits for its record's fate before answering 202.
     let recordWait: Duration
     /// Where callers may have a job's end announced (`X-Callback-Url` or `?callback_url=`).
-    let callbacks: CallbackURLPolicy
+    let callbacks: OutboundPolicy
     /// Roles that may read every job (`config.read_all_jobs`); `admin` always may. Everyone
     /// else sees and cancels only the jobs they created.
     let readAllJobs: Set<String>
@@ -55,7 +55,7 @@ public struct IngestFunction: HTTPFunction {
         uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
         recordWait = try manifest.configDuration("record_wait", default: .seconds(10))
-        callbacks = CallbackURLPolicy(resources: setup.resources)
+        callbacks = OutboundPolicy(resources: setup.resources)
         readAllJobs = Set((config["read_all_jobs"]?.arrayValue ?? []).compactMap(\.stringValue))
         guard uploadLease >= .seconds(1) else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
@@ -124,7 +124,7 @@ public struct IngestFunction: HTTPFunction {
         }
         var callback: String?
         if let url = request.headers[CallsFunction.callbackHeader] ?? request.uri.queryParameters.get("callback_url").map({ String($0) }) {
-            callback = try callbacks.accept(url)
+            callback = try await callbacks.acceptCallback(url)
         }
         return try await upload(request.body, format: format, contentType: contentType, headers: request.headers, callback: callback).answer
     }

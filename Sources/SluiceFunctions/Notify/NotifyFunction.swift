@@ -15,10 +15,13 @@ import SluicePostgres
 /// - `webhook`: JSON POST to `SLUICE_WEBHOOK_URL`, signed (`Sluice-Signature: t=…,v1=…`,
 ///   HMAC-SHA256 of `t.body` keyed by `SLUICE_WEBHOOK_SECRET`);
 /// - `callback`: the same to the job's `callback_url` (given at upload), checked against the
-///   callback URL policy again when sent;
+///   outbound policy again when sent;
 /// - `slack`: incoming-webhook JSON with blocks to `SLUICE_SLACK_WEBHOOK_URL`;
 /// - `email`: SMTP through libcurl to `SLUICE_SMTP_URL`, from `SLUICE_NOTIFY_EMAIL_FROM` to
 ///   `SLUICE_NOTIFY_EMAIL_TO`.
+///
+/// Every channel sends through ``OutboundPolicy`` (resolved, pinned, no redirect, no proxy); the
+/// hosts of the configured URLs are allowed for their own channel only.
 public struct NotifyFunction: EventFunction {
     let pool: PostgresPool
     let settings: NotifySettings
@@ -116,7 +119,14 @@ struct NotifySettings: Sendable {
     var secret: [UInt8]
     var slackWebhookURL: String?
     var mail: Mail?
-    var callbacks: CallbackURLPolicy
+    /// Callers' callback URLs: `SLUICE_CALLBACK_ALLOW_HOSTS` only.
+    var callbacks: OutboundPolicy
+    /// The policy for SLUICE_WEBHOOK_URL: the callbacks' plus that URL's host and port.
+    var webhookPolicy: OutboundPolicy
+    /// The same for SLUICE_SLACK_WEBHOOK_URL.
+    var slackPolicy: OutboundPolicy
+    /// The same for SLUICE_SMTP_URL (smtp and smtps).
+    var mailPolicy: OutboundPolicy
 
     init(manifest: Manifest, runtime: RuntimeConfiguration) throws {
         let config = manifest.config
@@ -169,7 +179,20 @@ struct NotifySettings: Sendable {
             }
             mail = Mail(url: url, tls: scheme == "smtps" ? .off : tls, from: from, to: runtime.emailTo, caFile: caFile)
         }
-        callbacks = CallbackURLPolicy(allowedHosts: runtime.callbackAllowHosts)
+        callbacks = OutboundPolicy(allowedHosts: runtime.callbackAllowHosts)
+        func trusted(_ url: String?, _ variable: String, schemes: Set<String> = ["http", "https"]) throws -> OutboundPolicy {
+            let policy = OutboundPolicy(allowedHosts: runtime.callbackAllowHosts, schemes: schemes)
+            guard let url else { return policy }
+            do {
+                return try policy.trusting(url)
+            } catch {
+                // The URL itself is not shown: it may hold a secret (Slack's does).
+                throw ManifestError(.badValue, file: manifest.file, key: "handler", message: "\(variable) cannot be used: \(error.detail)")
+            }
+        }
+        webhookPolicy = try trusted(webhookURL, "SLUICE_WEBHOOK_URL")
+        slackPolicy = try trusted(slackWebhookURL, "SLUICE_SLACK_WEBHOOK_URL")
+        mailPolicy = try trusted(mail?.url, "SLUICE_SMTP_URL", schemes: ["smtp", "smtps"])
     }
 
     /// A URL without what may be secret: user info, query and fragment.
@@ -276,21 +299,13 @@ final class DeliveryWorker: Service, Sendable {
         }
         switch delivery.channel {
         case "webhook", "callback":
-            let url: String, pins: [String]
+            let url: String, policy: OutboundPolicy
             if delivery.channel == "webhook" {
                 guard let configured = settings.webhookURL else { return .failed(status: nil, error: "SLUICE_WEBHOOK_URL is no longer set") }
-                url = configured
-                pins = []
+                (url, policy) = (configured, settings.webhookPolicy)
             } else {
                 guard let given = delivery.callbackURL else { return .failed(status: nil, error: "the job has no callback_url") }
-                do {
-                    pins = try await settings.callbacks.pinned(given)
-                } catch let refusal as CallbackURLPolicy.Refusal {
-                    return .failed(status: nil, error: refusal.rawValue)
-                } catch {
-                    return .retry(status: nil, error: "\(type(of: error))", after: nil)
-                }
-                url = given
+                (url, policy) = (given, settings.callbacks)
             }
             let body = NotificationMessage.webhook(notice, deliveryID: delivery.id)
             let timestamp = Int64(Date().timeIntervalSince1970)
@@ -300,17 +315,19 @@ final class DeliveryWorker: Service, Sendable {
                 "Content-Type: application/json", "User-Agent: sluice-notify",
                 "\(WebhookSignature.header): \(WebhookSignature.sign(body: body, timestamp: timestamp, secret: settings.secret))",
                 "Sluice-Delivery: \(delivery.id)", "Sluice-Event: \(notice.type)", "Sluice-Attempt: \(delivery.attempt)",
-            ], pins: pins)
+            ], policy: policy)
         case "slack":
             guard let url = settings.slackWebhookURL else { return .failed(status: nil, error: "SLUICE_SLACK_WEBHOOK_URL is no longer set") }
-            return await post(url, body: NotificationMessage.slack(notice), headers: ["Content-Type: application/json"], pins: [])
+            return await post(url, body: NotificationMessage.slack(notice), headers: ["Content-Type: application/json"], policy: settings.slackPolicy)
         case "email":
             guard let mail = settings.mail else { return .failed(status: nil, error: "SLUICE_SMTP_URL is no longer set") }
             let message = NotificationMessage.email(notice, from: mail.from, to: mail.to, messageID: delivery.id)
             do {
-                try await Curl.sendMail(url: mail.url, from: mail.from, to: mail.to, message: message, tls: mail.tls, timeout: settings.timeout,
-                                        caFile: mail.caFile)
+                try await settings.mailPolicy.sendMail(mail.url, from: mail.from, to: mail.to, message: message, tls: mail.tls,
+                                                       timeout: settings.timeout, caFile: mail.caFile)
                 return .delivered(status: 250)
+            } catch let refusal as OutboundPolicy.Refusal {
+                return refusal.isTransient ? .retry(status: nil, error: refusal.rawValue, after: nil) : .failed(status: nil, error: refusal.rawValue)
             } catch let error as CurlError {
                 // SMTP answers that refuse (5xx) are not transient; everything else is tried again.
                 let permanent = error.code == 55 || error.code == 67 || error.code == 78
@@ -323,10 +340,14 @@ final class DeliveryWorker: Service, Sendable {
         }
     }
 
-    func post(_ url: String, body: [UInt8], headers: [String], pins: [String]) async -> Result {
+    /// POSTs through `policy`: a refused URL fails the delivery (retried when the host did not
+    /// resolve), a 3xx is a failed delivery (never followed).
+    func post(_ url: String, body: [UInt8], headers: [String], policy: OutboundPolicy) async -> Result {
         let answer: HTTPAnswer
         do {
-            answer = try await Curl.post(url: url, headers: headers, body: body, timeout: settings.timeout, resolve: pins)
+            answer = try await policy.post(url, headers: headers, body: body, timeout: settings.timeout)
+        } catch let refusal as OutboundPolicy.Refusal {
+            return refusal.isTransient ? .retry(status: nil, error: refusal.rawValue, after: nil) : .failed(status: nil, error: refusal.rawValue)
         } catch let error as CurlError {
             return .retry(status: nil, error: error.description, after: nil)
         } catch {
