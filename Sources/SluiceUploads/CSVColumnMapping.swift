@@ -69,16 +69,45 @@ public struct CSVColumnMapping: Sendable {
         var event = JSONValue.object([:])
         let parser = JSONParser(maxDepth: Self.maxCellDepth)
         for (name, cell) in flat {
-            guard cell != .null else { continue }
-            var value = cell
-            if jsonColumns.contains(name), case .string(let text) = cell, let first = text.utf8.first,
-               first == UInt8(ascii: "{") || first == UInt8(ascii: "["), let parsed = try? parser.parse(Array(text.utf8)) {
-                value = parsed
-            }
-            // A column without a mapping keeps its name (a dotted name nests).
-            event.setValue(value, at: path(of: name))
+            place(cell, json: jsonColumns.contains(name), at: path(of: name), into: &event, parser: parser)
         }
         return event
+    }
+
+    /// A header's columns, compiled once for ``map(cells:columns:)``: each one's path and
+    /// whether it holds JSON.
+    struct Columns: Sendable {
+        let paths: [JSONPath]
+        let json: [Bool]
+    }
+
+    func columns(header: [String]) -> Columns {
+        Columns(paths: header.map(path(of:)), json: header.map(jsonColumns.contains))
+    }
+
+    /// The event of a record whose `cells` (a string, or `null` for an empty cell) are those
+    /// of `columns`: what ``map(_:)`` makes of the flat record, without a column's path split
+    /// or its name hashed again for every record.
+    func map(cells: [JSONValue], columns: Columns) -> JSONValue {
+        var event = JSONValue.object([:])
+        let parser = JSONParser(maxDepth: Self.maxCellDepth)
+        for index in cells.indices {
+            place(cells[index], json: columns.json[index], at: columns.paths[index], into: &event, parser: parser)
+        }
+        return event
+    }
+
+    /// Puts one cell into `event` at `path` (a JSON column's object or array cell parsed); a
+    /// `null` cell is left out.
+    private func place(_ cell: JSONValue, json: Bool, at path: JSONPath, into event: inout JSONValue, parser: JSONParser) {
+        guard cell != .null else { return }
+        var value = cell
+        if json, case .string(let text) = cell, let first = text.utf8.first,
+           first == UInt8(ascii: "{") || first == UInt8(ascii: "["), let parsed = try? parser.parse(Array(text.utf8)) {
+            value = parsed
+        }
+        // A column without a mapping keeps its name (a dotted name nests).
+        event.setValue(value, at: path)
     }
 
     /// The layout of the events of a CSV whose header is `header`, written as rows of cells;

@@ -16,6 +16,8 @@ public struct CSVDecoder: UploadDecoder {
     private let limits: UploadLimits
     private let mapping: CSVColumnMapping?
     private var layout: CSVEventLayout?
+    /// The header's columns under the mapping, when there is no layout.
+    private var columns: CSVColumnMapping.Columns?
     private var utf8 = UTF8Gate()
     private var state = State.fieldStart
     /// The current record's cells, unescaped, one after the other; `cellEnds[i]` ends cell `i`.
@@ -240,6 +242,7 @@ public struct CSVDecoder: UploadDecoder {
             self.header = kept
             inference = Array(repeating: ColumnTypeInference(), count: kept.count)
             layout = mapping?.layout(header: kept)
+            if layout == nil { columns = mapping?.columns(header: kept) }
             return
         }
         guard !badQuote else {
@@ -268,13 +271,20 @@ public struct CSVDecoder: UploadDecoder {
             records.append(.row(row, shape: layout.shape, line: recordLine))
             return
         }
-        var object = JSONObject()
+        var values: [JSONValue] = []
+        values.reserveCapacity(cellEnds.count)
         for index in cellEnds.indices {
             let value = String(decoding: cell(index), as: UTF8.self)
-            object[header[index]] = value.isEmpty ? .null : .string(value)
+            values.append(value.isEmpty ? .null : .string(value))
         }
-        let flat = JSONValue.object(object)
-        records.append(.event(mapping?.map(flat) ?? flat, line: recordLine))
+        if let mapping, let columns {
+            records.append(.event(mapping.map(cells: values, columns: columns), line: recordLine))
+            return
+        }
+        var object = JSONObject()
+        object.reserveCapacity(values.count)
+        for (name, value) in zip(header, values) { object[name] = value }
+        records.append(.event(.object(object), line: recordLine))
     }
 
     /// The bytes of cell `index` of the current record.

@@ -32,6 +32,10 @@ public struct XMLDecoder: UploadDecoder {
     private var eventStart = 0
     private var overflow = false
     private var tooDeep = false
+    /// How far the end of the unfinished markup at `pending[0]` was looked for in earlier
+    /// pieces (relative to its `<`), and the attribute quote open there: the next piece goes on
+    /// from there, so markup arriving in many small pieces is scanned once, not once per piece.
+    private var markupScan: (checked: Int, quote: UInt8?)?
 
     public init(limits: UploadLimits = UploadLimits()) {
         self.limits = limits
@@ -64,7 +68,7 @@ public struct XMLDecoder: UploadDecoder {
     private mutating func drain(final: Bool, into records: inout [UploadRecord]) throws(UploadError) {
         var cursor = 0
         defer {
-            pending.removeFirst(cursor)
+            if cursor > 0 { pending.removeFirst(cursor) }
             pendingStart += cursor
         }
         while cursor < pending.count {
@@ -100,27 +104,34 @@ public struct XMLDecoder: UploadDecoder {
         }
     }
 
-    /// The end (exclusive) of the markup starting at `start`, or nil when it is not complete yet.
-    private func markupEnd(from start: Int) -> Int? {
+    /// The end (exclusive) of the markup starting at `start`, or nil when it is not complete yet
+    /// (then where the search stopped is kept in ``markupScan``).
+    private mutating func markupEnd(from start: Int) -> Int? {
+        let resume = markupScan
+        markupScan = nil
+        // Once 9 bytes are in, the kind of markup (`<![CDATA[` is the longest opening) is known
+        // and the search may go on where it stopped; before, it starts again.
+        let known = pending.count - start >= 9
         func hasPrefix(_ text: String, at i: Int) -> Bool {
             let p = Array(text.utf8)
             return i + p.count <= pending.count && Array(pending[i..<(i + p.count)]) == p
         }
         func find(_ text: String, from i: Int) -> Int? {
             let p = Array(text.utf8)
-            var j = i
+            var j = max(i, start + (resume?.checked ?? 0))
             while j + p.count <= pending.count {
                 if pending[j] == p[0], Array(pending[j..<(j + p.count)]) == p { return j + p.count }
                 j += 1
             }
+            if known { markupScan = (j - start, nil) }
             return nil
         }
         if hasPrefix("<!--", at: start) { return find("-->", from: start + 4) }
         if hasPrefix("<![CDATA[", at: start) { return find("]]>", from: start + 9) }
         if hasPrefix("<?", at: start) { return find("?>", from: start + 2) }
         if pending.count - start < 9, Array("<![CDATA[".utf8).starts(with: pending[start...]) { return nil }
-        var quote: UInt8?
-        var i = start + 1
+        var quote: UInt8? = resume?.quote
+        var i = start + max(1, resume?.checked ?? 1)
         while i < pending.count {
             let b = pending[i]
             if let q = quote {
@@ -132,6 +143,7 @@ public struct XMLDecoder: UploadDecoder {
             }
             i += 1
         }
+        if known { markupScan = (i - start, quote) }
         return nil
     }
 
@@ -209,7 +221,7 @@ public struct XMLDecoder: UploadDecoder {
     }
 
     private mutating func close(name: String, offset: Int, into records: inout [UploadRecord]) throws(UploadError) {
-        guard let frame = stack.popLast() else { throw UploadError(.invalidXML, offset: offset, "an end tag without a start tag") }
+        guard var frame = stack.popLast() else { throw UploadError(.invalidXML, offset: offset, "an end tag without a start tag") }
         guard frame.name == name else {
             throw UploadError(.invalidXML, offset: offset, "the end tag does not match the open element")
         }
@@ -219,10 +231,9 @@ public struct XMLDecoder: UploadDecoder {
         }
         let value: JSONValue
         if frame.hasChildren || !frame.object.isEmpty {
-            var object = frame.object
             let text = String(decoding: frame.text, as: UTF8.self)
-            if text.contains(where: { !$0.isWhitespace }) { object["#text"] = .string(text) }
-            value = .object(object)
+            if text.contains(where: { !$0.isWhitespace }) { frame.object["#text"] = .string(text) }
+            value = .object(frame.object)
         } else {
             value = .string(String(decoding: frame.text, as: UTF8.self))
         }
@@ -238,17 +249,25 @@ public struct XMLDecoder: UploadDecoder {
             return
         }
         guard !overflow, !tooDeep else { return }
-        var parent = stack.removeLast()
-        if parent.repeated.contains(frame.name), case .array(var items)? = parent.object[frame.name] {
-            items.append(value)
-            parent.object[frame.name] = .array(items)
-        } else if let existing = parent.object[frame.name] {
-            parent.object[frame.name] = .array([existing, value])
-            parent.repeated.insert(frame.name)
+        let last = stack.count - 1
+        if stack[last].repeated.contains(frame.name) {
+            // Appended in place: the array is taken out of its member first, so it is not
+            // shared and nothing is copied (a copy per child made 100,000 children quadratic).
+            stack[last].object.updateValue(forKey: frame.name, default: .array([])) { member in
+                guard case .array(var items) = member else {
+                    member = .array([member, value])  // not reached: a repeated name's member is an array
+                    return
+                }
+                member = .null
+                items.append(value)
+                member = .array(items)
+            }
+        } else if let existing = stack[last].object[frame.name] {
+            stack[last].object[frame.name] = .array([existing, value])
+            stack[last].repeated.insert(frame.name)
         } else {
-            parent.object[frame.name] = value
+            stack[last].object[frame.name] = value
         }
-        stack.append(parent)
     }
 
     private mutating func countEventBytes(_ count: Int) {
@@ -274,7 +293,7 @@ public struct XMLDecoder: UploadDecoder {
                 continue
             }
             // An entity name holds no '&': `&&x;` is a bare '&' first, however the text was cut.
-            guard let semicolon = bytes[i...].firstIndex(of: UInt8(ascii: ";")), semicolon - i <= 10,
+            guard let semicolon = bytes[i..<min(bytes.count, i + 11)].firstIndex(of: UInt8(ascii: ";")),
                   !bytes[(i + 1)..<semicolon].contains(UInt8(ascii: "&")) else {
                 throw UploadError(.invalidXML, offset: offset + i, "an '&' that starts no entity")
             }

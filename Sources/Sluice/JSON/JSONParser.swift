@@ -163,7 +163,7 @@ private struct Reader {
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth <= maxDepth else { throw JSONParseError(.tooDeep, offset: index) }
         index += 1  // {
-        var members: [(key: String, value: JSONValue)] = []
+        var object = JSONObject()
         skipWhitespace()
         guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
         if bytes[index] == UInt8(ascii: "}") {
@@ -181,18 +181,16 @@ private struct Reader {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            if let existing = members.firstIndex(where: { $0.key == key }) {
-                members[existing].value = value  // last one wins, first position kept
-            } else {
-                members.append((key, value))
-            }
+            // A repeated key: the last value wins, the first position is kept (found by hash
+            // once the object is large, so many keys cost linear time).
+            object[key] = value
             skipWhitespace()
             guard index < bytes.count else { throw JSONParseError(.unexpectedEnd, offset: index) }
             switch bytes[index] {
             case UInt8(ascii: ","): index += 1
             case UInt8(ascii: "}"):
                 index += 1
-                return .object(JSONObject(uncheckedMembers: members))
+                return .object(object)
             default: throw JSONParseError(.unexpectedCharacter, offset: index)
             }
         }

@@ -129,14 +129,22 @@ extension JSONValue: CustomStringConvertible {
     public var description: String { serializedString }
 }
 
-/// A JSON object that keeps its keys in insertion order. Lookups are linear: event objects
-/// are small, and a linear scan of a few keys beats hashing them.
+/// A JSON object that keeps its keys in insertion order. A small object is searched linearly
+/// (a scan of a few keys beats hashing them); once it holds more than ``indexedAbove`` members
+/// it also keeps a hash table from key to position, so that a lookup, an insert or a replaced
+/// value costs O(1) however many keys an event sends (100,000 keys in one object must not cost
+/// 100,000² comparisons). Removing a member costs O(members after it).
 ///
 /// Equality ignores key order (two objects with the same members are equal).
 public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
     public typealias Element = (key: String, value: JSONValue)
 
+    /// Above this many members the object keeps ``positions``.
+    static let indexedAbove = 16
+
     private var members: [(key: String, value: JSONValue)]
+    /// The position of each key in `members`; nil while the object is small.
+    private var positions: [String: Int]?
 
     public init() { members = [] }
 
@@ -146,23 +154,56 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         for (key, value) in elements { self[key] = value }
     }
 
-    /// Appends without checking for an existing key: for parsers that checked already.
+    /// Appends without checking for an existing key: for parsers that checked already (the
+    /// keys must be distinct).
     init(uncheckedMembers: [(key: String, value: JSONValue)]) {
         members = uncheckedMembers
+        if members.count > Self.indexedAbove { buildPositions() }
+    }
+
+    private mutating func buildPositions() {
+        var table: [String: Int] = [:]
+        table.reserveCapacity(members.count)
+        for (index, member) in members.enumerated() { table[member.key] = index }
+        positions = table
+    }
+
+    /// The position of `key` in `members`.
+    @inline(__always) private func position(of key: String) -> Int? {
+        if let positions { return positions[key] }
+        for index in members.indices where members[index].key == key { return index }
+        return nil
+    }
+
+    private mutating func append(_ key: String, _ value: JSONValue) {
+        members.append((key, value))
+        if positions != nil {
+            positions![key] = members.count - 1
+        } else if members.count > Self.indexedAbove {
+            buildPositions()
+        }
     }
 
     /// The value of `key`; setting `nil` removes it. A new key goes last; an existing key keeps
     /// its position.
     public subscript(key: String) -> JSONValue? {
         get {
-            for member in members where member.key == key { return member.value }
-            return nil
+            guard let index = position(of: key) else { return nil }
+            return members[index].value
         }
         set {
-            if let index = members.firstIndex(where: { $0.key == key }) {
-                if let newValue { members[index].value = newValue } else { members.remove(at: index) }
+            if let index = position(of: key) {
+                if let newValue {
+                    members[index].value = newValue
+                } else {
+                    members.remove(at: index)
+                    if positions != nil {
+                        positions![key] = nil
+                        for later in index..<members.count { positions![members[later].key] = later }
+                    }
+                }
             } else if let newValue {
-                members.append((key, newValue))
+                append(key, newValue)
             }
         }
     }
@@ -170,9 +211,14 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     /// Changes the value of `key` in place (adding `default` first when the key is missing).
     public mutating func updateValue<R>(forKey key: String, default fallback: @autoclosure () -> JSONValue,
                                         _ body: (inout JSONValue) throws -> R) rethrows -> R {
-        if let index = members.firstIndex(where: { $0.key == key }) { return try body(&members[index].value) }
-        members.append((key, fallback()))
+        if let index = position(of: key) { return try body(&members[index].value) }
+        append(key, fallback())
         return try body(&members[members.count - 1].value)
+    }
+
+    /// Reserves room for `count` members.
+    public mutating func reserveCapacity(_ count: Int) {
+        members.reserveCapacity(count)
     }
 
     public var keys: [String] { members.map(\.key) }
