@@ -135,7 +135,7 @@ struct BoundsEndToEndTests {
             #expect(try await fixture.quarantineReasons(job: jobID) == ["invalid_event_id": 1])
             #expect(try await fixture.warehouseRows(job: jobID) == 10)
             let ids = try await fixture.clients.postgres.query("SELECT event_id FROM events WHERE job_id = $1::uuid ORDER BY event_id", [jobID])
-            #expect(ids.rows.map { $0[0] } == ([0, 1, 2, 3, 4, 6, 7, 8, 9, 10].map { "bounds-id-\($0)" }).sorted())
+            #expect(ids.rows.map { $0[0] ?? "" } == ([0, 1, 2, 3, 4, 6, 7, 8, 9, 10].map { "bounds-id-\($0)" }).sorted())
 
             // The marks: one per loaded event, each `{sluice}:dedup:` and 43 characters.
             var marks: [String] = [], cursor = "0"
