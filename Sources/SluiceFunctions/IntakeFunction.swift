@@ -7,7 +7,7 @@ import SluicePostgres
 import SluiceRedis
 
 /// `POST /intake`: accepts NDJSON (one JSON object per line), records a job and appends the
-/// events to the function's outputs in chunks of `batch` events. Answers
+/// events to the function's outputs in chunks of `batch` events (and at most `max_chunk_bytes`). Answers
 /// `202 {"job_id", "status": "received", "received": N}`.
 ///
 /// This is the runtime's proving HTTP function; the `ingest` function replaces it with
@@ -53,17 +53,29 @@ public struct IntakeFunction: HTTPFunction {
             [jobID, String(events.count)])
         let receivedAt = ValidateFunction.systemMilliseconds()
         var commands: [[RedisArgument]] = []
-        var start = 0
-        while start < events.count {
-            let end = min(start + manifest.batch, events.count)
-            let fields = ChunkCodec.encode(events: events[start..<end], jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+        // Chunks of `batch` events, cut earlier at `max_chunk_bytes` (an event larger than that goes alone).
+        var body: [UInt8] = [UInt8(ascii: "[")], count = 0
+        func cut() {
+            guard count > 0 else { return }
+            body.append(UInt8(ascii: "]"))
+            let fields = ChunkCodec.encode(eventsJSON: body, count: count, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
             for output in manifest.outputs {
                 var command: [RedisArgument] = ["XADD", RedisArgument(keys.stream(output)), "*"]
                 for (name, value) in fields { command.append(RedisArgument(name)); command.append(RedisArgument(value)) }
                 commands.append(command)
             }
-            start = end
+            body = [UInt8(ascii: "[")]
+            count = 0
         }
+        for event in events {
+            var written: [UInt8] = []
+            event.value.write(into: &written)
+            if count > 0, count >= manifest.batch || body.count + 1 + written.count + 1 > manifest.maxChunkBytes { cut() }
+            if count > 0 { body.append(UInt8(ascii: ",")) }
+            body += written
+            count += 1
+        }
+        cut()
         commands.append(["HSET", RedisArgument(keys.job(jobID)), "received", RedisArgument(events.count)])
         var sent = 0
         while sent < commands.count {

@@ -21,10 +21,15 @@ extension RedisClient {
           redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
         end
         for k = 4, #KEYS do
+          local maxlen = ARGV[i]; i = i + 1
           local n = tonumber(ARGV[i]); i = i + 1
           local args = {}
           for f = 1, n * 2 do args[f] = ARGV[i]; i = i + 1 end
-          redis.call('XADD', KEYS[k], '*', unpack(args))
+          if maxlen == '' then
+            redis.call('XADD', KEYS[k], '*', unpack(args))
+          else
+            redis.call('XADD', KEYS[k], 'MAXLEN', maxlen, '*', unpack(args))
+          end
         end
         if state == 'processing' and counters > 0 then settle(KEYS[2], KEYS[3]) end
         return 1
@@ -34,9 +39,12 @@ extension RedisClient {
     public struct Append: Sendable {
         public var stream: String
         public var fields: [(String, [UInt8])]
-        public init(stream: String, fields: [(String, [UInt8])]) {
+        /// When set, the stream is trimmed to this many entries (exactly) by the append.
+        public var maxLength: Int?
+        public init(stream: String, fields: [(String, [UInt8])], maxLength: Int? = nil) {
             self.stream = stream
             self.fields = fields
+            self.maxLength = maxLength
         }
     }
 
@@ -78,6 +86,7 @@ extension RedisClient {
             arguments.append(RedisArgument(increment))
         }
         for append in appends {
+            arguments.append(append.maxLength.map { RedisArgument(max($0, 0)) } ?? RedisArgument(""))
             arguments.append(RedisArgument(append.fields.count))
             for (name, value) in append.fields {
                 arguments.append(RedisArgument(name))

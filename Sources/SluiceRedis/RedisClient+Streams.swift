@@ -138,6 +138,30 @@ extension RedisClient {
         return Int(try await send(["XTRIM", RedisArgument(stream), "MINID", "~", RedisArgument(floor.description)]).int ?? 0)
     }
 
+    static let trimScript = """
+        local removed = 0
+        if ARGV[1] ~= '' then removed = removed + redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1]) end
+        if ARGV[2] ~= '' then
+          local now = redis.call('TIME')
+          local floor = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[2])
+          if floor > 0 then removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', floor)) end
+        end
+        return removed
+        """
+
+    /// Trims `stream` (exactly) to its newest `maxLength` entries and to those younger than
+    /// `maxAge` by Redis's clock (entry ids are Redis's milliseconds); answers how many went.
+    /// A stream that does not exist stays so.
+    @discardableResult
+    public func trim(stream: String, maxLength: Int?, maxAge: Duration?) async throws -> Int {
+        let reply = try await send([
+            "EVAL", RedisArgument(Self.trimScript), "1", RedisArgument(stream),
+            maxLength.map { RedisArgument(max($0, 0)) } ?? RedisArgument(""),
+            maxAge.map { RedisArgument(max($0.milliseconds, 0)) } ?? RedisArgument(""),
+        ])
+        return Int(reply.int ?? 0)
+    }
+
     static func pairs(_ reply: RedisReply) -> [String: RedisReply] {
         var result: [String: RedisReply] = [:]
         guard let items = reply.array else { return result }

@@ -8,7 +8,8 @@ import Synchronization
 /// DESIGN.md: one consumer group per function, forward-and-ack in one atomic step, reclaim of
 /// chunks a dead consumer left pending, retries with backoff, then the dead-letter stream.
 ///
-/// At most `concurrency` chunks (`concurrency × batch` events) are in flight. On graceful
+/// At most `concurrency` chunks (`concurrency × batch` events, each chunk at most the writer's
+/// `max_chunk_bytes`) are in flight: every worker reads one entry at a time. On graceful
 /// shutdown (SIGTERM) it stops reading, finishes and acknowledges the chunks in flight, and
 /// returns; a chunk waiting for a retry stays pending and is reclaimed by another consumer.
 public final class StreamTrigger: Service, CustomStringConvertible {
@@ -258,7 +259,8 @@ public final class StreamTrigger: Service, CustomStringConvertible {
             do {
                 let result = try await redis.acknowledge(
                     stream: inputStream, group: group, id: entry.id,
-                    appends: [.init(stream: configuration.keys.deadLetters(manifest.name), fields: fields)],
+                    appends: [.init(stream: configuration.keys.deadLetters(manifest.name), fields: fields,
+                                    maxLength: manifest.deadLetters.maxLength)],
                     counterKey: counterKey, counters: counters, events: events, honourJobState: jobID != nil,
                     jobEvents: configuration.keys.stream("jobs"))
                 if result == .written {
@@ -287,6 +289,10 @@ public final class StreamTrigger: Service, CustomStringConvertible {
                     metrics.recordStreamState(lag: state.lag, pending: state.pending)
                 }
                 try await redis.trimAcknowledged(stream: inputStream)
+                // Dead letters go after `dead_letters.max_age` (and beyond `max_length`, which
+                // each append enforces too, in case the policy was lowered).
+                try await redis.trim(stream: configuration.keys.deadLetters(manifest.name), maxLength: manifest.deadLetters.maxLength,
+                                     maxAge: manifest.deadLetters.maxAge)
             } catch {
                 logger.debug("stream maintenance skipped", metadata: ["error": .string("\(error)")])
             }
@@ -330,14 +336,21 @@ struct AcknowledgementPlan {
                 ])))
             }
         }
+        // One entry per output, unless the function made the events larger than a chunk may be
+        // (masking, enrichment): then as many as keep each within max_chunk_bytes, all written
+        // by the same atomic acknowledgement.
         for name in manifest.outputs {
             guard let events = forwarded[name], !events.isEmpty else { continue }
-            appends.append(.init(stream: keys.stream(name),
-                                 fields: ChunkCodec.encode(events: events, jobID: chunk.jobID, traceID: chunk.traceID, receivedAt: chunk.receivedAt)))
+            for fields in ChunkCodec.encode(events: events, maxBytes: manifest.maxChunkBytes, jobID: chunk.jobID, traceID: chunk.traceID,
+                                            receivedAt: chunk.receivedAt) {
+                appends.append(.init(stream: keys.stream(name), fields: fields))
+            }
         }
         if !quarantined.isEmpty {
-            appends.append(.init(stream: keys.stream("quarantine"),
-                                 fields: ChunkCodec.encode(events: quarantined, jobID: chunk.jobID, traceID: chunk.traceID, receivedAt: chunk.receivedAt)))
+            for fields in ChunkCodec.encode(events: quarantined, maxBytes: manifest.maxChunkBytes, jobID: chunk.jobID, traceID: chunk.traceID,
+                                            receivedAt: chunk.receivedAt) {
+                appends.append(.init(stream: keys.stream("quarantine"), fields: fields))
+            }
         }
         guard chunk.jobID != nil else { return }
         counters.append(("fn.\(manifest.name).in", chunk.events.count))

@@ -11,6 +11,10 @@ struct DLQCommand: AsyncParsableCommand {
         abstract: "Inspect and re-queue a function's dead letters.",
         subcommands: [List.self, Redrive.self])
 
+    /// Dead letters read at once: each is a whole chunk (up to its writer's `max_chunk_bytes`),
+    /// so a page of 16 holds at most 64 MiB at the default.
+    static let page = 16
+
     /// The dead-letter fields that are not part of the chunk.
     static let metadataFields: Set<String> = ["function", "source_id", "error_code", "error_kind", "error", "attempts", "failed_at"]
 
@@ -23,7 +27,19 @@ struct DLQCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try DLQContext(name: name)
-            let entries = try await context.run { try await context.redis.range(stream: context.keys.deadLetters(name), count: limit) }
+            try await context.run {
+                var cursor = "-", left = limit
+                while left > 0 {
+                    let entries = try await context.redis.range(stream: context.keys.deadLetters(name), start: cursor, count: min(left, DLQCommand.page))
+                    printEntries(entries)
+                    left -= entries.count
+                    guard entries.count == DLQCommand.page, let last = entries.last else { break }
+                    cursor = "(" + last.id
+                }
+            }
+        }
+
+        func printEntries(_ entries: [StreamEntry]) {
             for entry in entries {
                 var object: JSONObject = ["id": .string(entry.id)]
                 for field in ["source_id", "job", "trace", "error_code", "error_kind", "error"] {
@@ -60,7 +76,7 @@ struct DLQCommand: AsyncParsableCommand {
             var moved = 0
             var cursor = "-"
             while true {
-                let entries = try await context.redis.range(stream: dlq, start: cursor, count: 500)
+                let entries = try await context.redis.range(stream: dlq, start: cursor, count: DLQCommand.page)
                 for entry in entries where id == nil || entry.id == id {
                     var fields = entry.fields.filter { !DLQCommand.metadataFields.contains($0.0) }
                     // The chunk keeps its identity (deduplication marks, ledgers) in its new entry.
@@ -80,7 +96,7 @@ struct DLQCommand: AsyncParsableCommand {
                         moved += 1
                     }
                 }
-                guard entries.count == 500, let last = entries.last else { break }
+                guard entries.count == DLQCommand.page, let last = entries.last else { break }
                 cursor = "(" + last.id
             }
             // Audited like a change through the API: who (the operating-system user), what, how many.

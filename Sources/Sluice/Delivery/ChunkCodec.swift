@@ -43,6 +43,37 @@ public enum ChunkCodec {
         return encode(eventsJSON: body, count: events.count, jobID: jobID, traceID: traceID, origin: origin, receivedAt: receivedAt)
     }
 
+    /// The entries for `events`, as few as keep each entry's `events` within `maxBytes`: one
+    /// entry when they fit (the usual case), else cut where the next event would go past it; an
+    /// event larger than `maxBytes` goes alone in its entry. Each event is written once.
+    public static func encode(events: some Collection<Event>, maxBytes: Int, jobID: String?, traceID: String?, origin: String? = nil,
+                              receivedAt: Int64? = nil) -> [[(String, [UInt8])]] {
+        var entries: [[(String, [UInt8])]] = []
+        var body: [UInt8] = []
+        body.reserveCapacity(min(events.count * 512, maxBytes))
+        body.append(UInt8(ascii: "["))
+        var count = 0
+        for event in events {
+            let start = body.count
+            if count > 0 { body.append(UInt8(ascii: ",")) }
+            event.value.write(into: &body)
+            guard count > 0, body.count + 1 > maxBytes else {
+                count += 1
+                continue
+            }
+            // The event opens the next entry.
+            let written = Array(body[(start + 1)...])
+            body.removeSubrange(start...)
+            body.append(UInt8(ascii: "]"))
+            entries.append(encode(eventsJSON: body, count: count, jobID: jobID, traceID: traceID, origin: origin, receivedAt: receivedAt))
+            body = [UInt8(ascii: "[")] + written
+            count = 1
+        }
+        body.append(UInt8(ascii: "]"))
+        entries.append(encode(eventsJSON: body, count: count, jobID: jobID, traceID: traceID, origin: origin, receivedAt: receivedAt))
+        return entries
+    }
+
     /// The entry fields for `count` events already written as a JSON array (`eventsJSON`).
     public static func encode(eventsJSON: [UInt8], count: Int, jobID: String?, traceID: String?, origin: String? = nil,
                               receivedAt: Int64? = nil) -> [(String, [UInt8])] {

@@ -8,10 +8,12 @@
 /// outputs: [filter]            # streams that forwarded events are appended to
 /// middleware: [deadline]       # applied in this order, the first outermost
 /// batch: 500                   # most events in one chunk this function writes
+/// max_chunk_bytes: 4194304     # most bytes of events in one chunk this function writes
 /// linger: 50ms                 # longest wait to fill a chunk before writing it
 /// concurrency: 4               # chunks handled at once (in flight: concurrency × batch events)
 /// visibility_timeout: 30s      # a chunk held longer by a silent consumer is reclaimed
 /// retry: {max_attempts: 5, initial_backoff: 200ms, max_backoff: 30s, jitter: 0.2}
+/// dead_letters: {max_age: 7d, max_length: 10000}   # how long its dead letters are kept (``DeadLetterPolicy``)
 /// environment: {KEY: value}    # configuration values for the handler
 /// config: {...}                # free-form settings of the handler (rules, tables)
 /// counts_as: loaded            # events it forwards reach their end here: the job counter they add to
@@ -40,6 +42,12 @@ public struct Manifest: Sendable, Equatable {
     public var middleware: [String]
     /// The most events in one chunk the function writes.
     public var batch: Int
+    /// The most bytes of events (the `events` field, or `shape` and `rows`) in one chunk the
+    /// function writes; a chunk is cut at `batch` events or at this size, whichever comes first.
+    /// An event larger than this alone goes in a chunk of its own (ingest quarantines it instead).
+    public var maxChunkBytes: Int = Manifest.defaultMaxChunkBytes
+    /// The default of `max_chunk_bytes`: 4 MiB.
+    public static let defaultMaxChunkBytes = 4 << 20
     /// The longest wait to fill a chunk before writing it.
     public var linger: Duration
     /// Chunks handled at once.
@@ -48,6 +56,8 @@ public struct Manifest: Sendable, Equatable {
     public var visibilityTimeout: Duration
     /// Retries and backoff.
     public var retry: RetryPolicy
+    /// How long the function's dead letters are kept.
+    public var deadLetters = DeadLetterPolicy()
     /// Configuration values for the handler.
     public var environment: [String: String]
     /// Free-form settings of the handler.

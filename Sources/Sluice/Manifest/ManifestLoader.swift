@@ -60,6 +60,7 @@ public struct ManifestLoader: Sendable {
         let fields = try reader.fields(of: top, at: "", allowed: [
             "name", "handler", "description", "triggers", "outputs", "middleware", "batch", "linger",
             "concurrency", "visibility_timeout", "retry", "environment", "config", "counts_as", "deploy", "expose",
+            "max_chunk_bytes", "dead_letters",
         ])
         var manifest = Manifest(name: name, handler: "", file: file)
         if let node = fields["name"] {
@@ -89,6 +90,11 @@ public struct ManifestLoader: Sendable {
             }
         }
         if let node = fields["retry"] { manifest.retry = try reader.retry(node) }
+        if let node = fields["max_chunk_bytes"] {
+            manifest.maxChunkBytes = try reader.positiveInt(node, at: "max_chunk_bytes")
+            guard manifest.maxChunkBytes >= 1024 else { throw reader.error(.badValue, "max_chunk_bytes", node, "must be at least 1024") }
+        }
+        if let node = fields["dead_letters"] { manifest.deadLetters = try reader.deadLetters(node) }
         if let node = fields["environment"] { manifest.environment = try reader.environment(node) }
         if let node = fields["config"] { manifest.config = try reader.json(node, at: "config") }
         if let node = fields["counts_as"] {
@@ -188,7 +194,7 @@ private struct Reader {
 
     func duration(_ node: Node, at key: String) throws -> Duration {
         guard let text = node.scalar?.string, let value = DurationParser.parse(text) else {
-            throw error(.badDuration, key, node, "is not a duration (write e.g. 250ms, 5s, 2m, 1h)")
+            throw error(.badDuration, key, node, "is not a duration (write e.g. 250ms, 5s, 2m, 1h, 7d)")
         }
         return value
     }
@@ -242,6 +248,18 @@ private struct Reader {
             throw error(.badValue, "retry.max_backoff", fields["max_backoff"] ?? node,
                         "must not be shorter than retry.initial_backoff")
         }
+        return policy
+    }
+
+    mutating func deadLetters(_ node: Node) throws -> DeadLetterPolicy {
+        guard let mapping = node.mapping else { throw error(.badValue, "dead_letters", node, "must be a mapping") }
+        let fields = try self.fields(of: mapping, at: "dead_letters", allowed: ["max_age", "max_length"])
+        var policy = DeadLetterPolicy()
+        if let n = fields["max_age"] {
+            policy.maxAge = try duration(n, at: "dead_letters.max_age")
+            guard policy.maxAge >= .seconds(1) else { throw error(.badValue, "dead_letters.max_age", n, "must be at least 1s") }
+        }
+        if let n = fields["max_length"] { policy.maxLength = try positiveInt(n, at: "dead_letters.max_length") }
         return policy
     }
 

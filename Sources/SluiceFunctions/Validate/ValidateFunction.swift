@@ -5,7 +5,10 @@ import SluiceRedis
 /// `metadata.event_id` across uploads:
 ///
 /// - malformed → quarantined with the validator's reason code (`missing_field`, `wrong_type`,
-///   `invalid_timestamp`, `future_timestamp`);
+///   `invalid_timestamp`, `future_timestamp`); an id that is longer than
+///   `config.max_event_id_bytes` (default 256 bytes of UTF-8) or holds a control character
+///   → quarantined as `invalid_event_id`, before the deduplication step (a missing or empty id
+///   is `missing_field`, one that is not a string `wrong_type`);
 /// - older than `config.max_age` (default 24h) → dropped as `stale`;
 /// - an id seen before (by another chunk, or earlier in this one) → dropped as `duplicate`;
 /// - the rest → forwarded.
@@ -17,7 +20,8 @@ import SluiceRedis
 ///
 /// The first-seen marks live in Redis for `config.dedup_ttl` (default `max_age` + 1h, so an
 /// event cannot outlive its mark and be loaded twice) and record which chunk position set
-/// them, so a chunk delivered again is never taken for a duplicate of itself.
+/// them, so a chunk delivered again is never taken for a duplicate of itself. They are keyed
+/// by a digest of the id (``StreamKeys/dedup(_:)``), never by the id itself.
 public struct ValidateFunction: EventFunction {
     let validator: EventShapeValidator
     let redis: RedisClient
@@ -30,6 +34,14 @@ public struct ValidateFunction: EventFunction {
     let clock: @Sendable () -> Int64
     let rules: [FieldRule]
     let customShape: CustomShape?
+    /// The longest `event_id` accepted, in bytes of UTF-8 (`config.max_event_id_bytes`).
+    let maxEventIDBytes: Int
+
+    /// The default of `config.max_event_id_bytes`.
+    public static let defaultMaxEventIDBytes = 256
+    /// The most `config.max_event_id_bytes` may be: the warehouse's primary key index takes
+    /// entries of at most about 2,700 bytes (a third of a PostgreSQL page).
+    public static let maxEventIDBytesLimit = 2048
 
     /// `shape: rules`: the event's id and (optional) time are at these paths.
     struct CustomShape: Sendable {
@@ -59,6 +71,15 @@ public struct ValidateFunction: EventFunction {
                                 message: "must be longer than config.max_age, or an old duplicate could be loaded again")
         }
         pendingWait = min(.seconds(10), manifest.visibilityTimeout / 3)
+        if let value = manifest.config["max_event_id_bytes"] {
+            guard let bytes = value.intValue, bytes >= 1, bytes <= Int64(Self.maxEventIDBytesLimit) else {
+                throw ManifestError(.badValue, file: manifest.file, key: "config.max_event_id_bytes",
+                                message: "must be an integer from 1 to \(Self.maxEventIDBytesLimit) (the warehouse's key index holds no longer ids)")
+            }
+            maxEventIDBytes = Int(bytes)
+        } else {
+            maxEventIDBytes = Self.defaultMaxEventIDBytes
+        }
         redis = try setup.resources.require(RedisClient.self)
         rules = try FieldRule.rules(from: manifest.config, file: manifest.file)
         switch manifest.config["shape"] {
@@ -143,7 +164,7 @@ public struct ValidateFunction: EventFunction {
         return found.map { $0 == .first }
     }
 
-    /// The shape (built-in or by rules), then the rules.
+    /// The shape (built-in or by rules), the event id, then the rules.
     func check(_ event: JSONValue, now: Int64) -> EventShapeValidator.Verdict {
         let verdict: EventShapeValidator.Verdict
         if let customShape {
@@ -151,11 +172,31 @@ public struct ValidateFunction: EventFunction {
         } else {
             verdict = validator.check(event, nowMilliseconds: now)
         }
+        switch verdict {
+        case .valid(let id, _), .stale(let id):
+            if !Self.isAcceptableEventID(id, maxBytes: maxEventIDBytes) {
+                return .malformed(reason: "invalid_event_id", field: customShape?.idField ?? "metadata.event_id")
+            }
+        case .malformed:
+            break
+        }
         guard case .valid = verdict else { return verdict }
         for rule in rules {
             if let reason = rule.violation(in: event) { return .malformed(reason: reason, field: rule.field) }
         }
         return verdict
+    }
+
+    /// Whether `id` may name an event: at most `maxBytes` bytes of UTF-8 and no control
+    /// character (U+0000–U+001F, U+007F; PostgreSQL's text refuses U+0000, which would fail the
+    /// whole load chunk). Emptiness is the shape's concern (`missing_field`).
+    static func isAcceptableEventID(_ id: String, maxBytes: Int) -> Bool {
+        var count = 0
+        for byte in id.utf8 {
+            count += 1
+            if count > maxBytes || byte < 0x20 || byte == 0x7F { return false }
+        }
+        return true
     }
 
     func checkCustom(_ event: JSONValue, shape: CustomShape, now: Int64) -> EventShapeValidator.Verdict {
