@@ -36,7 +36,7 @@ struct DevCommand: AsyncParsableCommand {
             configuration[keyPath: setting] = secret
             print("export \(variable)=\(secret)")
         }
-        if configuration.jwtPublicKeyPath == nil { try fill(\.jwtSecret, file: "jwt-secret", variable: "SLUICE_JWT_SECRET") }
+        if configuration.jwtPublicKeyPath == nil, !configuration.jwtUsesKeySet { try fill(\.jwtSecret, file: "jwt-secret", variable: "SLUICE_JWT_SECRET") }
         try fill(\.pseudonymKey, file: "pseudonym-key", variable: "SLUICE_PSEUDONYM_KEY")
         try fill(\.webhookSecret, file: "webhook-secret", variable: "SLUICE_WEBHOOK_SECRET")
         // The export lines are for the person (or script) that started dev: out before the logs.
