@@ -37,7 +37,7 @@ struct DevCommand: AsyncParsableCommand {
             configuration[keyPath: setting] = secret
             print("export \(variable)=\(secret)")
         }
-        if configuration.jwtPublicKeyPath == nil { try fill(\.jwtSecret, file: "jwt-secret", variable: "SLUICE_JWT_SECRET") }
+        if configuration.jwtPublicKeyPath == nil, !configuration.jwtUsesKeySet { try fill(\.jwtSecret, file: "jwt-secret", variable: "SLUICE_JWT_SECRET") }
         try fill(\.pseudonymKey, file: "pseudonym-key", variable: "SLUICE_PSEUDONYM_KEY")
         if configuration.gatewaySigningKey == nil {
             // The gateway and the functions share this process: the key's two halves stay in it.

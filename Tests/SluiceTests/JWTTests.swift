@@ -74,9 +74,9 @@ struct JWTTests {
         return JWTVerifier(configuration)
     }
 
-    func failure(_ verifier: JWTVerifier, authorization: String?) -> JWTFailure? {
+    func failure(_ verifier: JWTVerifier, authorization: String?) async -> JWTFailure? {
         do {
-            _ = try verifier.verify(authorization: authorization)
+            _ = try await verifier.verify(authorization: authorization)
             return nil
         } catch {
             return error
@@ -88,21 +88,21 @@ struct JWTTests {
         Base64URL.encode(JSONValue.object(header).serializedBytes) + "." + Base64URL.encode(JSONValue.object(claims).serializedBytes) + "." + signature
     }
 
-    @Test func validHS256TokenPassesWithItsSubjectAndRoles() throws {
+    @Test func validHS256TokenPassesWithItsSubjectAndRoles() async throws {
         let token = try hs256(claims())
-        let verified = try verifier().verify(authorization: "Bearer \(token)")
+        let verified = try await verifier().verify(authorization: "Bearer \(token)")
         #expect(verified == VerifiedToken(subject: "user-1", roles: ["ingest", "analyst"], expiresAt: now + 600))
         // The scheme is case-insensitive (RFC 7235); roles also come from `scope`.
         let scoped = try hs256(claims(["scope": "admin analyst"], dropping: ["roles"]))
-        #expect(try verifier().verify(authorization: "bearer \(scoped)").roles == ["admin", "analyst"])
+        #expect(try await verifier().verify(authorization: "bearer \(scoped)").roles == ["admin", "analyst"])
     }
 
-    @Test func validRS256AndES256TokensPass() throws {
+    @Test func validRS256AndES256TokensPass() async throws {
         let rsa = TestKeys.rsa, ec = TestKeys.ec
         let rsToken = try JWTSigner.sign(claims: claims(), algorithm: .rs256, key: rsa.privatePEM)
-        #expect(try verifier(.rs256, key: rsa.publicPEM).verify(token: rsToken).subject == "user-1")
+        #expect(try await verifier(.rs256, key: rsa.publicPEM).verify(token: rsToken).subject == "user-1")
         let esToken = try JWTSigner.sign(claims: claims(), algorithm: .es256, key: ec.privatePEM)
-        #expect(try verifier(.es256, key: ec.publicPEM).verify(token: esToken).subject == "user-1")
+        #expect(try await verifier(.es256, key: ec.publicPEM).verify(token: esToken).subject == "user-1")
         // JWS carries ES256 signatures as R‖S (64 bytes), not DER.
         #expect(Base64URL.decode(esToken.split(separator: ".")[2].utf8)?.count == 64)
         // The algorithm is read from the key itself.
@@ -113,99 +113,99 @@ struct JWTTests {
         #expect(JWTAlgorithm.forKey(pem: "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n") == nil)
     }
 
-    @Test func rs256SignedByOpenSSLItselfPasses() throws {
+    @Test func rs256SignedByOpenSSLItselfPasses() async throws {
         // A signature made without libjwt: the verifier speaks the standard, not only itself.
         let rsa = TestKeys.rsa
         let signingInput = Base64URL.encode(Array(#"{"alg":"RS256","typ":"JWT"}"#.utf8)) + "." + Base64URL.encode(JSONValue.object(claims()).serializedBytes)
         let signature = TestKeys.openssl(["dgst", "-sha256", "-sign", rsa.privatePath], input: Array(signingInput.utf8))
         let token = signingInput + "." + Base64URL.encode(signature)
-        #expect(try verifier(.rs256, key: rsa.publicPEM).verify(token: token).subject == "user-1")
+        #expect(try await verifier(.rs256, key: rsa.publicPEM).verify(token: token).subject == "user-1")
     }
 
-    @Test func theTokenCorpusIsRefused() throws {
+    @Test func theTokenCorpusIsRefused() async throws {
         let hs = verifier()
         let valid = try hs256(claims())
         let parts = valid.split(separator: ".").map(String.init)
-        #expect(failure(hs, authorization: nil) == .missing)
-        #expect(failure(hs, authorization: "") == .missing)
-        #expect(failure(hs, authorization: "Basic dXNlcjpwYXNz") == .malformed)
-        #expect(failure(hs, authorization: "Bearer") == .malformed)
-        #expect(failure(hs, authorization: "Bearer not-a-token") == .malformed)
-        #expect(failure(hs, authorization: "Bearer a.b") == .malformed)
-        #expect(failure(hs, authorization: "Bearer \(parts[0]).\(parts[1]).\(parts[2]).x") == .malformed)
-        #expect(failure(hs, authorization: "Bearer \(parts[0]).\(parts[1]).") == .malformed)
-        #expect(failure(hs, authorization: "Bearer e30.e30.e30") == .wrongAlgorithm)
-        #expect(failure(hs, authorization: "Bearer bm90anNvbg.\(parts[1]).\(parts[2])") == .malformed)
+        #expect(await failure(hs, authorization: nil) == .missing)
+        #expect(await failure(hs, authorization: "") == .missing)
+        #expect(await failure(hs, authorization: "Basic dXNlcjpwYXNz") == .malformed)
+        #expect(await failure(hs, authorization: "Bearer") == .malformed)
+        #expect(await failure(hs, authorization: "Bearer not-a-token") == .malformed)
+        #expect(await failure(hs, authorization: "Bearer a.b") == .malformed)
+        #expect(await failure(hs, authorization: "Bearer \(parts[0]).\(parts[1]).\(parts[2]).x") == .malformed)
+        #expect(await failure(hs, authorization: "Bearer \(parts[0]).\(parts[1]).") == .malformed)
+        #expect(await failure(hs, authorization: "Bearer e30.e30.e30") == .wrongAlgorithm)
+        #expect(await failure(hs, authorization: "Bearer bm90anNvbg.\(parts[1]).\(parts[2])") == .malformed)
 
         // alg none, with and without a signature segment.
         let none = forge(header: ["alg": "none", "typ": "JWT"], claims: claims(), signature: "")
-        #expect(failure(hs, authorization: "Bearer \(none)") == .malformed)
-        #expect(failure(hs, authorization: "Bearer \(none)AAAA") == .wrongAlgorithm)
-        #expect(failure(hs, authorization: "Bearer \(forge(header: ["alg": "None"], claims: claims(), signature: "AAAA"))") == .wrongAlgorithm)
+        #expect(await failure(hs, authorization: "Bearer \(none)") == .malformed)
+        #expect(await failure(hs, authorization: "Bearer \(none)AAAA") == .wrongAlgorithm)
+        #expect(await failure(hs, authorization: "Bearer \(forge(header: ["alg": "None"], claims: claims(), signature: "AAAA"))") == .wrongAlgorithm)
 
         // Bad signature: signed with another secret; a signature of another token.
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(), secret: Array("another-secret".utf8)))") == .badSignature)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(), secret: Array("another-secret".utf8)))") == .badSignature)
         let other = try hs256(claims(["sub": "user-2"])).split(separator: ".").map(String.init)
-        #expect(failure(hs, authorization: "Bearer \(parts[0]).\(parts[1]).\(other[2])") == .badSignature)
+        #expect(await failure(hs, authorization: "Bearer \(parts[0]).\(parts[1]).\(other[2])") == .badSignature)
 
         // Tampered claims under the original signature.
         let tampered = Base64URL.encode(JSONValue.object(claims(["roles": ["admin"]])).serializedBytes)
-        #expect(failure(hs, authorization: "Bearer \(parts[0]).\(tampered).\(parts[2])") == .badSignature)
+        #expect(await failure(hs, authorization: "Bearer \(parts[0]).\(tampered).\(parts[2])") == .badSignature)
 
         // Time claims (leeway 30 s).
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(["exp": .int(Int64(now) - 31)])))") == .expired)
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(["exp": .int(Int64(now) - 10)])))") == nil)
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(dropping: ["exp"])))") == .missingExpiry)
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(["exp": "tomorrow"])))") == .missingExpiry)
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(["nbf": .int(Int64(now) + 3600)])))") == .notYetValid)
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(["nbf": .int(Int64(now) + 10)])))") == nil)
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(["iat": .int(Int64(now) + 3600)])))") == .issuedInFuture)
-        #expect(failure(hs, authorization: "Bearer \(try hs256(claims(dropping: ["sub"])))") == .missingSubject)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(["exp": .int(Int64(now) - 31)])))") == .expired)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(["exp": .int(Int64(now) - 10)])))") == nil)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(dropping: ["exp"])))") == .missingExpiry)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(["exp": "tomorrow"])))") == .missingExpiry)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(["nbf": .int(Int64(now) + 3600)])))") == .notYetValid)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(["nbf": .int(Int64(now) + 10)])))") == nil)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(["iat": .int(Int64(now) + 3600)])))") == .issuedInFuture)
+        #expect(await failure(hs, authorization: "Bearer \(try hs256(claims(dropping: ["sub"])))") == .missingSubject)
     }
 
-    @Test func issuerAndAudienceAreCheckedWhenConfigured() throws {
+    @Test func issuerAndAudienceAreCheckedWhenConfigured() async throws {
         let checked = verifier(issuer: "https://issuer.example", audience: "sluice")
         let good = claims(["iss": "https://issuer.example", "aud": "sluice"])
-        #expect(failure(checked, authorization: "Bearer \(try hs256(good))") == nil)
-        #expect(failure(checked, authorization: "Bearer \(try hs256(claims(["iss": "https://issuer.example", "aud": ["other", "sluice"]])))") == nil)
-        #expect(failure(checked, authorization: "Bearer \(try hs256(claims(["iss": "https://evil.example", "aud": "sluice"])))") == .wrongIssuer)
-        #expect(failure(checked, authorization: "Bearer \(try hs256(claims(["aud": "sluice"])))") == .wrongIssuer)
-        #expect(failure(checked, authorization: "Bearer \(try hs256(claims(["iss": "https://issuer.example", "aud": "other"])))") == .wrongAudience)
-        #expect(failure(checked, authorization: "Bearer \(try hs256(claims(["iss": "https://issuer.example"])))") == .wrongAudience)
+        #expect(await failure(checked, authorization: "Bearer \(try hs256(good))") == nil)
+        #expect(await failure(checked, authorization: "Bearer \(try hs256(claims(["iss": "https://issuer.example", "aud": ["other", "sluice"]])))") == nil)
+        #expect(await failure(checked, authorization: "Bearer \(try hs256(claims(["iss": "https://evil.example", "aud": "sluice"])))") == .wrongIssuer)
+        #expect(await failure(checked, authorization: "Bearer \(try hs256(claims(["aud": "sluice"])))") == .wrongIssuer)
+        #expect(await failure(checked, authorization: "Bearer \(try hs256(claims(["iss": "https://issuer.example", "aud": "other"])))") == .wrongAudience)
+        #expect(await failure(checked, authorization: "Bearer \(try hs256(claims(["iss": "https://issuer.example"])))") == .wrongAudience)
         // Unconfigured, neither is required.
-        #expect(failure(verifier(), authorization: "Bearer \(try hs256(claims(["iss": "anyone", "aud": "anything"])))") == nil)
+        #expect(await failure(verifier(), authorization: "Bearer \(try hs256(claims(["iss": "anyone", "aud": "anything"])))") == nil)
     }
 
-    @Test func algorithmConfusionIsRefused() throws {
+    @Test func algorithmConfusionIsRefused() async throws {
         let rsa = TestKeys.rsa
         let rs = verifier(.rs256, key: rsa.publicPEM)
         // HS256 "signed" with the RSA public key as the HMAC secret: libjwt alone accepts it.
         let confused = try JWTSigner.sign(claims: claims(), algorithm: .hs256, key: rsa.publicPEM)
-        #expect(failure(rs, authorization: "Bearer \(confused)") == .wrongAlgorithm)
+        #expect(await failure(rs, authorization: "Bearer \(confused)") == .wrongAlgorithm)
         // An RS256 token made with another key; an ES256 token where RS256 is expected.
-        #expect(failure(rs, authorization: "Bearer \(try JWTSigner.sign(claims: claims(), algorithm: .rs256, key: TestKeys.rsaOther.privatePEM))") == .badSignature)
-        #expect(failure(rs, authorization: "Bearer \(try JWTSigner.sign(claims: claims(), algorithm: .es256, key: TestKeys.ec.privatePEM))") == .wrongAlgorithm)
+        #expect(await failure(rs, authorization: "Bearer \(try JWTSigner.sign(claims: claims(), algorithm: .rs256, key: TestKeys.rsaOther.privatePEM))") == .badSignature)
+        #expect(await failure(rs, authorization: "Bearer \(try JWTSigner.sign(claims: claims(), algorithm: .es256, key: TestKeys.ec.privatePEM))") == .wrongAlgorithm)
         // An RS256 token where HS256 is expected.
-        #expect(failure(verifier(), authorization: "Bearer \(try JWTSigner.sign(claims: claims(), algorithm: .rs256, key: rsa.privatePEM))") == .wrongAlgorithm)
+        #expect(await failure(verifier(), authorization: "Bearer \(try JWTSigner.sign(claims: claims(), algorithm: .rs256, key: rsa.privatePEM))") == .wrongAlgorithm)
     }
 
-    @Test func aCachedTokenStillExpires() throws {
+    @Test func aCachedTokenStillExpires() async throws {
         final class Clock: @unchecked Sendable { var now: Double = 0 }
         let clock = Clock()
         clock.now = now
         let rsa = TestKeys.rsa
         let rs = verifier(.rs256, key: rsa.publicPEM, clock: { clock.now })
         let token = try JWTSigner.sign(claims: claims(), algorithm: .rs256, key: rsa.privatePEM)
-        #expect(try rs.verify(token: token).subject == "user-1")
-        #expect(try rs.verify(token: token).subject == "user-1")
+        #expect(try await rs.verify(token: token).subject == "user-1")
+        #expect(try await rs.verify(token: token).subject == "user-1")
         clock.now = now + 600 + 31
-        #expect(failure(rs, authorization: "Bearer \(token)") == .expired)
+        #expect(await failure(rs, authorization: "Bearer \(token)") == .expired)
         // A token differing in one signature byte is not served from the cache.
         clock.now = now
         var signature = Base64URL.decode(token.split(separator: ".")[2].utf8)!
         signature[0] ^= 1
         let parts = token.split(separator: ".")
-        #expect(failure(rs, authorization: "Bearer \(parts[0]).\(parts[1]).\(Base64URL.encode(signature))") == .badSignature)
+        #expect(await failure(rs, authorization: "Bearer \(parts[0]).\(parts[1]).\(Base64URL.encode(signature))") == .badSignature)
     }
 
     @Test func hmacMatchesRFC4231() {

@@ -20,7 +20,7 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     public var jwtSecret: String?
     /// `SLUICE_JWT_PUBLIC_KEY`: the path of a PEM public key (RS256 or ES256, read from the key).
     public var jwtPublicKeyPath: String?
-    /// `SLUICE_JWT_ISSUER` and `SLUICE_JWT_AUDIENCE`: checked when set.
+    /// `SLUICE_JWT_ISSUER` and `SLUICE_JWT_AUDIENCE`: checked when set; required with a key set.
     public var jwtIssuer: String?
     public var jwtAudience: String?
     /// `SLUICE_GATEWAY_SIGNING_KEY`: the gateway's Ed25519 private key (32 bytes, base64), with
@@ -30,6 +30,18 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// `SLUICE_GATEWAY_PUBLIC_KEY`: its public half, which every function holds to check the
     /// gateway's assertions.
     public var gatewayPublicKey: String?
+    /// `SLUICE_JWT_JWKS_URL`: an OAuth 2.0 / OpenID Connect provider's JSON Web Key Set (RS256
+    /// and ES256 keys, chosen by the token's `kid`, refreshed without a restart).
+    public var jwtJWKSURL: String?
+    /// `SLUICE_JWT_DISCOVERY_URL`: the provider's OpenID Connect discovery document, whose
+    /// `jwks_uri` names the key set.
+    public var jwtDiscoveryURL: String?
+    /// `SLUICE_JWT_DISCOVERY` (`on`/`off`): `on` reads the discovery document at
+    /// `SLUICE_JWT_ISSUER` + `/.well-known/openid-configuration`.
+    public var jwtDiscovery: String?
+    /// `SLUICE_JWT_JWKS_REFRESH` (a duration, 1s to 1h): how often the key set is fetched
+    /// again; default 5m.
+    public var jwtJWKSRefresh: String?
     /// `SLUICE_UPSTREAM_<NAME>`: where the gateway finds function NAME (lowercased, `_` → `-`)
     /// when it runs in another process.
     public var upstreams: [String: String] = [:]
@@ -92,6 +104,10 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         if let v = environment["SLUICE_JWT_AUDIENCE"], !v.isEmpty { jwtAudience = v }
         if let v = environment["SLUICE_GATEWAY_SIGNING_KEY"], !v.isEmpty { gatewaySigningKey = v }
         if let v = environment["SLUICE_GATEWAY_PUBLIC_KEY"], !v.isEmpty { gatewayPublicKey = v }
+        if let v = environment["SLUICE_JWT_JWKS_URL"], !v.isEmpty { jwtJWKSURL = v }
+        if let v = environment["SLUICE_JWT_DISCOVERY_URL"], !v.isEmpty { jwtDiscoveryURL = v }
+        if let v = environment["SLUICE_JWT_DISCOVERY"], !v.isEmpty { jwtDiscovery = v }
+        if let v = environment["SLUICE_JWT_JWKS_REFRESH"], !v.isEmpty { jwtJWKSRefresh = v }
         if let v = environment["SLUICE_PSEUDONYM_KEY"], !v.isEmpty { pseudonymKey = v }
         if let v = environment["SLUICE_WEBHOOK_URL"], !v.isEmpty { webhookURL = v }
         if let v = environment["SLUICE_WEBHOOK_SECRET"], !v.isEmpty { webhookSecret = v }
@@ -114,12 +130,21 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     }
 }
 
+extension RuntimeConfiguration {
+    /// Whether the gateway's tokens are checked with a provider's key set (a JWKS URL or
+    /// discovery), so no HS256 secret is wanted.
+    public var jwtUsesKeySet: Bool {
+        jwtJWKSURL != nil || jwtDiscoveryURL != nil || ["on", "true", "yes", "1"].contains(jwtDiscovery?.lowercased() ?? "")
+    }
+}
+
 extension RuntimeConfiguration: CustomStringConvertible {
     /// The settings without secrets (the JWT secret is shown as set or not).
     public var description: String {
         "RuntimeConfiguration(redis: \(redisURL.redactingPassword), database: \(databaseURL.redactingPassword), functions: \(functionsDirectory), "
             + "jwt_secret: \(jwtSecret == nil ? "unset" : "set"), jwt_public_key: \(jwtPublicKeyPath ?? "unset"), "
             + "gateway_signing_key: \(gatewaySigningKey == nil ? "unset" : "set"), gateway_public_key: \(gatewayPublicKey == nil ? "unset" : "set"), "
+            + "jwt_jwks_url: \(jwtJWKSURL == nil ? "unset" : "set"), jwt_discovery: \(jwtDiscoveryURL == nil ? jwtDiscovery ?? "off" : "set"), "
             + "pseudonym_key: \(pseudonymKey == nil ? "unset" : "set"), upstreams: \(upstreams.keys.sorted()), "
             + "webhook: \(webhookURL == nil ? "unset" : "set"), webhook_secret: \(webhookSecret == nil ? "unset" : "set"), "
             + "slack: \(slackWebhookURL == nil ? "unset" : "set"), smtp: \(smtpURL == nil ? "unset" : "set"), email_to: \(emailTo.count))"

@@ -43,7 +43,7 @@ public struct GatewayFunction: HTTPFunction {
                                           "SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE is set: set SLUICE_JWT_ISSUER and SLUICE_JWT_AUDIENCE (a token for another service must not pass)")
         }
         do {
-            verifier = JWTVerifier(try JWTVerifier.Configuration(runtime: runtime, leeway: leeway))
+            verifier = JWTVerifier(try JWTVerifier.Configuration(runtime: runtime, leeway: leeway), logger: setup.logger)
         } catch {
             throw FunctionError.permanent("jwt_not_configured", "the gateway cannot check tokens: \(error.description)")
         }
@@ -71,7 +71,7 @@ public struct GatewayFunction: HTTPFunction {
         }
     }
 
-    public var backgroundServices: [any Service] { [proxy] }
+    public var backgroundServices: [any Service] { [proxy] + verifier.backgroundServices }
 
     public func addMiddleware(to router: Router<BasicRequestContext>) {
         router.add(middleware: GatewayMiddleware(gateway: self))
@@ -196,10 +196,15 @@ struct GatewayMiddleware: RouterMiddleware {
         if !route.isPublic {
             let token: VerifiedToken
             do {
-                token = try gateway.verifier.verify(authorization: request.headers[.authorization])
+                token = try await gateway.verifier.verify(authorization: request.headers[.authorization])
             } catch {
                 context.logger.debug("token refused", metadata: ["reason": .string(error.rawValue)])
                 GatewayMetrics.authFailure(error.rawValue)
+                if error == .keysUnavailable {
+                    // The provider's key set has never come: the token may be good, so not 401.
+                    throw Problem(.serviceUnavailable, code: "token_keys_unavailable", detail: error.clientDescription,
+                                  headers: [GatewayHeaders.retryAfter: "5"])
+                }
                 throw Problem(.unauthorized, code: error == .missing ? "missing_token" : "invalid_token", detail: error.clientDescription,
                               headers: [GatewayHeaders.wwwAuthenticate: #"Bearer realm="sluice", error="invalid_token", error_description="\#(error.clientDescription)""#])
             }

@@ -1,5 +1,7 @@
 import CJWT
 import Foundation
+import Logging
+import ServiceLifecycle
 import Sluice
 import Synchronization
 
@@ -57,6 +59,13 @@ public enum JWTFailure: String, Error, Sendable, CaseIterable {
     case wrongIssuer = "wrong_issuer"
     case wrongAudience = "wrong_audience"
     case missingSubject = "missing_sub"
+    /// A key set is configured and has no key of the token's `kid`, even after a refresh.
+    case unknownKey = "unknown_kid"
+    /// A key set with several keys is configured and the token names none (`kid`).
+    case keyIDRequired = "missing_kid"
+    /// A key set is configured and none has been fetched yet: the token cannot be checked
+    /// (the gateway answers 503, not 401: the token may well be good).
+    case keysUnavailable = "keys_unavailable"
 
     /// The `error_description` sent to the client (RFC 6750 §3).
     public var clientDescription: String {
@@ -64,6 +73,7 @@ public enum JWTFailure: String, Error, Sendable, CaseIterable {
         case .missing: "a bearer token is required"
         case .expired: "the token has expired"
         case .notYetValid, .issuedInFuture: "the token is not valid yet"
+        case .keysUnavailable: "the token cannot be checked now; try again shortly"
         default: "the token is not valid"
         }
     }
@@ -92,11 +102,13 @@ public enum JWTSigner {
         public var description: String
     }
 
-    /// The compact JWS of `claims`, signed with `algorithm` and `key`.
-    public static func sign(claims: JSONObject, algorithm: JWTAlgorithm, key: [UInt8]) throws(SigningError) -> String {
+    /// The compact JWS of `claims`, signed with `algorithm` and `key`, with `keyID` as the
+    /// header's `kid` when given.
+    public static func sign(claims: JSONObject, algorithm: JWTAlgorithm, key: [UInt8], keyID: String? = nil) throws(SigningError) -> String {
         var handle: OpaquePointer?
         guard jwt_new(&handle) == 0, let jwt = handle else { throw SigningError(description: "libjwt could not allocate a token") }
         defer { jwt_free(jwt) }
+        if let keyID, jwt_add_header(jwt, "kid", keyID) != 0 { throw SigningError(description: "libjwt refused the kid") }
         guard jwt_add_grants_json(jwt, JSONValue.object(claims).serializedString) == 0 else {
             throw SigningError(description: "libjwt refused the claims")
         }
@@ -110,16 +122,26 @@ public enum JWTSigner {
     }
 }
 
-/// Verifies bearer tokens: libjwt checks the signature; everything libjwt does not check (the
-/// algorithm actually used, `exp`, `nbf`, `iat`, `iss`, `aud`) is checked here.
+/// Verifies bearer tokens. With a fixed key (an HS256 secret or a PEM public key) libjwt
+/// checks the signature; with a provider's key set (``JWKSCache``) swift-crypto checks it with
+/// the key the token's `kid` names. Everything else (the algorithm actually used, `exp`, `nbf`,
+/// `iat`, `iss`, `aud`, `sub`) is checked here, the same way for both.
 ///
 /// Verified tokens are cached by the SHA-256 of the whole token until their `exp`, so a
-/// client presenting the same RS256 token again costs a hash, not an RSA verification.
+/// client presenting the same RS256 token again costs a hash, not an RSA verification. A token
+/// verified with a key from a key set remembers that key, and passes from the cache only while
+/// the set still holds it: a key the provider withdraws stops its tokens at the next refresh.
 public final class JWTVerifier: Sendable {
     public struct Configuration: Sendable {
-        public var algorithm: JWTAlgorithm
-        /// The HMAC secret (HS256) or the PEM public key (RS256, ES256).
-        public var key: [UInt8]
+        /// Where the verification keys come from.
+        public enum Keys: Sendable, Equatable {
+            /// One key of one algorithm: the HMAC secret (HS256) or a PEM public key (RS256, ES256).
+            case fixed(algorithm: JWTAlgorithm, key: [UInt8])
+            /// A provider's JSON Web Key Set (RS256 and ES256 keys, chosen by `kid`).
+            case keySet(JWKSCache.Configuration)
+        }
+
+        public var keys: Keys
         public var issuer: String?
         public var audience: String?
         /// Clock skew allowed for `exp`, `nbf` and `iat`.
@@ -127,10 +149,15 @@ public final class JWTVerifier: Sendable {
         /// Verified tokens kept; when full, expired ones are evicted, then all.
         public var cacheCapacity: Int
 
+        /// A fixed key: `key` is the HMAC secret (HS256) or the PEM public key (RS256, ES256).
         public init(algorithm: JWTAlgorithm, key: [UInt8], issuer: String? = nil, audience: String? = nil,
                     leeway: Double = 30, cacheCapacity: Int = 10_000) {
-            self.algorithm = algorithm
-            self.key = key
+            self.init(keys: .fixed(algorithm: algorithm, key: key), issuer: issuer, audience: audience, leeway: leeway, cacheCapacity: cacheCapacity)
+        }
+
+        /// Keys from wherever `keys` says.
+        public init(keys: Keys, issuer: String? = nil, audience: String? = nil, leeway: Double = 30, cacheCapacity: Int = 10_000) {
+            self.keys = keys
             self.issuer = issuer
             self.audience = audience
             self.leeway = leeway
@@ -138,25 +165,57 @@ public final class JWTVerifier: Sendable {
         }
     }
 
-    public let configuration: Configuration
-    private let cache = Mutex<[[UInt8]: VerifiedToken]>([:])
-    private let clock: @Sendable () -> Double
-
-    public init(_ configuration: Configuration, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
-        self.configuration = configuration
-        self.clock = clock
+    /// A verified token in the cache, with the key-set key that verified it (`nil` for a fixed key).
+    private struct Cached {
+        var token: VerifiedToken
+        var key: JWK.Identity?
     }
 
+    public let configuration: Configuration
+    /// The provider's key set, when the configuration names one.
+    public let keySet: JWKSCache?
+    private let cache = Mutex<[[UInt8]: Cached]>([:])
+    private let clock: @Sendable () -> Double
+
+    /// A verifier for `configuration`. A key set is fetched over HTTP (5 s timeout, no
+    /// redirects, 1 MiB at most) and refreshed by ``backgroundServices``, which the caller
+    /// must run; fetch failures are logged to `logger`.
+    public init(_ configuration: Configuration, logger: Logger = Logger(label: "sluice.jwt"),
+                clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.configuration = configuration
+        self.clock = clock
+        switch configuration.keys {
+        case .fixed:
+            keySet = nil
+        case .keySet(let keys):
+            keySet = JWKSCache(keys, fetcher: JWKSHTTPFetcher(timeout: keys.fetchTimeout, maximumSize: keys.maximumDocumentSize), logger: logger)
+        }
+    }
+
+    /// A verifier whose keys come from `keySet` (tests give it a fetcher of their own);
+    /// `configuration.keys` is not used.
+    public init(_ configuration: Configuration, keySet: JWKSCache, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.configuration = configuration
+        self.clock = clock
+        self.keySet = keySet
+    }
+
+    /// What must run for the verifier to work: the key set's refresh schedule, if any.
+    public var backgroundServices: [any Service] { keySet.map { [$0] } ?? [] }
+
     /// The verified token in an `Authorization` header value (`Bearer …`).
-    public func verify(authorization: String?) throws(JWTFailure) -> VerifiedToken {
+    ///
+    /// Suspends only with a key set, and only when the set must be fetched first (none yet,
+    /// or an unknown `kid`).
+    public func verify(authorization: String?) async throws(JWTFailure) -> VerifiedToken {
         guard let authorization, !authorization.isEmpty else { throw .missing }
         let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw .malformed }
-        return try verify(token: String(parts[1]).trimmingCharacters(in: .whitespaces))
+        return try await verify(token: String(parts[1]).trimmingCharacters(in: .whitespaces))
     }
 
     /// The verified claims of a compact JWS.
-    public func verify(token: String) throws(JWTFailure) -> VerifiedToken {
+    public func verify(token: String) async throws(JWTFailure) -> VerifiedToken {
         let segments = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard segments.count == 3, segments.allSatisfy({ $0.allSatisfy(Base64URL.isAlphabet) }),
               !segments[0].isEmpty, !segments[1].isEmpty, !segments[2].isEmpty, token.utf8.count <= 8192 else {
@@ -165,36 +224,75 @@ public final class JWTVerifier: Sendable {
         let now = clock()
         let digest = SHA256.digest(token.utf8)
         if let cached = cache.withLock({ $0[digest] }) {
-            guard now <= cached.expiresAt + configuration.leeway else { throw .expired }
-            return cached
+            if let key = cached.key, keySet?.current?.contains(key) != true {
+                // The key that verified it has left the set: verify again (which refuses it).
+                cache.withLock { _ = $0.removeValue(forKey: digest) }
+            } else {
+                guard now <= cached.token.expiresAt + configuration.leeway else { throw .expired }
+                return cached.token
+            }
         }
-        // The header's algorithm must be the configured one before libjwt sees the token:
-        // libjwt verifies with whatever the header names (an HS256 token "signed" with the
-        // RS256 public key would pass) and skips verification for `none`.
         guard let headerBytes = Base64URL.decode(segments[0]),
               case .object(let header)? = try? JSONParser().parse(headerBytes) else { throw .malformed }
-        guard header["alg"]?.stringValue == configuration.algorithm.rawValue else { throw .wrongAlgorithm }
         guard let payloadBytes = Base64URL.decode(segments[1]),
               case .object(let claims)? = try? JSONParser().parse(payloadBytes) else { throw .malformed }
 
-        var handle: OpaquePointer?
-        let status = configuration.key.withUnsafeBufferPointer { key in
-            jwt_decode(&handle, token, key.baseAddress, Int32(key.count))
+        let verifiedBy: JWK.Identity?
+        if let keySet {
+            verifiedBy = try await verifySignature(token, segments: segments, header: header, keySet: keySet)
+        } else if case .fixed(let algorithm, let key) = configuration.keys {
+            try verifySignature(token, header: header, algorithm: algorithm, key: key)
+            verifiedBy = nil
+        } else {
+            throw .wrongAlgorithm  // a key set configured without its cache: unreachable by the initializers
         }
-        guard status == 0, let jwt = handle else { throw .badSignature }
-        let algorithm = jwt_get_alg(jwt)
-        jwt_free(jwt)
-        guard algorithm == configuration.algorithm.libjwt else { throw .wrongAlgorithm }
 
         let verified = try check(claims, now: now)
         cache.withLock { cache in
             if cache.count >= configuration.cacheCapacity {
-                cache = cache.filter { now <= $0.value.expiresAt + configuration.leeway }
+                cache = cache.filter { now <= $0.value.token.expiresAt + configuration.leeway }
                 if cache.count >= configuration.cacheCapacity { cache.removeAll(keepingCapacity: true) }
             }
-            cache[digest] = verified
+            cache[digest] = Cached(token: verified, key: verifiedBy)
         }
         return verified
+    }
+
+    /// libjwt checks the signature with the fixed key.
+    private func verifySignature(_ token: String, header: JSONObject, algorithm: JWTAlgorithm, key: [UInt8]) throws(JWTFailure) {
+        // The header's algorithm must be the configured one before libjwt sees the token:
+        // libjwt verifies with whatever the header names (an HS256 token "signed" with the
+        // RS256 public key would pass) and skips verification for `none`.
+        guard header["alg"]?.stringValue == algorithm.rawValue else { throw .wrongAlgorithm }
+        var handle: OpaquePointer?
+        let status = key.withUnsafeBufferPointer { key in
+            jwt_decode(&handle, token, key.baseAddress, Int32(key.count))
+        }
+        guard status == 0, let jwt = handle else { throw .badSignature }
+        let used = jwt_get_alg(jwt)
+        jwt_free(jwt)
+        guard used == algorithm.libjwt else { throw .wrongAlgorithm }
+    }
+
+    /// swift-crypto checks the signature with the key set's key for the header's `kid`; the
+    /// header's `alg` must be RS256 or ES256 and the key's (no HS256, no `none`, no RSA token
+    /// checked with an EC key). Keys a header carries itself (`jwk`, `jku`, `x5u`, `x5c`) are
+    /// never used; a `crit` header (extensions this verifier would have to understand) is refused.
+    private func verifySignature(_ token: String, segments: [Substring.UTF8View], header: JSONObject,
+                                 keySet: JWKSCache) async throws(JWTFailure) -> JWK.Identity {
+        guard let name = header["alg"]?.stringValue, let algorithm = JWTAlgorithm(rawValue: name), algorithm != .hs256 else {
+            throw .wrongAlgorithm
+        }
+        guard header["crit"] == nil else { throw .malformed }
+        var keyID: String?
+        if let kid = header["kid"] {
+            guard let text = kid.stringValue else { throw .malformed }
+            keyID = text
+        }
+        let key = try await keySet.key(id: keyID, algorithm: algorithm)
+        guard let signature = Base64URL.decode(segments[2]),
+              key.isValidSignature(signature, for: Array(token.utf8[..<segments[1].endIndex])) else { throw .badSignature }
+        return key.identity
     }
 
     private func check(_ claims: JSONObject, now: Double) throws(JWTFailure) -> VerifiedToken {
@@ -261,21 +359,42 @@ extension JWTVerifier.Configuration {
         public var description: String
     }
 
-    /// The configuration the environment asks for: `SLUICE_JWT_SECRET` (HS256) or
-    /// `SLUICE_JWT_PUBLIC_KEY` (a PEM file; RS256 or ES256 by its key type), with
-    /// `SLUICE_JWT_ISSUER` / `SLUICE_JWT_AUDIENCE`.
+    /// The configuration the environment asks for, exactly one of: `SLUICE_JWT_SECRET` (HS256),
+    /// `SLUICE_JWT_PUBLIC_KEY` (a PEM file; RS256 or ES256 by its key type),
+    /// `SLUICE_JWT_JWKS_URL` (a provider's key set) or `SLUICE_JWT_DISCOVERY_URL` /
+    /// `SLUICE_JWT_DISCOVERY=on` (the key set the provider's OpenID Connect discovery document
+    /// names), with `SLUICE_JWT_ISSUER` / `SLUICE_JWT_AUDIENCE`, both required with a key set.
+    ///
+    /// - Throws: ``SetupError`` saying which setting is missing, doubled or wrong.
     public init(runtime: RuntimeConfiguration, leeway: Double, cacheCapacity: Int = 10_000) throws(SetupError) {
-        switch (runtime.jwtSecret, runtime.jwtPublicKeyPath) {
-        case (.some, .some):
-            throw SetupError(description: "set SLUICE_JWT_SECRET or SLUICE_JWT_PUBLIC_KEY, not both")
-        case (nil, nil):
-            throw SetupError(description: "set SLUICE_JWT_SECRET (HS256) or SLUICE_JWT_PUBLIC_KEY (a PEM file, RS256 or ES256)")
-        case (let secret?, nil):
+        let discoveryURL: String?
+        switch runtime.jwtDiscovery?.lowercased() {
+        case nil, "off", "false", "no", "0":
+            discoveryURL = runtime.jwtDiscoveryURL
+        case "on", "true", "yes", "1":
+            guard runtime.jwtDiscoveryURL == nil else {
+                throw SetupError(description: "set SLUICE_JWT_DISCOVERY=on or SLUICE_JWT_DISCOVERY_URL, not both")
+            }
+            guard let issuer = runtime.jwtIssuer else {
+                throw SetupError(description: "SLUICE_JWT_DISCOVERY=on needs SLUICE_JWT_ISSUER (the discovery document is ISSUER/.well-known/openid-configuration)")
+            }
+            discoveryURL = (issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer) + "/.well-known/openid-configuration"
+        default:
+            throw SetupError(description: "SLUICE_JWT_DISCOVERY must be on or off")
+        }
+        let given = [("SLUICE_JWT_SECRET", runtime.jwtSecret), ("SLUICE_JWT_PUBLIC_KEY", runtime.jwtPublicKeyPath),
+                     ("SLUICE_JWT_JWKS_URL", runtime.jwtJWKSURL),
+                     (runtime.jwtDiscoveryURL == nil ? "SLUICE_JWT_DISCOVERY" : "SLUICE_JWT_DISCOVERY_URL", discoveryURL)]
+            .filter { $0.1 != nil }.map(\.0)
+        guard given.count <= 1 else {
+            throw SetupError(description: "set one of SLUICE_JWT_SECRET, SLUICE_JWT_PUBLIC_KEY, SLUICE_JWT_JWKS_URL, SLUICE_JWT_DISCOVERY_URL (or SLUICE_JWT_DISCOVERY=on), not \(given.joined(separator: " and "))")
+        }
+        if let secret = runtime.jwtSecret {
             guard secret.utf8.count >= 32 else {
                 throw SetupError(description: "SLUICE_JWT_SECRET must be at least 32 bytes (RFC 7518 §3.2)")
             }
             self.init(algorithm: .hs256, key: Array(secret.utf8))
-        case (nil, let path?):
+        } else if let path = runtime.jwtPublicKeyPath {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw SetupError(description: "SLUICE_JWT_PUBLIC_KEY: cannot read \(path)")
             }
@@ -287,6 +406,32 @@ extension JWTVerifier.Configuration {
                 throw SetupError(description: "SLUICE_JWT_PUBLIC_KEY: \(path) is not an RSA or EC public key in PEM form")
             }
             self.init(algorithm: algorithm, key: [UInt8](data))
+        } else if runtime.jwtJWKSURL != nil || discoveryURL != nil {
+            // A provider signs tokens for many clients: without both checks, any of its tokens would pass.
+            guard let issuer = runtime.jwtIssuer, runtime.jwtAudience != nil else {
+                throw SetupError(description: "a key set needs SLUICE_JWT_ISSUER and SLUICE_JWT_AUDIENCE (the provider signs tokens for other audiences too)")
+            }
+            let location: JWKSCache.Configuration.Location
+            if let url = runtime.jwtJWKSURL {
+                guard JWKSCache.isHTTPURL(url) else { throw SetupError(description: "SLUICE_JWT_JWKS_URL must be an http or https URL") }
+                location = .keySet(url)
+            } else {
+                let url = discoveryURL!
+                guard JWKSCache.isHTTPURL(url) else {
+                    throw SetupError(description: "\(runtime.jwtDiscoveryURL == nil ? "SLUICE_JWT_ISSUER" : "SLUICE_JWT_DISCOVERY_URL") must be an http or https URL for discovery")
+                }
+                location = .discovery(url, issuer: issuer)
+            }
+            var keys = JWKSCache.Configuration(location: location)
+            if let text = runtime.jwtJWKSRefresh {
+                guard let interval = DurationParser.parse(text), interval >= .seconds(1), interval <= .seconds(3600) else {
+                    throw SetupError(description: "SLUICE_JWT_JWKS_REFRESH must be a duration from 1s to 1h (e.g. 5m)")
+                }
+                keys.refreshInterval = interval
+            }
+            self.init(keys: .keySet(keys))
+        } else {
+            throw SetupError(description: "set SLUICE_JWT_SECRET (HS256), SLUICE_JWT_PUBLIC_KEY (a PEM file, RS256 or ES256), SLUICE_JWT_JWKS_URL or SLUICE_JWT_DISCOVERY_URL (a provider's key set)")
         }
         issuer = runtime.jwtIssuer
         audience = runtime.jwtAudience
