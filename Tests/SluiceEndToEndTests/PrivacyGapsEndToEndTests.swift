@@ -283,7 +283,8 @@ extension PrivacyEndToEndTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(try await fixture.counter("fn.transform.forwarded", jobs: [id]) == 5)
-            #expect(try await fixture.backlog("load") > 0 && (try await fixture.backlog("quarantine")) > 0)
+            let loadBacklog = try await fixture.backlog("load"), quarantineBacklog = try await fixture.backlog("quarantine")
+            #expect(loadBacklog > 0 && quarantineBacklog > 0)
 
             let report = try await caller.erase("u-flight")
             #expect(report["removed"] == ["events": 0, "quarantine": 0, "async_calls": 0], "\(report.serializedString)")

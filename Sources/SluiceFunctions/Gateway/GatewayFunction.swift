@@ -137,7 +137,7 @@ struct GatewayMiddleware: RouterMiddleware {
             return try Problem(.badRequest, code: "invalid_path", detail: "the request path has no canonical form (\(error.rawValue))")
                 .response(from: request, context: context)
         }
-        let path = URI(String(head.path ?? "/")).path
+        let path = Request(head: head, body: request.body).uri.path
         guard path == "/api/v1" || path.hasPrefix("/api/v1/") else {
             // Not the API: the process's own routes (probes, metrics, `/invoke` under `sluice
             // dev`), which check any assertion themselves.

@@ -1,4 +1,6 @@
-import Crypto
+// swift-crypto 3 does not mark its key types Sendable; they are immutable values whose BoringSSL
+// handles are only read (signing and verifying are safe from any thread).
+@preconcurrency import Crypto
 import Foundation
 import HTTPTypes
 import Sluice

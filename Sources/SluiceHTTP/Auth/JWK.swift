@@ -1,7 +1,9 @@
-import Crypto
+// swift-crypto 3 does not mark its key types Sendable; they are immutable values whose BoringSSL
+// handles are only read (signing and verifying are safe from any thread).
+@preconcurrency import Crypto
 import Foundation
 import Sluice
-import _CryptoExtras
+@preconcurrency import _CryptoExtras
 
 /// One public key from a JSON Web Key Set (RFC 7517) that can check a JWS signature: an RSA
 /// key (`kty` `RSA`, `n`/`e`, at least 2048 bits) for RS256 or a P-256 key (`kty` `EC`,
