@@ -146,7 +146,7 @@ struct JWKSTests {
             ["kty": "oct", "kid": "oct", "k": "c2VjcmV0"],
             ["kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"],
             ["kty": "EC", "kid": "p384", "crv": "P-384", "x": .string(x), "y": .string(y)],
-            ["kty": "EC", "kid": "short", "crv": "P-256", "x": .string(String(x.dropLast(2))), "y": .string(y)],
+            ["kty": "EC", "kid": "short", "crv": "P-256", "x": .string(String(x.dropLast(4))), "y": .string(y)],
             ["kty": "EC", "kid": "off-curve", "crv": "P-256", "x": .string(x), "y": .string(x)],
             ["kty": "RSA", "kid": 7, "n": "AQAB", "e": "AQAB"],
             "not an object",

@@ -25,7 +25,9 @@ public struct JWK: Sendable {
         public var description: String { "\(keyID.map { "kid \($0)" } ?? "a key without kid"): \(reason)" }
     }
 
-    enum Material: Sendable {
+    enum Material: @unchecked Sendable {
+        // swift-crypto's public keys are immutable values, but `P256.Signing.PublicKey` is
+        // not marked Sendable in 3.12.
         case rsa(_RSA.Signing.PublicKey)
         case p256(P256.Signing.PublicKey)
     }
