@@ -191,7 +191,8 @@ struct PIIMaskerTests {
         let object = try! JSONParser().parse(#"{"a@example.com": 1, "<EMAIL>": 2, "b@example.com": 3, "<EMAIL>~2": 4, "c@example.com": 5}"#)
         let masked = replace.mask(object)
         #expect(masked.objectValue?.keys == ["<EMAIL>~3", "<EMAIL>", "<EMAIL>~4", "<EMAIL>~2", "<EMAIL>~5"])
-        #expect(masked.objectValue.map { (0..<5).map { i in $0[$0.keys[i]]! } } == [1, 2, 3, 4, 5])
+        let values: [JSONValue]? = masked.objectValue.map { members in (0..<5).map { i in members[members.keys[i]]! } }
+        #expect(values == [1, 2, 3, 4, 5])
         #expect(replace.mask(object) == masked, "deterministic")
         let redact = PIIMasker(operators: [.card: .redact], key: key)
         #expect(redact.mask(try! JSONParser().parse(#"{"4111111111111111": "a", "5555555555554444": "b"}"#)).objectValue?.keys == ["", "~2"])

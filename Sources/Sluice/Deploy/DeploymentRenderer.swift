@@ -376,7 +376,10 @@ extension DeploymentRenderer {
             [("SLUICE_REDIS_URL", "redis://redis:6379/0"),
              ("SLUICE_DATABASE_URL", "postgres://sluice:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@postgres:5432/sluice")]
         case .gateway:
-            [("SLUICE_JWT_SECRET", "${SLUICE_JWT_SECRET:?set SLUICE_JWT_SECRET}"),
+            // One of the secret, a key set (JWKS) or discovery: the gateway refuses to start without one.
+            [("SLUICE_JWT_SECRET", "${SLUICE_JWT_SECRET:-}"),
+             ("SLUICE_JWT_JWKS_URL", "${SLUICE_JWT_JWKS_URL:-}"),
+             ("SLUICE_JWT_DISCOVERY", "${SLUICE_JWT_DISCOVERY:-}"),
              ("SLUICE_JWT_ISSUER", "${SLUICE_JWT_ISSUER:?set SLUICE_JWT_ISSUER}"),
              ("SLUICE_JWT_AUDIENCE", "${SLUICE_JWT_AUDIENCE:?set SLUICE_JWT_AUDIENCE}"),
              ("SLUICE_GATEWAY_SIGNING_KEY", "${SLUICE_GATEWAY_SIGNING_KEY:?set SLUICE_GATEWAY_SIGNING_KEY (sluice keys)}")]
