@@ -110,7 +110,7 @@ struct ManifestTests {
         #expect(error?.key == "triggers")
     }
 
-    @Test(arguments: ["5", "5 seconds", "-1s", "1d", "ms", "", "1.2.3s"])
+    @Test(arguments: ["5", "5 seconds", "-1s", "1w", "ms", "", "1.2.3s"])
     func badDurations(_ text: String) {
         let error = error("handler: stamp\ntriggers: [{stream: tag}]\nvisibility_timeout: \"\(text)\"\n")
         #expect(error?.code == .badDuration)
