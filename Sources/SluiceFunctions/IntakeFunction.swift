@@ -54,25 +54,25 @@ public struct IntakeFunction: HTTPFunction {
         let receivedAt = ValidateFunction.systemMilliseconds()
         var commands: [[RedisArgument]] = []
         // Chunks of `batch` events, cut earlier at `max_chunk_bytes` (an event larger than that goes alone).
-        var chunkBytes: [UInt8] = [UInt8(ascii: "[")], count = 0
+        var chunkJSON: [UInt8] = [UInt8(ascii: "[")], count = 0
         func cut() {
             guard count > 0 else { return }
-            chunkBytes.append(UInt8(ascii: "]"))
-            let fields = ChunkCodec.encode(eventsJSON: chunkBytes, count: count, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+            chunkJSON.append(UInt8(ascii: "]"))
+            let fields = ChunkCodec.encode(eventsJSON: chunkJSON, count: count, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
             for output in manifest.outputs {
                 var command: [RedisArgument] = ["XADD", RedisArgument(keys.stream(output)), "*"]
                 for (name, value) in fields { command.append(RedisArgument(name)); command.append(RedisArgument(value)) }
                 commands.append(command)
             }
-            chunkBytes = [UInt8(ascii: "[")]
+            chunkJSON = [UInt8(ascii: "[")]
             count = 0
         }
         for event in events {
             var written: [UInt8] = []
             event.value.write(into: &written)
-            if count > 0, count >= manifest.batch || chunkBytes.count + 1 + written.count + 1 > manifest.maxChunkBytes { cut() }
-            if count > 0 { chunkBytes.append(UInt8(ascii: ",")) }
-            chunkBytes += written
+            if count > 0, count >= manifest.batch || chunkJSON.count + 1 + written.count + 1 > manifest.maxChunkBytes { cut() }
+            if count > 0 { chunkJSON.append(UInt8(ascii: ",")) }
+            chunkJSON += written
             count += 1
         }
         cut()
