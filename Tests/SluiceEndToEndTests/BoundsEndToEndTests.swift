@@ -27,6 +27,10 @@ struct BoundsEndToEndTests {
             result = .failure(error)
         }
         await fixture.stopAll()
+        // The directory holds a 300 MB upload: removed unless the test threw or SLUICE_KEEP_TEST_DIRS=1.
+        if case .success = result, ProcessInfo.processInfo.environment["SLUICE_KEEP_TEST_DIRS"] != "1" {
+            try? FileManager.default.removeItem(atPath: fixture.directory)
+        }
         try result.get()
     }
 
