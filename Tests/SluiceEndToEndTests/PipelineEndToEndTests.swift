@@ -291,14 +291,17 @@ import Testing
             // curl streams its stdin as a chunked body: half the file goes, then ingest dies.
             let curl = Process()
             curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            let target = fixture.url("ingest", "/api/v1/ingest")
             curl.arguments = ["-sS", "-X", "POST", "-T", "-", "-H", "Content-Type: application/x-ndjson",
-                              fixture.url("ingest", "/api/v1/ingest")]
+                              "-H", "\(TestCaller.header): \(TestCaller.assertion(method: "POST", url: target))", target]
             let stdin = Pipe()
             curl.standardInput = stdin
             curl.standardOutput = FileHandle.nullDevice
             curl.standardError = FileHandle.nullDevice
             try curl.run()
-            stdin.fileHandleForWriting.write(Data((lines[..<10_000].joined(separator: "\n") + "\n").utf8))
+            // A refused upload closes the pipe early: the write then fails here instead of killing the runner.
+            signal(SIGPIPE, SIG_IGN)
+            try stdin.fileHandleForWriting.write(contentsOf: Data((lines[..<10_000].joined(separator: "\n") + "\n").utf8))
             var jobID: String?
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {
