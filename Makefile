@@ -1,13 +1,17 @@
 # Sluice: `make dev` runs everything locally, `make test` proves it against real servers.
 SHELL := /bin/bash
 
-.PHONY: deps build dev test bench soak chaos fuzz render clean
+.PHONY: deps build image dev test bench soak chaos fuzz render clean
 
 deps:
 	scripts/install-deps.sh
 
 build: deps
-	swift build -c release
+	swift build -c release --static-swift-stdlib
+
+# The image (localhost/sluice:latest) with podman, from the Dockerfile; see docs/deploying.md.
+image: deps
+	scripts/image.sh
 
 dev: build
 	.build/release/sluice dev
@@ -32,7 +36,7 @@ fuzz: deps
 
 # Writes infra/ from functions/ (a test fails when it is out of date).
 render:
-	swift build -c release --product sluice
+	swift build -c release --static-swift-stdlib --product sluice
 	SLUICE_FUNCTIONS_DIR=functions .build/release/sluice render k8s > infra/k8s.yaml
 	SLUICE_FUNCTIONS_DIR=functions .build/release/sluice render compose > infra/compose.yaml
 

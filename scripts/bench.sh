@@ -25,11 +25,12 @@ case $format in
   *) echo "BENCH_FORMAT must be ndjson, json, csv or xml" >&2; exit 2 ;;
 esac
 scripts/install-deps.sh
-# The binary as the image ships it (Dockerfile): the Swift runtime linked in, symbols stripped.
-# Its own build path, so that the tests' .build/release is not rebuilt each time.
-swift build -c release --product sluice --static-swift-stdlib --build-path .build-static >/dev/null
-install --strip .build-static/release/sluice .build-static/sluice
-sluice=$PWD/.build-static/sluice
+# The binary as the image ships it: scripts/image.sh builds it (the Swift runtime linked in,
+# symbols stripped: .build/image/sluice) and the image the container start-up is measured on.
+image=$(scripts/image.sh)
+sluice=$PWD/.build/image/sluice
+# shellcheck source=scripts/podman-env.sh
+source scripts/podman-env.sh
 
 servers=$(mktemp -d /tmp/sluice-bench-XXXXXX)
 pids=()
@@ -176,6 +177,9 @@ fi
 SLUICE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" SLUICE_UPSTREAM_INGEST="$ingest" python3 bench/cold_start.py --binary "$sluice" \
   --port $((port + 10)) --runs 10 --out bench/results/cold_start.json \
   ingest validate enrich transform load quarantine jobs notify warehouse privacy calls gateway >/dev/null
+# The same for a container of the image (`podman run`, host network, read-only root), validate.
+SLUICE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" python3 bench/cold_start.py --podman "$image" \
+  --port $((port + 11)) --runs 10 --out bench/results/container_start.json validate >/dev/null
 
 for user in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["consent_withdrawn_users"]))' "$servers/manifest.json"); do
   curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H "X-Sluice-Assertion: $(assertion PUT "/api/v1/consents/$user")" \
@@ -439,6 +443,7 @@ hz = os.sysconf("SC_CLK_TCK")
 cpu_us_per_event = {k: round((cpu_after[k] - cpu_before[k]) / hz / count * 1e6, 1) for k in cpu_after}
 paced = json.load(open("bench/results/latency.json"))
 cold = json.load(open("bench/results/cold_start.json"))
+container = json.load(open("bench/results/container_start.json"))["validate"]
 csv_upload = json.load(open("bench/results/csv_upload.json"))
 g = sys.argv[13].split()
 catch_up, hour_1m, hour_1m_exact, day_1h, day_1h_exact, day_1m, day_1m_exact = (float(x) for x in sys.argv[14].split())
@@ -460,6 +465,7 @@ result = {
     "cpu_us_per_event": cpu_us_per_event, "cpu_us_per_event_total": round(sum(cpu_us_per_event.values()), 1),
     "paced": {k: v for k, v in paced.items() if k != "memory"},
     "cold_start_median_ms": {k: v["median_ms"] for k, v in cold.items()},
+    "container_start_to_ready_ms": {"function": "validate", **container, "ratio_to_process": round(container["median_ms"] / cold["validate"]["median_ms"], 2)},
     "csv_upload": csv_upload,
     "peak_rss_mb_max": round(max(peaks) / 1024, 1), "job": job["status"], "counts": job["counts"],
     "redis_dedup": {"marks_after_run": dedup_marks, "bytes_per_mark": dedup_bytes, "dedup_ttl_hours": dedup_ttl_hours,
@@ -496,6 +502,8 @@ print(f"  at {paced['rate_events_per_s']:,} events/s   p50 {l['p50']} ms, p95 {l
 print(f"raw XREADGROUP        {xreadgroup:>9} entries/s  (COUNT 500)")
 print("cold start, median of 10 (process start to /health/ready 200):")
 print("  " + ", ".join(f"{k} {v['median_ms']} ms" for k, v in cold.items()))
+print(f"container start, median of 10 (podman run of the image to /health/ready 200): validate {container['median_ms']} ms "
+      f"({container['median_ms'] / cold['validate']['median_ms']:.1f} x the process alone)")
 c = csv_upload
 print(f"CSV of {c['bytes'] / 1e6:.0f} MB ({c['events']:,} events) through the gateway, stages paused: 202 after {c['seconds_to_202']} s ({c['mb_per_s_to_202']} MB/s), "
       f"completed after {c['seconds_to_completed']} s; peak RSS ingest {c['peak_rss_mb']['ingest']} MB, gateway {c['peak_rss_mb']['gateway']} MB; counts match: {c['counts_match_manifest']}")

@@ -10,6 +10,9 @@ packages=(
   redis-server redis-tools postgresql
   # tools the scripts and tests use (openssl makes the RS256 test keys, wrk drives the gateway bench)
   curl procps python3 python3-venv openssl wrk
+  # the image and its containers (scripts/image.sh, the container tests): podman with runc,
+  # netavark and aardvark-dns for the containers' network and names, debootstrap for the base image
+  podman runc netavark aardvark-dns iptables catatonit debootstrap
 )
 
 missing=()
