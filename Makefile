@@ -1,7 +1,7 @@
 # Sluice: `make dev` runs everything locally, `make test` proves it against real servers.
 SHELL := /bin/bash
 
-.PHONY: deps build image dev test bench soak chaos fuzz render clean
+.PHONY: deps build image dev test unit bench soak chaos fuzz render clean
 
 deps:
 	scripts/install-deps.sh
@@ -18,6 +18,11 @@ dev: build
 
 test:
 	scripts/test.sh
+
+# The fast loop, before every commit: the unit tests (no servers, no processes), in parallel;
+# the linear-cost checks (megabyte inputs timed against each other) run in `make test`.
+unit:
+	swift test --parallel --skip SluiceEndToEndTests --skip SluiceIntegrationTests --skip LinearCostTests
 
 bench: deps
 	scripts/bench.sh
