@@ -46,13 +46,19 @@ import Yams
         return out + rest
     }
 
-    static func services(variables: [String: String]) async throws -> (services: [Service], all: [String]) {
+    /// The `services` of `sluice render compose --image IMAGE`, parsed.
+    static func renderedServices(image: String) async throws -> [String: Any] {
         let environment = try TestEnvironment.get()
         let rendered = try await runCommand(environment.binary, ["render", "compose", "--image", image],
                                             environment: ["SLUICE_FUNCTIONS_DIR": "\(environment.packageRoot)/functions"])
         guard rendered.status == 0, let document = try Yams.load(yaml: rendered.output) as? [String: Any],
               let services = document["services"] as? [String: Any]
         else { throw TestSetupError("sluice render compose failed: \(rendered.error)") }
+        return services
+    }
+
+    static func services(variables: [String: String]) async throws -> (services: [Service], all: [String]) {
+        let services = try await renderedServices(image: image)
         var result: [Service] = []
         for (name, value) in services {
             guard let service = value as? [String: Any], service["image"] as? String == image else { continue }

@@ -40,12 +40,7 @@ import Yams
 
     /// The services of `sluice render compose --image IMAGE`, interpolated with ``variables``.
     static func services(image: String) async throws -> [String: Service] {
-        let environment = try TestEnvironment.get()
-        let rendered = try await runCommand(environment.binary, ["render", "compose", "--image", image],
-                                            environment: ["SLUICE_FUNCTIONS_DIR": "\(environment.packageRoot)/functions"])
-        guard rendered.status == 0, let document = try Yams.load(yaml: rendered.output) as? [String: Any],
-              let services = document["services"] as? [String: Any]
-        else { throw TestSetupError("sluice render compose failed: \(rendered.error)") }
+        let services = try await ContainerContractEndToEndTests.renderedServices(image: image)
         var result: [String: Service] = [:]
         for (name, value) in services {
             guard let service = value as? [String: Any], let serviceImage = service["image"] as? String else {
