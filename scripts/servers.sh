@@ -11,7 +11,7 @@
 #                                         crashed container would lose them (the chaos test)
 #
 # SLUICE_REDIS_APPENDFSYNC (at start): redis's appendfsync, `everysec` by default; `always` is
-# what the README recommends for zero loss (the chaos test runs with it).
+# what docs/deploying.md recommends for zero loss (the chaos test runs with it).
 # SLUICE_PG_SYNCHRONOUS_COMMIT (at start): `off` by default, `on` for the chaos test. Both are
 # kept in DIR for restarts.
 set -euo pipefail

@@ -3,7 +3,7 @@ import Sluice
 import Testing
 
 /// `kill -9` of every process in turn while uploads flow: each pipeline function, then
-/// redis-server (with `appendfsync always`, the README's zero-loss setting) and PostgreSQL
+/// redis-server (with `appendfsync always`, the zero-loss setting of docs/deploying.md) and PostgreSQL
 /// (every process of it, as a crashed container), each restarted. Every event of every upload
 /// is accounted for exactly and none is loaded twice.
 ///

@@ -3,7 +3,7 @@ import Sluice
 import SluiceRedis
 import Testing
 
-/// A Redis that reaches `maxmemory` (with the default `noeviction` policy, as the README
+/// A Redis that reaches `maxmemory` (with the default `noeviction` policy, as docs/deploying.md
 /// recommends) refuses the writes that would grow it. An upload that meets it is refused with
 /// a problem naming its job, the job fails and keeps nothing in the warehouse; once Redis has
 /// room again, the same upload is accepted and accounted for exactly. The test runs its own

@@ -365,7 +365,7 @@ extension DeploymentRenderer {
 
 extension DeploymentRenderer {
     /// Redis' persistence in the compose file: every write in the append-only file, fsync'd
-    /// before Redis answers (see the README's "Redis persistence").
+    /// before Redis answers (see "Redis persistence" in docs/deploying.md).
     public static let appendFsync = "always"
 
     /// The variables of each Secret concern, as compose takes them from the shell or `.env`
@@ -498,6 +498,6 @@ extension DeploymentRenderer {
             + "\nSLUICE_GATEWAY_SIGNING_KEY and SLUICE_GATEWAY_PUBLIC_KEY (from `sluice keys`), SLUICE_PSEUDONYM_KEY and SLUICE_WEBHOOK_SECRET"
             + "\nin the environment or .env). Each service is given only the secrets its function needs."
             + "\nRedis keeps an append-only file with appendfsync \(Self.appendFsync): every write Sluice acknowledges is on disk before Redis"
-            + "\nanswers, so no accepted event is lost even when the machine fails (everysec can lose about a second; see the README).")
+            + "\nanswers, so no accepted event is lost even when the machine fails (everysec can lose about a second; see docs/deploying.md).")
     }
 }
