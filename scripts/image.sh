@@ -12,7 +12,7 @@ tag=${1:-localhost/sluice:latest}
 # shellcheck source=scripts/podman-env.sh
 source scripts/podman-env.sh
 scripts/base-image.sh
-swift build -c release --static-swift-stdlib --product sluice >&2
+swift build -c release --static-swift-stdlib >&2
 install -D --strip .build/release/sluice .build/image/sluice
 podman build -q --format docker --network host --build-arg BINARY=host --build-arg BASE_IMAGE=localhost/sluice-base:bookworm \
   -t "$tag" . >/dev/null
