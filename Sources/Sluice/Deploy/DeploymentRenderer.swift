@@ -431,9 +431,12 @@ extension DeploymentRenderer {
             ("image", .string(image)),
             ("command", ["serve", .string(manifest.name)]),
             ("environment", composeEnvironment(for: manifest)),
+            // Not on `migrate`: each function applies pending migrations itself (under the same
+            // advisory lock) before it is ready, and podman (4.3) cannot start a container that
+            // requires an exited one.
             ("depends_on", [
                 "redis": ["condition": "service_healthy"],
-                "migrate": ["condition": "service_completed_successfully"],
+                "postgres": ["condition": "service_healthy"],
             ]),
             ("restart", "unless-stopped"),
             ("stop_grace_period", .string("\(gracePeriod(manifest))s")),
