@@ -86,6 +86,15 @@ public enum CallerAssertionFailure: String, Error, Sendable {
 /// A key of the wrong form in `SLUICE_GATEWAY_SIGNING_KEY` / `SLUICE_GATEWAY_PUBLIC_KEY`.
 public struct CallerKeyError: Error, CustomStringConvertible {
     public var description: String
+
+    /// The 32 bytes of a base64 key in `variable`, made into a key by `make`.
+    static func key<Key>(_ text: String, variable: String, kind: String, _ make: (Data) throws -> Key) throws(CallerKeyError) -> Key {
+        guard let bytes = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 32,
+              let key = try? make(bytes) else {
+            throw CallerKeyError(description: "\(variable) must be a 32-byte Ed25519 \(kind), base64 (`sluice keys` makes one)")
+        }
+        return key
+    }
 }
 
 /// The gateway's half: makes assertions. Only the gateway is given the private key.
@@ -97,11 +106,9 @@ public struct CallerAssertionSigner: Sendable {
 
     /// A signer for the key in `SLUICE_GATEWAY_SIGNING_KEY`: the 32-byte Ed25519 seed, base64.
     public init(base64 text: String) throws(CallerKeyError) {
-        guard let bytes = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 32,
-              let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: bytes) else {
-            throw CallerKeyError(description: "SLUICE_GATEWAY_SIGNING_KEY must be a 32-byte Ed25519 key, base64 (`sluice keys` makes one)")
+        key = try CallerKeyError.key(text, variable: "SLUICE_GATEWAY_SIGNING_KEY", kind: "key") {
+            try Curve25519.Signing.PrivateKey(rawRepresentation: $0)
         }
-        self.key = key
     }
 
     /// A signer for `key`.
@@ -144,11 +151,9 @@ public struct CallerAssertionVerifier: Sendable {
 
     /// A verifier for the key in `SLUICE_GATEWAY_PUBLIC_KEY`: the 32-byte Ed25519 public key, base64.
     public init(base64 text: String) throws(CallerKeyError) {
-        guard let bytes = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 32,
-              let key = try? Curve25519.Signing.PublicKey(rawRepresentation: bytes) else {
-            throw CallerKeyError(description: "SLUICE_GATEWAY_PUBLIC_KEY must be a 32-byte Ed25519 public key, base64 (`sluice keys` makes one)")
+        key = try CallerKeyError.key(text, variable: "SLUICE_GATEWAY_PUBLIC_KEY", kind: "public key") {
+            try Curve25519.Signing.PublicKey(rawRepresentation: $0)
         }
-        self.key = key
     }
 
     init(key: Curve25519.Signing.PublicKey) {
