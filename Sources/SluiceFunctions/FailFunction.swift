@@ -5,7 +5,7 @@ import Sluice
 public struct FailFunction: EventFunction {
     let kind: FunctionError.Kind
 
-    public init(setup: FunctionSetup) throws {
+    public init(setup: PipelineSetup) throws {
         let text = setup.manifest.environment["FAIL_KIND"] ?? "retryable"
         guard let kind = FunctionError.Kind(rawValue: text) else {
             throw ManifestError(.badValue, file: setup.manifest.file, key: "environment.FAIL_KIND",

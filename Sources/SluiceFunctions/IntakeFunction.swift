@@ -19,13 +19,15 @@ public struct IntakeFunction: HTTPFunction {
     let redis: RedisClient
     let pool: PostgresPool
     let keys: StreamKeys
+    let jobs: JobStore
     let maxBody: Int
 
-    public init(setup: FunctionSetup) throws {
+    public init(setup: PipelineSetup) throws {
         manifest = setup.manifest
-        redis = try setup.resources.require(RedisClient.self)
-        pool = try setup.resources.require(PostgresPool.self)
-        keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
+        redis = setup.dependencies.redis
+        pool = setup.dependencies.postgres
+        keys = setup.dependencies.keys
+        jobs = JobStore(pool: pool, redis: redis, keys: keys, logger: setup.logger)
         maxBody = Int(setup.manifest.config["max_body_bytes"]?.intValue ?? 64 << 20)
         guard !manifest.outputs.isEmpty else {
             throw ManifestError(.missingField, file: manifest.file, key: "outputs", message: "intake needs at least one output")
@@ -48,10 +50,8 @@ public struct IntakeFunction: HTTPFunction {
         let events = try body.withUnsafeReadableBytes { try Self.parseNDJSON($0) }
         let jobID = UUID().uuidString.lowercased()
         let traceID = TraceContext.traceID(in: request.headers) ?? TraceContext.newTraceID()
-        try await pool.query(
-            "INSERT INTO jobs (id, status, format, counts) VALUES ($1::uuid, 'received', 'ndjson', jsonb_build_object('received', $2::bigint))",
-            [jobID, String(events.count)])
-        let receivedAt = ValidateFunction.systemMilliseconds()
+        try await jobs.openWhole(jobID, format: "ndjson", received: events.count)
+        let receivedAt = PipelineClock.milliseconds()
         var commands: [[RedisArgument]] = []
         // Chunks of `batch` events, cut earlier at `max_chunk_bytes` (an event larger than that goes alone).
         var chunkJSON: [UInt8] = [UInt8(ascii: "[")], count = 0
@@ -76,7 +76,7 @@ public struct IntakeFunction: HTTPFunction {
             count += 1
         }
         cut()
-        commands.append(["HSET", RedisArgument(keys.job(jobID)), "received", RedisArgument(events.count)])
+        commands.append(jobs.receivedCommand(jobID, received: events.count))
         var sent = 0
         while sent < commands.count {
             let slice = Array(commands[sent..<min(sent + 64, commands.count)])
@@ -87,7 +87,7 @@ public struct IntakeFunction: HTTPFunction {
             sent += slice.count
         }
         return JSONResponse(status: .accepted, value: [
-            "job_id": .string(jobID), "status": "received", "received": .int(Int64(events.count)),
+            "job_id": .string(jobID), "status": .string(JobStatus.received.rawValue), "received": .int(Int64(events.count)),
         ])
     }
 

@@ -11,26 +11,61 @@ public struct SinkFunction: EventFunction {
     /// The input stream's key: entry ids are unique within one stream only.
     let stream: String
 
-    public init(setup: FunctionSetup) throws {
+    public init(setup: PipelineSetup) throws {
         name = setup.manifest.name
-        pool = try setup.resources.require(PostgresPool.self)
-        let keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
+        pool = setup.dependencies.postgres
+        let keys = setup.dependencies.keys
         stream = keys.stream(setup.manifest.inputStream ?? setup.manifest.name)
+    }
+
+    /// The sink's own tables, test-only and so not in the pipeline's schema: created by the
+    /// function when it starts (``createTables()``).
+    static let tables = """
+            -- Rows written by this function, which proves the runtime: no unique key on
+            -- event_id, so that a duplicate delivery would show as a second row.
+            CREATE TABLE IF NOT EXISTS sink_events (
+                job_id     uuid,
+                event_id   text,
+                event      jsonb NOT NULL,
+                chunk_id   text NOT NULL,
+                loaded_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+            );
+            CREATE INDEX IF NOT EXISTS sink_events_job ON sink_events (job_id);
+            -- One row per input chunk written, in the same transaction as its rows: a chunk
+            -- delivered again after a crash finds its row and writes nothing. Stream entry
+            -- ids are unique per stream only, so the key holds the stream as well.
+            CREATE TABLE IF NOT EXISTS sink_chunks (
+                function   text NOT NULL,
+                stream     text NOT NULL,
+                chunk_id   text NOT NULL,
+                rows       integer NOT NULL,
+                written_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                PRIMARY KEY (function, stream, chunk_id)
+            );
+        """
+
+    /// Creates the sink's tables unless they exist, under a transaction-scoped advisory lock
+    /// (replicas starting together would otherwise race on the catalog).
+    public func createTables() async throws {
+        try await pool.withTransaction { connection in
+            try connection.query("SELECT pg_advisory_xact_lock(hashtext('sluice.sink'))")
+            try connection.executeUnparameterized(Self.tables)
+        }
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
         let name = self.name, stream = self.stream
         var csv: [UInt8] = []
         csv.reserveCapacity(chunk.events.count * 600)
-        let job = chunk.jobID.flatMap { Self.isUUID($0) ? $0 : nil }
+        let job = chunk.jobID.flatMap { SQLText.isUUID($0) ? $0 : nil }
         for event in chunk.events {
-            Self.appendCSV(job, to: &csv)
+            SQLText.appendCSV(job, to: &csv)
             csv.append(UInt8(ascii: ","))
-            Self.appendCSV(event.id, to: &csv)
+            SQLText.appendCSV(event.id, to: &csv)
             csv.append(UInt8(ascii: ","))
-            Self.appendCSV(event.value.serializedString, to: &csv)
+            SQLText.appendCSV(event.value.serializedString, to: &csv)
             csv.append(UInt8(ascii: ","))
-            Self.appendCSV(chunk.id, to: &csv)
+            SQLText.appendCSV(chunk.id, to: &csv)
             csv.append(UInt8(ascii: "\n"))
         }
         let rows = chunk.events.count
@@ -52,25 +87,5 @@ public struct SinkFunction: EventFunction {
             throw FunctionError.retryable(error.code.rawValue, error.sqlState.map { "SQLSTATE \($0)" } ?? "database error")
         }
         return chunk.events.map { .forward($0) }
-    }
-
-    static func appendCSV(_ value: String?, to buffer: inout [UInt8]) {
-        guard let value else { return }  // unquoted empty field: NULL
-        buffer.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            if byte == UInt8(ascii: "\"") { buffer.append(byte) }
-            buffer.append(byte)
-        }
-        buffer.append(UInt8(ascii: "\""))
-    }
-
-    static func isUUID(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        guard bytes.count == 36 else { return false }
-        for (i, b) in bytes.enumerated() {
-            if [8, 13, 18, 23].contains(i) { if b != UInt8(ascii: "-") { return false } }
-            else if !((48...57).contains(b) || (97...102).contains(b) || (65...70).contains(b)) { return false }
-        }
-        return true
     }
 }

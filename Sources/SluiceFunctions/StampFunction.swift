@@ -8,7 +8,7 @@ public struct StampFunction: EventFunction {
     let name: String
     let delay: Duration
 
-    public init(setup: FunctionSetup) throws {
+    public init(setup: PipelineSetup) throws {
         name = setup.manifest.name
         let ms = setup.manifest.config["delay_ms"]?.intValue ?? 0
         guard ms >= 0 else {

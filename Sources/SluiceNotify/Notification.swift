@@ -39,7 +39,7 @@ public struct JobNotice: Sendable, Equatable {
     public var type: String { "job.\(status)" }
 
     /// The counts in the order the API documents them (those present).
-    static let countOrder = ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "dropped", "failed", "cancelled"]
+    static let countOrder = JobCounters.reported
 
     var orderedCounts: [(String, Int64)] {
         Self.countOrder.compactMap { name in counts[name]?.intValue.map { (name, $0) } }
@@ -76,7 +76,11 @@ public enum NotificationMessage {
 
     /// Slack incoming-webhook JSON with blocks: a header, the counts as fields, and a context line.
     public static func slack(_ notice: JobNotice) -> [UInt8] {
-        let icon = notice.status == "completed" ? ":white_check_mark:" : notice.status == "failed" ? ":x:" : ":no_entry_sign:"
+        let icon = switch JobStatus(rawValue: notice.status) {
+        case .completed?: ":white_check_mark:"
+        case .failed?: ":x:"
+        default: ":no_entry_sign:"
+        }
         let title = "Sluice job \(notice.status)"
         var fields: [JSONValue] = [["type": "mrkdwn", "text": .string("*Job*\n`\(notice.jobID)`")]]
         for (name, value) in notice.orderedCounts.prefix(9) {

@@ -10,9 +10,20 @@ public struct Migrator: Sendable {
     let migrations: [Migration]
     let logger: Logger
 
-    public init(pool: PostgresPool, migrations: [Migration] = Migration.all, logger: Logger) {
+    /// - Parameter migrations: every owner's migrations. Parts of one version (a change that
+    ///   touched tables of several owners) run together, in one transaction, in the order given.
+    public init(pool: PostgresPool, migrations: [Migration], logger: Logger) {
         self.pool = pool
-        self.migrations = migrations.sorted { $0.version < $1.version }
+        var merged: [Int: Migration] = [:]
+        for migration in migrations {
+            if var part = merged[migration.version] {
+                part.sql += "\n" + migration.sql
+                merged[migration.version] = part
+            } else {
+                merged[migration.version] = migration
+            }
+        }
+        self.migrations = merged.values.sorted { $0.version < $1.version }
         self.logger = logger
     }
 

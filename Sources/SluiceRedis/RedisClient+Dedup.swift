@@ -2,7 +2,7 @@ import Sluice
 
 /// First-seen marks for event ids, safe under redelivery.
 extension RedisClient {
-    static let claimFirstScript = """
+    static let claimFirstScript = JobScripts.stateTests + """
         local result = {}
         local job = ARGV[1]
         for i = 1, #KEYS do
@@ -18,10 +18,10 @@ extension RedisClient {
               local holder = held and string.match(held, '^([^|]*)|')
               if holder and holder ~= '' and holder ~= job then
                 local state = redis.call('HGET', ARGV[4] .. holder, 'state')
-                if state == 'failed' or state == 'cancelled' then
+                if job_ended(state) then
                   redis.call('SET', KEYS[i], owner, 'PX', ARGV[3])
                   result[i] = 1
-                elseif state == 'received' then
+                elseif job_receiving(state) then
                   result[i] = 2
                 end
               end
@@ -69,7 +69,7 @@ extension RedisClient {
         case pending
     }
 
-    static let peekSeenScript = """
+    static let peekSeenScript = JobScripts.stateTests + """
         local result = {}
         for i = 1, #KEYS do
           local held = redis.call('GET', KEYS[i])
@@ -77,7 +77,7 @@ extension RedisClient {
           local holder = held and string.match(held, '^([^|]*)|')
           if holder and holder ~= '' then
             local state = redis.call('HGET', ARGV[1] .. holder, 'state')
-            if state == 'failed' or state == 'cancelled' then result[i] = 0 end
+            if job_ended(state) then result[i] = 0 end
           end
         end
         return result

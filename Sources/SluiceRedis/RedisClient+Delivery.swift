@@ -5,14 +5,12 @@ import Sluice
 /// first and writes the outputs only if that acknowledgement took effect. A consumer that lost
 /// its entry to `XAUTOCLAIM` (it was too slow) therefore cannot forward it a second time.
 extension RedisClient {
-    static let forwardAndAckScript = JobScripts.settle + """
+    static let forwardAndAckScript = JobScripts.functions + """
         local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
         if acked == 0 then return 0 end
-        local state = redis.call('HGET', KEYS[2], 'state')
-        if ARGV[4] == '1' and (state == 'cancelled' or state == 'failed') then
-          local reason = 'dropped.cancelled'
-          if state == 'failed' then reason = 'dropped.job_failed' end
-          redis.call('HINCRBY', KEYS[2], reason, ARGV[3])
+        local ended = job_drop_reason(redis.call('HGET', KEYS[2], 'state'))
+        if ARGV[4] == '1' and ended then
+          redis.call('HINCRBY', KEYS[2], ended, ARGV[3])
           return 2
         end
         local i = 5
@@ -31,7 +29,7 @@ extension RedisClient {
             redis.call('XADD', KEYS[k], 'MAXLEN', maxlen, '*', unpack(args))
           end
         end
-        if state == 'processing' and counters > 0 then settle(KEYS[2], KEYS[3]) end
+        if counters > 0 then settle(KEYS[2], KEYS[3]) end
         return 1
         """
 
@@ -61,11 +59,11 @@ extension RedisClient {
 
     /// Acknowledges entry `id` of `stream` for `group` and, only if it was still pending,
     /// appends `appends` and adds `counters` to the job hash `counterKey`, all at once. When
-    /// the job's state is `processing` and its events are all accounted for, the job is settled
-    /// (`completed`, or `failed` if some were dead-lettered) and announced on `jobEvents`.
+    /// that accounts for the job's last event, the job is settled (``JobScripts``) and announced
+    /// on `jobEvents`.
     ///
-    /// With `honourJobState`, a chunk of a cancelled or failed job writes nothing but its
-    /// `events` count as dropped.
+    /// With `honourJobState`, a chunk of a job that has ended writes nothing but its `events`
+    /// count as dropped.
     public func acknowledge(
         stream: String, group: String, id: String,
         appends: [Append], counterKey: String, counters: [(String, Int)],

@@ -83,16 +83,8 @@ struct DLQCommand: AsyncParsableCommand {
                     if !fields.contains(where: { $0.0 == "origin" }), let source = entry.field("source_id") {
                         fields.insert(("origin", Array(source.utf8)), at: max(0, fields.count - 1))
                     }
-                    let job = entry.field("job")
-                    if let job {
-                        // PostgreSQL first: the load stage must find the job open when the chunk arrives.
-                        try await context.postgres.query("""
-                            UPDATE jobs SET status = 'processing', error = NULL, finished_at = NULL, updated_at = now()
-                            WHERE id = $1::uuid AND status = 'failed' AND error = 'dead_lettered'
-                            """, [job])
-                    }
-                    if try await context.redis.redrive(function: name, id: entry.id, to: context.keys.stream(input), fields: fields,
-                                                       jobID: job, events: Int(entry.field("n") ?? "") ?? 0, keys: context.keys) {
+                    if try await context.jobs.redrive(function: name, entryID: entry.id, to: context.keys.stream(input), fields: fields,
+                                                      jobID: entry.field("job"), events: Int(entry.field("n") ?? "") ?? 0) {
                         moved += 1
                     }
                 }
@@ -115,16 +107,18 @@ struct DLQContext {
     let redis: RedisClient
     let postgres: PostgresPool
     let keys: StreamKeys
+    let jobs: JobStore
     let threadPool: NIOThreadPoolHandle
 
     init(name: String) throws {
         let configuration = Environment.configuration()
-        _ = Environment.bootstrapLogging(configuration)
+        let logger = Environment.bootstrapLogging(configuration)
         manifest = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).load(name)
         threadPool = NIOThreadPoolHandle()
         redis = RedisClient(endpoint: try RedisEndpoint(url: configuration.redisURL), threadPool: threadPool.pool)
         postgres = PostgresPool(url: configuration.databaseURL, threadPool: threadPool.pool, maxConnections: 1)
         keys = StreamKeys(hashTag: configuration.hashTag)
+        jobs = JobStore(pool: postgres, redis: redis, keys: keys, logger: logger)
     }
 
     func shutdown() async {

@@ -28,12 +28,9 @@ struct FunctionHost {
         let postgres: PostgresPool
         let keys: StreamKeys
 
-        var resources: Resources {
-            var resources = Resources()
-            resources.set(redis)
-            resources.set(postgres)
-            resources.set(keys)
-            return resources
+        /// The functions' dependencies over these clients.
+        func dependencies(manifests: ManifestLoader, hosted: Set<String> = []) -> PipelineDependencies {
+            PipelineDependencies(redis: redis, postgres: postgres, keys: keys, manifests: manifests, hosted: hosted)
         }
 
         func shutdown() async {
@@ -66,7 +63,7 @@ struct FunctionHost {
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                try await Migrator(pool: clients.postgres, logger: logger).migrate()
+                try await Migrator(pool: clients.postgres, migrations: PipelineSchema.migrations, logger: logger).migrate()
                 return
             } catch let error as PostgresError where error.code == .unavailable && ContinuousClock.now < deadline {
                 logger.warning("waiting for PostgreSQL", metadata: ["error": .string(error.code.rawValue)])
@@ -86,7 +83,7 @@ struct FunctionHost {
     }
 
     /// Runs `manifests` until SIGTERM or SIGINT.
-    func run(manifests: [Manifest], host: String, port: Int, registry: FunctionRegistry = BuiltinFunctions.registry()) async throws {
+    func run(manifests: [Manifest], host: String, port: Int, registry: PipelineRegistry = BuiltinFunctions.registry()) async throws {
         let prometheus = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
 
@@ -99,13 +96,8 @@ struct FunctionHost {
             Task { _ = await warmRedis.ping() }
             Task { _ = await warmPostgres.ping() }
             try await migrate(clients)
-            var resources = clients.resources
-            resources.set(ManifestLoader(functionsDirectory: configuration.functionsDirectory))
-            resources.set(registry)
-            resources.set(configuration)
-            resources.set(HostedFunctions(Set(manifests.map(\.name))))
-            let shared = ProcessServices()
-            resources.set(shared)
+            let dependencies = clients.dependencies(manifests: ManifestLoader(functionsDirectory: configuration.functionsDirectory),
+                                                    hosted: Set(manifests.map(\.name)))
             let router = Router()
             router.add(middleware: ProblemMiddleware())
             var invokers: [String: FunctionInvoker] = [:]
@@ -115,7 +107,8 @@ struct FunctionHost {
             for manifest in manifests {
                 var functionLogger = logger
                 functionLogger[metadataKey: "function"] = .string(manifest.name)
-                let setup = FunctionSetup(manifest: manifest, logger: functionLogger, resources: resources)
+                let setup = PipelineSetup(manifest: manifest, logger: functionLogger, configuration: configuration,
+                                          dependencies: dependencies, registry: registry)
                 let handler = try await registry.makeHandler(setup)
                 if let function = handler as? any EventFunction {
                     let invoker = FunctionInvoker(manifest: manifest, function: function, logger: logger)
@@ -139,7 +132,7 @@ struct FunctionHost {
                 }
             }
             // What the functions share (the consent book and its listener) runs with them.
-            triggers += shared.takeServices()
+            triggers += dependencies.shared.takeServices()
             // Middleware first: it applies only to routes added after it.
             for function in httpFunctions { function.addMiddleware(to: router) }
             // Then the check that a request comes through the gateway (which, hosted here, has just
@@ -163,7 +156,7 @@ struct FunctionHost {
             }
             for function in httpFunctions { function.addRoutes(to: router) }
             let redis = clients.redis, postgres = clients.postgres
-            let migrator = Migrator(pool: postgres, logger: logger)
+            let migrator = Migrator(pool: postgres, migrations: PipelineSchema.migrations, logger: logger)
             RuntimeRoutes(
                 invokers: invokers,
                 health: HealthCheck([

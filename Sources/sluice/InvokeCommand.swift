@@ -33,7 +33,7 @@ struct InvokeCommand: AsyncParsableCommand {
         let clients = try host.makeClients(concurrency: 1)
         let result: Result<Void, any Error>
         do {
-            result = .success(try await invoke(events, manifest: manifest, clients: clients, logger: logger))
+            result = .success(try await invoke(events, manifest: manifest, clients: clients, configuration: configuration, logger: logger))
         } catch {
             result = .failure(error)
         }
@@ -41,9 +41,12 @@ struct InvokeCommand: AsyncParsableCommand {
         try result.get()
     }
 
-    func invoke(_ events: [Event], manifest: Manifest, clients: FunctionHost.Clients, logger: Logger) async throws {
-        let setup = FunctionSetup(manifest: manifest, logger: logger, resources: clients.resources)
-        guard let function = try await BuiltinFunctions.registry().makeHandler(setup) as? any EventFunction else {
+    func invoke(_ events: [Event], manifest: Manifest, clients: FunctionHost.Clients, configuration: RuntimeConfiguration, logger: Logger) async throws {
+        let registry = BuiltinFunctions.registry()
+        let setup = PipelineSetup(manifest: manifest, logger: logger, configuration: configuration,
+                                  dependencies: clients.dependencies(manifests: ManifestLoader(functionsDirectory: configuration.functionsDirectory)),
+                                  registry: registry)
+        guard let function = try await registry.makeHandler(setup) as? any EventFunction else {
             throw CommandFailure("\(name) is not an event function")
         }
         let invoker = FunctionInvoker(manifest: manifest, function: function, logger: logger)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import NIOPosix
 import Sluice
+import SluiceFunctions
 import SluicePostgres
 
 struct MigrateCommand: AsyncParsableCommand {
@@ -16,14 +17,14 @@ struct MigrateCommand: AsyncParsableCommand {
         let pool = PostgresPool(url: configuration.databaseURL, threadPool: threadPool, maxConnections: 1)
         let outcome: Result<[Int], any Error>
         do {
-            outcome = .success(try await Migrator(pool: pool, logger: logger).migrate())
+            outcome = .success(try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: logger).migrate())
         } catch {
             outcome = .failure(error)
         }
         try? await threadPool.shutdownGracefully()
         let applied = try outcome.get()
         print(applied.isEmpty
-              ? "schema is current (version \(Migration.latestVersion))"
-              : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema at version \(Migration.latestVersion)")
+              ? "schema is current (version \(PipelineSchema.latestVersion))"
+              : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema at version \(PipelineSchema.latestVersion)")
     }
 }

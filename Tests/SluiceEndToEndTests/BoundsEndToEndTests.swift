@@ -62,7 +62,7 @@ struct BoundsEndToEndTests {
             let count = 300, size = 1_000_000
             let now = ISO8601DateFormatter().string(from: Date())
             let path = "\(fixture.directory)/large-records.ndjson"
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
             let file = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
             for i in 0..<count {
                 var line = Self.event(id: "bounds-large-\(i)", size: size, now: now)

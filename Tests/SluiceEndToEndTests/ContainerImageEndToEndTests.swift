@@ -145,6 +145,7 @@ import Yams
         var opened: TestClients?
         func container(_ service: String) -> String { "sluice-e2e-\(tag)-\(service)" }
         /// `podman run -d` of a rendered service, as Compose would start it (published ports on free host ports).
+        @discardableResult
         func start(_ service: Service, published: [Int: Int] = [:], detach: Bool = true) async throws -> (status: Int32, output: String, error: String) {
             let envFile = "\(directory)/\(service.name).env"
             try service.environment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "\n")

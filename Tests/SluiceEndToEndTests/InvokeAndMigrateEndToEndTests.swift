@@ -1,5 +1,6 @@
 import Foundation
 import Sluice
+import SluiceFunctions
 import SluicePostgres
 import SluiceRedis
 import Testing
@@ -94,9 +95,14 @@ struct InvokeAndMigrateEndToEndTests {
         #expect(results.map(\.0) == [0, 0, 0], "outputs: \(results.map(\.1))")
         let applied = results.filter { $0.1.hasPrefix("applied migrations") }
         #expect(applied.count == 1, "exactly one process applies; the others find the schema current")
-        #expect(results.filter { $0.1 == "schema is current (version \(Migration.latestVersion))\n" }.count == 2)
-        let check = try await runCommand("/usr/bin/env", ["psql", url, "-tAc", "SELECT count(*) FROM schema_migrations"])
-        #expect(check.output == "\(Migration.latestVersion)\n")
+        #expect(results.filter { $0.1 == "schema is current (version \(PipelineSchema.latestVersion))\n" }.count == 2)
+        // Every version of the pipeline's schema, once; none of the test functions' tables.
+        let check = try await runCommand("/usr/bin/env", ["psql", url, "-tAc", "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"])
+        let versions = Set(PipelineSchema.migrations.map(\.version)).sorted()
+        #expect(check.output == versions.map(String.init).joined(separator: ",") + "\n")
+        #expect(versions == [1] + Array(3...13))
+        let sink = try await runCommand("/usr/bin/env", ["psql", url, "-tAc", "SELECT to_regclass('sink_events') IS NULL"])
+        #expect(sink.output == "t\n", "the sink function's table is not part of the schema")
     }
 }
 

@@ -92,15 +92,12 @@ struct AnalyticsRollupIntegrationTests {
         let url = databaseURL.replacingOccurrences(of: #"/[^/?]*(\?|$)"#, with: "/\(name)$1", options: .regularExpression)
         let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 3)
         do {
-            try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
-            var resources = Resources()
-            resources.set(pool)
+            try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
             // The calls and warehouse functions mask as validate does: they need the pseudonym key.
             var configuration = RuntimeConfiguration()
             configuration.pseudonymKey = "an integration test's pseudonym key"
-            resources.set(configuration)
             let manifest = Manifest(name: "warehouse", handler: "warehouse", triggers: [.http], config: [:])
-            let warehouse = try WarehouseFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources))
+            let warehouse = try WarehouseFunction(setup: .testing(manifest, threadPool: threadPool, postgres: pool, configuration: configuration))
             try await body(Fixture(pool: pool, warehouse: warehouse))
         } catch {
             _ = try? await admin.query("DROP DATABASE \(name) WITH (FORCE)")

@@ -18,7 +18,7 @@ struct AuditWriterIntegrationTests {
         let threadPool = NIOThreadPool(numberOfThreads: 4)
         threadPool.start()
         let pool = PostgresPool(url: databaseURL, threadPool: threadPool, maxConnections: 2)
-        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
         let actor = "writer-test-\(UUID().uuidString)"
         let writer = AuditWriter(pool: pool, batch: 50)
         try await withThrowingTaskGroup(of: Void.self) { group in

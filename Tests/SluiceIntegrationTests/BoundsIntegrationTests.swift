@@ -119,11 +119,9 @@ struct BoundsIntegrationTests {
     /// named by a digest of fixed length that holds no id.
     @Test func anOverlongEventIDIsQuarantinedAndLeavesNoMark() async throws {
         try await withRedis(db: 41) { redis in
-            var resources = Resources()
-            resources.set(redis)
             let manifest = Manifest(name: "validate", handler: "validate", triggers: [.stream("validate")], outputs: ["enrich"])
             let now = Timestamp.milliseconds("2026-11-23T12:00:00Z")!
-            let function = try ValidateFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources),
+            let function = try ValidateFunction(setup: .testing(manifest, redis: redis),
                                                 clock: { now })
             let invoker = FunctionInvoker(manifest: manifest, function: function, logger: Logger(label: "test"))
             func event(_ id: String) -> Event {

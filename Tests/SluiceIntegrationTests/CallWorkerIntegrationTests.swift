@@ -16,26 +16,22 @@ struct CallWorkerIntegrationTests {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         let pool = PostgresPool(url: databaseURL, threadPool: threadPool, maxConnections: 2)
-        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
         try await pool.query("DELETE FROM async_calls")
 
         let directory = NSTemporaryDirectory() + "sluice-calls-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: "\(directory)/filter", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try "handler: filter\ntriggers: [{stream: filter}]\n".write(toFile: "\(directory)/filter/function.yaml", atomically: true, encoding: .utf8)
-        var resources = Resources()
-        resources.set(pool)
-        resources.set(ManifestLoader(functionsDirectory: directory))
         // The calls and warehouse functions mask as validate does: they need the pseudonym key.
         // The dead port is on loopback: allowed (that host and port only), so each attempt
         // reaches connect() and fails there, as a callback to a host that is down does.
         var runtime = RuntimeConfiguration()
         runtime.pseudonymKey = "an integration test's pseudonym key"
         runtime.callbackAllowHosts = ["127.0.0.1:1"]
-        resources.set(runtime)
         let manifest = Manifest(name: "calls", handler: "calls", triggers: [.http],
                                 config: ["call_timeout": "60s", "callback_attempts": 2, "callback_timeout": "2s"])
-        let worker = CallWorker(function: try CallsFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources)))
+        let worker = CallWorker(function: try CallsFunction(setup: .testing(manifest, threadPool: threadPool, postgres: pool, configuration: runtime, functionsDirectory: directory)))
 
         // One call whose replica died ten minutes into it, one another replica is running now.
         // Both call back to a port where nothing listens.

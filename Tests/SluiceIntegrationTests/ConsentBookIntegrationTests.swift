@@ -19,7 +19,7 @@ struct ConsentBookIntegrationTests {
         let threadPool = NIOThreadPool(numberOfThreads: 6)
         threadPool.start()
         let pool = PostgresPool(url: databaseURL, threadPool: threadPool, maxConnections: 3)
-        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
         var endpoint = try RedisEndpoint(url: redisURL)
         endpoint.database = 10
         let redis = RedisClient(endpoint: endpoint, threadPool: threadPool)

@@ -16,12 +16,10 @@ struct EnrichIntegrationTests {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 1)
-        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
         let manifest = Manifest(name: "enrich", handler: "enrich", triggers: [.stream("enrich")], outputs: ["transform"])
         func invoker(_ pool: PostgresPool) throws -> FunctionInvoker {
-            var resources = Resources()
-            resources.set(pool)
-            let function = try EnrichFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources))
+            let function = try EnrichFunction(setup: .testing(manifest, threadPool: threadPool, postgres: pool))
             return FunctionInvoker(manifest: manifest, function: function, logger: Logger(label: "test"))
         }
         let event = Event(["context": ["device_type": "desktop", "location": ["country": "JP", "region": "13"]]])

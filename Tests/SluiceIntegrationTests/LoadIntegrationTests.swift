@@ -16,7 +16,7 @@ struct LoadIntegrationTests {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 1)
-        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
         let manifest = Manifest(name: "load", handler: "load", triggers: [.stream("load")])
         let invoker = FunctionInvoker(manifest: manifest, function: LoadFunction(pool: pool), logger: Logger(label: "test"))
         let job = UUID().uuidString.lowercased()
@@ -79,8 +79,8 @@ struct LoadIntegrationTests {
     }
 
     @Test func timestampsForPostgres() {
-        #expect(LoadFunction.timestamp(0) == "1970-01-01T00:00:00.000Z")
-        #expect(LoadFunction.timestamp(1_795_435_200_123) == "2026-11-23T12:00:00.123Z")
-        #expect(LoadFunction.timestamp(951_782_400_000) == "2000-02-29T00:00:00.000Z")
+        #expect(PipelineClock.timestamp(0) == "1970-01-01T00:00:00.000Z")
+        #expect(PipelineClock.timestamp(1_795_435_200_123) == "2026-11-23T12:00:00.123Z")
+        #expect(PipelineClock.timestamp(951_782_400_000) == "2000-02-29T00:00:00.000Z")
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOPosix
 import Sluice
+import SluiceFunctions
 import SluicePostgres
 import Testing
 
@@ -86,7 +87,7 @@ struct PostgresIntegrationTests {
     }
 
     @Test func migrationsAreIdempotent() async throws {
-        let migrator = Migrator(pool: pool, logger: Logger(label: "test"))
+        let migrator = Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test"))
         try await migrator.migrate()
         #expect(try await migrator.migrate() == [])
         #expect(try await migrator.isCurrent())

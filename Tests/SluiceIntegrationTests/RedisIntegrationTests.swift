@@ -80,8 +80,9 @@ struct RedisIntegrationTests {
         let keys = StreamKeys(hashTag: "drops")
         let job = "6f1c2e4a-0000-4000-8000-000000000001", trace = "4bf92f3577b34da6a3ce929d0e0e4736"
         let input = keys.stream("stage"), jobs = keys.stream("jobs")
-        try await redis.beginJob(job, traceID: trace, keys: keys)
-        #expect(try await redis.finishReceiving(job, received: 10, keys: keys) == "processing")
+        try await redis.send(["EVAL", RedisArgument(JobScripts.begin), "1", RedisArgument(keys.job(job)), RedisArgument(trace)])
+        #expect(try await redis.send(["EVAL", RedisArgument(JobScripts.finishReceiving), "2", RedisArgument(keys.job(job)),
+                                      RedisArgument(jobs), "10"]).text == JobStatus.processing.rawValue)
         try await redis.ensureGroup(stream: input, group: "g")
         for counters in [[("loaded", 4), ("dropped.filtered", 3)], [("loaded", 2), ("dropped.stale", 0), ("dropped.not_wanted", 1)]] {
             let id = try await redis.add(stream: input, fields: [("v", Array("1".utf8))])
@@ -89,7 +90,7 @@ struct RedisIntegrationTests {
             #expect(try await redis.acknowledge(stream: input, group: "g", id: id, appends: [], counterKey: keys.job(job),
                                                 counters: counters, events: counters.map(\.1).reduce(0, +), honourJobState: true, jobEvents: jobs) == .written)
         }
-        #expect(try await redis.jobState(job, keys: keys).state == "completed")
+        #expect(try await redis.send(["HGET", RedisArgument(keys.job(job)), "state"]).text == "completed")
         let announced = try await redis.range(stream: jobs)
         #expect(announced.count == 1)
         let entry = try #require(announced.first)

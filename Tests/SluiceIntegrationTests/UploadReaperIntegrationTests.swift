@@ -18,12 +18,13 @@ struct UploadReaperIntegrationTests {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         let pool = PostgresPool(url: databaseURL, threadPool: threadPool, maxConnections: 2)
-        try await Migrator(pool: pool, logger: Logger(label: "test")).migrate()
+        try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
         var endpoint = try RedisEndpoint(url: redisURL)
         endpoint.database = 11
         let redis = RedisClient(endpoint: endpoint, threadPool: threadPool)
         try await redis.send(["FLUSHDB"])
         let keys = StreamKeys()
+        let jobs = JobStore(pool: pool, redis: redis, keys: keys, logger: Logger(label: "test"))
 
         func job(status: String, age: String, received: Int? = nil) async throws -> String {
             let id = UUID().uuidString.lowercased()
@@ -31,7 +32,7 @@ struct UploadReaperIntegrationTests {
                 INSERT INTO jobs (id, status, format, counts, created_at)
                 VALUES ($1::uuid, $2, 'ndjson', $3::jsonb, now() - $4::interval)
                 """, [id, status, received.map { "{\"received\": \($0)}" } ?? "{}", age])
-            try await redis.beginJob(id, keys: keys)
+            try await redis.send(["HSET", RedisArgument(keys.job(id)), "state", "received"])
             return id
         }
         // More than a page of older jobs that are rightly processing (no Redis state to fix) must
@@ -51,7 +52,7 @@ struct UploadReaperIntegrationTests {
         try await redis.send(["DEL", RedisArgument(keys.job(unknownToRedis))])
 
         let failed = FailedJobs()
-        let reaper = UploadReaper(pool: pool, redis: redis, keys: keys, lease: .seconds(60), interval: .seconds(1),
+        let reaper = UploadReaper(jobs: jobs, lease: .seconds(60), interval: .seconds(1),
                                   logger: Logger(label: "test"), fail: { id, code in await failed.add(id, code) })
         let settled = Set(await reaper.reapOnce())
         let mine: Set = [abandoned, alive, young, halfEnded, unknownToRedis]
@@ -60,8 +61,8 @@ struct UploadReaperIntegrationTests {
         #expect(Set(calls.map(\.id)) == [abandoned, unknownToRedis])
         #expect(calls.allSatisfy { $0.code == "upload_interrupted" })
         // The half-ended job got its final count in Redis and goes on processing.
-        let state = try await redis.jobState(halfEnded, keys: keys)
-        #expect(state.state == "processing")
+        let state = try await jobs.live(halfEnded)
+        #expect(state.status == .processing)
         #expect(state.fields["received"] == "4")
         // A second pass changes nothing more for these jobs.
         await failed.reset()

@@ -20,10 +20,8 @@ struct ValidateIntegrationTests {
         threadPool.start()
         let redis = RedisClient(endpoint: endpoint, threadPool: threadPool)
         try await redis.send(["FLUSHDB"])
-        var resources = Resources()
-        resources.set(redis)
         let manifest = Manifest(name: "validate", handler: "validate", triggers: [.stream("validate")], outputs: ["enrich"])
-        let function = try ValidateFunction(setup: FunctionSetup(manifest: manifest, logger: Logger(label: "test"), resources: resources),
+        let function = try ValidateFunction(setup: .testing(manifest, threadPool: threadPool, redis: redis),
                                             clock: { now })
         let result: Result<Void, any Error>
         do {

@@ -30,7 +30,7 @@ struct FunctionInvokerTests {
 
     @Test func middlewareRunsInManifestOrder() async throws {
         let log = LogBox()
-        var registry = FunctionRegistry()
+        var registry = FunctionRegistry<NoDependencies>()
         registry.register("h") { _ in
             ClosureEventFunction { chunk, _ in
                 await log.append("handler")
@@ -40,7 +40,7 @@ struct FunctionInvokerTests {
         registry.registerMiddleware("outer") { _ in Recording(name: "outer", log: log) }
         registry.registerMiddleware("inner") { _ in Recording(name: "inner", log: log) }
         let m = manifest(middleware: ["outer", "inner"])
-        let function = try await registry.makeHandler(FunctionSetup(manifest: m, logger: logger, resources: Resources())) as! any EventFunction
+        let function = try await registry.makeHandler(FunctionSetup(manifest: m, logger: logger, dependencies: NoDependencies(), registry: FunctionRegistry())) as! any EventFunction
         let outcomes = try await FunctionInvoker(manifest: m, function: function, logger: logger)
             .invoke(Chunk(id: "1-0", events: [Event(["id": "a"])]), attempt: 1)
         #expect(outcomes == [.forward(Event(["id": "a"]))])
@@ -48,12 +48,12 @@ struct FunctionInvokerTests {
     }
 
     @Test func unknownHandlerAndMiddlewareAreManifestErrors() async {
-        let registry = FunctionRegistry()
-        let setup = FunctionSetup(manifest: manifest(), logger: logger, resources: Resources())
+        let registry = FunctionRegistry<NoDependencies>()
+        let setup = FunctionSetup(manifest: manifest(), logger: logger, dependencies: NoDependencies(), registry: FunctionRegistry())
         await #expect(throws: ManifestError.self) { try await registry.makeHandler(setup) }
-        var withHandler = FunctionRegistry()
+        var withHandler = FunctionRegistry<NoDependencies>()
         withHandler.register("h") { _ in ClosureEventFunction { _, _ in [] } }
-        let bad = FunctionSetup(manifest: manifest(middleware: ["nope"]), logger: logger, resources: Resources())
+        let bad = FunctionSetup(manifest: manifest(middleware: ["nope"]), logger: logger, dependencies: NoDependencies(), registry: FunctionRegistry())
         do {
             _ = try await withHandler.makeHandler(bad)
             Issue.record("expected an error")
@@ -94,7 +94,7 @@ struct FunctionInvokerTests {
     }
 
     @Test func deadlineMiddlewareFailsSlowHandlers() async throws {
-        var registry = FunctionRegistry()
+        var registry = FunctionRegistry<NoDependencies>()
         registry.register("h") { _ in
             ClosureEventFunction { chunk, _ in
                 try await Task.sleep(for: .seconds(10))
@@ -102,7 +102,7 @@ struct FunctionInvokerTests {
             }
         }
         let m = manifest(middleware: ["deadline"], visibility: .milliseconds(200))
-        let function = try await registry.makeHandler(FunctionSetup(manifest: m, logger: logger, resources: Resources())) as! any EventFunction
+        let function = try await registry.makeHandler(FunctionSetup(manifest: m, logger: logger, dependencies: NoDependencies(), registry: FunctionRegistry())) as! any EventFunction
         let invoker = FunctionInvoker(manifest: m, function: function, logger: logger)
         let started = ContinuousClock.now
         await #expect(throws: FunctionError.retryable("deadline_exceeded", "the function did not finish before its deadline")) {

@@ -213,20 +213,18 @@ struct PIIMaskMiddlewareTests {
         Manifest(name: "f", handler: "h", triggers: [.stream("f")], middleware: ["pii-mask"], config: config, file: "f.yaml")
     }
 
-    func resources(key: String?) -> Resources {
+    func setup(_ manifest: Manifest, key: String?) -> FunctionSetup<NoDependencies> {
         var configuration = RuntimeConfiguration()
         configuration.pseudonymKey = key
-        var resources = Resources()
-        resources.set(configuration)
-        return resources
+        return FunctionSetup(manifest: manifest, logger: logger, configuration: configuration, dependencies: NoDependencies(), registry: FunctionRegistry())
     }
 
     /// The function behind the middleware forwards what it was given.
     func run(_ events: [JSONValue], config: JSONValue = [:]) async throws -> [JSONValue] {
-        var registry = FunctionRegistry()
+        var registry = FunctionRegistry<NoDependencies>()
         registry.register("h") { _ in ClosureEventFunction { chunk, _ in chunk.events.map { .forward($0) } } }
         let m = manifest(config)
-        let function = try await registry.makeHandler(FunctionSetup(manifest: m, logger: logger, resources: resources(key: key))) as! any EventFunction
+        let function = try await registry.makeHandler(setup(m, key: key)) as! any EventFunction
         let outcomes = try await FunctionInvoker(manifest: m, function: function, logger: logger)
             .invoke(Chunk(id: "1-0", events: events.map(Event.init)), attempt: 1)
         return outcomes.map { outcome -> JSONValue in
@@ -277,14 +275,14 @@ struct PIIMaskMiddlewareTests {
     /// The invoker exposes a function's pii-mask, which the stream trigger applies to what it
     /// dead-letters; a function without one has none.
     @Test func theInvokerFindsThePIIMaskInTheChain() async throws {
-        var registry = FunctionRegistry()
+        var registry = FunctionRegistry<NoDependencies>()
         registry.register("h") { _ in ClosureEventFunction { chunk, _ in chunk.events.map { .forward($0) } } }
         let masked = Manifest(name: "f", handler: "h", triggers: [.stream("f")], middleware: ["deadline", "pii-mask"], file: "f.yaml")
-        let function = try await registry.makeHandler(FunctionSetup(manifest: masked, logger: logger, resources: resources(key: key))) as! any EventFunction
+        let function = try await registry.makeHandler(setup(masked, key: key)) as! any EventFunction
         let mask = try #require(FunctionInvoker(manifest: masked, function: function, logger: logger).piiMask)
         #expect(mask.mask(["cc": 4111111111111111]) == ["cc": "************1111"])
         let plain = Manifest(name: "g", handler: "h", triggers: [.stream("g")], middleware: ["deadline"], file: "g.yaml")
-        let other = try await registry.makeHandler(FunctionSetup(manifest: plain, logger: logger, resources: resources(key: key))) as! any EventFunction
+        let other = try await registry.makeHandler(setup(plain, key: key)) as! any EventFunction
         #expect(FunctionInvoker(manifest: plain, function: other, logger: logger).piiMask == nil)
     }
 

@@ -124,8 +124,7 @@ struct TransformFunctionTests {
                 - rename: {from: metadata.event_id, to: event_id}
                 - cast: {field: payload.properties.value, to: number}
             """, name: "transform", file: "functions/transform/function.yaml")
-        let registry = BuiltinFunctions.registry()
-        let function = try await registry.makeHandler(FunctionSetup(manifest: manifest, logger: .init(label: "t"), resources: Resources())) as! any EventFunction
+        let function = try TransformFunction(manifest: manifest)
         let invoker = FunctionInvoker(manifest: manifest, function: function, logger: .init(label: "t"))
         let good = Event(["metadata": ["event_id": "e-1"], "payload": ["properties": ["value": "2.5"]]])
         let bad = Event(["metadata": ["event_id": "e-2"], "payload": ["properties": ["value": "lots"]]])

@@ -4,59 +4,52 @@ import Logging
 public protocol FunctionHandler: Sendable {}
 
 
-/// Shared resources (connection pools, clients) a handler factory can ask for by type.
-///
-/// The CLI puts the adapters' clients here, so the core need not know them.
-public struct Resources: Sendable {
-    private var storage: [ObjectIdentifier: any Sendable] = [:]
-
-    /// An empty set of resources.
-    public init() {}
-
-    /// Adds or replaces the resource of type `T`.
-    public mutating func set<T: Sendable>(_ value: T) {
-        storage[ObjectIdentifier(T.self)] = value
-    }
-
-    /// The resource of type `T`, if one was set.
-    public func get<T: Sendable>(_ type: T.Type = T.self) -> T? {
-        storage[ObjectIdentifier(T.self)] as? T
-    }
-
-    /// The resource of type `T`.
-    /// - Throws: ``FunctionError`` (permanent, `missing_resource`) when none was set.
-    public func require<T: Sendable>(_ type: T.Type = T.self) throws -> T {
-        guard let value = get(type) else {
-            throw FunctionError.permanent("missing_resource", "no \(T.self) is configured in this process")
-        }
-        return value
-    }
-}
-
-/// What a handler factory gets to build its handler.
-public struct FunctionSetup: Sendable {
+/// What a handler factory gets to build its handler: the function's manifest, a logger, the
+/// process's configuration, the typed `Dependencies` of the process (the adapters' clients,
+/// which the core does not know), and the registry, for functions that build others.
+public struct FunctionSetup<Dependencies: Sendable>: Sendable {
     /// The function's manifest.
     public var manifest: Manifest
     /// A logger tagged with the function's name.
     public var logger: Logger
-    /// Shared clients and pools.
-    public var resources: Resources
+    /// The process's configuration (keys, allowed hosts, secrets).
+    public var configuration: RuntimeConfiguration
+    /// The clients and services of the process.
+    public var dependencies: Dependencies
+    /// The registry the handler is built from.
+    public var registry: FunctionRegistry<Dependencies>
 
     /// Creates a setup.
-    public init(manifest: Manifest, logger: Logger, resources: Resources) {
+    public init(manifest: Manifest, logger: Logger, configuration: RuntimeConfiguration = RuntimeConfiguration(),
+                dependencies: Dependencies, registry: FunctionRegistry<Dependencies>) {
         self.manifest = manifest
         self.logger = logger
-        self.resources = resources
+        self.configuration = configuration
+        self.dependencies = dependencies
+        self.registry = registry
     }
+
+    /// This setup for another function's manifest (a stage another function builds).
+    public func with(manifest: Manifest) -> FunctionSetup {
+        var setup = self
+        setup.manifest = manifest
+        setup.logger[metadataKey: "function"] = .string(manifest.name)
+        return setup
+    }
+}
+
+/// The dependencies of functions that need none beyond their setup (the core's own tests).
+public struct NoDependencies: Sendable {
+    public init() {}
 }
 
 /// Maps the `handler` names used in manifests to the code that builds them, and middleware
 /// names to middleware.
-public struct FunctionRegistry: Sendable {
+public struct FunctionRegistry<Dependencies: Sendable>: Sendable {
     /// Builds a handler for a manifest.
-    public typealias Factory = @Sendable (FunctionSetup) async throws -> any FunctionHandler
+    public typealias Factory = @Sendable (FunctionSetup<Dependencies>) async throws -> any FunctionHandler
     /// Builds a middleware for a manifest.
-    public typealias MiddlewareFactory = @Sendable (FunctionSetup) throws -> any Middleware
+    public typealias MiddlewareFactory = @Sendable (FunctionSetup<Dependencies>) throws -> any Middleware
 
     private var factories: [String: Factory] = [:]
     private var middlewareFactories: [String: MiddlewareFactory] = [:]
@@ -66,7 +59,7 @@ public struct FunctionRegistry: Sendable {
     public init() {
         registerMiddleware("deadline") { _ in DeadlineMiddleware() }
         registerMiddleware("pii-mask") { setup in
-            try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey)
+            try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
         }
     }
 
@@ -104,7 +97,7 @@ public struct FunctionRegistry: Sendable {
     /// Builds the handler for `setup.manifest`, wrapping event functions in their middleware.
     /// - Throws: ``ManifestError`` when the handler or a middleware name is unknown, or what
     ///   the factory throws.
-    public func makeHandler(_ setup: FunctionSetup) async throws -> any FunctionHandler {
+    public func makeHandler(_ setup: FunctionSetup<Dependencies>) async throws -> any FunctionHandler {
         let manifest = setup.manifest
         guard let factory = factories[manifest.handler] else {
             throw ManifestError(
@@ -128,15 +121,14 @@ public struct FunctionRegistry: Sendable {
 
 extension FunctionRegistry {
     /// The invoker of event function `name`, built from its manifest in `loader`'s folder with
-    /// a logger tagged with its name; `nil` when no manifest has that name or it is an HTTP
-    /// function (those are never built here).
+    /// `setup`'s configuration and dependencies; `nil` when no manifest has that name or it is
+    /// an HTTP function (those are never built here).
     /// - Throws: what building the handler throws (a manifest or setup error).
-    public func makeInvoker(named name: String, loader: ManifestLoader, resources: Resources, logger: Logger) async throws -> FunctionInvoker? {
+    public func makeInvoker(named name: String, loader: ManifestLoader, setup: FunctionSetup<Dependencies>) async throws -> FunctionInvoker? {
         guard let manifest = try? loader.load(name), !manifest.servesHTTP else { return nil }
-        var functionLogger = logger
-        functionLogger[metadataKey: "function"] = .string(name)
-        let handler = try await makeHandler(FunctionSetup(manifest: manifest, logger: functionLogger, resources: resources))
+        let stage = setup.with(manifest: manifest)
+        let handler = try await makeHandler(stage)
         guard let function = handler as? any EventFunction else { return nil }
-        return FunctionInvoker(manifest: manifest, function: function, logger: functionLogger)
+        return FunctionInvoker(manifest: manifest, function: function, logger: stage.logger)
     }
 }

@@ -11,7 +11,7 @@
 /// ```
 public struct DeploySettings: Sendable, Equatable {
     /// Compute quantities in Kubernetes notation (`100m`, `1`, `128Mi`).
-    public struct Resources: Sendable, Equatable {
+    public struct ComputeResources: Sendable, Equatable {
         public var cpu: String
         public var memory: String
         public init(cpu: String, memory: String) {
@@ -30,9 +30,9 @@ public struct DeploySettings: Sendable, Equatable {
     /// The HPA's target average CPU utilisation (percent of the request).
     public var cpuUtilization: Int = 70
     /// What the scheduler reserves.
-    public var requests = Resources(cpu: "100m", memory: "128Mi")
+    public var requests = ComputeResources(cpu: "100m", memory: "128Mi")
     /// What the container may use at most.
-    public var limits = Resources(cpu: "1", memory: "512Mi")
+    public var limits = ComputeResources(cpu: "1", memory: "512Mi")
 
     public init() {}
 

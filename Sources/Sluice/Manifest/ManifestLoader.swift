@@ -296,7 +296,7 @@ private struct Reader {
         return settings
     }
 
-    mutating func resources(_ node: Node, at path: String, default fallback: DeploySettings.Resources) throws -> DeploySettings.Resources {
+    mutating func resources(_ node: Node, at path: String, default fallback: DeploySettings.ComputeResources) throws -> DeploySettings.ComputeResources {
         guard let map = node.mapping else { throw error(.badValue, path, node, "must be {cpu: ..., memory: ...}") }
         let fields = try self.fields(of: map, at: path, allowed: ["cpu", "memory"])
         var result = fallback

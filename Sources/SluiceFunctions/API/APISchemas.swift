@@ -74,7 +74,7 @@ public enum APISchemas {
         "JobCounts": [
             "type": "object",
             "description": "What happened to the job's events; `received` is final once the body has ended. `dropped` counts events a function dropped for a reason of its own (e.g. `filtered`), or because their job had failed.",
-            "required": ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "dropped", "failed", "cancelled"],
+            "required": .array(JobCounters.reported.map(JSONValue.string)),
             "properties": [
                 "received": integer, "loaded": integer, "quarantined": integer, "stale": integer, "duplicate": integer,
                 "no_consent": integer, "geo_restricted": integer, "dropped": integer, "failed": integer, "cancelled": integer, "in_flight": integer,
@@ -85,7 +85,7 @@ public enum APISchemas {
             "required": ["id", "status", "counts", "created_at", "updated_at"],
             "properties": [
                 "id": jobID,
-                "status": ["type": "string", "enum": ["received", "processing", "completed", "failed", "cancelled"]],
+                "status": ["type": "string", "enum": .array(JobStatus.names.map(JSONValue.string))],
                 "format": ["type": "string", "nullable": true],
                 "counts": ref("JobCounts"),
                 "error": string,
@@ -109,7 +109,7 @@ public enum APISchemas {
             "required": ["job_id", "event_id"],
             "properties": [
                 "job_id": jobID, "event_id": ["type": "string", "nullable": true],
-                "outcome": ["type": "string", "enum": ["loaded"]], "status": ["type": "string", "enum": ["processing"]],
+                "outcome": ["type": "string", "enum": ["loaded"]], "status": ["type": "string", "enum": [.string(JobStatus.processing.rawValue)]],
             ],
         ],
         "CallAccepted": [
@@ -144,7 +144,7 @@ public enum APISchemas {
             "type": "object",
             "required": ["job_id", "status", "format", "received"],
             "properties": [
-                "job_id": jobID, "status": ["type": "string", "enum": ["received"]],
+                "job_id": jobID, "status": ["type": "string", "enum": [.string(JobStatus.received.rawValue)]],
                 "format": ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]],
                 "received": integer,
                 "schema": ref("CSVSchema"),

@@ -4,8 +4,8 @@ import SluiceNotify
 
 extension OutboundPolicy {
     /// The policy `SLUICE_CALLBACK_ALLOW_HOSTS` sets, from the process's runtime configuration.
-    init(resources: Resources) {
-        self.init(allowedHosts: resources.get(RuntimeConfiguration.self)?.callbackAllowHosts ?? [])
+    init(configuration: RuntimeConfiguration) {
+        self.init(allowedHosts: configuration.callbackAllowHosts)
     }
 
     /// A caller's callback URL (an upload's, an async call's) once checked by ``accept(_:)``

@@ -23,8 +23,9 @@ public struct CallsFunction: HTTPFunction {
     let pool: PostgresPool
     let logger: Logger
     let loader: ManifestLoader
-    let registry: FunctionRegistry
-    let setupResources: Resources
+    let registry: PipelineRegistry
+    /// The setup the called functions are built with (this function's configuration and dependencies).
+    let stageSetup: PipelineSetup
     let invokers: InvokerCache
     let pollInterval: Duration
     let callTimeout: Duration
@@ -42,20 +43,20 @@ public struct CallsFunction: HTTPFunction {
     /// (`async_calls.subjects`) so that an erasure finds the call by equality.
     let pipelineMask: PIIMaskMiddleware
 
-    public init(setup: FunctionSetup) throws {
-        pool = try setup.resources.require(PostgresPool.self)
-        loader = try setup.resources.require(ManifestLoader.self)
-        registry = setup.resources.get(FunctionRegistry.self) ?? BuiltinFunctions.registry()
-        setupResources = setup.resources
+    public init(setup: PipelineSetup) throws {
+        pool = setup.dependencies.postgres
+        loader = setup.dependencies.manifests
+        registry = setup.registry
+        stageSetup = setup
         logger = setup.logger
         invokers = InvokerCache()
         pollInterval = try setup.manifest.configDuration("poll_interval", default: .milliseconds(200))
         callTimeout = try setup.manifest.configDuration("call_timeout", default: .seconds(300))
         callbackTimeout = try setup.manifest.configDuration("callback_timeout", default: .seconds(10))
         callbackAttempts = Int(setup.manifest.config["callback_attempts"]?.intValue ?? 8)
-        callbacks = OutboundPolicy(resources: setup.resources)
-        signingSecret = setup.resources.get(RuntimeConfiguration.self)?.webhookSecret.map { Array($0.utf8) }
-        pseudonymKey = setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey
+        callbacks = OutboundPolicy(configuration: setup.configuration)
+        signingSecret = setup.configuration.webhookSecret.map { Array($0.utf8) }
+        pseudonymKey = setup.configuration.pseudonymKey
         pipelineMask = try PipelinePII.mask(setup: setup)
     }
 
@@ -80,7 +81,7 @@ public struct CallsFunction: HTTPFunction {
         // `name` is checked against [a-z0-9_-] before it gets here: it names a folder, never a path.
         let invoker: FunctionInvoker?
         do {
-            invoker = try await registry.makeInvoker(named: name, loader: loader, resources: setupResources, logger: logger)
+            invoker = try await registry.makeInvoker(named: name, loader: loader, setup: stageSetup)
         } catch {
             logger.error("cannot build a function for a call", metadata: ["target": .string(name), "error_type": .string("\(type(of: error))")])
             throw Problem(.serviceUnavailable, code: "function_unavailable", detail: "the function cannot be run here now")
@@ -149,12 +150,12 @@ public struct CallsFunction: HTTPFunction {
     /// Call `id` as its creator or an `admin` sees it; anyone else is answered as if it did not
     /// exist (404), so that ids reveal nothing.
     func call(_ id: String, caller: Caller?) async throws -> JSONValue {
-        guard SinkFunction.isUUID(id.lowercased()), let caller else { throw Self.callNotFound }
+        guard SQLText.isUUID(id.lowercased()), let caller else { throw Self.callNotFound }
         let rows: PostgresRows
         do {
             rows = try await pool.query("""
                 SELECT id::text, function, status, outcomes::text, error::text, callback_status, callback_attempts::text, callback_error,
-                       \(IngestFunction.iso("created_at")), \(IngestFunction.iso("started_at")), \(IngestFunction.iso("finished_at"))
+                       \(SQLText.iso("created_at")), \(SQLText.iso("started_at")), \(SQLText.iso("finished_at"))
                 FROM async_calls WHERE id = $1::uuid AND ($3::boolean OR created_by = $2)
                 """, [id.lowercased(), caller.ownerKey, caller.has("admin") ? "true" : "false"])
         } catch {

@@ -8,10 +8,10 @@ import SluicePostgres
 public struct EnrichFunction: EventFunction {
     let cache: LookupCache
 
-    public init(setup: FunctionSetup) throws {
+    public init(setup: PipelineSetup) throws {
         let manifest = setup.manifest
         let ttl = try manifest.configDuration("cache_ttl", default: .seconds(60))
-        let pool = try setup.resources.require(PostgresPool.self)
+        let pool = setup.dependencies.postgres
         cache = LookupCache(ttl: ttl) { try await Self.loadTables(pool) }
     }
 

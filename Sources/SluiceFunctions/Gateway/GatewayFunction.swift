@@ -10,12 +10,6 @@ import SluiceHTTP
 import SluiceRedis
 import Synchronization
 
-/// The names of the functions this process runs; the gateway calls those in-process.
-public struct HostedFunctions: Sendable {
-    public var names: Set<String>
-    public init(_ names: Set<String>) { self.names = names }
-}
-
 /// The front door of every `/api/v1` route: checks the bearer token, the caller's roles for the
 /// route and their rate limit, then hands the request to the function that answers it: in the
 /// same process under `sluice dev`, else at `SLUICE_UPSTREAM_<NAME>`.
@@ -33,10 +27,10 @@ public struct GatewayFunction: HTTPFunction {
     /// The OpenAPI document, serialized once.
     let document: [UInt8]
 
-    public init(setup: FunctionSetup) throws {
+    public init(setup: PipelineSetup) throws {
         let manifest = setup.manifest
         policy = try GatewayPolicy(manifest: manifest)
-        let runtime = setup.resources.get(RuntimeConfiguration.self) ?? RuntimeConfiguration()
+        let runtime = setup.configuration
         let leeway = Double(policy.leeway.components.seconds)
         if runtime.jwtRequireIssuerAudience, runtime.jwtIssuer == nil || runtime.jwtAudience == nil {
             throw FunctionError.permanent("jwt_not_configured",
@@ -56,13 +50,13 @@ public struct GatewayFunction: HTTPFunction {
         } catch {
             throw FunctionError.permanent("gateway_key_not_configured", error.description)
         }
-        redis = try setup.resources.require(RedisClient.self)
-        keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
-        hosted = setup.resources.get(HostedFunctions.self)?.names ?? [manifest.name]
+        redis = setup.dependencies.redis
+        keys = setup.dependencies.keys
+        hosted = setup.dependencies.hosted.isEmpty ? [manifest.name] : setup.dependencies.hosted
         upstreams = runtime.upstreams
         proxy = UpstreamProxy(timeouts: .init(connect: policy.connectTimeout, idle: policy.idleTimeout))
         logger = setup.logger
-        let registry = setup.resources.get(FunctionRegistry.self) ?? BuiltinFunctions.registry()
+        let registry = setup.registry
         do {
             document = try OpenAPIDocument.build(policy: policy, operations: registry.operations).serializedBytes
         } catch let missing as OpenAPIDocument.MissingOperation {

@@ -39,7 +39,7 @@ extension IngestFunction {
                     .init("limit", in: .query, description: "Jobs per page (1–500, default 50).",
                           schema: ["type": "integer", "minimum": 1, "maximum": 500, "default": 50]),
                     .init("status", in: .query, description: "Only jobs in this status.",
-                          schema: ["type": "string", "enum": ["received", "processing", "completed", "failed", "cancelled"]]),
+                          schema: ["type": "string", "enum": .array(JobStatus.names.map(JSONValue.string))]),
                     .init("before", in: .query, description: "The next_before of the previous page.", schema: APISchemas.jobID),
                 ],
                 responses: [

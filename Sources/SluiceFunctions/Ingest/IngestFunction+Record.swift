@@ -20,16 +20,16 @@ extension IngestFunction {
                                           contentType: request.headers[.contentType], headers: request.headers)
         let eventID = Event(value).id
         let deadline = ContinuousClock.now + recordWait
-        var fields: [String: String] = [:]
+        var live = JobStore.Live(status: nil, fields: [:])
         while ContinuousClock.now < deadline {
-            fields = (try? await redis.jobState(jobID, keys: keys).fields) ?? [:]
-            if let state = fields["state"], ["completed", "failed", "cancelled"].contains(state) { break }
+            live = (try? await jobs.live(jobID)) ?? JobStore.Live(status: nil, fields: [:])
+            if let status = live.status, !status.isOpen { break }
             try await Task.sleep(for: .milliseconds(20))
         }
         var answer: JSONObject = ["job_id": .string(jobID), "event_id": eventID.map(JSONValue.string) ?? .null]
-        func count(_ name: String) -> Int { Int(fields[name] ?? "") ?? 0 }
-        switch fields["state"] {
-        case "completed" where count("loaded") == 1:
+        let count = live.count
+        switch live.status {
+        case .completed? where count("loaded") == 1:
             answer["outcome"] = "loaded"
             var headers = HTTPFields()
             headers[.contentType] = "application/json"
@@ -37,7 +37,7 @@ extension IngestFunction {
                 headers[.location] = "/api/v1/data/\(escaped)"
             }
             return Response(status: .created, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: JSONValue.object(answer).serializedBytes)))
-        case "completed":
+        case .completed?:
             if count("dropped.duplicate") == 1 {
                 throw Problem(.conflict, code: "duplicate_event", detail: "an event with this event_id was loaded before", extra: answer)
             }
@@ -49,11 +49,11 @@ extension IngestFunction {
             let reason = count("dropped.stale") == 1 ? "stale" : count("dropped.no_consent") == 1 ? "no_consent"
                 : count("dropped.geo_restricted") == 1 ? "geo_restricted" : "dropped"
             throw Problem(.unprocessableContent, code: reason, detail: "the event was not loaded: \(reason)", extra: answer)
-        case "failed", "cancelled":
-            answer["job_status"] = .string(fields["state"] ?? "failed")
+        case .failed?, .cancelled?:
+            answer["job_status"] = .string(live.status?.rawValue ?? "")
             throw Problem(.serviceUnavailable, code: "record_failed", detail: "the pipeline could not process the event; try again", extra: answer)
         default:
-            answer["status"] = "processing"
+            answer["status"] = .string(JobStatus.processing.rawValue)
             return Response(status: .accepted, headers: [.contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(bytes: JSONValue.object(answer).serializedBytes)))
         }

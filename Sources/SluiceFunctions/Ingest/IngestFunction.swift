@@ -25,6 +25,7 @@ public struct IngestFunction: HTTPFunction {
     let redis: RedisClient
     let pool: PostgresPool
     let keys: StreamKeys
+    let jobs: JobStore
     let logger: Logger
     let maxBody: Int
     let limits: UploadLimits
@@ -40,12 +41,13 @@ public struct IngestFunction: HTTPFunction {
     /// else sees and cancels only the jobs they created.
     let readAllJobs: Set<String>
 
-    public init(setup: FunctionSetup) async throws {
+    public init(setup: PipelineSetup) async throws {
         manifest = setup.manifest
-        redis = try setup.resources.require(RedisClient.self)
-        pool = try setup.resources.require(PostgresPool.self)
-        keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
+        redis = setup.dependencies.redis
+        pool = setup.dependencies.postgres
+        keys = setup.dependencies.keys
         logger = setup.logger
+        jobs = JobStore(pool: pool, redis: redis, keys: keys, logger: setup.logger)
         let config = manifest.config
         maxBody = Int(config["max_body_bytes"]?.intValue ?? 1 << 30)
         limits = UploadLimits(maxRecordBytes: Int(config["max_record_bytes"]?.intValue ?? 1 << 20))
@@ -60,7 +62,7 @@ public struct IngestFunction: HTTPFunction {
         uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
         recordWait = try manifest.configDuration("record_wait", default: .seconds(10))
-        callbacks = OutboundPolicy(resources: setup.resources)
+        callbacks = OutboundPolicy(configuration: setup.configuration)
         readAllJobs = Set((config["read_all_jobs"]?.arrayValue ?? []).compactMap(\.stringValue))
         guard uploadLease >= .seconds(1) else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
@@ -70,24 +72,22 @@ public struct IngestFunction: HTTPFunction {
         }
         // The stages `POST /api/v1/process/transform` runs, built from their own manifests.
         var chain: [FunctionInvoker] = []
-        if let loader = setup.resources.get(ManifestLoader.self), let registry = setup.resources.get(FunctionRegistry.self) {
-            let names = config["process_transform"].flatMap { value -> [String]? in
-                if case .array(let items) = value { return items.compactMap(\.stringValue) }
-                return nil
-            } ?? ["validate", "enrich", "transform"]
-            var resources = setup.resources
-            resources.set(DryRun(true))
-            for name in names {
-                if let stage = try await registry.makeInvoker(named: name, loader: loader, resources: resources, logger: setup.logger) {
-                    chain.append(stage)
-                }
+        let names = config["process_transform"].flatMap { value -> [String]? in
+            if case .array(let items) = value { return items.compactMap(\.stringValue) }
+            return nil
+        } ?? ["validate", "enrich", "transform"]
+        var dryRun = setup
+        dryRun.dependencies.dryRun = true
+        for name in names {
+            if let stage = try await setup.registry.makeInvoker(named: name, loader: setup.dependencies.manifests, setup: dryRun) {
+                chain.append(stage)
             }
         }
         processChain = chain
     }
 
     public var backgroundServices: [any Service] {
-        [UploadReaper(pool: pool, redis: redis, keys: keys, lease: uploadLease, interval: reapInterval, logger: logger,
+        [UploadReaper(jobs: jobs, lease: uploadLease, interval: reapInterval, logger: logger,
                       fail: { [self] jobID, code in await self.fail(jobID, code: code) })]
     }
 
@@ -141,11 +141,8 @@ public struct IngestFunction: HTTPFunction {
         let jobID = UUID().uuidString.lowercased()
         let traceID = TraceContext.traceID(in: headers) ?? TraceContext.newTraceID()
         do {
-            try await pool.query("""
-                INSERT INTO jobs (id, status, format, content_type, counts, callback_url, created_by)
-                VALUES ($1::uuid, 'received', $2, $3, '{}'::jsonb, $4, $5)
-                """, [jobID, format.rawValue, contentType.map { String($0.prefix(200)) }, callback, Caller(headers: headers)?.ownerKey])
-            try await redis.beginJob(jobID, traceID: traceID, keys: keys)
+            try await jobs.open(.init(id: jobID, format: format.rawValue, contentType: contentType, callbackURL: callback,
+                                      createdBy: Caller(headers: headers)?.ownerKey, traceID: traceID))
         } catch {
             throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the job store is not available; try again")
         }
@@ -184,23 +181,17 @@ public struct IngestFunction: HTTPFunction {
             throw problem
         }
         do {
-            try await pool.query("""
-                UPDATE jobs SET status = CASE WHEN status = 'received' THEN 'processing' ELSE status END,
-                    counts = counts || jsonb_build_object('received', $2::bigint), schema = $3::jsonb, bytes = $4::bigint,
-                    updated_at = now()
-                WHERE id = $1::uuid
-                """, [jobID, String(publisher.received), schema?.serializedString, String(publisher.bytes)])
-            let state = try await redis.finishReceiving(jobID, received: publisher.received, keys: keys)
+            let state = try await jobs.finishReceiving(jobID, received: publisher.received, schema: schema, bytes: publisher.bytes)
             logger.info("upload received", metadata: [
                 "job": .string(jobID), "trace": .string(traceID), "format": .string(format.rawValue), "events": .stringConvertible(publisher.received),
-                "bytes": .stringConvertible(publisher.bytes), "state": .string(state),
+                "bytes": .stringConvertible(publisher.bytes), "state": .string(state?.rawValue ?? ""),
             ])
         } catch {
             await fail(jobID, code: "ingest_unavailable")
             throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the upload could not be recorded; try again",
                           extra: ["job_id": .string(jobID)])
         }
-        var answer: JSONObject = ["job_id": .string(jobID), "status": "received", "format": .string(format.rawValue),
+        var answer: JSONObject = ["job_id": .string(jobID), "status": .string(JobStatus.received.rawValue), "format": .string(format.rawValue),
                                   "received": .int(Int64(publisher.received))]
         if let schema { answer["schema"] = schema }
         return JSONResponse(status: .accepted, value: .object(answer))
@@ -285,135 +276,30 @@ public struct IngestFunction: HTTPFunction {
         }
     }
 
-    /// Marks the job failed: first in PostgreSQL (under the row lock the load stage takes, so
-    /// no chunk of it is loaded afterwards, and what was loaded before goes), then in Redis
-    /// (the stages drop its remaining chunks, and its first-seen marks stop counting).
-    ///
-    /// When Redis refuses that write (full, or away: often the very reason the upload failed),
-    /// it is retried in the background until it succeeds: a job failed in PostgreSQL but still
-    /// `received` in Redis would make every later copy of its events wait as `pending` and end
-    /// dead-lettered, and the reaper looks only at jobs PostgreSQL holds open.
-    ///
-    /// A job that has already ended in PostgreSQL (cancelled while its upload was still coming,
-    /// say) is left as it is, there and in Redis: failing it too would delete the rows a
-    /// cancelled job keeps and race the cancel to Redis.
+    /// Fails job `jobID` with `code` (``JobStore/fail(_:code:discard:)``), deleting what was
+    /// loaded of it.
     func fail(_ jobID: String, code: String) async {
-        let failed: Bool
-        do {
-            failed = try await pool.withTransaction { connection in
-                let changed = try connection.query("""
-                    UPDATE jobs SET status = 'failed', error = $2, finished_at = now(), updated_at = now()
-                    WHERE id = $1::uuid AND status IN ('received', 'processing') RETURNING 1
-                    """, [jobID, code]).rows.count
-                guard changed == 1 else { return false }
-                try connection.query("DELETE FROM events WHERE job_id = $1::uuid", [jobID])
-                return true
-            }
-        } catch {
-            logger.error("could not mark a job failed", metadata: ["job": .string(jobID), "error": .string("\(error)")])
-            return
-        }
-        if failed { await end(jobID, as: "failed", code: code) }
-    }
-
-    /// Ends the job in Redis (`failed` or `cancelled`) once PostgreSQL has it so: now, or, when
-    /// Redis refuses, in the background until it takes it (with the stream trigger's outage
-    /// backoff: 100 ms doubling to 5 s).
-    func end(_ jobID: String, as state: String, code: String? = nil) async {
-        let redis = self.redis, keys = self.keys
-        var failure: any Error
-        do {
-            try await redis.endJob(jobID, as: state, code: code, keys: keys)
-            return
-        } catch {
-            failure = error
-        }
-        var logger = self.logger
-        logger[metadataKey: "job"] = .string(jobID)
-        logger[metadataKey: "state"] = .string(state)
-        Task { [failure, logger] in
-            var outage = Backoff(), failure = failure
-            while true {
-                await outage.wait(after: failure, logger: logger, isStopping: { false })
-                do {
-                    try await redis.endJob(jobID, as: state, code: code, keys: keys)
-                    outage.reset(logger: logger)
-                    return
-                } catch {
-                    failure = error
-                }
-            }
-        }
+        await jobs.fail(jobID, code: code) { connection in try LoadFunction.discardRows(ofJob: jobID, on: connection) }
     }
 
     // MARK: - Jobs
 
-    static let jobColumns = """
-        id::text, status, format, counts::text, error, schema::text, content_type, bytes::text,
-        \(iso("created_at")), \(iso("updated_at")), \(iso("finished_at"))
-        """
-
-    /// A timestamptz column as ISO 8601 in UTC with milliseconds.
-    static func iso(_ column: String) -> String {
-        "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-    }
-
     /// Job `id` as `reader` may see it: a job of someone else's is answered as if it did not
     /// exist (404), so that ids reveal nothing.
     func job(_ id: String, for reader: JobReader) async throws -> JSONValue {
-        guard SinkFunction.isUUID(id.lowercased()) else { throw Self.jobNotFound }
-        let rows: PostgresRows
+        guard SQLText.isUUID(id) else { throw Self.jobNotFound }
+        let found: JSONValue?
         do {
-            rows = try await pool.query("SELECT \(Self.jobColumns) FROM jobs WHERE id = $1::uuid AND ($3::boolean OR created_by = $2)",
-                                        [id.lowercased(), reader.owner, reader.readsAll ? "true" : "false"])
+            found = try await jobs.job(id.lowercased(), for: reader)
         } catch {
-            throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
+            throw Self.jobsUnavailable
         }
-        guard let row = rows.rows.first else { throw Self.jobNotFound }
-        let live = try? await redis.jobState(id.lowercased(), keys: keys)
-        return Self.describeJob(row, live: live?.state == nil ? nil : live?.fields)
+        guard let found else { throw Self.jobNotFound }
+        return found
     }
 
     static let jobNotFound = Problem(.notFound, code: "job_not_found", detail: "no job has this id")
-
-    /// A job as the API answers it: the row, with the live state and counters from Redis
-    /// when it still holds them.
-    static func describeJob(_ row: [String?], live: [String: String]?) -> JSONValue {
-        let stored = (row[3].flatMap { try? JSONParser().parse(Array($0.utf8)) }) ?? .object([:])
-        func count(_ liveName: String, _ storedName: String) -> JSONValue {
-            if let live, let value = live[liveName].flatMap(Int64.init) { return .int(value) }
-            if live != nil, liveName != "received" { return .int(0) }
-            return stored[storedName] ?? .int(0)
-        }
-        var counts: JSONObject = [
-            "received": count("received", "received"), "loaded": count("loaded", "loaded"),
-            "quarantined": count("quarantined", "quarantined"), "stale": count("dropped.stale", "stale"),
-            "duplicate": count("dropped.duplicate", "duplicate"), "no_consent": count("dropped.no_consent", "no_consent"),
-            "geo_restricted": count("dropped.geo_restricted", "geo_restricted"),
-            "failed": count("dead_lettered", "failed"), "cancelled": count("dropped.cancelled", "cancelled"),
-            "dropped": live.map { .int(JobCounters.otherDrops($0)) } ?? stored["dropped"] ?? .int(0),
-        ]
-        var status = row[1] ?? "received"
-        if let state = live?["state"], ["received", "processing", "completed", "failed", "cancelled"].contains(state) {
-            // Redis decides first; the row follows when the jobs stream is recorded.
-            if !["completed", "failed", "cancelled"].contains(status) || state == status { status = state }
-        }
-        if case .int(let received)? = counts["received"] {
-            let settled = ["loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted", "dropped", "failed", "cancelled"]
-                .reduce(Int64(0)) { sum, name in if case .int(let v)? = counts[name] { sum + v } else { sum } }
-            counts["in_flight"] = .int(max(0, received - settled))
-        }
-        var object: JSONObject = [
-            "id": .string(row[0] ?? ""), "status": .string(status), "format": row[2].map(JSONValue.string) ?? .null,
-            "counts": .object(counts), "created_at": .string(row[8] ?? ""), "updated_at": .string(row[9] ?? ""),
-            "finished_at": row[10].map(JSONValue.string) ?? .null,
-        ]
-        if let error = live?["error"] ?? row[4] { object["error"] = .string(error) }
-        if let schema = row[5].flatMap({ try? JSONParser().parse(Array($0.utf8)) }) { object["schema"] = schema }
-        if let type = row[6] { object["content_type"] = .string(type) }
-        if let bytes = row[7].flatMap(Int64.init) { object["bytes"] = .int(bytes) }
-        return .object(object)
-    }
+    static let jobsUnavailable = Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
 
     func listJobs(_ request: Request) async throws -> JSONResponse {
         let reader = JobReader(Caller(request), readAll: readAllJobs)
@@ -422,70 +308,43 @@ public struct IngestFunction: HTTPFunction {
         guard let limit = Int(limitText), (1...500).contains(limit) else {
             throw Problem(.badRequest, code: "invalid_parameter", detail: "limit must be an integer from 1 to 500", extra: ["parameter": "limit"])
         }
-        let status = query.get("status")
-        if let status, !["received", "processing", "completed", "failed", "cancelled"].contains(status) {
-            throw Problem(.badRequest, code: "invalid_parameter", detail: "status must be received, processing, completed, failed or cancelled",
-                          extra: ["parameter": "status"])
+        var status: JobStatus?
+        if let name = query.get("status") {
+            guard let known = JobStatus(rawValue: String(name)) else {
+                throw Problem(.badRequest, code: "invalid_parameter", detail: "status must be one of \(JobStatus.names.joined(separator: ", "))",
+                              extra: ["parameter": "status"])
+            }
+            status = known
         }
-        let before = query.get("before")
-        if let before, !SinkFunction.isUUID(before.lowercased()) {
+        let before = query.get("before").map { String($0).lowercased() }
+        if let before, !SQLText.isUUID(before) {
             throw Problem(.badRequest, code: "invalid_parameter", detail: "before must be a job id (the next_before of the previous page)",
                           extra: ["parameter": "before"])
         }
-        let rows: PostgresRows
+        let page: (jobs: [JSONValue], next: String?)
         do {
-            rows = try await pool.query("""
-                SELECT \(Self.jobColumns) FROM jobs
-                WHERE ($1::text IS NULL OR status = $1)
-                  AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM jobs WHERE id = $2::uuid))
-                  AND ($5::boolean OR created_by = $4)
-                ORDER BY created_at DESC, id DESC
-                LIMIT $3::integer
-                """, [status, before?.lowercased(), String(limit), reader.owner, reader.readsAll ? "true" : "false"])
+            page = try await jobs.list(status: status, before: before, limit: limit, for: reader)
         } catch {
-            throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
+            throw Self.jobsUnavailable
         }
-        var jobs: [JSONValue] = []
-        for row in rows.rows {
-            var live: [String: String]?
-            if let id = row[0], row[1] == "received" || row[1] == "processing",
-               let state = try? await redis.jobState(id, keys: keys), state.state != nil {
-                live = state.fields
-            }
-            jobs.append(Self.describeJob(row, live: live))
-        }
-        var answer: JSONObject = ["jobs": .array(jobs)]
-        answer["next_before"] = rows.rows.count == limit ? (rows.rows.last?[0]).map(JSONValue.string) ?? .null : .null
+        let answer: JSONObject = ["jobs": .array(page.jobs), "next_before": page.next.map(JSONValue.string) ?? .null]
         return JSONResponse(status: .ok, value: .object(answer))
     }
 
     /// Cancels job `id` for its creator or an `admin`; anyone else gets 404.
     func cancel(_ id: String, by reader: JobReader) async throws -> JSONResponse {
         let jobID = id.lowercased()
-        guard SinkFunction.isUUID(jobID) else { throw Self.jobNotFound }
-        let previous: String?
+        guard SQLText.isUUID(jobID) else { throw Self.jobNotFound }
+        let previous: JobStatus?
         do {
-            previous = try await pool.withTransaction { connection in
-                let current = try connection.query("SELECT status FROM jobs WHERE id = $1::uuid AND ($3::boolean OR created_by = $2) FOR UPDATE",
-                                                   [jobID, reader.owner, reader.readsAll ? "true" : "false"]).scalar
-                guard let current else { return nil }
-                if current == "received" || current == "processing" {
-                    try connection.query("""
-                        UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now() WHERE id = $1::uuid
-                        """, [jobID])
-                }
-                return current
-            }
+            previous = try await jobs.cancel(jobID, by: reader)
         } catch {
-            throw Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
+            throw Self.jobsUnavailable
         }
         guard let previous else { throw Self.jobNotFound }
-        guard previous == "received" || previous == "processing" else {
-            throw Problem(.conflict, code: "job_finished", detail: "the job has already ended", extra: ["job_status": .string(previous)])
+        guard previous.isOpen else {
+            throw Problem(.conflict, code: "job_finished", detail: "the job has already ended", extra: ["job_status": .string(previous.rawValue)])
         }
-        // PostgreSQL has it cancelled (load drops its chunks from now on, and a second DELETE
-        // answers 409): Redis follows, at once or as soon as it takes the write.
-        await end(jobID, as: "cancelled")
         logger.info("job cancelled", metadata: ["job": .string(jobID)])
         return JSONResponse(status: .ok, value: try await job(jobID, for: reader))
     }
@@ -570,12 +429,6 @@ public struct IngestFunction: HTTPFunction {
             "stages": .array(processChain.map { .string($0.manifest.name) }), "counts": .object(counts), "results": .array(results),
         ])
     }
-}
-
-/// Marks the resources of a dry run: stages built with it record nothing.
-public struct DryRun: Sendable {
-    public var enabled: Bool
-    public init(_ enabled: Bool) { self.enabled = enabled }
 }
 
 /// An upload refused part-way: the problem to answer once the job is marked failed.
@@ -700,7 +553,7 @@ struct UploadPublisher {
     mutating func flush() async throws {
         try await pending?.value
         pending = nil
-        let receivedAt = ValidateFunction.systemMilliseconds()
+        let receivedAt = PipelineClock.milliseconds()
         var appends: [(stream: String, fields: [(String, [UInt8])])] = []
         if eventCount > 0 {
             events.append(UInt8(ascii: "]"))

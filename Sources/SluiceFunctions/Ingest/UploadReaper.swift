@@ -1,7 +1,6 @@
 import Logging
 import ServiceLifecycle
 import Sluice
-import SluicePostgres
 import SluiceRedis
 
 /// Settles the jobs whose ingest process died while it held them.
@@ -16,9 +15,7 @@ import SluiceRedis
 ///   writes that end a body; the count PostgreSQL holds is final, so Redis is told it.
 /// Replicas may reap the same job at once: both steps take effect once.
 struct UploadReaper: Service {
-    let pool: PostgresPool
-    let redis: RedisClient
-    let keys: StreamKeys
+    let jobs: JobStore
     let lease: Duration
     let interval: Duration
     let logger: Logger
@@ -39,46 +36,40 @@ struct UploadReaper: Service {
     @discardableResult
     func reapOnce() async -> [String] {
         let seconds = Double(lease.milliseconds) / 1000
+        let page = 500
         var settled: [String] = []
         // Every candidate, a page at a time (keyset on created_at, id): jobs that are rightly
         // processing must not hide newer ones behind a fixed first page.
         var after: (String, String)?
         while true {
-            let rows: PostgresRows
+            let candidates: [JobStore.OpenJob]
             do {
-                rows = try await pool.query("""
-                    SELECT id::text, status, counts->>'received',
-                           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM jobs
-                    WHERE status IN ('received', 'processing') AND created_at < now() - make_interval(secs => $1::float8)
-                      AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
-                    ORDER BY created_at, id LIMIT 500
-                    """, [String(seconds), after?.0, after?.1])
+                candidates = try await jobs.openJobs(olderThan: seconds, after: after, limit: page)
             } catch {
                 logger.warning("reaper cannot read the jobs", metadata: ["error": .string("\(error)")])
                 return settled
             }
-            for row in rows.rows {
-                guard let id = row[0], let status = row[1] else { continue }
+            for job in candidates {
                 do {
-                    guard try await redis.send(["EXISTS", RedisArgument(keys.uploadLease(id))]).int == 0 else { continue }
-                    let state = try await redis.jobState(id, keys: keys).state
-                    if status == "received", state == nil || state == "received" {
-                        await fail(id, "upload_interrupted")
+                    guard try await !jobs.hasUploadLease(job.id) else { continue }
+                    let live = try await jobs.live(job.id).status
+                    if job.status == .received, live == nil || live == .received {
+                        await fail(job.id, "upload_interrupted")
                         logger.warning("upload interrupted: its ingest process stopped before the body ended; job failed",
-                                       metadata: ["job": .string(id)])
-                        settled.append(id)
-                    } else if status == "processing", state == "received", let received = row[2].flatMap(Int.init) {
-                        try await redis.finishReceiving(id, received: received, keys: keys)
-                        logger.notice("job moved to processing after its ingest process stopped", metadata: ["job": .string(id)])
-                        settled.append(id)
+                                       metadata: ["job": .string(job.id)])
+                        settled.append(job.id)
+                    } else if job.status == .processing, live == .received, let received = job.received {
+                        try await jobs.finishReceivingLive(job.id, received: received)
+                        logger.notice("job moved to processing after its ingest process stopped", metadata: ["job": .string(job.id)])
+                        settled.append(job.id)
                     }
                 } catch {
                     logger.warning("reaper cannot reach Redis", metadata: ["error": .string("\(error)")])
                     return settled
                 }
             }
-            guard rows.rows.count == 500, let last = rows.rows.last, let id = last[0], let created = last[3] else { break }
-            after = (created, id)
+            guard candidates.count == page, let last = candidates.last else { break }
+            after = last.position
         }
         return settled
     }

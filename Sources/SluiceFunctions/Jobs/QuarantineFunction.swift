@@ -21,11 +21,11 @@ public struct QuarantineFunction: EventFunction {
     let mask: PIIMaskMiddleware?
     let userFields: [JSONPath]
 
-    public init(setup: FunctionSetup) throws {
-        pool = try setup.resources.require(PostgresPool.self)
+    public init(setup: PipelineSetup) throws {
+        pool = setup.dependencies.postgres
         stream = setup.manifest.inputStream ?? setup.manifest.name
         if setup.manifest.middleware.contains("pii-mask") {
-            let mask = try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey)
+            let mask = try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
             self.mask = mask
             userFields = setup.manifest.config["pii"]?["user_fields"] == nil ? Self.defaultUserFields : mask.userFields
         } else {
@@ -69,8 +69,8 @@ public struct QuarantineFunction: EventFunction {
             positions.append(String(position))
             subjects.append(subject(of: event.value))
         }
-        let job = chunk.jobID.flatMap { SinkFunction.isUUID($0) ? $0 : nil }
-        let received = LoadFunction.timestamp(chunk.receivedAt ?? ValidateFunction.systemMilliseconds())
+        let job = chunk.jobID.flatMap { SQLText.isUUID($0) ? $0 : nil }
+        let received = PipelineClock.timestamp(chunk.receivedAt ?? PipelineClock.milliseconds())
         let parameters: [String?] = [
             job, PostgresArray.literal(functions), PostgresArray.literal(reasons), PostgresArray.literal(lines),
             PostgresArray.literal(raws), stream, chunk.identity, PostgresArray.literal(positions), PostgresArray.literal(subjects), received,
@@ -109,15 +109,15 @@ public struct QuarantineFunction: EventFunction {
 public struct JobRecorderFunction: EventFunction {
     let pool: PostgresPool
 
-    public init(setup: FunctionSetup) throws {
-        pool = try setup.resources.require(PostgresPool.self)
+    public init(setup: PipelineSetup) throws {
+        pool = setup.dependencies.postgres
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
         var outcomes: [Outcome] = []
         for event in chunk.events {
-            guard case .string(let job)? = event.value["job_id"], SinkFunction.isUUID(job),
-                  case .string(let status)? = event.value["status"], ["completed", "failed", "cancelled"].contains(status)
+            guard case .string(let job)? = event.value["job_id"], SQLText.isUUID(job),
+                  let status = event.value["status"]?.stringValue.flatMap(JobStatus.init(rawValue:)), !status.isOpen
             else {
                 outcomes.append(.quarantine(reason: "bad_job_event", event: event))
                 continue
@@ -128,11 +128,8 @@ public struct JobRecorderFunction: EventFunction {
                 return nil
             }
             do {
-                try await pool.query("""
-                    UPDATE jobs SET status = $2, counts = $3::jsonb, error = COALESCE($4, error),
-                        finished_at = COALESCE(to_timestamp($5::bigint / 1000.0), finished_at, now()), updated_at = now()
-                    WHERE id = $1::uuid AND (status IN ('received', 'processing') OR status = $2)
-                    """, [job, status, event.value["counts"]?.serializedString ?? "{}", event.value["error"]?.stringValue, finished])
+                try await JobStore.recordEnd(job, status: status, counts: event.value["counts"]?.serializedString ?? "{}",
+                                             error: event.value["error"]?.stringValue, finishedAtMilliseconds: finished, pool: pool)
             } catch let error as PostgresError {
                 throw FunctionError.retryable(error.code.rawValue, error.sqlState.map { "SQLSTATE \($0)" } ?? "database error")
             }

@@ -35,8 +35,8 @@ public struct LoadFunction: EventFunction {
     let pool: PostgresPool
     let stream: String
 
-    public init(setup: FunctionSetup) throws {
-        pool = try setup.resources.require(PostgresPool.self)
+    public init(setup: PipelineSetup) throws {
+        pool = setup.dependencies.postgres
         stream = setup.manifest.inputStream ?? setup.manifest.name
     }
 
@@ -52,8 +52,8 @@ public struct LoadFunction: EventFunction {
         var csv: [UInt8] = []
         csv.reserveCapacity(chunk.events.count * 400)
         var ids: [(position: Int, id: String)] = []
-        let job = chunk.jobID.flatMap { SinkFunction.isUUID($0) ? $0 : nil }
-        let received = Self.timestamp(chunk.receivedAt ?? ValidateFunction.systemMilliseconds())
+        let job = chunk.jobID.flatMap { SQLText.isUUID($0) ? $0 : nil }
+        let received = PipelineClock.timestamp(chunk.receivedAt ?? PipelineClock.milliseconds())
         for (position, event) in chunk.events.enumerated() {
             guard case .string(let id)? = event.value["event_id"], !id.isEmpty else {
                 outcomes[position] = .quarantine(reason: "missing_event_id", event: event)
@@ -64,15 +64,15 @@ public struct LoadFunction: EventFunction {
                 let value = event.value[column.name]
                 switch value {
                 case nil, .null?: break  // unquoted empty: NULL
-                case .string(let text)? where !column.json: SinkFunction.appendCSV(text, to: &csv)
-                case let other? where column.json: SinkFunction.appendCSV(other.serializedString, to: &csv)
-                case let other?: SinkFunction.appendCSV(other.serializedString.trimmingQuotes(), to: &csv)
+                case .string(let text)? where !column.json: SQLText.appendCSV(text, to: &csv)
+                case let other? where column.json: SQLText.appendCSV(other.serializedString, to: &csv)
+                case let other?: SQLText.appendCSV(other.serializedString.trimmingQuotes(), to: &csv)
                 }
             }
             csv.append(UInt8(ascii: ","))
-            SinkFunction.appendCSV(job, to: &csv)
+            SQLText.appendCSV(job, to: &csv)
             csv.append(UInt8(ascii: ","))
-            SinkFunction.appendCSV(received, to: &csv)
+            SQLText.appendCSV(received, to: &csv)
             csv.append(UInt8(ascii: "\n"))
             ids.append((position, id))
         }
@@ -83,9 +83,11 @@ public struct LoadFunction: EventFunction {
             verdict = try await pool.withTransaction { connection in
                 try ErasureFence.enter(on: connection)
                 if let job {
-                    let status = try connection.query("SELECT status FROM jobs WHERE id = $1::uuid FOR SHARE", [job]).scalar
-                    if status == "cancelled" { return .jobEnded("cancelled") }
-                    if status == "failed" { return .jobEnded("job_failed") }
+                    switch try JobStore.statusForLoading(job, on: connection) {
+                    case .cancelled?: return .jobEnded("cancelled")
+                    case .failed?: return .jobEnded("job_failed")
+                    default: break
+                    }
                 }
                 let recorded = try connection.query(
                     "SELECT duplicates, erased FROM load_ledger WHERE stream = $1 AND chunk_id = $2", [stream, chunkKey])
@@ -155,32 +157,15 @@ public struct LoadFunction: EventFunction {
         }
     }
 
+    /// Deletes the rows job `jobID` loaded (the job failed: nothing of it stays).
+    static func discardRows(ofJob jobID: String, on connection: PostgresConnection) throws {
+        try connection.query("DELETE FROM events WHERE job_id = $1::uuid", [jobID])
+    }
+
     enum LoadVerdict: Sendable {
         case jobEnded(String)
         case inserted(duplicates: [String], erased: Set<String>)
         case recorded(duplicates: [String], erased: Set<String>)
-    }
-
-    /// Unix milliseconds as an ISO 8601 UTC timestamp PostgreSQL reads.
-    static func timestamp(_ milliseconds: Int64) -> String {
-        let seconds = milliseconds / 1000, millis = milliseconds % 1000
-        let days = Int(seconds / 86_400), secondOfDay = Int(seconds % 86_400)
-        let (y, m, d) = civil(fromDays: days)
-        func pad(_ v: Int, _ n: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, n - s.count)) + s }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(Int(millis), 3))Z"
-    }
-
-    /// The date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-    static func civil(fromDays z0: Int) -> (Int, Int, Int) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 }
 

@@ -27,25 +27,20 @@ public struct NotifyFunction: EventFunction {
     let settings: NotifySettings
     let logger: Logger
 
-    public init(setup: FunctionSetup) throws {
+    public init(setup: PipelineSetup) throws {
         let manifest = setup.manifest
-        pool = try setup.resources.require(PostgresPool.self)
+        pool = setup.dependencies.postgres
         logger = setup.logger
-        settings = try NotifySettings(manifest: manifest, runtime: setup.resources.get(RuntimeConfiguration.self) ?? RuntimeConfiguration())
-        if let services = setup.resources.get(ProcessServices.self) {
-            let (pool, settings, logger) = (pool, settings, setup.logger)
-            _ = services.shared(DeliveryWorker.self) {
-                let worker = DeliveryWorker(pool: pool, settings: settings, logger: logger)
-                return (worker, worker)
-            }
-        }
+        settings = try NotifySettings(manifest: manifest, runtime: setup.configuration)
+        let (pool, settings, logger) = (pool, settings, setup.logger)
+        setup.dependencies.shared.startDeliveryWorker { DeliveryWorker(pool: pool, settings: settings, logger: logger) }
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
         var outcomes: [Outcome] = []
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         for event in chunk.events {
-            guard let notice = JobNotice(event.value), SinkFunction.isUUID(notice.jobID) else {
+            guard let notice = JobNotice(event.value), SQLText.isUUID(notice.jobID) else {
                 outcomes.append(.quarantine(reason: "bad_job_event", event: event))
                 continue
             }
@@ -80,7 +75,7 @@ public struct NotifyFunction: EventFunction {
         let payload = notice.stored.serializedString
         try await pool.withTransaction { connection in
             var rows = configured
-            if let callback = try connection.query("SELECT callback_url FROM jobs WHERE id = $1::uuid", [notice.jobID]).scalar {
+            if let callback = try JobStore.callbackURL(of: notice.jobID, on: connection) {
                 rows.append(("callback", NotifySettings.label(callback)))
             }
             guard !rows.isEmpty else { return }
@@ -130,11 +125,13 @@ struct NotifySettings: Sendable {
 
     init(manifest: Manifest, runtime: RuntimeConfiguration) throws {
         let config = manifest.config
-        statuses = ["completed", "failed"]
+        statuses = [JobStatus.completed.rawValue, JobStatus.failed.rawValue]
         if let given = config["on"] {
             let names = given.arrayValue?.compactMap(\.stringValue) ?? []
-            guard !names.isEmpty, names.count == given.arrayValue?.count, Set(names).isSubset(of: ["completed", "failed", "cancelled"]) else {
-                throw ManifestError(.badValue, file: manifest.file, key: "config.on", message: "must list job statuses: completed, failed, cancelled")
+            let final = JobStatus.final.map(\.rawValue)
+            guard !names.isEmpty, names.count == given.arrayValue?.count, Set(names).isSubset(of: final) else {
+                throw ManifestError(.badValue, file: manifest.file, key: "config.on",
+                                    message: "must list job statuses: \(final.joined(separator: ", "))")
             }
             statuses = Set(names)
         }
@@ -268,13 +265,14 @@ final class DeliveryWorker: Service, Sendable {
             FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
                   ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) due
             WHERE d.id = due.id
-            RETURNING d.id, d.job_id, d.channel, d.payload::text, d.attempts,
-                      (SELECT callback_url FROM jobs WHERE jobs.id = d.job_id), d.trace_id
+            RETURNING d.id, d.job_id, d.channel, d.payload::text, d.attempts, d.trace_id
             """, [String(settings.parallel), lease])
+        let callbacks = rows.rows.contains { $0[2] == "callback" }
+            ? try await JobStore.callbackURLs(of: Set(rows.rows.compactMap { $0[2] == "callback" ? $0[1] : nil }), pool: pool) : [:]
         let due = rows.rows.compactMap { row -> Due? in
             guard let id = row[0], let job = row[1], let channel = row[2], let text = row[3],
                   let payload = try? JSONParser().parse(text), let attempt = row[4].flatMap({ Int($0) }) else { return nil }
-            return Due(id: id, jobID: job, channel: channel, payload: payload, attempt: attempt, callbackURL: row[5], traceID: row[6])
+            return Due(id: id, jobID: job, channel: channel, payload: payload, attempt: attempt, callbackURL: callbacks[job], traceID: row[5])
         }
         await withTaskGroup(of: Void.self) { group in
             for delivery in due {

@@ -166,30 +166,3 @@ public final class ConsentBook: Sendable {
         }
     }
 }
-
-/// Process-wide objects that several functions of one process share, and the services they
-/// need run (the host runs them with the functions' triggers).
-public final class ProcessServices: Sendable {
-    private let state = Mutex<(shared: [ObjectIdentifier: any Sendable], services: [any Service])>(([:], []))
-
-    public init() {}
-
-    /// The process's one `T`, made (with the service it needs) on first use.
-    public func shared<T: Sendable>(_ type: T.Type, make: () -> (T, (any Service)?)) -> T {
-        state.withLock { state in
-            if let existing = state.shared[ObjectIdentifier(type)] as? T { return existing }
-            let (value, service) = make()
-            state.shared[ObjectIdentifier(type)] = value
-            if let service { state.services.append(service) }
-            return value
-        }
-    }
-
-    /// The services registered so far, each handed out once.
-    public func takeServices() -> [any Service] {
-        state.withLock { state in
-            defer { state.services.removeAll() }
-            return state.services
-        }
-    }
-}

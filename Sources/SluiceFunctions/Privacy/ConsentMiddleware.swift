@@ -27,7 +27,7 @@ public struct ConsentMiddleware: Middleware {
 
     public static let reason = "no_consent"
 
-    public init(setup: FunctionSetup) throws {
+    public init(setup: PipelineSetup) throws {
         let manifest = setup.manifest
         guard let config = manifest.config["consent"]?.objectValue else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.consent",
@@ -48,18 +48,9 @@ public struct ConsentMiddleware: Middleware {
         }
         subjectFields = try Self.paths(config["subject_fields"], default: ["user.id", "user_id"], key: "config.consent.subject_fields", manifest: manifest)
         eventField = try Self.paths(config["event_field"].map { .array([$0]) }, default: ["context.consent"], key: "config.consent.event_field", manifest: manifest)[0]
-        let resources = setup.resources
-        let pool = try resources.require(PostgresPool.self), redis = try resources.require(RedisClient.self)
-        let keys = resources.get(StreamKeys.self) ?? StreamKeys()
+        let pool = setup.dependencies.postgres, redis = setup.dependencies.redis, keys = setup.dependencies.keys
         let logger = setup.logger
-        if let services = resources.get(ProcessServices.self) {
-            book = services.shared(ConsentBook.self) {
-                let book = ConsentBook(pool: pool, redis: redis, keys: keys, logger: logger)
-                return (book, book.listener)
-            }
-        } else {
-            book = ConsentBook(pool: pool, redis: redis, keys: keys, logger: logger)
-        }
+        book = setup.dependencies.shared.consentBook { ConsentBook(pool: pool, redis: redis, keys: keys, logger: logger) }
     }
 
     static func paths(_ value: JSONValue?, default fallback: [String], key: String, manifest: Manifest) throws -> [JSONPath] {

@@ -12,10 +12,10 @@ public enum PipelinePII {
     /// the folder holds no validate manifest).
     /// - Throws: ``ManifestError`` when validate's `config.pii` is invalid, or the key is missing
     ///   or shorter than 16 bytes (`file` and `key` of the error name the function that needs it).
-    public static func mask(setup: FunctionSetup) throws -> PIIMaskMiddleware {
-        let validate = (try? setup.resources.get(ManifestLoader.self)?.load(source))
+    public static func mask(setup: PipelineSetup) throws -> PIIMaskMiddleware {
+        let validate = (try? setup.dependencies.manifests.load(source))
             ?? Manifest(name: source, handler: source, middleware: ["pii-mask"], file: setup.manifest.file)
-        let key = setup.resources.get(RuntimeConfiguration.self)?.pseudonymKey
+        let key = setup.configuration.pseudonymKey
         do {
             return try PIIMaskMiddleware(manifest: validate, pseudonymKey: key)
         } catch {

@@ -29,12 +29,10 @@ public struct PrivacyFunction: HTTPFunction {
     let pipelineMask: PIIMaskMiddleware
     let logger: Logger
 
-    public init(setup: FunctionSetup) throws {
-        let resources = setup.resources
-        let pool = try resources.require(PostgresPool.self), redis = try resources.require(RedisClient.self)
-        let keys = resources.get(StreamKeys.self) ?? StreamKeys()
+    public init(setup: PipelineSetup) throws {
+        let pool = setup.dependencies.postgres, redis = setup.dependencies.redis, keys = setup.dependencies.keys
         let logger = setup.logger
-        let key = Array((resources.get(RuntimeConfiguration.self)?.pseudonymKey ?? "").utf8)
+        let key = Array((setup.configuration.pseudonymKey ?? "").utf8)
         guard key.count >= 16 else {
             throw ManifestError(.badValue, file: setup.manifest.file, key: "handler",
                                 message: "privacy needs SLUICE_PSEUDONYM_KEY of at least 16 bytes (the key validate's pii-mask uses)")
@@ -110,7 +108,7 @@ public struct PrivacyFunction: HTTPFunction {
                 let rows = try connection.query("""
                     INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, $2, $3::boolean, 'api')
                     ON CONFLICT (subject, purpose) DO UPDATE SET granted = excluded.granted, source = 'api', updated_at = clock_timestamp()
-                    RETURNING \(IngestFunction.iso("updated_at"))
+                    RETURNING \(SQLText.iso("updated_at"))
                     """, [pseudonym, purpose, granted ? "true" : "false"])
                 try entry.write(on: connection)
                 return rows.scalar ?? ""
@@ -133,7 +131,7 @@ public struct PrivacyFunction: HTTPFunction {
             rows = try await pool.withTransaction { connection in
                 try entry.write(on: connection)
                 return try connection.query("""
-                    SELECT purpose, granted, source, \(IngestFunction.iso("updated_at")) FROM consents WHERE subject = $1 ORDER BY purpose
+                    SELECT purpose, granted, source, \(SQLText.iso("updated_at")) FROM consents WHERE subject = $1 ORDER BY purpose
                     """, [pseudonym])
             }
         } catch {
@@ -176,7 +174,7 @@ public struct PrivacyFunction: HTTPFunction {
                 let at = try connection.query("""
                     INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, '*', false, 'erasure')
                     ON CONFLICT (subject, purpose) DO UPDATE SET granted = false, source = 'erasure', updated_at = clock_timestamp()
-                    RETURNING \(IngestFunction.iso("updated_at"))
+                    RETURNING \(SQLText.iso("updated_at"))
                     """, [pseudonym]).scalar ?? ""
                 let audit = try AuditEntry(actor: actor, action: "eraseSubject", resource: "subjects/\(pseudonym)", subject: pseudonym,
                                            requestID: requestID, status: 200,
@@ -265,7 +263,7 @@ public struct PrivacyFunction: HTTPFunction {
         let rows: PostgresRows
         do {
             rows = try await pool.query("""
-                SELECT id, \(IngestFunction.iso("at")), actor, action, resource, subject, request_id, status, detail::text
+                SELECT id, \(SQLText.iso("at")), actor, action, resource, subject, request_id, status, detail::text
                 FROM audit_log \(filter) ORDER BY id DESC LIMIT \(limit + 1)
                 """, parameters)
         } catch {

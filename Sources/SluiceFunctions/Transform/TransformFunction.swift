@@ -6,9 +6,8 @@ import Sluice
 public struct TransformFunction: PerEventFunction {
     let program: TransformProgram
 
-    public init(setup: FunctionSetup) throws {
-        program = try TransformProgram(config: setup.manifest.config, file: setup.manifest.file,
-                                       plugins: setup.resources.get(TransformPluginRegistry.self) ?? TransformPluginRegistry())
+    public init(manifest: Manifest, plugins: TransformPluginRegistry = TransformPluginRegistry()) throws {
+        program = try TransformProgram(config: manifest.config, file: manifest.file, plugins: plugins)
     }
 
     public func handle(_ event: Event, context: FunctionContext) throws -> Outcome {

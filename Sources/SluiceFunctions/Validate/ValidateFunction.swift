@@ -58,7 +58,7 @@ public struct ValidateFunction: EventFunction {
     /// Checks duplicates without recording first-seen marks (`POST /api/v1/process/transform`).
     public var dryRun = false
 
-    public init(setup: FunctionSetup, clock: @escaping @Sendable () -> Int64 = ValidateFunction.systemMilliseconds) throws {
+    public init(setup: PipelineSetup, clock: @escaping @Sendable () -> Int64 = PipelineClock.milliseconds) throws {
         let manifest = setup.manifest
         func duration(_ key: String, _ fallback: Duration) throws -> Duration {
             try manifest.configDuration(key, default: fallback)
@@ -80,7 +80,7 @@ public struct ValidateFunction: EventFunction {
         } else {
             maxEventIDBytes = Self.defaultMaxEventIDBytes
         }
-        redis = try setup.resources.require(RedisClient.self)
+        redis = setup.dependencies.redis
         rules = try FieldRule.rules(from: manifest.config, file: manifest.file)
         switch manifest.config["shape"] {
         case nil, .string("builtin")?:
@@ -93,17 +93,11 @@ public struct ValidateFunction: EventFunction {
         default:
             throw ManifestError(.badValue, file: manifest.file, key: "config.shape", message: "must be builtin or rules")
         }
-        keys = setup.resources.get(StreamKeys.self) ?? StreamKeys()
+        keys = setup.dependencies.keys
         self.clock = clock
-        dryRun = setup.resources.get(DryRun.self)?.enabled ?? false
+        dryRun = setup.dependencies.dryRun
     }
 
-    /// The wall clock in Unix milliseconds.
-    public static func systemMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-    }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
         let now = clock()

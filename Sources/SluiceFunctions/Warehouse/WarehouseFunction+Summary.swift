@@ -295,7 +295,7 @@ extension WarehouseFunction {
 
     /// Unix milliseconds as ISO 8601 UTC: `2026-11-23T15:04:05.123Z`, or without the fraction.
     static func iso(milliseconds: Int64, fraction: Bool = true) -> String {
-        let text = LoadFunction.timestamp(milliseconds)
+        let text = PipelineClock.timestamp(milliseconds)
         return fraction ? text : String(text.prefix(19)) + "Z"
     }
 }

@@ -31,8 +31,8 @@ public struct WarehouseFunction: HTTPFunction {
     static let fixedColumns = ["event_id", "job_id", "received_at", "loaded_at"]
     static let windows: [String: Int] = ["1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400]
 
-    public init(setup: FunctionSetup) throws {
-        pool = try setup.resources.require(PostgresPool.self)
+    public init(setup: PipelineSetup) throws {
+        pool = setup.dependencies.postgres
         logger = setup.logger
         maxRange = try setup.manifest.configDuration("max_range", default: .seconds(7 * 86400))
         maxWindows = Int(setup.manifest.config["max_windows"]?.intValue ?? 10_080)

@@ -1,10 +1,34 @@
-import Sluice
+/// A job's status. A job is `received` while its body arrives, `processing` once the body has
+/// ended and its events flow through the stages, and then ends once: `completed` (every event
+/// accounted for), `failed` (refused, interrupted, or some events dead-lettered) or `cancelled`.
+///
+/// The transitions, written once here and in ``JobScripts``:
+/// - `received` → `processing` when the body ends (``JobScripts/finishReceiving``);
+/// - `processing` → `completed` | `failed` when the last event is accounted for (`settle`);
+/// - `received` | `processing` → `failed` | `cancelled` by ingest, the reaper or the API (``JobScripts/end``);
+/// - `failed` (dead letters only) → `processing` when the dead letters are redriven (``JobScripts/redrive``).
+public enum JobStatus: String, Sendable, CaseIterable, Codable {
+    case received, processing, completed, failed, cancelled
+
+    /// Whether the job may still change: `received` or `processing`.
+    public var isOpen: Bool { self == .received || self == .processing }
+
+    /// The statuses a job ends in.
+    public static let final: [JobStatus] = [.completed, .failed, .cancelled]
+
+    /// Every status's name, in order (the API's enum).
+    public static let names: [String] = allCases.map(\.rawValue)
+}
 
 /// The job counters the API names. Every `dropped.REASON` counter is a terminal state: the
 /// reasons listed here have a count of their own, any other (a user function's `filtered`,
 /// `job_failed`) adds to `dropped`. The settle script and the job API both read this list.
 public enum JobCounters {
     public static let namedDrops = ["stale", "duplicate", "no_consent", "geo_restricted", "cancelled"]
+
+    /// The counts a job reports, in the order notifications list them.
+    public static let reported = ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted",
+                                  "dropped", "failed", "cancelled"]
 
     /// Events dropped for a reason without a count of its own, in a job hash's fields.
     public static func otherDrops(_ fields: [String: String]) -> Int64 {
@@ -16,8 +40,7 @@ public enum JobCounters {
     }
 }
 
-/// A job's live state in Redis: the hash `{sluice}:job:ID` holds `state` (`received` while
-/// the body arrives, then `processing`, then `completed`, `failed` or `cancelled`),
+/// A job's live state in Redis: the hash `{sluice}:job:ID` holds `state` (a ``JobStatus``),
 /// `received` (final once the body has ended) and the counters the stages add as they
 /// acknowledge chunks (`loaded`, `quarantined`, `dropped.REASON`, `dead_lettered`, …).
 ///
@@ -26,11 +49,32 @@ public enum JobCounters {
 /// acknowledgement that accounted for it. Each final state is announced once on the `jobs`
 /// stream (an entry in the chunk format holding one event: `job_id`, `status`, `counts`,
 /// `finished_at`, and `error` for failures).
-enum JobScripts {
-    /// Defines `settle(job, stream)`: if the job is `processing`, its `received` count is known
-    /// and every event is in a terminal state, marks it `completed` (or `failed` when some were
-    /// dead-lettered) and announces it. Returns 1 when it settled the job.
-    static let settle = """
+///
+/// The Redis adapter's delivery and first-seen scripts include ``functions`` and call them; they
+/// name no status themselves.
+public enum JobScripts {
+    /// The Lua tests of a job's `state` alone (for scripts that need no more): `job_ended`,
+    /// `job_receiving`, `job_drop_reason` (see ``functions``).
+    public static let stateTests = """
+        local function job_ended(state) return state == 'failed' or state == 'cancelled' end
+        local function job_receiving(state) return state == 'received' end
+        local function job_drop_reason(state)
+          if state == 'cancelled' then return 'dropped.cancelled' end
+          if state == 'failed' then return 'dropped.job_failed' end
+          return nil
+        end
+
+        """
+
+    /// ``stateTests`` and Lua functions over a job hash:
+    /// - `job_ended(state)`: the state is `failed` or `cancelled` (its chunks are dropped, its
+    ///   first-seen marks void);
+    /// - `job_receiving(state)`: the body is still arriving;
+    /// - `job_drop_reason(state)`: the counter a chunk of an ended job adds to, or nil;
+    /// - `settle(job, stream)`: if the job is `processing`, its `received` count is known and
+    ///   every event is in a terminal state, marks it `completed` (or `failed` when some were
+    ///   dead-lettered) and announces it on `stream`. Returns 1 when it settled the job.
+    public static let functions = stateTests + """
         -- Every `dropped.REASON` counter is a terminal state (see JobCounters).
         local named = {\(JobCounters.namedDrops.map { "\($0) = true" }.joined(separator: ", "))}
         -- The job's counts, its `received` field (nil until the body has ended) and its trace id.
@@ -83,8 +127,15 @@ enum JobScripts {
 
         """
 
+    /// KEYS: job hash. ARGV: the upload's trace id or ''. Opens the job as `received`.
+    public static let begin = """
+        redis.call('HSET', KEYS[1], 'state', 'received')
+        if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'trace', ARGV[1]) end
+        return 1
+        """
+
     /// KEYS: job hash, jobs stream. ARGV: received. Ends the `received` phase.
-    static let finishReceiving = settle + """
+    public static let finishReceiving = functions + """
         local state = redis.call('HGET', KEYS[1], 'state')
         if state ~= 'received' then return state or '' end
         redis.call('HSET', KEYS[1], 'state', 'processing', 'received', ARGV[1])
@@ -97,7 +148,7 @@ enum JobScripts {
     /// Moves the dead letter back to the input and takes its events out of `dead_lettered`;
     /// a job that had failed only because of dead letters is `processing` again. Returns 1 when
     /// it moved the entry, 0 when the entry was gone (moved by someone else).
-    static let redrive = """
+    public static let redrive = """
         if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
         local args = {}
         for f = 5, #ARGV do args[f - 4] = ARGV[f] end
@@ -118,7 +169,7 @@ enum JobScripts {
     /// KEYS: job hash, jobs stream. ARGV: final state (`failed`/`cancelled`), error code or ''.
     /// Returns the state before (`''` for an unknown job); changes it only from `received` or
     /// `processing`.
-    static let end = settle + """
+    public static let end = functions + """
         local state = redis.call('HGET', KEYS[1], 'state')
         if state ~= false and state ~= 'received' and state ~= 'processing' then return state end
         local err = nil
@@ -126,64 +177,4 @@ enum JobScripts {
         announce(KEYS[1], KEYS[2], ARGV[1], err)
         return state or ''
         """
-}
-
-extension RedisClient {
-    /// Opens job `jobID` in state `received`, remembering the upload's trace id for the
-    /// announcement of its end.
-    public func beginJob(_ jobID: String, traceID: String? = nil, keys: StreamKeys = StreamKeys()) async throws {
-        var arguments: [RedisArgument] = ["HSET", RedisArgument(keys.job(jobID)), "state", "received"]
-        if let traceID { arguments += ["trace", RedisArgument(traceID)] }
-        _ = try await send(arguments)
-    }
-
-    /// Records that the body held `received` records and moves the job to `processing` (or
-    /// straight to its final state when everything was already accounted for).
-    /// - Returns: the job's state afterwards (`cancelled` if it was cancelled meanwhile).
-    @discardableResult
-    public func finishReceiving(_ jobID: String, received: Int, keys: StreamKeys = StreamKeys()) async throws -> String {
-        try await send(["EVAL", RedisArgument(JobScripts.finishReceiving), "2", RedisArgument(keys.job(jobID)),
-                        RedisArgument(keys.stream("jobs")), RedisArgument(received)]).text ?? ""
-    }
-
-    /// Ends job `jobID` as `failed` (with `code`) or `cancelled` unless it already ended, and
-    /// announces it on the jobs stream.
-    /// - Returns: the state before: `received` or `processing` when this call ended it, a final
-    ///   state when the job had already ended, `""` for a job Redis does not know.
-    @discardableResult
-    public func endJob(_ jobID: String, as state: String, code: String? = nil, keys: StreamKeys = StreamKeys()) async throws -> String {
-        precondition(state == "failed" || state == "cancelled")
-        return try await send(["EVAL", RedisArgument(JobScripts.end), "2", RedisArgument(keys.job(jobID)),
-                               RedisArgument(keys.stream("jobs")), RedisArgument(state), RedisArgument(code ?? "")]).text ?? ""
-    }
-
-    /// Moves dead letter `id` of `function` back onto `input` with `fields`, atomically, and
-    /// reopens its job (`jobID`, `events` in the chunk) when dead letters alone had failed it.
-    /// - Returns: false when the entry was no longer there.
-    public func redrive(function: String, id: String, to input: String, fields: [(String, [UInt8])],
-                        jobID: String?, events: Int, keys: StreamKeys = StreamKeys()) async throws -> Bool {
-        var arguments: [RedisArgument] = [
-            "EVAL", RedisArgument(JobScripts.redrive), "3", RedisArgument(keys.deadLetters(function)), RedisArgument(input),
-            RedisArgument(keys.job(jobID ?? "-")), RedisArgument(id), RedisArgument(events), RedisArgument(function),
-            RedisArgument(jobID == nil ? "0" : "1"),
-        ]
-        for (name, value) in fields {
-            arguments.append(RedisArgument(name))
-            arguments.append(RedisArgument(value))
-        }
-        return try await send(arguments).int == 1
-    }
-
-    /// The job hash: its `state` (nil when Redis does not know the job) and its counters.
-    public func jobState(_ jobID: String, keys: StreamKeys = StreamKeys()) async throws -> (state: String?, fields: [String: String]) {
-        let reply = try await send(["HGETALL", RedisArgument(keys.job(jobID))])
-        var fields: [String: String] = [:]
-        let items = reply.array ?? []
-        var index = 0
-        while index + 1 < items.count {
-            if let name = items[index].text, let value = items[index + 1].text { fields[name] = value }
-            index += 2
-        }
-        return (fields["state"], fields)
-    }
 }

@@ -3,7 +3,7 @@ import SluiceHTTP
 /// Who asks for a job, and so which jobs they may see: the jobs they created, or every job for
 /// `admin` and the roles of ingest's `config.read_all_jobs`. A request the gateway did not
 /// check (no caller) sees none.
-struct JobReader: Sendable {
+public struct JobReader: Sendable {
     /// The creator key of the caller's own jobs (`jobs.created_by`); `nil` matches none.
     let owner: String?
     /// Whether every job is visible.
