@@ -1,8 +1,10 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
+// Every target of ours: warnings are errors (ignored when Sluice is a dependency of another package).
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    .treatAllWarnings(as: .error),
 ]
 
 let package = Package(
@@ -52,7 +54,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: strict
+        ),
+        // `sluice render`: Kubernetes objects and a Compose file from the manifests.
+        .target(
+            name: "SluiceDeploy",
+            dependencies: ["Sluice", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         // The upload formats' streaming decoders: pure logic on bytes, fuzzed by Fuzz/.
@@ -115,7 +124,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceFunctions",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceFunctions", "SluiceDeploy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -129,7 +138,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTests",
-            dependencies: ["Sluice", "SluiceFunctions", "SluiceHTTP", "SluiceNotify", "SluiceUploads", .product(name: "Yams", package: "Yams"),
+            dependencies: ["Sluice", "SluiceFunctions", "SluiceDeploy", "SluiceRedis", "SluiceHTTP", "SluiceNotify", "SluiceUploads", .product(name: "Yams", package: "Yams"),
                            .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strict
         ),
@@ -144,7 +153,7 @@ let package = Package(
         .testTarget(
             name: "SluiceEndToEndTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceFunctions",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceFunctions", "SluiceDeploy",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],

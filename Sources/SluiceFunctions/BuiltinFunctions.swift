@@ -1,4 +1,5 @@
 import Sluice
+import SluiceHTTP
 
 /// The handlers and middleware built into the `sluice` binary.
 public enum BuiltinFunctions {
@@ -18,16 +19,28 @@ public enum BuiltinFunctions {
         registry.register("enrich") { try EnrichFunction(setup: $0) }
         registry.register("transform") { try TransformFunction(manifest: $0.manifest, plugins: $0.dependencies.transformPlugins) }
         registry.register("load") { try LoadFunction(setup: $0) }
-        registry.register("ingest", operations: IngestFunction.operations) { try await IngestFunction(setup: $0) }
+        registry.register("ingest") { try await IngestFunction(setup: $0) }
         registry.register("quarantine") { try QuarantineFunction(setup: $0) }
         registry.register("job-recorder") { try JobRecorderFunction(setup: $0) }
-        registry.register("warehouse", operations: WarehouseFunction.operations) { try WarehouseFunction(setup: $0) }
-        registry.register("calls", operations: CallsFunction.operations) { try CallsFunction(setup: $0) }
+        registry.register("warehouse") { try WarehouseFunction(setup: $0) }
+        registry.register("calls") { try CallsFunction(setup: $0) }
         registry.register("notify") { try NotifyFunction(setup: $0) }
-        registry.register("privacy", operations: PrivacyFunction.operations) { try PrivacyFunction(setup: $0) }
+        registry.register("privacy") { try PrivacyFunction(setup: $0) }
         registry.registerMiddleware("consent") { try ConsentMiddleware(setup: $0) }
         registry.registerMiddleware("geo-restrict") { try GeoRestrictMiddleware(manifest: $0.manifest) }
-        registry.register("gateway", operations: [OpenAPIDocument.operation]) { try GatewayFunction(setup: $0) }
+        registry.register("gateway") { try GatewayFunction(setup: $0) }
         return registry
+    }
+
+    /// The public API routes each handler answers, by handler name: the gateway's OpenAPI
+    /// document is written from them, and the audit middleware reads them.
+    public static let operations: [String: [APIOperation]] = [
+        "ingest": IngestFunction.operations, "warehouse": WarehouseFunction.operations, "calls": CallsFunction.operations,
+        "privacy": PrivacyFunction.operations, "gateway": [OpenAPIDocument.operation],
+    ]
+
+    /// Every described API route, ordered by path and method.
+    public static var allOperations: [APIOperation] {
+        operations.values.joined().sorted { ($0.path, $0.method) < ($1.path, $1.method) }
     }
 }

@@ -149,7 +149,7 @@ struct FunctionHost {
             router.add(middleware: CallerMiddleware(verifier: callerVerifier, logger: logger))
             // After the gateway's checks (it names the caller), before the routes: every API
             // request this process answers writes an audit row.
-            let audited = manifests.flatMap { registry.operations(of: $0.handler) }
+            let audited = manifests.flatMap { BuiltinFunctions.operations[$0.handler] ?? [] }
                 .filter { $0.tag != "meta" && !PrivacyFunction.selfAudited.contains($0.operationID) }
             if !audited.isEmpty {
                 router.add(middleware: AuditMiddleware(operations: audited, pool: clients.postgres, logger: logger))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Sluice
+import SluiceDeploy
 
 struct RenderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -26,9 +26,10 @@ struct ChainEndToEndTests {
             while try await pipeline.sinkCounts(jobs: jobs).rows == 0, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))
             }
-            let pendingAtKill = try await pipeline.clients.redis.groupState(stream: pipeline.keys.stream("tag"), group: "tag")?.pending ?? 0
             tag.signal(SIGKILL)
             #expect(await tag.waitExit(timeout: .seconds(5)) != nil)
+            // Read after the kill: what the dead consumer still holds is what must be reclaimed.
+            let pendingAtKill = try await pipeline.clients.redis.groupState(stream: pipeline.keys.stream("tag"), group: "tag")?.pending ?? 0
             let rowsAtKill = try await pipeline.sinkCounts(jobs: jobs).rows
             #expect(rowsAtKill < workload.expectedSunk, "the kill must happen in the middle of the run")
             #expect(pendingAtKill > 0, "tag must hold chunks when killed")

@@ -1,5 +1,6 @@
 import Foundation
 import Sluice
+import SluiceDeploy
 import Testing
 import Yams
 

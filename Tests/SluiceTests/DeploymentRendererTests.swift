@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Yams
 @testable import Sluice
+@testable import SluiceDeploy
 
 @Suite("Deployment manifests")
 struct DeploymentRendererTests {

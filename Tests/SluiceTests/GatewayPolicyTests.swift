@@ -1,4 +1,5 @@
 import Sluice
+import SluiceHTTP
 import SluiceFunctions
 import Testing
 
@@ -78,7 +79,7 @@ struct GatewayPolicyTests {
         let root = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
         let manifest = try ManifestLoader(functionsDirectory: "/\(root)/functions").load("gateway")
         let policy = try GatewayPolicy(manifest: manifest)
-        let document = try OpenAPIDocument.build(policy: policy, operations: BuiltinFunctions.registry().operations)
+        let document = try OpenAPIDocument.build(policy: policy, operations: BuiltinFunctions.allOperations)
         for route in policy.routes {
             let operation = document["paths"]?[route.path]?[route.method.lowercased()]
             #expect(operation?["operationId"]?.stringValue?.isEmpty == false, "\(route.method) \(route.path)")
@@ -104,6 +105,6 @@ struct GatewayPolicyTests {
 
         var extra = policy
         extra.routes.append(.init(method: "GET", segments: ["api", "v1", "nothing"], function: "ingest", roles: ["admin"], isPublic: false))
-        #expect(throws: OpenAPIDocument.MissingOperation.self) { try OpenAPIDocument.build(policy: extra, operations: BuiltinFunctions.registry().operations) }
+        #expect(throws: OpenAPIDocument.MissingOperation.self) { try OpenAPIDocument.build(policy: extra, operations: BuiltinFunctions.allOperations) }
     }
 }

@@ -53,7 +53,6 @@ public struct FunctionRegistry<Dependencies: Sendable>: Sendable {
 
     private var factories: [String: Factory] = [:]
     private var middlewareFactories: [String: MiddlewareFactory] = [:]
-    private var described: [String: [APIOperation]] = [:]
 
     /// A registry holding only the core middleware (`deadline`, `pii-mask`).
     public init() {
@@ -66,21 +65,6 @@ public struct FunctionRegistry<Dependencies: Sendable>: Sendable {
     /// Registers (or replaces) the handler named `name`.
     public mutating func register(_ name: String, factory: @escaping Factory) {
         factories[name] = factory
-    }
-
-    /// Registers the public API routes the handler named `name` answers (the gateway's OpenAPI
-    /// document is written from them).
-    public mutating func register(_ name: String, operations: [APIOperation], factory: @escaping Factory) {
-        factories[name] = factory
-        described[name] = operations
-    }
-
-    /// The API routes the handler `name` describes.
-    public func operations(of name: String) -> [APIOperation] { described[name] ?? [] }
-
-    /// Every described API route, ordered by path and method.
-    public var operations: [APIOperation] {
-        described.values.joined().sorted { ($0.path, $0.method) < ($1.path, $1.method) }
     }
 
     /// Registers (or replaces) the middleware named `name`.

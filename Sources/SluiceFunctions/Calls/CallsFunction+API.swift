@@ -1,4 +1,5 @@
 import Sluice
+import SluiceHTTP
 
 extension CallsFunction {
     /// The public routes of asynchronous invocation, as the OpenAPI document describes them.

@@ -56,9 +56,8 @@ public struct GatewayFunction: HTTPFunction {
         upstreams = runtime.upstreams
         proxy = UpstreamProxy(timeouts: .init(connect: policy.connectTimeout, idle: policy.idleTimeout))
         logger = setup.logger
-        let registry = setup.registry
         do {
-            document = try OpenAPIDocument.build(policy: policy, operations: registry.operations).serializedBytes
+            document = try OpenAPIDocument.build(policy: policy, operations: BuiltinFunctions.allOperations).serializedBytes
         } catch let missing as OpenAPIDocument.MissingOperation {
             throw ManifestError(.badValue, file: manifest.file, key: "config.routes",
                                 message: "\(missing.method) \(missing.path): no function describes this route (a typo, or a function this build lacks)")

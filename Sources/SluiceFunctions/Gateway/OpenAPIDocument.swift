@@ -1,4 +1,5 @@
 import Sluice
+import SluiceHTTP
 
 /// The OpenAPI 3.0 document of the public API, written from the operations the functions
 /// describe and the gateway's routes (who may call what).

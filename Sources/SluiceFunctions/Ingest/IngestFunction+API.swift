@@ -1,4 +1,5 @@
 import Sluice
+import SluiceHTTP
 
 extension IngestFunction {
     /// The public routes ingest answers, as the OpenAPI document describes them.

@@ -1,4 +1,5 @@
 import Sluice
+import SluiceHTTP
 
 extension PrivacyFunction {
     /// The public routes of consents, erasure and the audit log, as the OpenAPI document describes them.

@@ -1,4 +1,5 @@
 import Sluice
+import SluiceHTTP
 
 extension WarehouseFunction {
     /// The public routes the warehouse function answers, as the OpenAPI document describes them.

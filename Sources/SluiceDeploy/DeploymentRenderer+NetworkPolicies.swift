@@ -1,3 +1,5 @@
+import Sluice
+
 /// Least privilege on the network: who may talk to whom.
 ///
 /// - Every pod of Sluice starts with no traffic in or out (`sluice-default-deny`).

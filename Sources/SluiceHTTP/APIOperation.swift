@@ -1,3 +1,5 @@
+import Sluice
+
 /// One HTTP route of the public API as a function declares it: what it takes and what it
 /// answers. The gateway's OpenAPI document is written from these, and the gateway refuses to
 /// start when its manifest routes a path no function describes, so the two cannot drift.

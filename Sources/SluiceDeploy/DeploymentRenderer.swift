@@ -1,3 +1,5 @@
+import Sluice
+
 /// Deployment manifests generated from the function manifests (`sluice render k8s|compose`),
 /// so that what is deployed and what the runtime reads cannot disagree.
 ///

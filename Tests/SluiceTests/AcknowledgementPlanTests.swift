@@ -1,0 +1,95 @@
+import Sluice
+@testable import SluiceRedis
+import Testing
+
+/// What an acknowledgement writes for each outcome of a chunk: the rule the atomic
+/// forward-and-ack script carries out (the script itself is proven against Redis in the
+/// integration and end-to-end suites).
+@Suite("Acknowledgement plan")
+struct AcknowledgementPlanTests {
+    let keys = StreamKeys(hashTag: "t")
+
+    func manifest(outputs: [String] = ["a", "b"], countsAs: String? = nil, maxChunkBytes: Int? = nil) -> Manifest {
+        var manifest = Manifest(name: "f", handler: "h", triggers: [.stream("f")], outputs: outputs)
+        manifest.countsAs = countsAs
+        if let maxChunkBytes { manifest.maxChunkBytes = maxChunkBytes }
+        return manifest
+    }
+
+    /// The events of the appends to `stream`, decoded as a consumer would.
+    func events(_ plan: AcknowledgementPlan, to stream: String) throws -> [JSONValue] {
+        try plan.appends.filter { $0.stream == keys.stream(stream) }
+            .flatMap { try ChunkCodec.decode(id: "0-1", fields: $0.fields).events.map(\.value) }
+    }
+
+    @Test func eachOutcomeWritesItsEntriesAndCounters() throws {
+        let chunk = Chunk(id: "1-0", jobID: "job-1", traceID: "trace-1", events: [
+            Event(["id": "e1"]), Event(["id": "e2"]), Event(["id": "e3"]), Event(["id": "e4"]), Event(["id": "e5"]),
+        ])
+        let plan = AcknowledgementPlan(manifest: manifest(), chunk: chunk, outcomes: [
+            .forward(Event(["id": "e1"])),
+            .forward(Event(["id": "e2"]), output: "b"),
+            .drop(reason: "stale"),
+            .drop(reason: "stale"),
+            .quarantine(reason: "missing_field", event: Event(["id": "e5"])),
+        ], keys: keys)
+        // A forward goes to every output, or only to the one it names.
+        #expect(try events(plan, to: "a") == [["id": "e1"]])
+        #expect(try events(plan, to: "b") == [["id": "e1"], ["id": "e2"]])
+        // A quarantined event goes to the quarantine stream with its reason and the function.
+        #expect(try events(plan, to: "quarantine") == [["reason": "missing_field", "function": "f", "event": ["id": "e5"]]])
+        #expect(plan.appends.count == 3)
+        // Drops write nothing but their counter; every appended chunk keeps the job and trace.
+        for append in plan.appends {
+            let decoded = try ChunkCodec.decode(id: "0-1", fields: append.fields)
+            #expect(decoded.jobID == "job-1")
+            #expect(decoded.traceID == "trace-1")
+        }
+        #expect(plan.counterKey == keys.job("job-1"))
+        #expect(plan.counters.map { "\($0.0)=\($0.1)" } == [
+            "fn.f.in=5", "fn.f.forwarded=2", "dropped.stale=2", "quarantined.missing_field=1",
+        ])
+        #expect(plan.honourJobState)
+    }
+
+    @Test func aTerminalStageCountsWhatItForwards() {
+        let chunk = Chunk(id: "1-0", jobID: "job-1", events: [Event(["id": "e1"]), Event(["id": "e2"])])
+        let plan = AcknowledgementPlan(manifest: manifest(outputs: [], countsAs: "loaded"), chunk: chunk,
+                                       outcomes: [.forward(Event(["id": "e1"])), .drop(reason: "duplicate")], keys: keys)
+        #expect(plan.appends.isEmpty)
+        #expect(plan.counters.map { "\($0.0)=\($0.1)" } == ["fn.f.in=2", "fn.f.forwarded=1", "dropped.duplicate=1", "loaded=1"])
+        // Nothing forwarded: no terminal count at all, not a zero.
+        let none = AcknowledgementPlan(manifest: manifest(outputs: [], countsAs: "loaded"), chunk: chunk,
+                                       outcomes: [.drop(reason: "duplicate"), .drop(reason: "duplicate")], keys: keys)
+        #expect(!none.counters.contains { $0.0 == "loaded" })
+    }
+
+    @Test func theQuarantineRecorderKeepsChunksOfEndedJobs() {
+        let chunk = Chunk(id: "1-0", jobID: "job-1", events: [Event(["id": "e1"])])
+        let plan = AcknowledgementPlan(manifest: manifest(outputs: [], countsAs: "quarantined"), chunk: chunk,
+                                       outcomes: [.forward(Event(["id": "e1"]))], keys: keys)
+        #expect(!plan.honourJobState)
+    }
+
+    @Test func aChunkWithoutAJobWritesNoCounters() throws {
+        let chunk = Chunk(id: "1-0", events: [Event(["id": "e1"])])
+        let plan = AcknowledgementPlan(manifest: manifest(), chunk: chunk, outcomes: [.forward(Event(["id": "e1"]))], keys: keys)
+        #expect(plan.counters.isEmpty)
+        #expect(!plan.honourJobState)
+        #expect(try events(plan, to: "a") == [["id": "e1"]])
+    }
+
+    @Test func outputsLargerThanAChunkAreSplitAcrossEntriesOfOneAcknowledgement() throws {
+        let big = String(repeating: "x", count: 400)
+        let inputs = (0..<10).map { Event(["id": .string("e\($0)"), "pad": .string(big)]) }
+        let chunk = Chunk(id: "1-0", jobID: "job-1", events: inputs)
+        let plan = AcknowledgementPlan(manifest: manifest(outputs: ["a"], maxChunkBytes: 1_500), chunk: chunk,
+                                       outcomes: inputs.map { .forward($0) }, keys: keys)
+        #expect(plan.appends.count > 1)
+        for append in plan.appends {
+            let size = append.fields.reduce(0) { $0 + $1.1.count }
+            #expect(size <= 1_500 + 200, "an entry stays near max_chunk_bytes")
+        }
+        #expect(try events(plan, to: "a") == inputs.map(\.value), "every event, once, in order")
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+
+/// The import rules of the codebase, read from the sources: the core imports no adapter and no
+/// function; no adapter imports a function, the command line, or another adapter; only the
+/// command line imports everything. A violation names the file and the import.
+@Suite("Module boundaries")
+struct ModuleBoundaryTests {
+    static let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources").standardized
+
+    static let adapters: Set = ["SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads", "SluiceDeploy"]
+    static let ours: Set = adapters.union(["Sluice", "SluiceFunctions", "sluice"])
+
+    /// The Sluice modules each file of `module` imports, as (file, module) pairs.
+    func imports(of module: String) throws -> [(file: String, module: String)] {
+        let directory = Self.sources.appendingPathComponent(module)
+        guard let files = FileManager.default.enumerator(atPath: directory.path) else { return [] }
+        var found: [(String, String)] = []
+        for case let file as String in files where file.hasSuffix(".swift") {
+            let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+            for line in text.split(separator: "\n") {
+                let words = line.split(separator: " ")
+                guard let index = words.firstIndex(of: "import"), index + 1 < words.count,
+                      words[..<index].allSatisfy({ $0.hasPrefix("@") }) else { continue }
+                let imported = String(words[index + 1])
+                if Self.ours.contains(imported) { found.append(("\(module)/\(file)", imported)) }
+            }
+        }
+        return found
+    }
+
+    @Test func theCoreImportsNoOtherSluiceModule() throws {
+        let imported = try imports(of: "Sluice")
+        #expect(imported.isEmpty, "\(imported)")
+    }
+
+    @Test func adaptersImportOnlyTheCore() throws {
+        for adapter in Self.adapters.sorted() {
+            let wrong = try imports(of: adapter).filter { $0.module != "Sluice" }
+            #expect(wrong.isEmpty, "\(wrong)")
+        }
+    }
+
+    @Test func functionsDoNotImportTheCommandLine() throws {
+        let wrong = try imports(of: "SluiceFunctions").filter { $0.module == "sluice" || $0.module == "SluiceDeploy" }
+        #expect(wrong.isEmpty, "\(wrong)")
+        // The rules read real files: the functions do import the core and adapters.
+        #expect(try imports(of: "SluiceFunctions").contains { $0.module == "SluiceRedis" })
+    }
+}
