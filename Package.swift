@@ -138,7 +138,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTests",
-            dependencies: ["Sluice", "SluiceFunctions", "SluiceDeploy", "SluiceRedis", "SluiceHTTP", "SluiceNotify", "SluiceUploads", .product(name: "Yams", package: "Yams"),
+            dependencies: ["Sluice", "SluiceFunctions", "SluiceDeploy", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads",
+                           .product(name: "Yams", package: "Yams"),
+                           .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strict
         ),
