@@ -54,7 +54,6 @@ public struct GatewayFunction: HTTPFunction {
         keys = setup.dependencies.keys
         hosted = setup.dependencies.hosted.isEmpty ? [manifest.name] : setup.dependencies.hosted
         upstreams = runtime.upstreams
-        proxy = UpstreamProxy(timeouts: .init(connect: policy.connectTimeout, idle: policy.idleTimeout))
         logger = setup.logger
         do {
             document = try OpenAPIDocument.build(policy: policy, operations: BuiltinFunctions.allOperations).serializedBytes
@@ -62,6 +61,9 @@ public struct GatewayFunction: HTTPFunction {
             throw ManifestError(.badValue, file: manifest.file, key: "config.routes",
                                 message: "\(missing.method) \(missing.path): no function describes this route (a typo, or a function this build lacks)")
         }
+        // Last: its HTTP client must be shut down (by its service), which an init that throws
+        // after making it would never do.
+        proxy = UpstreamProxy(timeouts: .init(connect: policy.connectTimeout, idle: policy.idleTimeout))
     }
 
     public var backgroundServices: [any Service] { [proxy] + verifier.backgroundServices }
