@@ -27,7 +27,7 @@ public struct IntakeFunction: HTTPFunction {
         redis = setup.dependencies.redis
         pool = setup.dependencies.postgres
         keys = setup.dependencies.keys
-        jobs = JobStore(pool: pool, redis: redis, keys: keys, logger: setup.logger)
+        jobs = setup.dependencies.jobs(logger: setup.logger)
         maxBody = Int(setup.manifest.config["max_body_bytes"]?.intValue ?? 64 << 20)
         guard !manifest.outputs.isEmpty else {
             throw ManifestError(.missingField, file: manifest.file, key: "outputs", message: "intake needs at least one output")

@@ -14,9 +14,12 @@ struct ModuleBoundaryTests {
     /// The Sluice modules each file of `module` imports, as (file, module) pairs.
     func imports(of module: String) throws -> [(file: String, module: String)] {
         let directory = Self.sources.appendingPathComponent(module)
-        guard let files = FileManager.default.enumerator(atPath: directory.path) else { return [] }
+        // A wrong path must fail the rules, not pass them with nothing read.
+        let files = try #require(FileManager.default.enumerator(atPath: directory.path), "no sources at \(directory.path)")
+        var read = 0
         var found: [(String, String)] = []
         for case let file as String in files where file.hasSuffix(".swift") {
+            read += 1
             let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
             for line in text.split(separator: "\n") {
                 let words = line.split(separator: " ")
@@ -26,6 +29,7 @@ struct ModuleBoundaryTests {
                 if Self.ours.contains(imported) { found.append(("\(module)/\(file)", imported)) }
             }
         }
+        #expect(read > 0, "no Swift file in \(directory.path)")
         return found
     }
 

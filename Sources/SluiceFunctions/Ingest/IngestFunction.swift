@@ -47,7 +47,7 @@ public struct IngestFunction: HTTPFunction {
         pool = setup.dependencies.postgres
         keys = setup.dependencies.keys
         logger = setup.logger
-        jobs = JobStore(pool: pool, redis: redis, keys: keys, logger: setup.logger)
+        jobs = setup.dependencies.jobs(logger: setup.logger)
         let config = manifest.config
         maxBody = Int(config["max_body_bytes"]?.intValue ?? 1 << 30)
         limits = UploadLimits(maxRecordBytes: Int(config["max_record_bytes"]?.intValue ?? 1 << 20))

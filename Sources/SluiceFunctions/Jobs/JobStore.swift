@@ -327,7 +327,7 @@ public struct JobStore: Sendable {
             if status.isOpen || state == status { status = state }
         }
         if case .int(let received)? = counts["received"] {
-            let settled = JobCounters.reported.dropFirst()
+            let settled = JobCounters.reported.filter { $0 != "received" }
                 .reduce(Int64(0)) { sum, name in if case .int(let v)? = counts[name] { sum + v } else { sum } }
             counts["in_flight"] = .int(max(0, received - settled))
         }
