@@ -20,7 +20,7 @@ public struct SinkFunction: EventFunction {
 
     /// The sink's own tables, test-only and so not in the pipeline's schema: created by the
     /// function when it starts (``createTables()``).
-    static let tables = """
+    static let tables: StaticString = """
             -- Rows written by this function, which proves the runtime: no unique key on
             -- event_id, so that a duplicate delivery would show as a second row.
             CREATE TABLE IF NOT EXISTS sink_events (
@@ -74,8 +74,7 @@ public struct SinkFunction: EventFunction {
         do {
             try await pool.withTransaction { connection in
                 let claimed = try connection.query(
-                    "INSERT INTO sink_chunks (function, stream, chunk_id, rows) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    [name, stream, chunkID, String(rows)])
+                    "INSERT INTO sink_chunks (function, stream, chunk_id, rows) VALUES (\(name), \(stream), \(chunkID), \(rows)) ON CONFLICT DO NOTHING")
                 guard claimed.affected == 1 else { return }  // written before this delivery
                 let copied = try connection.copyIn(
                     "COPY sink_events (job_id, event_id, event, chunk_id) FROM STDIN (FORMAT csv)", data: [data])

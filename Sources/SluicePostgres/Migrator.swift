@@ -4,7 +4,7 @@ import Logging
 /// starting together are safe: one applies, the others wait and then find nothing to do.
 public struct Migrator: Sendable {
     /// The advisory lock key (`'sluice'` as an integer).
-    static let lockKey = "7308044066418992485"
+    static let lockKey: Int64 = 7308044066418992485
 
     let pool: PostgresPool
     let migrations: [Migration]
@@ -35,8 +35,8 @@ public struct Migrator: Sendable {
         let migrations = self.migrations
         let applied: [Int] = try await pool.withConnection { connection in
             // The lock comes first: even CREATE TABLE IF NOT EXISTS races on the catalog.
-            try connection.query("SELECT pg_advisory_lock($1::bigint)", [Self.lockKey])
-            defer { _ = try? connection.query("SELECT pg_advisory_unlock($1::bigint)", [Self.lockKey]) }
+            try connection.query("SELECT pg_advisory_lock(\(Self.lockKey)::bigint)")
+            defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Self.lockKey)::bigint)") }
             try connection.executeUnparameterized("""
                 CREATE TABLE IF NOT EXISTS schema_migrations (
                     version    integer PRIMARY KEY,
@@ -44,14 +44,13 @@ public struct Migrator: Sendable {
                     applied_at timestamptz NOT NULL DEFAULT now()
                 )
                 """)
-            let done = Set(try connection.query("SELECT version FROM schema_migrations").rows.compactMap { $0[0].flatMap(Int.init) })
+            let done = Set(try connection.query("SELECT version FROM schema_migrations").decode(Int.self))
             var newlyApplied: [Int] = []
             for migration in migrations where !done.contains(migration.version) {
                 try connection.executeUnparameterized("BEGIN")
                 do {
-                    try connection.executeUnparameterized(migration.sql)
-                    try connection.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                         [String(migration.version), migration.name])
+                    try connection.executeScript(migration.sql)
+                    try connection.query("INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))")
                     try connection.executeUnparameterized("COMMIT")
                 } catch {
                     try? connection.executeUnparameterized("ROLLBACK")
@@ -69,6 +68,6 @@ public struct Migrator: Sendable {
     public func isCurrent() async throws -> Bool {
         let latest = migrations.last?.version ?? 0
         let rows = try await pool.query("SELECT coalesce(max(version), 0) FROM schema_migrations")
-        return Int(rows.scalar ?? "0") ?? 0 >= latest
+        return try rows.scalar(Int.self) ?? 0 >= latest
     }
 }

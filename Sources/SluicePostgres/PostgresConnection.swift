@@ -40,11 +40,13 @@ public final class PostgresConnection: @unchecked Sendable {
         lock.withLock { PQstatus(conn) == CONNECTION_OK }
     }
 
-    /// Runs one statement with bound text parameters (`$1`, `$2`, …) and answers its rows.
+    /// Runs one statement, its interpolated values bound as parameters, and answers its rows.
     /// - Throws: ``PostgresError``.
     @discardableResult
-    public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
-        try withConnection { conn throws(PostgresError) in
+    public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        if let invalid = query.invalid { throw PostgresError(.statement, invalid) }
+        let sql = query.sql, parameters = query.binds
+        return try withConnection { conn throws(PostgresError) in
             let result = Self.withCStrings(parameters) { values in
                 PQexecParams(conn, sql, Int32(parameters.count), nil, values, nil, nil, 0)
             }
@@ -52,9 +54,15 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Runs statements without parameters (several may be separated by `;`): for migrations
-    /// and fixed SQL only. The name says so: never build `sql` from input.
-    public func executeUnparameterized(_ sql: String) throws(PostgresError) {
+    /// Runs fixed statements without parameters (several may be separated by `;`), such as
+    /// `BEGIN` or a `CREATE TABLE`. The text is a literal of the program: nothing from input.
+    public func executeUnparameterized(_ sql: StaticString) throws(PostgresError) {
+        try executeScript(sql.description)
+    }
+
+    /// Runs a migration's statements (several may be separated by `;`). Internal: migrations
+    /// are the program's own text, joined by the ``Migrator``.
+    func executeScript(_ sql: String) throws(PostgresError) {
         try withConnection { conn throws(PostgresError) in
             _ = try Self.consume(PQexec(conn, sql), conn: conn)
         }
@@ -62,8 +70,12 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs `COPY … FROM STDIN` with `sql`, sending `data` (in the COPY format the statement
     /// names) in pieces of at most 64 KiB. Answers the number of rows copied.
-    public func copyIn(_ sql: String, data: some Sequence<[UInt8]>) throws(PostgresError) -> Int {
-        try withConnection { conn throws(PostgresError) in
+    /// A COPY statement takes no parameters: `statement` must bind none.
+    public func copyIn(_ statement: PostgresQuery, data: some Sequence<[UInt8]>) throws(PostgresError) -> Int {
+        if let invalid = statement.invalid { throw PostgresError(.statement, invalid) }
+        guard statement.binds.isEmpty else { throw PostgresError(.statement, "a COPY statement cannot bind parameters") }
+        let sql = statement.sql
+        return try withConnection { conn throws(PostgresError) in
             let start = PQexec(conn, sql)
             guard PQresultStatus(start) == PGRES_COPY_IN else {
                 _ = try Self.consume(start, conn: conn)

@@ -8,6 +8,8 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
         case statement = "postgres_statement_error"
         /// A COPY failed.
         case copy = "postgres_copy_error"
+        /// A column did not decode as the type asked for.
+        case decoding = "postgres_decoding_error"
     }
 
     public var code: Code

@@ -71,15 +71,15 @@ public final class PostgresPool: Sendable {
         }
     }
 
-    /// Runs one statement with bound parameters.
+    /// Runs one statement, its interpolated values bound as parameters.
     @discardableResult
-    public func query(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresRows {
-        try await withConnection { try $0.query(sql, parameters) }
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        try await withConnection { try $0.query(query) }
     }
 
     /// Whether the server answers `SELECT 1` now.
     public func ping() async -> Bool {
-        (try? await query("SELECT 1").scalar) == "1"
+        (try? await query("SELECT 1").scalar(Int.self)) == 1
     }
 
     private struct FailedWith: Error, @unchecked Sendable {

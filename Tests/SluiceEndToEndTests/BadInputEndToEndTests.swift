@@ -103,7 +103,7 @@ struct BadInputEndToEndTests {
                     #expect(job.count(name) == Int(value.intValue ?? -1), "\(file): \(name) in \(job.serializedString)")
                 }
                 let rows = try await fixture.clients.postgres.query(
-                    "SELECT line::text, reason FROM quarantine WHERE job_id = $1::uuid ORDER BY quarantine.line", [id])
+                    "SELECT line::text, reason FROM quarantine WHERE job_id = \(id)::uuid ORDER BY quarantine.line")
                 let expected = (item["quarantine"]?.arrayValue ?? []).map { pair in
                     [pair.arrayValue?.first?.intValue.map(String.init), pair.arrayValue?.last?.stringValue]
                 }
@@ -150,7 +150,7 @@ struct BadInputEndToEndTests {
             #expect(job.count("quarantined") == 1)
             #expect(job.count("stale") == 1)
             let quarantined = try await fixture.clients.postgres.query(
-                "SELECT line::text, reason, length(raw)::text FROM quarantine WHERE job_id = $1::uuid", [try #require(answer["job_id"]?.stringValue)])
+                "SELECT line::text, reason, length(raw)::text FROM quarantine WHERE job_id = \(try #require(answer["job_id"]?.stringValue))::uuid")
             #expect(quarantined.rows == [["1", "record_too_long", "4096"]])
 
             // Nesting 10,000 deep in every place JSON or XML is read.

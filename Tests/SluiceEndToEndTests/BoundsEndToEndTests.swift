@@ -109,7 +109,7 @@ struct BoundsEndToEndTests {
             #expect(try await fixture.warehouseRows(job: jobID) == count)
             // Every byte of every record arrived.
             let stored = try await fixture.clients.postgres.query(
-                "SELECT count(*)::text, sum(length(properties->>'blob'))::text FROM events WHERE job_id = $1::uuid", [jobID])
+                "SELECT count(*)::text, sum(length(properties->>'blob'))::text FROM events WHERE job_id = \(jobID)::uuid")
             let padding = (0..<count).reduce(0) { $0 + Self.padding(id: "bounds-large-\($1)", size: size, now: now) }
             #expect(stored.rows.first == ["\(count)", "\(padding)"])
 
@@ -146,7 +146,7 @@ struct BoundsEndToEndTests {
             #expect(job.count("quarantined") == 1)
             #expect(try await fixture.quarantineReasons(job: jobID) == ["invalid_event_id": 1])
             #expect(try await fixture.warehouseRows(job: jobID) == 10)
-            let ids = try await fixture.clients.postgres.query("SELECT event_id FROM events WHERE job_id = $1::uuid ORDER BY event_id", [jobID])
+            let ids = try await fixture.clients.postgres.query("SELECT event_id FROM events WHERE job_id = \(jobID)::uuid ORDER BY event_id")
             #expect(ids.rows.map { $0[0] ?? "" } == ([0, 1, 2, 3, 4, 6, 7, 8, 9, 10].map { "bounds-id-\($0)" }).sorted())
 
             // The marks: one per loaded event, each `{sluice}:dedup:` and 43 characters.

@@ -52,8 +52,7 @@ struct ChainEndToEndTests {
             #expect(held.allSatisfy { $0.value["reason"] == "missing_id" && $0.value["function"] == "filter" })
             // Every row passed tag exactly once (a second pass would show twice in `stages`).
             let stages = try await pipeline.clients.postgres.query(
-                "SELECT count(*) FROM sink_events WHERE job_id = ANY($1::uuid[]) AND event->'stages' = '[\"tag\"]'::jsonb",
-                ["{" + jobs.joined(separator: ",") + "}"])
+                "SELECT count(*) FROM sink_events WHERE job_id = ANY(\("{" + jobs.joined(separator: ",") + "}")::uuid[]) AND event->'stages' = '[\"tag\"]'::jsonb")
             #expect(stages.scalar == String(workload.expectedSunk))
             // The restarted tag reclaimed what the killed one held, and nothing went to a dead letter.
             #expect(restarted.log.contains("reclaimed a chunk left pending"))

@@ -159,7 +159,7 @@ struct ChaosEndToEndTests {
                             "part \(part.index) counts \(job["counts"]?.serializedString ?? "") differ from \(part.workload.expected)")
                 }
                 let quarantineRows = try await fixture.clients.postgres.query(
-                    "SELECT count(*) FROM quarantine WHERE job_id = $1::uuid", [part.job!]).scalar
+                    "SELECT count(*) FROM quarantine WHERE job_id = \(part.job!)::uuid").scalar
                 #expect(quarantineRows == String(job.count("quarantined")), "part \(part.index): quarantine rows")
             }
             // Uploads cut off by a kill failed, and nothing of them stayed in the warehouse.

@@ -179,7 +179,7 @@ import Yams
                 for name in ["loaded", "quarantined", "stale", "duplicate", "no_consent"] {
                     #expect(last.count(name) == workload.expected[name], "counts.\(name)")
                 }
-                let rows = try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [job])
+                let rows = try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = \(job)::uuid")
                 #expect(rows.scalar == String(workload.expected["loaded"]!))
 
                 // The trace followed the upload through every stream hop, each stage its own process.

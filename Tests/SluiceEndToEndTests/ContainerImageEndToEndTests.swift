@@ -236,14 +236,14 @@ import Yams
                 let first = try await GeneratedWorkload.make(count: 3000, seed: 2301, format: "ndjson", in: directory)
                 let firstJob = try await Self.upload(first.path, gateway: gateway, bearer: bearer)
                 Self.expectExact(try await Self.finishedJob(gateway, firstJob, bearer: bearer), first, "first upload")
-                #expect(try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [firstJob]).scalar
+                #expect(try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = \(firstJob)::uuid").scalar
                         == String(first.expected["loaded"]!))
 
                 // kill -9 of the load container while it loads, and its restart: nothing is lost or loaded twice.
                 let second = try await GeneratedWorkload.make(count: 20_000, seed: 2302, format: "ndjson", in: directory)
                 let secondJob = try await Self.upload(second.path, gateway: gateway, bearer: bearer)
                 let loading = try await Self.eventually(.seconds(120)) {
-                    let rows = try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [secondJob]).scalar
+                    let rows = try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = \(secondJob)::uuid").scalar
                     return Int(rows ?? "0") ?? 0 > 0
                 }
                 let loadLog = loading ? "" : await logs("load")
@@ -253,7 +253,7 @@ import Yams
                 #expect(killed.output.trimmingCharacters(in: .whitespacesAndNewlines) == "137")
                 try await Self.podman(["start", container("load")])
                 Self.expectExact(try await Self.finishedJob(gateway, secondJob, bearer: bearer, timeout: .seconds(300)), second, "upload across a kill -9 of load")
-                #expect(try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [secondJob]).scalar
+                #expect(try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = \(secondJob)::uuid").scalar
                         == String(second.expected["loaded"]!))
 
                 // podman stop (SIGTERM) drains each function to exit 0 inside its grace period.

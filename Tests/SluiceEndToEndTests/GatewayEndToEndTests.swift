@@ -228,7 +228,7 @@ struct GatewayEndToEndTests {
                     // And a warehouse record of its own (a deleted record cannot be deleted again).
                     let record = "matrix-\(UUID().uuidString)"
                     try await fixture.clients.postgres.query(
-                        "INSERT INTO events (event_id, event_type, event_time, user_id, received_at) VALUES ($1, 'click', now(), 'u1', now())", [record])
+                        "INSERT INTO events (event_id, event_type, event_time, user_id, received_at) VALUES (\(record), 'click', now(), 'u1', now())")
                     // And a call of its own.
                     let queued = try await HTTP.request("POST", callURL, body: Data("[]".utf8), headers: [
                         "Content-Type": "application/json",
@@ -480,7 +480,7 @@ struct GatewayEndToEndTests {
             #expect(try await post("[1]").status == 400)
 
             // One record, as stored.
-            let sample = try #require(try await postgres.query("SELECT event_id, user_id FROM events WHERE job_id = $1::uuid ORDER BY event_id LIMIT 1", [job]).rows.first)
+            let sample = try #require(try await postgres.query("SELECT event_id, user_id FROM events WHERE job_id = \(job)::uuid ORDER BY event_id LIMIT 1").rows.first)
             let eventID = try #require(sample[0])
             let path = "/api/v1/data/\(eventID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed)!)"
             let got = try await Self.get(fixture, path, token: analyst)
@@ -498,7 +498,7 @@ struct GatewayEndToEndTests {
             }
             let replaced = try await put(#"{"event_type": "corrected", "user_id": "u-42", "properties": {"fixed": true}, "job_id": "\#(job)"}"#)
             #expect(replaced.status == 200, "\(replaced.text)")
-            let stored = try await postgres.query("SELECT event_type, user_id, properties::text, country, job_id::text FROM events WHERE event_id = $1", [eventID]).rows[0]
+            let stored = try await postgres.query("SELECT event_type, user_id, properties::text, country, job_id::text FROM events WHERE event_id = \(eventID)").rows[0]
             // The user id is stored as the pipeline stores it: its keyed pseudonym (PUT is masked like the pipeline).
             #expect(stored[0] == "corrected" && stored[2] == #"{"fixed": true}"# && stored[3] == nil && stored[4] == job, "\(stored)")
             #expect(stored[1]?.hasPrefix("u_") == true && stored[1] != "u-42", "\(stored)")
@@ -524,19 +524,19 @@ struct GatewayEndToEndTests {
             let bounds = try await postgres.query("""
                 SELECT to_char(date_trunc('minute', min(event_time)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                        to_char((date_trunc('minute', max(event_time)) + interval '1 minute') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                FROM events WHERE job_id = $1::uuid
-                """, [job]).rows[0]
+                FROM events WHERE job_id = \(job)::uuid
+                """).rows[0]
             let (from, to) = (bounds[0]!, bounds[1]!)
             // Windows are aligned to multiples of five minutes since the epoch.
             let truth = try await postgres.query("""
                 SELECT count(*)::text, count(DISTINCT user_id)::text,
                        count(DISTINCT date_bin('5 minutes', event_time, '1970-01-01T00:00:00Z'::timestamptz))::text
-                FROM events WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz
-                """, [from, to]).rows[0]
+                FROM events WHERE event_time >= \(from)::timestamptz AND event_time < \(to)::timestamptz
+                """).rows[0]
             let types = try await postgres.query("""
                 SELECT coalesce(event_type, 'unknown'), count(*)::text FROM events
-                WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz GROUP BY 1
-                """, [from, to]).rows
+                WHERE event_time >= \(from)::timestamptz AND event_time < \(to)::timestamptz GROUP BY 1
+                """).rows
             #expect(types.count > 3)
             // From the rollups (the refresher may or may not have caught up: counts are exact
             // either way) and from every event (exact=true).

@@ -80,7 +80,7 @@ struct InvokeAndMigrateEndToEndTests {
         let environment = try TestEnvironment.get()
         let name = "migrate_\(UInt32.random(in: 0...UInt32.max))"
         let clients = try TestClients(environment: environment, db: 6)
-        try await clients.postgres.query("CREATE DATABASE \(name)")  // name is ours: letters and digits
+        try await clients.postgres.query("CREATE DATABASE \(identifier: name)")  // name is ours: letters and digits
         await clients.shutdown()
         let url = environment.databaseURL(named: name)  // same server, the new database
         let results = try await withThrowingTaskGroup(of: (Int32, String).self) { group in

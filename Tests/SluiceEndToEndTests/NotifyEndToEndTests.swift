@@ -42,8 +42,8 @@ struct NotifyEndToEndTests {
         let deadline = ContinuousClock.now + timeout
         while true {
             let rows = try await fixture.clients.postgres.query("""
-                SELECT channel, status, attempts::text, last_status::text, last_error, target FROM deliveries WHERE job_id = $1::uuid
-                """, [job])
+                SELECT channel, status, attempts::text, last_status::text, last_error, target FROM deliveries WHERE job_id = \(job)::uuid
+                """)
             if rows.rows.count == count && rows.rows.allSatisfy({ $0[1] != "pending" }) {
                 var byChannel: [String: [String?]] = [:]
                 for row in rows.rows { byChannel[row[0] ?? ""] = Array(row[1...]) }

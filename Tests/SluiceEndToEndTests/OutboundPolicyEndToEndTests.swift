@@ -1,6 +1,7 @@
 import Foundation
 import Sluice
 import SluiceNotify
+import SluicePostgres
 import Testing
 
 /// The outbound (SSRF) policy against real processes: the gateway in front of ingest and
@@ -56,12 +57,12 @@ struct OutboundPolicyEndToEndTests {
     }
 
     /// Polls `sql` (one row, bound to `id`) until `done` says so; answers the row.
-    static func waitFor(_ fixture: PipelineFixture, _ sql: String, _ id: String, timeout: Duration = .seconds(60),
+    static func waitFor(_ fixture: PipelineFixture, _ sql: (String) -> PostgresQuery, _ id: String, timeout: Duration = .seconds(60),
                         until done: ([String?]) -> Bool) async throws -> [String?] {
         let deadline = ContinuousClock.now + timeout
         var last: [String?] = []
         while ContinuousClock.now < deadline {
-            last = try await fixture.clients.postgres.query(sql, [id]).rows.first ?? []
+            last = try await fixture.clients.postgres.query(sql(id)).rows.first ?? []
             if !last.isEmpty && done(last) { return last }
             try await Task.sleep(for: .milliseconds(200))
         }
@@ -70,23 +71,27 @@ struct OutboundPolicyEndToEndTests {
         throw TestSetupError(report)
     }
 
-    static let callState = "SELECT status, callback_status, callback_attempts::text, callback_error FROM async_calls WHERE id = $1::uuid"
-    static let deliveryState = "SELECT status, attempts::text, last_status::text, last_error FROM deliveries WHERE id = $1::uuid"
+    static func callState(_ id: String) -> PostgresQuery {
+        "SELECT status, callback_status, callback_attempts::text, callback_error FROM async_calls WHERE id = \(id)::uuid"
+    }
+    static func deliveryState(_ id: String) -> PostgresQuery {
+        "SELECT status, attempts::text, last_status::text, last_error FROM deliveries WHERE id = \(id)::uuid"
+    }
 
     /// A job that ended, with a callback URL, and its pending deliveries (what notify records
     /// when the job ends): answers the deliveries' ids by channel.
     static func endedJob(_ fixture: PipelineFixture, callback: String, channels: [String]) async throws -> [String: String] {
         let job = UUID().uuidString.lowercased()
         try await fixture.clients.postgres.query("""
-            INSERT INTO jobs (id, status, format, counts, callback_url) VALUES ($1::uuid, 'completed', 'ndjson', '{}'::jsonb, $2)
-            """, [job, callback])
+            INSERT INTO jobs (id, status, format, counts, callback_url) VALUES (\(job)::uuid, 'completed', 'ndjson', '{}'::jsonb, \(callback))
+            """)
         let notice = JobNotice(jobID: job, status: "completed", counts: ["received": 0], finishedAt: Int64(Date().timeIntervalSince1970 * 1000))
         var ids: [String: String] = [:]
         for channel in channels {
             let id = UUID().uuidString.lowercased()
             try await fixture.clients.postgres.query("""
-                INSERT INTO deliveries (id, job_id, event, channel, target, payload) VALUES ($1::uuid, $2::uuid, 'job.completed', $3, $3, $4::jsonb)
-                """, [id, job, channel, notice.stored.serializedString])
+                INSERT INTO deliveries (id, job_id, event, channel, target, payload) VALUES (\(id)::uuid, \(job)::uuid, 'job.completed', \(channel), \(channel), \(notice.stored.serializedString)::jsonb)
+                """)
             ids[channel] = id
         }
         return ids
@@ -181,8 +186,8 @@ struct OutboundPolicyEndToEndTests {
         for spelling in ["127.1", "0x7f.1", "[::ffff:7f00:1]"] {
             let id = UUID().uuidString.lowercased()
             try await fixture.clients.postgres.query("""
-                INSERT INTO async_calls (id, function, events, callback_url) VALUES ($1::uuid, 'validate', '[]'::jsonb, $2)
-                """, [id, "http://\(spelling):\(trap.port)/hook"])
+                INSERT INTO async_calls (id, function, events, callback_url) VALUES (\(id)::uuid, 'validate', '[]'::jsonb, \("http://\(spelling):\(trap.port)/hook"))
+                """)
             stored.append(id)
         }
         for id in stored {

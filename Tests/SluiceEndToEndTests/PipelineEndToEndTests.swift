@@ -130,7 +130,7 @@ import Testing
             #expect(leaked.isEmpty, "in the database: \(leaked.prefix(5))")
             // User ids only as pseudonyms.
             let plain = try await fixture.clients.postgres.query(
-                "SELECT count(*) FROM events WHERE job_id = $1::uuid AND user_id !~ '^u_[a-p]{32}$'", [id])
+                "SELECT count(*) FROM events WHERE job_id = \(id)::uuid AND user_id !~ '^u_[a-p]{32}$'")
             #expect(plain.scalar == "0")
             #expect(text.range(of: #"(?<![\w-])u-[0-9]+(?![\w-])"#, options: .regularExpression) == nil, "a plain user id in the dump")
 
@@ -208,7 +208,7 @@ import Testing
             #expect(done.count("duplicate") == 0, "\(done.serializedString)")
             #expect(try await fixture.warehouseRows(job: secondJob) == 1_000)
             #expect(try await rows() == "1000")
-            let firstJobs = try await fixture.clients.postgres.query("SELECT status, error FROM jobs WHERE id <> $1::uuid", [secondJob]).rows
+            let firstJobs = try await fixture.clients.postgres.query("SELECT status, error FROM jobs WHERE id <> \(secondJob)::uuid").rows
             #expect(firstJobs == [["failed", "body_incomplete"]])
 
             // Now that upload 2 has completed, the same events again are duplicates, at once.
@@ -353,7 +353,7 @@ import Testing
             #expect(failed.count("loaded") + deadLettered == workload.expected["loaded"])
             for name in ["quarantined", "stale", "duplicate"] { #expect(failed.count(name) == workload.expected[name], "counts.\(name)") }
             try await fixture.waitUntilDrained()
-            #expect(try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = $1::uuid", [id]).scalar == "failed")
+            #expect(try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = \(id)::uuid").scalar == "failed")
 
             // Fixed, and redriven: the same job goes on and completes exactly.
             try await fixture.clients.postgres.query("ALTER TABLE events DROP CONSTRAINT no_search")
@@ -364,7 +364,7 @@ import Testing
             try await expectExact(job, workload, fixture, id: id)
             #expect(job["error"] == nil || job["error"] == .null)
             try await fixture.waitUntilDrained()
-            let row = try await fixture.clients.postgres.query("SELECT status, error FROM jobs WHERE id = $1::uuid", [id])
+            let row = try await fixture.clients.postgres.query("SELECT status, error FROM jobs WHERE id = \(id)::uuid")
             #expect(row.rows == [["completed", nil]])
             // Nothing is left to redrive.
             let again = try await runCommand(fixture.environment.binary, ["dlq", "redrive", "load"], environment: fixture.processEnvironment)
@@ -389,7 +389,7 @@ import Testing
             #expect(job.count("loaded") == 3)
             #expect(job.count("quarantined") == 2)
             let rows = try await fixture.clients.postgres.query(
-                "SELECT line, reason, function, raw FROM quarantine WHERE job_id = $1::uuid ORDER BY line", [id])
+                "SELECT line, reason, function, raw FROM quarantine WHERE job_id = \(id)::uuid ORDER BY line")
             #expect(rows.rows.map { $0[0] } == ["2", "5"])
             #expect(rows.rows.map { $0[1] } == ["invalid_json", "not_an_object"])
             #expect(rows.rows.map { $0[2] } == ["ingest", "ingest"])
@@ -408,7 +408,7 @@ import Testing
             #expect(csvJob.count("loaded") == 2)
             #expect(csvJob.count("quarantined") == 1)
             let csvRows = try await fixture.clients.postgres.query(
-                "SELECT line, reason FROM quarantine WHERE job_id = $1::uuid", [try #require(csvAnswer.body["job_id"]?.stringValue)])
+                "SELECT line, reason FROM quarantine WHERE job_id = \(try #require(csvAnswer.body["job_id"]?.stringValue))::uuid")
             #expect(csvRows.rows == [["3", "csv_wrong_cell_count"]])
         }
     }
@@ -450,7 +450,7 @@ import Testing
             #expect(missing.status == 404)
             #expect(try JSONParser().parse(Array(missing.body))["code"]?.stringValue == "job_not_found")
             // The recorder wrote the final state into the row.
-            let row = try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = $1::uuid", [id])
+            let row = try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = \(id)::uuid")
             #expect(row.scalar == "cancelled")
 
             // The dry run answers every event's fate and stores nothing.

@@ -122,8 +122,7 @@ final class PipelineFixture: @unchecked Sendable {
     /// Rows in `sink_events` for `jobs`: total and distinct event ids.
     func sinkCounts(jobs: [String]) async throws -> (rows: Int, distinct: Int) {
         let rows = try await clients.postgres.query(
-            "SELECT count(*), count(DISTINCT event_id) FROM sink_events WHERE job_id = ANY($1::uuid[])",
-            ["{" + jobs.joined(separator: ",") + "}"])
+            "SELECT count(*), count(DISTINCT event_id) FROM sink_events WHERE job_id = ANY(\("{" + jobs.joined(separator: ",") + "}")::uuid[])")
         return (Int(rows.rows[0][0] ?? "0") ?? 0, Int(rows.rows[0][1] ?? "0") ?? 0)
     }
 

@@ -74,7 +74,7 @@ struct PrivacyEndToEndTests {
             #expect(job.count("failed") == 0)
             #expect(try await fixture.warehouseRows(job: id) == workload.expected["loaded"])
             let withdrawnRows = try await fixture.clients.postgres.query(
-                "SELECT count(*) FROM events WHERE user_id = ANY($1::text[])", ["{\(pseudonyms.joined(separator: ","))}"])
+                "SELECT count(*) FROM events WHERE user_id = ANY(\("{\(pseudonyms.joined(separator: ","))}")::text[])")
             #expect(withdrawnRows.scalar == "0", "no event of a withdrawn subject is in the warehouse")
 
             // The consent changes are in the audit log, by the token's subject, as pseudonyms.
@@ -92,8 +92,8 @@ struct PrivacyEndToEndTests {
             let pseudonym = try #require(consents["subject"]?.stringValue)
             #expect(consents["consents"]?.arrayValue?.isEmpty == true)
             let postgres = fixture.clients.postgres
-            let loaded = Int(try await postgres.query("SELECT count(*) FROM events WHERE user_id = $1", [pseudonym]).scalar ?? "") ?? -1
-            let quarantined = Int(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = $1", [pseudonym]).scalar ?? "") ?? -1
+            let loaded = Int(try await postgres.query("SELECT count(*) FROM events WHERE user_id = \(pseudonym)").scalar ?? "") ?? -1
+            let quarantined = Int(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = \(pseudonym)").scalar ?? "") ?? -1
             #expect(loaded > 0)
             let erased = try await HTTP.request("DELETE", fixture.url("gateway", "/api/v1/subjects/\(subject)"), headers: auth)
             #expect(erased.status == 200, "\(erased.text)")
@@ -103,10 +103,10 @@ struct PrivacyEndToEndTests {
             #expect(report["removed"]?["quarantine"]?.intValue == Int64(quarantined))
             #expect(report["consent"]?["granted"] == .bool(false))
             #expect(report["consent"]?["purpose"]?.stringValue == "*")
-            #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = $1", [pseudonym]).scalar == "0")
-            #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = $1", [pseudonym]).scalar == "0")
+            #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = \(pseudonym)").scalar == "0")
+            #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = \(pseudonym)").scalar == "0")
             // Everyone else's rows stay.
-            let remaining = Int(try await postgres.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [id]).scalar ?? "") ?? -1
+            let remaining = Int(try await postgres.query("SELECT count(*) FROM events WHERE job_id = \(id)::uuid").scalar ?? "") ?? -1
             #expect(remaining == workload.expected["loaded"]! - loaded)
 
             // A later event of the subject is dropped.
@@ -187,7 +187,7 @@ struct PrivacyEndToEndTests {
             #expect(job.count("geo_restricted") == 2)
             #expect(job.count("loaded") == 3)
             let loaded = try await fixture.clients.postgres.query(
-                "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events WHERE job_id = $1::uuid", [try #require(job["id"]?.stringValue)])
+                "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events WHERE job_id = \(try #require(job["id"]?.stringValue))::uuid")
             #expect(loaded.scalar == "carried-3,geo-3,granted-1")
 
             // Meanwhile validate answers unchanged subjects from its cache: a subject read for one

@@ -116,7 +116,7 @@ extension PrivacyEndToEndTests {
             raw += ["carol.header@example.com", "carol.header", "header@example"]
             let csvJob = try await caller.waitForJob(csv)
             #expect(csvJob.count("received") == 1 && csvJob.count("quarantined") == 1, "\(csvJob.serializedString)")
-            let schema = try await postgres.query("SELECT schema::text FROM jobs WHERE id = $1::uuid", [csv]).scalar ?? ""
+            let schema = try await postgres.query("SELECT schema::text FROM jobs WHERE id = \(csv)::uuid").scalar ?? ""
             #expect(schema.contains(#""name": "<EMAIL>""#) || schema.contains(#""name":"<EMAIL>""#), "\(schema)")
             #expect(csvJob["schema"]?.arrayValue?.compactMap { $0["name"]?.stringValue }.contains("<EMAIL>") == true)
 
@@ -248,11 +248,11 @@ extension PrivacyEndToEndTests {
                 remaining = (remaining.events - subject.loaded, remaining.quarantine - subject.quarantined)
                 let after = try await totals()
                 #expect(after.events == remaining.events && after.quarantine == remaining.quarantine, "\(subject.id)")
-                #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = $1", [pseudonym]).scalar == "0")
-                #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = $1", [pseudonym]).scalar == "0")
+                #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = \(pseudonym)").scalar == "0")
+                #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = \(pseudonym)").scalar == "0")
             }
             #expect(remaining.events == 3 && remaining.quarantine == 2, "u-keep's three events and quarantined one, and the raw record")
-            let kept = try await postgres.query("SELECT count(*) FROM events WHERE user_id = $1", [Self.pseudonyms.pseudonymousUserID("u-keep")])
+            let kept = try await postgres.query("SELECT count(*) FROM events WHERE user_id = \(Self.pseudonyms.pseudonymousUserID("u-keep"))")
             #expect(kept.scalar == "3")
             #expect(try await postgres.query("SELECT count(*) FROM erasures").scalar == "9", "five patterns and four subjects")
         }
@@ -297,10 +297,10 @@ extension PrivacyEndToEndTests {
             #expect(job.count("no_consent") == 4, "three fenced by load, one by quarantine: \(job.serializedString)")
             #expect(job.count("quarantined") == 0)
             Self.expectAccounted(job)
-            #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = $1", [flight]).scalar == "0")
-            #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = $1", [flight]).scalar == "0")
-            #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE job_id = $1::uuid", [id]).scalar == "0")
-            #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = $1", [stay]).scalar == "2")
+            #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = \(flight)").scalar == "0")
+            #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE subject = \(flight)").scalar == "0")
+            #expect(try await postgres.query("SELECT count(*) FROM quarantine WHERE job_id = \(id)::uuid").scalar == "0")
+            #expect(try await postgres.query("SELECT count(*) FROM events WHERE user_id = \(stay)").scalar == "2")
 
             // A consent granted after the erasure: the subject's new events are loaded again.
             let grant = try await caller.request("PUT", "/api/v1/consents/u-flight", body: Data(#"{"purpose": "analytics", "granted": true}"#.utf8))
@@ -308,7 +308,7 @@ extension PrivacyEndToEndTests {
             try await Task.sleep(for: .seconds(1))
             let again = try await caller.waitForJob(try await caller.upload(Self.line("f-4", user: "u-flight")))
             #expect(again.count("loaded") == 1, "\(again.serializedString)")
-            #expect(try await postgres.query("SELECT event_id FROM events WHERE user_id = $1", [flight]).scalar == "f-4")
+            #expect(try await postgres.query("SELECT event_id FROM events WHERE user_id = \(flight)").scalar == "f-4")
         }
     }
 }

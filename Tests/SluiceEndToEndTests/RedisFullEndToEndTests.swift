@@ -78,7 +78,7 @@ struct RedisFullEndToEndTests {
             // The client goes away: its cut-off body must not turn the cancelled job into a failed
             // one, nor delete the rows a cancelled job keeps.
             client.disconnect()
-            let status = { try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = $1::uuid", [job]).scalar }
+            let status = { try await fixture.clients.postgres.query("SELECT status FROM jobs WHERE id = \(job)::uuid").scalar }
             try await Task.sleep(for: .seconds(2))
             #expect(try await status() == "cancelled")
             #expect(try await fixture.warehouseRows(job: job) == 1_000)

@@ -90,13 +90,13 @@ extension PipelineFixture {
 
     /// Rows in the warehouse for `job`.
     func warehouseRows(job: String) async throws -> Int {
-        Int(try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [job]).scalar ?? "") ?? -1
+        Int(try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = \(job)::uuid").scalar ?? "") ?? -1
     }
 
     /// Quarantine rows for `job`, by reason.
     func quarantineReasons(job: String) async throws -> [String: Int] {
         let rows = try await clients.postgres.query(
-            "SELECT reason, count(*) FROM quarantine WHERE job_id = $1::uuid GROUP BY reason", [job])
+            "SELECT reason, count(*) FROM quarantine WHERE job_id = \(job)::uuid GROUP BY reason")
         var reasons: [String: Int] = [:]
         for row in rows.rows { reasons[row[0] ?? ""] = Int(row[1] ?? "") ?? 0 }
         return reasons

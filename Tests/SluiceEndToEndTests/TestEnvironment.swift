@@ -63,8 +63,8 @@ struct TestEnvironment: Sendable {
     func freshDatabase(_ name: String) async throws -> String {
         let clients = try TestClients(environment: self, db: 0)
         do {
-            try await clients.postgres.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-            try await clients.postgres.query("CREATE DATABASE \(name)")
+            try await clients.postgres.query("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
+            try await clients.postgres.query("CREATE DATABASE \(identifier: name)")
         } catch {
             await clients.shutdown()
             throw error

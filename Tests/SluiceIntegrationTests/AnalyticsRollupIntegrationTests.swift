@@ -72,11 +72,11 @@ struct AnalyticsRollupIntegrationTests {
             // 13th user NULL; deterministic.
             try await pool.query("""
                 INSERT INTO events (event_id, event_type, event_time, user_id, received_at)
-                SELECT $1 || i, (ARRAY['a', 'b', 'c', NULL])[1 + (i + $4::integer) % 4],
-                       to_timestamp($2::bigint + (i * 7919 + $4::integer) % 10800 + (i % 1000) / 1000.0),
-                       CASE WHEN i % 13 = 0 THEN NULL ELSE 'u-' || ((i * 31 + $4::integer) % $3::integer) END, now()
-                FROM generate_series(1, $5::integer) AS i
-                """, [prefix, String(AnalyticsRollupIntegrationTests.base), String(users), String(seed), String(count)])
+                SELECT \(prefix) || i, (ARRAY['a', 'b', 'c', NULL])[1 + (i + \(seed)::integer) % 4],
+                       to_timestamp(\(AnalyticsRollupIntegrationTests.base)::bigint + (i * 7919 + \(seed)::integer) % 10800 + (i % 1000) / 1000.0),
+                       CASE WHEN i % 13 = 0 THEN NULL ELSE 'u-' || ((i * 31 + \(seed)::integer) % \(users)::integer) END, now()
+                FROM generate_series(1, \(count)::integer) AS i
+                """)
         }
     }
 
@@ -88,7 +88,7 @@ struct AnalyticsRollupIntegrationTests {
         threadPool.start()
         let admin = PostgresPool(url: databaseURL, threadPool: threadPool, maxConnections: 1)
         let name = "rollups_\(UInt32.random(in: 0...UInt32.max))"
-        try await admin.query("CREATE DATABASE \(name)")  // name is ours: letters and digits
+        try await admin.query("CREATE DATABASE \(identifier: name)")  // name is ours: letters and digits
         let url = databaseURL.replacingOccurrences(of: #"/[^/?]*(\?|$)"#, with: "/\(name)$1", options: .regularExpression)
         let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 3)
         do {
@@ -100,10 +100,10 @@ struct AnalyticsRollupIntegrationTests {
             let warehouse = try WarehouseFunction(setup: .testing(manifest, threadPool: threadPool, postgres: pool, configuration: configuration))
             try await body(Fixture(pool: pool, warehouse: warehouse))
         } catch {
-            _ = try? await admin.query("DROP DATABASE \(name) WITH (FORCE)")
+            _ = try? await admin.query("DROP DATABASE \(identifier: name) WITH (FORCE)")
             throw error
         }
-        try await admin.query("DROP DATABASE \(name) WITH (FORCE)")
+        try await admin.query("DROP DATABASE \(identifier: name) WITH (FORCE)")
     }
 
     @Test func theRollupSummaryEqualsTheEventsInEveryState() async throws {
@@ -113,8 +113,8 @@ struct AnalyticsRollupIntegrationTests {
             // One minute with 3,000 distinct users of type a: its sketches hold registers.
             try await pool.query("""
                 INSERT INTO events (event_id, event_type, event_time, user_id, received_at)
-                SELECT 'd-' || i, 'a', to_timestamp($1::bigint + 4990 + (i % 40)), 'big-' || i, now() FROM generate_series(1, 3000) AS i
-                """, [String(Self.base)])
+                SELECT 'd-' || i, 'a', to_timestamp(\(Self.base)::bigint + 4990 + (i % 40)), 'big-' || i, now() FROM generate_series(1, 3000) AS i
+                """)
             #expect(try await pool.query("SELECT count(*) FROM events_rollup_delta WHERE recompute").scalar == "0")
             try await fixture.expectRollupsMatchTheEvents("pending")
 

@@ -26,17 +26,17 @@ struct AuditWriterIntegrationTests {
                 group.addTask {
                     try await writer.write(AuditEntry(actor: actor, action: "test", resource: "r/\(index)", status: 200))
                     // Committed when write returns: visible to another connection.
-                    let seen = try await pool.query("SELECT count(*) FROM audit_log WHERE actor = $1 AND resource = $2", [actor, "r/\(index)"])
+                    let seen = try await pool.query("SELECT count(*) FROM audit_log WHERE actor = \(actor) AND resource = \("r/\(index)")")
                     #expect(seen.scalar == "1")
                 }
             }
             try await group.waitForAll()
         }
-        let rows = try await pool.query("SELECT count(*), count(DISTINCT resource) FROM audit_log WHERE actor = $1", [actor])
+        let rows = try await pool.query("SELECT count(*), count(DISTINCT resource) FROM audit_log WHERE actor = \(actor)")
         #expect(rows.rows.first == ["300", "300"])
         // Group commit: rows written together share a transaction (xmin). With an INSERT per
         // row there would be 300 transactions.
-        let transactions = Int(try await pool.query("SELECT count(DISTINCT xmin::text) FROM audit_log WHERE actor = $1", [actor]).scalar ?? "") ?? 0
+        let transactions = Int(try await pool.query("SELECT count(DISTINCT xmin::text) FROM audit_log WHERE actor = \(actor)").scalar ?? "") ?? 0
         #expect((1...150).contains(transactions), "\(transactions) transactions for 300 concurrent rows")
 
         // A database that cannot be reached fails every caller, and none waits forever.

@@ -39,9 +39,9 @@ struct CallWorkerIntegrationTests {
         for (id, started) in [(stale, "10 minutes"), (busy, "0 seconds")] {
             try await pool.query("""
                 INSERT INTO async_calls (id, function, status, events, callback_url, started_at)
-                VALUES ($1::uuid, 'filter', 'running', '[{"id": "a"}, {"id": "b", "drop": true}]'::jsonb, 'http://127.0.0.1:1/hook',
-                        now() - $2::interval)
-                """, [id, started])
+                VALUES (\(id)::uuid, 'filter', 'running', '[{"id": "a"}, {"id": "b", "drop": true}]'::jsonb, 'http://127.0.0.1:1/hook',
+                        now() - \(started)::interval)
+                """)
         }
         #expect(try await worker.runOne())
         #expect(try await !worker.runOne(), "the call another replica is running was taken")
@@ -59,19 +59,19 @@ struct CallWorkerIntegrationTests {
         #expect(try await worker.deliverOne())
         var callback = try await pool.query("""
             SELECT callback_status, callback_attempts::text, callback_error, extract(epoch FROM next_attempt_at - now())::float8::text
-            FROM async_calls WHERE id = $1::uuid
-            """, [stale]).rows[0]
+            FROM async_calls WHERE id = \(stale)::uuid
+            """).rows[0]
         #expect(callback[0] == "pending" && callback[1] == "1" && callback[2] == "not reachable")
         let wait = Double(callback[3] ?? "") ?? -1
         #expect(wait > 0 && wait <= 1, "next attempt in \(wait) s")
         #expect(try await !worker.deliverOne(), "a callback was delivered before it was due")
-        try await pool.query("UPDATE async_calls SET next_attempt_at = now() WHERE id = $1::uuid", [stale])
+        try await pool.query("UPDATE async_calls SET next_attempt_at = now() WHERE id = \(stale)::uuid")
         #expect(try await worker.deliverOne())
-        callback = try await pool.query("SELECT callback_status, callback_attempts::text, next_attempt_at::text FROM async_calls WHERE id = $1::uuid", [stale]).rows[0]
+        callback = try await pool.query("SELECT callback_status, callback_attempts::text, next_attempt_at::text FROM async_calls WHERE id = \(stale)::uuid").rows[0]
         #expect(callback == ["failed", "2", nil])
         #expect(try await !worker.deliverOne())
 
-        try await pool.query("DELETE FROM async_calls WHERE id = ANY($1::uuid[])", ["{\(stale),\(busy)}"])
+        try await pool.query("DELETE FROM async_calls WHERE id = ANY(\("{\(stale),\(busy)}")::uuid[])")
         try await threadPool.shutdownGracefully()
     }
 }

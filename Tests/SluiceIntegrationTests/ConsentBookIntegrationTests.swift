@@ -42,7 +42,7 @@ struct ConsentBookIntegrationTests {
             #expect(book.cachedSubjects == 1)
         }
         // A change that is not announced is not seen: the books answer from memory.
-        try await pool.query("INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, 'analytics', false, 'api')", [subject])
+        try await pool.query("INSERT INTO consents (subject, purpose, granted, source) VALUES (\(subject), 'analytics', false, 'api')")
         for book in books { #expect(try await book.records(of: [subject]) == [subject: []]) }
 
         // Announced, it reaches both books within a second.
@@ -65,10 +65,10 @@ struct ConsentBookIntegrationTests {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(books[1].cachedSubjects == 0)
-        try await pool.query("UPDATE consents SET granted = true WHERE subject = $1", [subject])
+        try await pool.query("UPDATE consents SET granted = true WHERE subject = \(subject)")
         #expect(try await books[1].records(of: [subject])[subject]?.first?.granted == true)
         #expect(books[1].cachedSubjects == 0)
-        try await pool.query("DELETE FROM consents WHERE subject = $1", [subject])
+        try await pool.query("DELETE FROM consents WHERE subject = \(subject)")
         try await threadPool.shutdownGracefully()
     }
 }

@@ -28,7 +28,7 @@ struct EnrichIntegrationTests {
             "device_type": "desktop", "location": ["country": "JP", "region": "13", "country_name": "Japan"], "device_class": "computer",
         ]]))])
         // Every country gen_events.py uses is known.
-        let known = try await pool.query("SELECT count(*) FROM lookup_countries WHERE code = ANY($1::text[])", ["{US,DE,FR,GB,IN,BR,JP}"])
+        let known = try await pool.query("SELECT count(*) FROM lookup_countries WHERE code = ANY(\("{US,DE,FR,GB,IN,BR,JP}")::text[])")
         #expect(known.scalar == "7")
 
         let dead = PostgresPool(url: "postgres://sluice@127.0.0.1:1/sluice", threadPool: threadPool, maxConnections: 1)

@@ -37,27 +37,27 @@ struct LoadIntegrationTests {
         let loaded = try await pool.query("""
             SELECT event_id, event_type, properties->>'note', properties->>'value', country_name,
                    to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'), loaded_at >= received_at
-            FROM events WHERE job_id = $1::uuid ORDER BY event_id
-            """, [job])
+            FROM events WHERE job_id = \(job)::uuid ORDER BY event_id
+            """)
         #expect(loaded.rows.count == 2)  // DISTINCT ON (event_id): one row for id 1
         #expect(loaded.rows.map { $0[0] } == ["\(prefix)-1", "\(prefix)-2"])
         #expect(loaded.rows[1] == ["\(prefix)-2", "login", "a \"q\", b", "2", "Germany", "2026-01-01T00:00:00.123", "t"])
         // Delivered again (a crash after the commit, before the ack): nothing is loaded twice.
         // The ledger answers the outcomes of the first delivery, not "duplicate" for everything.
         #expect(try await invoker.invoke(chunk, attempt: 2) == outcomes)
-        #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [job]).scalar == "2")
-        #expect(try await pool.query("SELECT loaded, duplicates FROM load_ledger WHERE stream = 'load' AND chunk_id = $1", [chunkID]).rows
+        #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = \(job)::uuid").scalar == "2")
+        #expect(try await pool.query("SELECT loaded, duplicates FROM load_ledger WHERE stream = 'load' AND chunk_id = \(chunkID)").rows
                 == [["2", "{\(prefix)-1}"]])
         // Another chunk holding a loaded id: that one is a duplicate, the new one loads.
         let later = Chunk(id: "\(Int.random(in: 1...1_000_000_000))-1", jobID: job, events: [row(2), row(5)], receivedAt: received)
         #expect(try await invoker.invoke(later, attempt: 1) == [.drop(reason: "duplicate"), .forward(row(5))])
-        #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [job]).scalar == "3")
+        #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = \(job)::uuid").scalar == "3")
         // A chunk of a cancelled job is dropped and loads nothing.
         let cancelled = UUID().uuidString.lowercased()
-        try await pool.query("INSERT INTO jobs (id, status) VALUES ($1::uuid, 'cancelled')", [cancelled])
+        try await pool.query("INSERT INTO jobs (id, status) VALUES (\(cancelled)::uuid, 'cancelled')")
         let late = Chunk(id: "\(Int.random(in: 1...1_000_000_000))-2", jobID: cancelled, events: [row(6)], receivedAt: received)
         #expect(try await invoker.invoke(late, attempt: 1) == [.drop(reason: "cancelled")])
-        #expect(try await pool.query("SELECT count(*) FROM events WHERE event_id = $1", ["\(prefix)-6"]).scalar == "0")
+        #expect(try await pool.query("SELECT count(*) FROM events WHERE event_id = \("\(prefix)-6")").scalar == "0")
         // A row the table refuses fails the chunk permanently and loads none of it.
         let bad = Chunk(id: "\(Int.random(in: 1...1_000_000_000))-3", jobID: job, events: [row(3), Event(["event_id": .string("\(prefix)-4"), "event_time": "not-a-time"])], receivedAt: received)
         do {
@@ -67,15 +67,18 @@ struct LoadIntegrationTests {
             #expect(error.kind == .permanent)
             #expect(error.message == "SQLSTATE 22007")
         }
-        #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = $1::uuid", [job]).scalar == "3")
+        #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = \(job)::uuid").scalar == "3")
         try await threadPool.shutdownGracefully()
     }
 
     @Test func postgresArrays() {
         let items = ["a", "b,c", "d\"e", "f\\g", "", "NULL x"]
-        #expect(PostgresArray.parse(PostgresArray.literal(items)) == items)
-        #expect(PostgresArray.parse("{}") == [])
-        #expect(PostgresArray.parse("{abc,\"d e\"}") == ["abc", "d e"])
+        #expect([String](postgresText: PostgresArray.literal(items)) == items)
+        #expect([String](postgresText: "{}") == [])
+        #expect([String](postgresText: "{abc,\"d e\"}") == ["abc", "d e"])
+        #expect([String?](postgresText: "{abc,NULL,\"NULL\"}") == ["abc", nil, "NULL"])
+        #expect([String](postgresText: "{abc,NULL}") == nil)
+        #expect([String](postgresText: "abc") == nil)
     }
 
     @Test func timestampsForPostgres() {

@@ -23,7 +23,7 @@ struct PostgresIntegrationTests {
 
     @Test func boundParametersAreNeverSQL() async throws {
         let hostile = "x'); DROP TABLE jobs; --"
-        let rows = try await pool.query("SELECT $1::text AS v, $2::int + 1 AS n, $3::text IS NULL AS isnull", [hostile, "41", nil])
+        let rows = try await pool.query("SELECT \(hostile)::text AS v, \("41")::int + 1 AS n, \(nil as String?)::text IS NULL AS isnull")
         #expect(rows.columns == ["v", "n", "isnull"])
         #expect(rows[0, "v"] == hostile)
         #expect(rows[0, "n"] == "42")
@@ -44,40 +44,40 @@ struct PostgresIntegrationTests {
 
     @Test func transactionRollsBackWhenTheBodyThrows() async throws {
         let table = "t_\(UInt32.random(in: 0...UInt32.max))"
-        try await pool.withConnection { try $0.executeUnparameterized("CREATE TABLE \(table) (v int)") }
+        try await pool.withConnection { try $0.query("CREATE TABLE \(identifier: table) (v int)") }
         struct Boom: Error {}
         await #expect(throws: Boom.self) {
             try await pool.withTransaction { connection in
-                try connection.query("INSERT INTO \(table) VALUES (1)")
+                try connection.query("INSERT INTO \(identifier: table) VALUES (1)")
                 throw Boom()
             }
         }
-        try await pool.withTransaction { try $0.query("INSERT INTO \(table) VALUES (2)") }
-        #expect(try await pool.query("SELECT string_agg(v::text, ',') FROM \(table)").scalar == "2")
-        try await pool.withConnection { try $0.executeUnparameterized("DROP TABLE \(table)") }
+        try await pool.withTransaction { try $0.query("INSERT INTO \(identifier: table) VALUES (2)") }
+        #expect(try await pool.query("SELECT string_agg(v::text, ',') FROM \(identifier: table)").scalar == "2")
+        try await pool.withConnection { try $0.query("DROP TABLE \(identifier: table)") }
     }
 
     @Test func copyInCountsRowsAndRejectsBadData() async throws {
         let table = "c_\(UInt32.random(in: 0...UInt32.max))"
-        try await pool.withConnection { try $0.executeUnparameterized("CREATE TABLE \(table) (id int, body text)") }
+        try await pool.withConnection { try $0.query("CREATE TABLE \(identifier: table) (id int, body text)") }
         var csv = [UInt8]()
         for i in 0..<20_000 { csv.append(contentsOf: "\(i),\"row \(i), with \"\"quotes\"\"\"\n".utf8) }
         let data = csv
-        let copied = try await pool.withConnection { try $0.copyIn("COPY \(table) FROM STDIN (FORMAT csv)", data: [data]) }
+        let copied = try await pool.withConnection { try $0.copyIn("COPY \(identifier: table) FROM STDIN (FORMAT csv)", data: [data]) }
         #expect(copied == 20_000)
-        #expect(try await pool.query("SELECT body FROM \(table) WHERE id = 7").scalar == "row 7, with \"quotes\"")
+        #expect(try await pool.query("SELECT body FROM \(identifier: table) WHERE id = 7").scalar == "row 7, with \"quotes\"")
         await #expect(throws: PostgresError.self) {
-            try await pool.withConnection { try $0.copyIn("COPY \(table) FROM STDIN (FORMAT csv)", data: [Array("x,y\n".utf8)]) }
+            try await pool.withConnection { try $0.copyIn("COPY \(identifier: table) FROM STDIN (FORMAT csv)", data: [Array("x,y\n".utf8)]) }
         }
-        #expect(try await pool.query("SELECT count(*) FROM \(table)").scalar == "20000")
-        try await pool.withConnection { try $0.executeUnparameterized("DROP TABLE \(table)") }
+        #expect(try await pool.query("SELECT count(*) FROM \(identifier: table)").scalar == "20000")
+        try await pool.withConnection { try $0.query("DROP TABLE \(identifier: table)") }
     }
 
     @Test func poolLimitsConnectionsAndServesWaiters() async throws {
         let started = ContinuousClock.now
         let results = try await withThrowingTaskGroup(of: String?.self) { group in
             for i in 0..<10 {
-                group.addTask { try await pool.query("SELECT pg_sleep(0.05), $1::int * 2", [String(i)]).rows[0][1] }
+                group.addTask { try await pool.query("SELECT pg_sleep(0.05), \(i)::int * 2").rows[0][1] }
             }
             return try await group.reduce(into: [String]()) { $0.append($1 ?? "") }
         }

@@ -30,8 +30,8 @@ struct UploadReaperIntegrationTests {
             let id = UUID().uuidString.lowercased()
             try await pool.query("""
                 INSERT INTO jobs (id, status, format, counts, created_at)
-                VALUES ($1::uuid, $2, 'ndjson', $3::jsonb, now() - $4::interval)
-                """, [id, status, received.map { "{\"received\": \($0)}" } ?? "{}", age])
+                VALUES (\(id)::uuid, \(status), 'ndjson', \(received.map { "{\"received\": \($0)}" } ?? "{}")::jsonb, now() - \(age)::interval)
+                """)
             try await redis.send(["HSET", RedisArgument(keys.job(id)), "state", "received"])
             return id
         }
@@ -68,7 +68,7 @@ struct UploadReaperIntegrationTests {
         await failed.reset()
         let again = Set(await reaper.reapOnce())
         #expect(again.intersection([alive, young, halfEnded]).isEmpty)
-        try await pool.query("DELETE FROM jobs WHERE id = ANY($1::uuid[]) OR format = 'reaper-filler'", ["{" + mine.joined(separator: ",") + "}"])
+        try await pool.query("DELETE FROM jobs WHERE id = ANY(\("{" + mine.joined(separator: ",") + "}")::uuid[]) OR format = 'reaper-filler'")
         redis.closeIdle()
         try await threadPool.shutdownGracefully()
     }

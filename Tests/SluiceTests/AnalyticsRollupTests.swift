@@ -137,14 +137,3 @@ struct SummaryPlanTests {
         #expect(plan.windows[1].pieces == (15..<27).map { .minute(base + $0 * 60) })
     }
 }
-
-@Suite("PostgreSQL array literals")
-struct PostgresArrayTests {
-    @Test func elementsAreQuotedEscapedAndNilIsNull() {
-        #expect(PostgresArray.literal([String]()) == "{}")
-        #expect(PostgresArray.literal(["a", #"say "hi""#, #"back\slash"#, ""]) == #"{"a","say \"hi\"","back\\slash",""}"#)
-        #expect(PostgresArray.literal([nil, "NULL", #"\x01ff"#]) == #"{NULL,"NULL","\\x01ff"}"#)
-        // What PostgreSQL answers for text[] reads back to the same strings.
-        #expect(PostgresArray.parse(#"{"a","say \"hi\"","back\\slash",""}"#) == ["a", #"say "hi""#, #"back\slash"#, ""])
-    }
-}

@@ -137,8 +137,8 @@ public struct CallsFunction: HTTPFunction {
         do {
             try await pool.query("""
                 INSERT INTO async_calls (id, function, events, callback_url, trace_id, created_by, subjects)
-                VALUES ($1::uuid, $2, $3::jsonb, $4, $5, $6, $7::text[])
-                """, [id, name, masked.serializedString, callback, trace, caller.ownerKey, PostgresArray.literal(subjects)])
+                VALUES (\(id)::uuid, \(name), \(masked.serializedString)::jsonb, \(callback), \(trace), \(caller.ownerKey), \(subjects)::text[])
+                """)
         } catch {
             throw Self.unavailable
         }
@@ -156,8 +156,8 @@ public struct CallsFunction: HTTPFunction {
             rows = try await pool.query("""
                 SELECT id::text, function, status, outcomes::text, error::text, callback_status, callback_attempts::text, callback_error,
                        \(SQLText.iso("created_at")), \(SQLText.iso("started_at")), \(SQLText.iso("finished_at"))
-                FROM async_calls WHERE id = $1::uuid AND ($3::boolean OR created_by = $2)
-                """, [id.lowercased(), caller.ownerKey, caller.has("admin") ? "true" : "false"])
+                FROM async_calls WHERE id = \(id.lowercased())::uuid AND (\(caller.has("admin"))::boolean OR created_by = \(caller.ownerKey))
+                """)
         } catch {
             throw Self.unavailable
         }
@@ -229,10 +229,10 @@ struct CallWorker: Service {
         let rows = try await function.pool.query("""
             UPDATE async_calls SET status = 'running', started_at = now()
             WHERE id = (SELECT id FROM async_calls
-                        WHERE status = 'queued' OR (status = 'running' AND started_at < now() - make_interval(secs => $1::integer))
+                        WHERE status = 'queued' OR (status = 'running' AND started_at < now() - make_interval(secs => \(timeout)::integer))
                         ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING id::text, function, events::text, trace_id
-            """, [timeout])
+            """)
         guard let row = rows.rows.first, let id = row[0], let name = row[1], let eventsText = row[2] else { return false }
         var outcomes: JSONValue?
         var failure: JSONValue?
@@ -251,11 +251,11 @@ struct CallWorker: Service {
             failure = ["code": "internal_error", "kind": "permanent", "message": "the call could not be run"]
         }
         try await function.pool.query("""
-            UPDATE async_calls SET status = $2, outcomes = $3::jsonb, error = $4::jsonb, finished_at = now(),
+            UPDATE async_calls SET status = \(failure == nil ? "succeeded" : "failed"), outcomes = \(outcomes?.serializedString)::jsonb, error = \(failure?.serializedString)::jsonb, finished_at = now(),
                 callback_status = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END,
                 next_attempt_at = CASE WHEN callback_url IS NULL THEN NULL ELSE now() END
-            WHERE id = $1::uuid
-            """, [id, failure == nil ? "succeeded" : "failed", outcomes?.serializedString, failure?.serializedString])
+            WHERE id = \(id)::uuid
+            """)
         function.logger.info("call finished", metadata: ["call": .string(id), "function": .string(name), "status": .string(failure == nil ? "succeeded" : "failed")])
         return true
     }
@@ -266,11 +266,11 @@ struct CallWorker: Service {
         // replica does not deliver it at the same time.
         let lease = String(function.callbackTimeout.components.seconds * 2 + 5)
         let rows = try await function.pool.query("""
-            UPDATE async_calls SET next_attempt_at = now() + make_interval(secs => $1::integer)
+            UPDATE async_calls SET next_attempt_at = now() + make_interval(secs => \(lease)::integer)
             WHERE id = (SELECT id FROM async_calls WHERE callback_status = 'pending' AND next_attempt_at <= now()
                         ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING id::text, function, status, outcomes::text, error::text, callback_url, callback_attempts::text, trace_id
-            """, [lease])
+            """)
         guard let row = rows.rows.first, let id = row[0], let url = row[5] else { return false }
         var body: JSONObject = ["call_id": .string(id), "function": .string(row[1] ?? ""), "status": .string(row[2] ?? "")]
         if let outcomes = row[3].flatMap({ try? JSONParser().parse($0) }) { body["outcomes"] = outcomes }
@@ -301,18 +301,18 @@ struct CallWorker: Service {
         }
         if problem == nil {
             try await function.pool.query("""
-                UPDATE async_calls SET callback_status = 'delivered', callback_attempts = $2::integer, callback_error = NULL,
-                    next_attempt_at = NULL WHERE id = $1::uuid
-                """, [id, String(attempts)])
+                UPDATE async_calls SET callback_status = 'delivered', callback_attempts = \(attempts)::integer, callback_error = NULL,
+                    next_attempt_at = NULL WHERE id = \(id)::uuid
+                """)
         } else {
             // 1 s, 2 s, 4 s … at most 5 minutes between attempts; failed after the last.
             let delay = min(300, 1 << min(attempts - 1, 9))
             try await function.pool.query("""
-                UPDATE async_calls SET callback_attempts = $2::integer, callback_error = $3,
-                    callback_status = CASE WHEN $2::integer >= $4::integer THEN 'failed' ELSE 'pending' END,
-                    next_attempt_at = CASE WHEN $2::integer >= $4::integer THEN NULL ELSE now() + make_interval(secs => $5::integer) END
-                WHERE id = $1::uuid
-                """, [id, String(attempts), problem, String(givesUp ? attempts : function.callbackAttempts), String(delay)])
+                UPDATE async_calls SET callback_attempts = \(attempts)::integer, callback_error = \(problem),
+                    callback_status = CASE WHEN \(attempts)::integer >= \(String(givesUp ? attempts : function.callbackAttempts))::integer THEN 'failed' ELSE 'pending' END,
+                    next_attempt_at = CASE WHEN \(attempts)::integer >= \(String(givesUp ? attempts : function.callbackAttempts))::integer THEN NULL ELSE now() + make_interval(secs => \(delay)::integer) END
+                WHERE id = \(id)::uuid
+                """)
             function.logger.notice("callback not delivered", metadata: ["call": .string(id), "attempt": .stringConvertible(attempts)])
         }
         return true

@@ -23,11 +23,12 @@ public struct EnrichFunction: EventFunction {
     static func loadTables(_ pool: PostgresPool) async throws -> LookupCache.Tables {
         try await pool.withConnection { connection in
             var tables: LookupCache.Tables = [:]
-            for (name, sql) in [("country", "SELECT code, name FROM lookup_countries"),
-                                ("device", "SELECT device_type, device_class FROM lookup_device_classes")] {
+            let queries: [(String, PostgresQuery)] = [("country", "SELECT code, name FROM lookup_countries"),
+                                                      ("device", "SELECT device_type, device_class FROM lookup_device_classes")]
+            for (name, query) in queries {
                 var table: [String: String] = [:]
-                for row in try connection.query(sql).rows {
-                    if let key = row[0], let value = row[1] { table[key] = value }
+                for (key, value) in try connection.query(query).decode((String, String).self) {
+                    table[key] = value
                 }
                 tables[name] = table
             }

@@ -51,9 +51,8 @@ public struct JobStore: Sendable {
     public func open(_ job: NewJob) async throws {
         try await pool.query("""
             INSERT INTO jobs (id, status, format, content_type, counts, callback_url, created_by)
-            VALUES ($1::uuid, $2, $3, $4, '{}'::jsonb, $5, $6)
-            """, [job.id, JobStatus.received.rawValue, job.format, job.contentType.map { String($0.prefix(200)) },
-                  job.callbackURL, job.createdBy])
+            VALUES (\(job.id)::uuid, \(JobStatus.received.rawValue), \(job.format), \(job.contentType.map { String($0.prefix(200)) }), '{}'::jsonb, \(job.callbackURL), \(job.createdBy))
+            """)
         try await redis.send(["EVAL", RedisArgument(JobScripts.begin), "1", RedisArgument(keys.job(job.id)),
                               RedisArgument(job.traceID ?? "")])
     }
@@ -62,8 +61,8 @@ public struct JobStore: Sendable {
     /// holds the count; ``receivedCommand(_:received:)`` is the Redis side, sent with the chunks.
     public func openWhole(_ id: String, format: String, received: Int) async throws {
         try await pool.query("""
-            INSERT INTO jobs (id, status, format, counts) VALUES ($1::uuid, $2, $3, jsonb_build_object('received', $4::bigint))
-            """, [id, JobStatus.received.rawValue, format, String(received)])
+            INSERT INTO jobs (id, status, format, counts) VALUES (\(id)::uuid, \(JobStatus.received.rawValue), \(format), jsonb_build_object('received', \(received)::bigint))
+            """)
     }
 
     /// The Redis command that records a job's `received` count, for a pipeline of commands.
@@ -78,12 +77,11 @@ public struct JobStore: Sendable {
     @discardableResult
     public func finishReceiving(_ id: String, received: Int, schema: JSONValue? = nil, bytes: Int? = nil) async throws -> JobStatus? {
         try await pool.query("""
-            UPDATE jobs SET status = CASE WHEN status = $5 THEN $6 ELSE status END,
-                counts = counts || jsonb_build_object('received', $2::bigint), schema = COALESCE($3::jsonb, schema),
-                bytes = COALESCE($4::bigint, bytes), updated_at = now()
-            WHERE id = $1::uuid
-            """, [id, String(received), schema?.serializedString, bytes.map(String.init),
-                  JobStatus.received.rawValue, JobStatus.processing.rawValue])
+            UPDATE jobs SET status = CASE WHEN status = \(JobStatus.received.rawValue) THEN \(JobStatus.processing.rawValue) ELSE status END,
+                counts = counts || jsonb_build_object('received', \(received)::bigint), schema = COALESCE(\(schema?.serializedString)::jsonb, schema),
+                bytes = COALESCE(\(bytes.map(String.init))::bigint, bytes), updated_at = now()
+            WHERE id = \(id)::uuid
+            """)
         return try await finishReceivingLive(id, received: received)
     }
 
@@ -111,9 +109,9 @@ public struct JobStore: Sendable {
         do {
             failed = try await pool.withTransaction { connection in
                 let changed = try connection.query("""
-                    UPDATE jobs SET status = $3, error = $2, finished_at = now(), updated_at = now()
-                    WHERE id = $1::uuid AND status IN ($4, $5) RETURNING 1
-                    """, [id, code, JobStatus.failed.rawValue, JobStatus.received.rawValue, JobStatus.processing.rawValue]).rows.count
+                    UPDATE jobs SET status = \(JobStatus.failed.rawValue), error = \(code), finished_at = now(), updated_at = now()
+                    WHERE id = \(id)::uuid AND status IN (\(JobStatus.received.rawValue), \(JobStatus.processing.rawValue)) RETURNING 1
+                    """).rows.count
                 guard changed == 1 else { return false }
                 try discard(connection)
                 return true
@@ -130,12 +128,10 @@ public struct JobStore: Sendable {
     /// - Returns: the status before, or `nil` when there is no such job for `reader`.
     public func cancel(_ id: String, by reader: JobReader) async throws -> JobStatus? {
         let previous: JobStatus? = try await pool.withTransaction { connection in
-            let current = try connection.query("SELECT status FROM jobs WHERE id = $1::uuid AND ($3::boolean OR created_by = $2) FOR UPDATE",
-                                               [id, reader.owner, reader.readsAll ? "true" : "false"]).scalar
+            let current = try connection.query("SELECT status FROM jobs WHERE id = \(id)::uuid AND (\(reader.readsAll)::boolean OR created_by = \(reader.owner)) FOR UPDATE").scalar
             guard let current, let status = JobStatus(rawValue: current) else { return nil }
             if status.isOpen {
-                try connection.query("UPDATE jobs SET status = $2, finished_at = now(), updated_at = now() WHERE id = $1::uuid",
-                                     [id, JobStatus.cancelled.rawValue])
+                try connection.query("UPDATE jobs SET status = \(JobStatus.cancelled.rawValue), finished_at = now(), updated_at = now() WHERE id = \(id)::uuid")
             }
             return status
         }
@@ -185,28 +181,27 @@ public struct JobStore: Sendable {
     public static func recordEnd(_ id: String, status: JobStatus, counts: String, error: String?, finishedAtMilliseconds: String?,
                                  pool: PostgresPool) async throws {
         try await pool.query("""
-            UPDATE jobs SET status = $2, counts = $3::jsonb, error = COALESCE($4, error),
-                finished_at = COALESCE(to_timestamp($5::bigint / 1000.0), finished_at, now()), updated_at = now()
-            WHERE id = $1::uuid AND (status IN ($6, $7) OR status = $2)
-            """, [id, status.rawValue, counts, error, finishedAtMilliseconds, JobStatus.received.rawValue, JobStatus.processing.rawValue])
+            UPDATE jobs SET status = \(status.rawValue), counts = \(counts)::jsonb, error = COALESCE(\(error), error),
+                finished_at = COALESCE(to_timestamp(\(finishedAtMilliseconds)::bigint / 1000.0), finished_at, now()), updated_at = now()
+            WHERE id = \(id)::uuid AND (status IN (\(JobStatus.received.rawValue), \(JobStatus.processing.rawValue)) OR status = \(status.rawValue))
+            """)
     }
 
     /// Job `id`'s status, read under a share lock inside the caller's transaction: a chunk is
     /// loaded only while its job is open, and failing or cancelling the job waits for the load.
     public static func statusForLoading(_ id: String, on connection: PostgresConnection) throws -> JobStatus? {
-        try connection.query("SELECT status FROM jobs WHERE id = $1::uuid FOR SHARE", [id]).scalar.flatMap(JobStatus.init(rawValue:))
+        try connection.query("SELECT status FROM jobs WHERE id = \(id)::uuid FOR SHARE").scalar.flatMap(JobStatus.init(rawValue:))
     }
 
     /// Where job `id`'s end is to be called back, if its upload asked.
     public static func callbackURL(of id: String, on connection: PostgresConnection) throws -> String? {
-        try connection.query("SELECT callback_url FROM jobs WHERE id = $1::uuid", [id]).scalar
+        try connection.query("SELECT callback_url FROM jobs WHERE id = \(id)::uuid").scalar
     }
 
     /// The callback addresses of jobs `ids` (jobs without one are left out).
     public static func callbackURLs(of ids: Set<String>, pool: PostgresPool) async throws -> [String: String] {
         guard !ids.isEmpty else { return [:] }
-        let rows = try await pool.query("SELECT id::text, callback_url FROM jobs WHERE id = ANY($1::uuid[]) AND callback_url IS NOT NULL",
-                                        ["{" + ids.joined(separator: ",") + "}"])
+        let rows = try await pool.query("SELECT id::text, callback_url FROM jobs WHERE id = ANY(\("{" + ids.joined(separator: ",") + "}")::uuid[]) AND callback_url IS NOT NULL")
         var urls: [String: String] = [:]
         for row in rows.rows { if let id = row[0], let url = row[1] { urls[id] = url } }
         return urls
@@ -248,9 +243,9 @@ public struct JobStore: Sendable {
                         jobID: String?, events: Int) async throws -> Bool {
         if let jobID {
             try await pool.query("""
-                UPDATE jobs SET status = $2, error = NULL, finished_at = NULL, updated_at = now()
-                WHERE id = $1::uuid AND status = $3 AND error = 'dead_lettered'
-                """, [jobID, JobStatus.processing.rawValue, JobStatus.failed.rawValue])
+                UPDATE jobs SET status = \(JobStatus.processing.rawValue), error = NULL, finished_at = NULL, updated_at = now()
+                WHERE id = \(jobID)::uuid AND status = \(JobStatus.failed.rawValue) AND error = 'dead_lettered'
+                """)
         }
         var arguments: [RedisArgument] = [
             "EVAL", RedisArgument(JobScripts.redrive), "3", RedisArgument(keys.deadLetters(function)), RedisArgument(input),
@@ -266,7 +261,7 @@ public struct JobStore: Sendable {
 
     // MARK: - Reading
 
-    static let columns = """
+    static let columns: PostgresQuery = """
         id::text, status, format, counts::text, error, schema::text, content_type, bytes::text,
         \(SQLText.iso("created_at")), \(SQLText.iso("updated_at")), \(SQLText.iso("finished_at"))
         """
@@ -274,8 +269,7 @@ public struct JobStore: Sendable {
     /// Job `id` as `reader` may see it, with its live counters; `nil` when there is none
     /// (someone else's job is not there either, so that ids reveal nothing).
     public func job(_ id: String, for reader: JobReader) async throws -> JSONValue? {
-        let rows = try await pool.query("SELECT \(Self.columns) FROM jobs WHERE id = $1::uuid AND ($3::boolean OR created_by = $2)",
-                                        [id, reader.owner, reader.readsAll ? "true" : "false"])
+        let rows = try await pool.query("SELECT \(Self.columns) FROM jobs WHERE id = \(id)::uuid AND (\(reader.readsAll)::boolean OR created_by = \(reader.owner))")
         guard let row = rows.rows.first else { return nil }
         let live = try? await live(id)
         return Self.describe(row, live: live?.status == nil ? nil : live?.fields)
@@ -286,12 +280,12 @@ public struct JobStore: Sendable {
     public func list(status: JobStatus?, before: String?, limit: Int, for reader: JobReader) async throws -> (jobs: [JSONValue], next: String?) {
         let rows = try await pool.query("""
             SELECT \(Self.columns) FROM jobs
-            WHERE ($1::text IS NULL OR status = $1)
-              AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM jobs WHERE id = $2::uuid))
-              AND ($5::boolean OR created_by = $4)
+            WHERE (\(status?.rawValue)::text IS NULL OR status = \(status?.rawValue))
+              AND (\(before)::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM jobs WHERE id = \(before)::uuid))
+              AND (\(reader.readsAll)::boolean OR created_by = \(reader.owner))
             ORDER BY created_at DESC, id DESC
-            LIMIT $3::integer
-            """, [status?.rawValue, before, String(limit), reader.owner, reader.readsAll ? "true" : "false"])
+            LIMIT \(limit)::integer
+            """)
         var jobs: [JSONValue] = []
         for row in rows.rows {
             var live: [String: String]?
@@ -360,10 +354,10 @@ public struct JobStore: Sendable {
         let rows = try await pool.query("""
             SELECT id::text, status, counts->>'received',
                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM jobs
-            WHERE status IN ($5, $6) AND created_at < now() - make_interval(secs => $1::float8)
-              AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
-            ORDER BY created_at, id LIMIT $4::integer
-            """, [String(seconds), position?.0, position?.1, String(limit), JobStatus.received.rawValue, JobStatus.processing.rawValue])
+            WHERE status IN (\(JobStatus.received.rawValue), \(JobStatus.processing.rawValue)) AND created_at < now() - make_interval(secs => \(seconds)::float8)
+              AND (\(position?.0)::timestamptz IS NULL OR (created_at, id) > (\(position?.0)::timestamptz, \(position?.1)::uuid))
+            ORDER BY created_at, id LIMIT \(limit)::integer
+            """)
         return rows.rows.compactMap { row in
             guard let id = row[0], let status = row[1].flatMap(JobStatus.init(rawValue:)), let created = row[3] else { return nil }
             return OpenJob(id: id, status: status, received: row[2].flatMap(Int.init), position: (created, id))

@@ -55,44 +55,45 @@ public struct QuarantineFunction: EventFunction {
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
-        var functions: [String] = [], reasons: [String] = [], lines: [String] = [], raws: [String] = [], positions: [String] = []
+        var functions: [String] = [], reasons: [String] = [], lines: [Int64?] = [], raws: [String] = [], positions: [Int] = []
         var subjects: [String?] = []
         for (position, event) in chunk.events.enumerated() {
             functions.append(event.value["function"]?.stringValue ?? "unknown")
             reasons.append(event.value["reason"]?.stringValue ?? "unknown")
-            if case .int(let line)? = event.value["line"] { lines.append(String(line)) } else { lines.append("") }
+            if case .int(let line)? = event.value["line"] { lines.append(line) } else { lines.append(nil) }
             if case .string(let raw)? = event.value["raw"] {
                 raws.append(raw)
             } else {
                 raws.append(event.value["event"]?.serializedString ?? event.value.serializedString)
             }
-            positions.append(String(position))
+            positions.append(position)
             subjects.append(subject(of: event.value))
         }
         let job = chunk.jobID.flatMap { SQLText.isUUID($0) ? $0 : nil }
         let received = PipelineClock.timestamp(chunk.receivedAt ?? PipelineClock.milliseconds())
-        let parameters: [String?] = [
-            job, PostgresArray.literal(functions), PostgresArray.literal(reasons), PostgresArray.literal(lines),
-            PostgresArray.literal(raws), stream, chunk.identity, PostgresArray.literal(positions), PostgresArray.literal(subjects), received,
-        ]
+        let stream = self.stream, entry = chunk.identity
+        let statement: PostgresQuery = """
+            WITH items AS (
+                SELECT f, r, l, w, p, s
+                FROM unnest(\(functions)::text[], \(reasons)::text[], \(lines)::integer[], \(raws)::text[],
+                            \(positions)::integer[], \(subjects)::text[]) AS t(f, r, l, w, p, s)
+            ), fenced AS (
+                SELECT p FROM items JOIN erasures e ON e.subject = items.s
+                WHERE \(ErasureFence.condition(received: "\(received)::timestamptz"))
+            ), written AS (
+                INSERT INTO quarantine (job_id, function, reason, line, raw, stream, entry_id, position, subject)
+                SELECT \(job)::uuid, f, r, l, w, \(stream), \(entry), p, s
+                FROM items WHERE p NOT IN (SELECT p FROM fenced)
+                ON CONFLICT (stream, entry_id, position) DO NOTHING
+            )
+            SELECT p FROM fenced
+            """
         let fenced: Set<Int>
         do {
             fenced = try await pool.withTransaction { connection in
                 try ErasureFence.enter(on: connection)
-                let rows = try connection.query("""
-                    WITH items AS (
-                        SELECT f, r, l, w, p, s FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $8::text[], $9::text[]) AS t(f, r, l, w, p, s)
-                    ), fenced AS (
-                        SELECT p FROM items JOIN erasures e ON e.subject = items.s WHERE \(ErasureFence.condition(received: "$10::timestamptz"))
-                    ), written AS (
-                        INSERT INTO quarantine (job_id, function, reason, line, raw, stream, entry_id, position, subject)
-                        SELECT $1::uuid, f, r, NULLIF(l, '')::integer, w, $6, $7, p::integer, s
-                        FROM items WHERE p NOT IN (SELECT p FROM fenced)
-                        ON CONFLICT (stream, entry_id, position) DO NOTHING
-                    )
-                    SELECT p FROM fenced
-                    """, parameters)
-                return Set(rows.rows.compactMap { $0[0].flatMap { Int($0) } })
+                let rows = try connection.query(statement)
+                return Set(try rows.decode(Int.self))
             }
         } catch let error as PostgresError {
             throw FunctionError.retryable(error.code.rawValue, error.sqlState.map { "SQLSTATE \($0)" } ?? "database error")

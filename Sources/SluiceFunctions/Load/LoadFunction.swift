@@ -45,7 +45,8 @@ public struct LoadFunction: EventFunction {
         self.stream = stream
     }
 
-    static let columnList = (columns.map(\.name) + ["job_id", "received_at"]).joined(separator: ", ")
+    static let columnList = (columns.map(\.name) + ["job_id", "received_at"]).map { (name: String) -> PostgresQuery in "\(identifier: name)" }
+        .joined(separator: ", ")
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
         var outcomes: [Outcome?] = Array(repeating: nil, count: chunk.events.count)
@@ -90,9 +91,10 @@ public struct LoadFunction: EventFunction {
                     }
                 }
                 let recorded = try connection.query(
-                    "SELECT duplicates, erased FROM load_ledger WHERE stream = $1 AND chunk_id = $2", [stream, chunkKey])
-                if let row = recorded.rows.first {
-                    return .recorded(duplicates: PostgresArray.parse(row[0] ?? "{}"), erased: Set(PostgresArray.parse(row[1] ?? "{}")))
+                    "SELECT duplicates, erased FROM load_ledger WHERE stream = \(stream) AND chunk_id = \(chunkKey)")
+                if let row = recorded.first {
+                    let (duplicates, erased) = try row.decode(([String], [String]).self)
+                    return .recorded(duplicates: duplicates, erased: Set(erased))
                 }
                 try connection.executeUnparameterized("""
                     CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
@@ -112,15 +114,15 @@ public struct LoadFunction: EventFunction {
                     ON CONFLICT (event_id) DO NOTHING
                     RETURNING event_id
                     """)
-                var fresh = Set(inserted.rows.compactMap { $0[0] })
+                var fresh = Set(try inserted.decode(String.self))
                 // An id whose every copy was fenced is erased; one that was also loaded (another
                 // copy, of another user) is counted as usual.
-                let erased = Set(fenced.rows.compactMap { $0[0] }).subtracting(fresh)
+                let erased = Set(try fenced.decode(String.self)).subtracting(fresh)
                 var duplicates: [String] = []
                 for (_, id) in idList where !erased.contains(id) && fresh.remove(id) == nil { duplicates.append(id) }
                 try connection.query("""
-                    INSERT INTO load_ledger (stream, chunk_id, loaded, duplicates, erased) VALUES ($1, $2, $3::integer, $4::text[], $5::text[])
-                    """, [stream, chunkKey, String(inserted.rows.count), PostgresArray.literal(duplicates), PostgresArray.literal(erased.sorted())])
+                    INSERT INTO load_ledger (stream, chunk_id, loaded, duplicates, erased) VALUES (\(stream), \(chunkKey), \(inserted.rows.count)::integer, \(duplicates)::text[], \(erased.sorted())::text[])
+                    """)
                 return .inserted(duplicates: duplicates, erased: erased)
             }
         } catch let error as PostgresError {
@@ -159,7 +161,7 @@ public struct LoadFunction: EventFunction {
 
     /// Deletes the rows job `jobID` loaded (the job failed: nothing of it stays).
     static func discardRows(ofJob jobID: String, on connection: PostgresConnection) throws {
-        try connection.query("DELETE FROM events WHERE job_id = $1::uuid", [jobID])
+        try connection.query("DELETE FROM events WHERE job_id = \(jobID)::uuid")
     }
 
     enum LoadVerdict: Sendable {
@@ -172,55 +174,5 @@ public struct LoadFunction: EventFunction {
 extension String {
     func trimmingQuotes() -> String {
         hasPrefix("\"") && hasSuffix("\"") && count >= 2 ? String(dropFirst().dropLast()) : self
-    }
-}
-
-/// PostgreSQL's text form of `text[]`.
-enum PostgresArray {
-    /// `{"a","b",NULL}`: every element quoted with `"` and `\` escaped, `nil` as NULL. Passed as
-    /// one bound parameter.
-    static func literal(_ items: [String?]) -> String {
-        var text: [UInt8] = [UInt8(ascii: "{")]
-        text.reserveCapacity(items.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 4 })
-        for (index, item) in items.enumerated() {
-            if index > 0 { text.append(UInt8(ascii: ",")) }
-            guard let item else { text += Array("NULL".utf8); continue }
-            text.append(UInt8(ascii: "\""))
-            for byte in item.utf8 {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { text.append(UInt8(ascii: "\\")) }
-                text.append(byte)
-            }
-            text.append(UInt8(ascii: "\""))
-        }
-        text.append(UInt8(ascii: "}"))
-        return String(decoding: text, as: UTF8.self)
-    }
-
-    static func literal(_ items: [String]) -> String { literal(items.map(Optional.some)) }
-
-    /// Parses the text form PostgreSQL answers for a one-dimensional `text[]`.
-    static func parse(_ text: String) -> [String] {
-        var items: [String] = []
-        var chars = Array(text.unicodeScalars)
-        guard chars.first == "{", chars.last == "}" else { return [] }
-        chars = Array(chars.dropFirst().dropLast())
-        var index = 0
-        while index < chars.count {
-            var item = String.UnicodeScalarView()
-            if chars[index] == "\"" {
-                index += 1
-                while index < chars.count, chars[index] != "\"" {
-                    if chars[index] == "\\", index + 1 < chars.count { index += 1 }
-                    item.append(chars[index])
-                    index += 1
-                }
-                index += 1  // closing quote
-            } else {
-                while index < chars.count, chars[index] != "," { item.append(chars[index]); index += 1 }
-            }
-            items.append(String(item))
-            index += 1  // comma
-        }
-        return items
     }
 }

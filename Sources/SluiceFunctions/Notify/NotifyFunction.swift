@@ -79,16 +79,12 @@ public struct NotifyFunction: EventFunction {
                 rows.append(("callback", NotifySettings.label(callback)))
             }
             guard !rows.isEmpty else { return }
-            var parameters: [String?] = [notice.jobID, notice.type, payload, traceID]
-            var values: [String] = []
-            for row in rows {
-                parameters += [row.channel, row.target]
-                values.append("($1::uuid, $2, $\(parameters.count - 1), $\(parameters.count), $3::jsonb, $4)")
-            }
             _ = try connection.query("""
-                INSERT INTO deliveries (job_id, event, channel, target, payload, trace_id) VALUES \(values.joined(separator: ", "))
+                INSERT INTO deliveries (job_id, event, channel, target, payload, trace_id)
+                SELECT \(notice.jobID)::uuid, \(notice.type), c, t, \(payload)::jsonb, \(traceID)
+                FROM unnest(\(rows.map(\.channel))::text[], \(rows.map(\.target))::text[]) AS r (c, t)
                 ON CONFLICT (job_id, event, channel) DO NOTHING
-                """, parameters)
+                """)
         }
     }
 }
@@ -261,12 +257,12 @@ final class DeliveryWorker: Service, Sendable {
     func runOnce() async throws -> Int {
         let lease = String(settings.timeout.components.seconds + 30)
         let rows = try await pool.query("""
-            UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = clock_timestamp() + make_interval(secs => $2::int)
+            UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = clock_timestamp() + make_interval(secs => \(lease)::int)
             FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
-                  ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) due
+                  ORDER BY next_attempt_at LIMIT \(settings.parallel)::int FOR UPDATE SKIP LOCKED) due
             WHERE d.id = due.id
             RETURNING d.id, d.job_id, d.channel, d.payload::text, d.attempts, d.trace_id
-            """, [String(settings.parallel), lease])
+            """)
         let callbacks = rows.rows.contains { $0[2] == "callback" }
             ? try await JobStore.callbackURLs(of: Set(rows.rows.compactMap { $0[2] == "callback" ? $0[1] : nil }), pool: pool) : [:]
         let due = rows.rows.compactMap { row -> Due? in
@@ -389,18 +385,18 @@ final class DeliveryWorker: Service, Sendable {
         switch result {
         case .delivered(let status):
             try await pool.query("""
-                UPDATE deliveries SET status = 'delivered', last_status = $2::int, last_error = NULL, finished_at = clock_timestamp()
-                WHERE id = $1::uuid
-                """, [delivery.id, String(status)])
+                UPDATE deliveries SET status = 'delivered', last_status = \(status)::int, last_error = NULL, finished_at = clock_timestamp()
+                WHERE id = \(delivery.id)::uuid
+                """)
             Self.count(delivery.channel, "delivered")
             logger.debug("delivered", metadata: ["delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempt": .stringConvertible(delivery.attempt)])
         case .retry(let status, let error, _) where settings.retry.shouldRetry(afterAttempt: delivery.attempt):
             let wait = nextWait(after: result, attempt: delivery.attempt)
             try await pool.query("""
-                UPDATE deliveries SET last_status = $2::int, last_error = $3,
-                    next_attempt_at = clock_timestamp() + make_interval(secs => $4::double precision)
-                WHERE id = $1::uuid
-                """, [delivery.id, status.map(String.init), error, String(wait.seconds)])
+                UPDATE deliveries SET last_status = \(status.map(String.init))::int, last_error = \(error),
+                    next_attempt_at = clock_timestamp() + make_interval(secs => \(wait.seconds)::double precision)
+                WHERE id = \(delivery.id)::uuid
+                """)
             Self.count(delivery.channel, "retried")
             logger.info("delivery failed; trying again", metadata: [
                 "delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempt": .stringConvertible(delivery.attempt),
@@ -408,9 +404,9 @@ final class DeliveryWorker: Service, Sendable {
             ])
         case .retry(let status, let error, _), .failed(let status, let error):
             try await pool.query("""
-                UPDATE deliveries SET status = 'dead_lettered', last_status = $2::int, last_error = $3, finished_at = clock_timestamp()
-                WHERE id = $1::uuid
-                """, [delivery.id, status.map(String.init), error])
+                UPDATE deliveries SET status = 'dead_lettered', last_status = \(status.map(String.init))::int, last_error = \(error), finished_at = clock_timestamp()
+                WHERE id = \(delivery.id)::uuid
+                """)
             Self.count(delivery.channel, "dead_lettered")
             logger.error("delivery dead-lettered", metadata: [
                 "delivery": .string(delivery.id), "channel": .string(delivery.channel), "attempts": .stringConvertible(delivery.attempt),

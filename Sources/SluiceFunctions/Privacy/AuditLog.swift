@@ -29,25 +29,22 @@ public struct AuditEntry: Sendable {
         self.detail = detail
     }
 
-    /// One INSERT of `entries`, and its parameters.
-    static func insert(_ entries: [AuditEntry]) -> (sql: String, parameters: [String?]) {
-        var values: [String] = [], parameters: [String?] = []
-        for entry in entries {
-            let base = parameters.count
-            parameters += [entry.actor, entry.action, entry.resource, entry.subject, entry.requestID,
-                           entry.status.map(String.init), entry.detail?.serializedString]
-            values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5), $\(base + 6)::integer, $\(base + 7)::jsonb)")
+    /// One INSERT of `entries`.
+    static func insert(_ entries: [AuditEntry]) -> PostgresQuery {
+        let values = entries.map { entry -> PostgresQuery in
+            """
+            (\(entry.actor), \(entry.action), \(entry.resource), \(entry.subject), \(entry.requestID), \(entry.status)::integer, \
+            \(entry.detail?.serializedString)::jsonb)
+            """
         }
-        return ("INSERT INTO audit_log (actor, action, resource, subject, request_id, status, detail) VALUES "
-                + values.joined(separator: ", ") + " RETURNING id", parameters)
+        return "INSERT INTO audit_log (actor, action, resource, subject, request_id, status, detail) VALUES \(values.joined(separator: ", ")) RETURNING id"
     }
 
     /// Writes the entry on `connection` (inside the caller's transaction, so that a change and
     /// its audit row commit together); answers its id.
     @discardableResult
     public func write(on connection: PostgresConnection) throws -> Int64 {
-        let (sql, parameters) = Self.insert([self])
-        return Int64(try connection.query(sql, parameters).scalar ?? "") ?? 0
+        try connection.query(Self.insert([self])).scalar(Int64.self) ?? 0
     }
 
     /// Writes the entry in a statement of its own.
@@ -57,8 +54,7 @@ public struct AuditEntry: Sendable {
 
     /// Writes several entries in one statement.
     static func write(_ entries: [AuditEntry], to pool: PostgresPool) async throws {
-        let (sql, parameters) = insert(entries)
-        _ = try await pool.query(sql, parameters)
+        _ = try await pool.query(insert(entries))
     }
 
     /// The caller as the gateway named it (`X-Sluice-Subject`), or `anonymous` for a request

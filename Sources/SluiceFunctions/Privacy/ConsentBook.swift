@@ -74,8 +74,8 @@ public final class ConsentBook: Sendable {
         do {
             rows = try await pool.query("""
                 SELECT subject, purpose, granted, (extract(epoch FROM updated_at) * 1000000)::bigint
-                FROM consents WHERE subject = ANY($1::text[])
-                """, [PostgresArray.literal(missing)])
+                FROM consents WHERE subject = ANY(\(missing)::text[])
+                """)
         } catch {
             throw FunctionError.retryable("consents_unavailable", "the consents cannot be read: \(type(of: error))")
         }

@@ -20,17 +20,17 @@ public enum ErasureFence {
 
     /// Takes the fence's lock shared: the first statement of a transaction that stores events.
     public static func enter(on connection: PostgresConnection) throws(PostgresError) {
-        try connection.executeUnparameterized("SELECT pg_advisory_xact_lock_shared(\(lockKey))")
+        try connection.query("SELECT pg_advisory_xact_lock_shared(\(lockKey)::bigint)")
     }
 
     /// Takes the fence's lock exclusively: the first statement of an erasure's transaction.
     public static func close(on connection: PostgresConnection) throws(PostgresError) {
-        try connection.executeUnparameterized("SELECT pg_advisory_xact_lock(\(lockKey))")
+        try connection.query("SELECT pg_advisory_xact_lock(\(lockKey)::bigint)")
     }
 
     /// The SQL condition under which an event received at `received` (a `timestamptz`
     /// expression) of the subject of the `erasures` row `e` is not stored.
-    public static func condition(received: String) -> String {
+    public static func condition(received: PostgresQuery) -> PostgresQuery {
         """
         (\(received) <= e.erased_at OR NOT EXISTS (
             SELECT 1 FROM consents c WHERE c.subject = e.subject AND c.granted AND c.updated_at > e.erased_at))

@@ -106,10 +106,10 @@ public struct PrivacyFunction: HTTPFunction {
         do {
             updated = try await pool.withTransaction { connection in
                 let rows = try connection.query("""
-                    INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, $2, $3::boolean, 'api')
+                    INSERT INTO consents (subject, purpose, granted, source) VALUES (\(pseudonym), \(purpose), \(granted)::boolean, 'api')
                     ON CONFLICT (subject, purpose) DO UPDATE SET granted = excluded.granted, source = 'api', updated_at = clock_timestamp()
                     RETURNING \(SQLText.iso("updated_at"))
-                    """, [pseudonym, purpose, granted ? "true" : "false"])
+                    """)
                 try entry.write(on: connection)
                 return rows.scalar ?? ""
             }
@@ -131,8 +131,8 @@ public struct PrivacyFunction: HTTPFunction {
             rows = try await pool.withTransaction { connection in
                 try entry.write(on: connection)
                 return try connection.query("""
-                    SELECT purpose, granted, source, \(SQLText.iso("updated_at")) FROM consents WHERE subject = $1 ORDER BY purpose
-                    """, [pseudonym])
+                    SELECT purpose, granted, source, \(SQLText.iso("updated_at")) FROM consents WHERE subject = \(pseudonym) ORDER BY purpose
+                    """)
             }
         } catch {
             throw Self.unavailable
@@ -160,22 +160,21 @@ public struct PrivacyFunction: HTTPFunction {
             result = try await pool.withTransaction { connection in
                 try ErasureFence.close(on: connection)
                 try Self.recordCallSubjects(on: connection, mask: mask)
-                let events = Int(try connection.query("WITH gone AS (DELETE FROM events WHERE user_id = $1 RETURNING 1) SELECT count(*) FROM gone",
-                                                      [pseudonym]).scalar ?? "") ?? 0
+                let events = Int(try connection.query("WITH gone AS (DELETE FROM events WHERE user_id = \(pseudonym) RETURNING 1) SELECT count(*) FROM gone").scalar ?? "") ?? 0
                 let quarantine = Int(try connection.query("""
-                    WITH gone AS (DELETE FROM quarantine WHERE subject = $1 RETURNING 1) SELECT count(*) FROM gone
-                    """, [pseudonym]).scalar ?? "") ?? 0
+                    WITH gone AS (DELETE FROM quarantine WHERE subject = \(pseudonym) RETURNING 1) SELECT count(*) FROM gone
+                    """).scalar ?? "") ?? 0
                 let calls = Int(try connection.query("""
-                    WITH gone AS (DELETE FROM async_calls WHERE subjects @> ARRAY[$1]::text[] RETURNING 1) SELECT count(*) FROM gone
-                    """, [pseudonym]).scalar ?? "") ?? 0
+                    WITH gone AS (DELETE FROM async_calls WHERE subjects @> ARRAY[\(pseudonym)]::text[] RETURNING 1) SELECT count(*) FROM gone
+                    """).scalar ?? "") ?? 0
                 try connection.query("""
-                    INSERT INTO erasures (subject) VALUES ($1) ON CONFLICT (subject) DO UPDATE SET erased_at = clock_timestamp()
-                    """, [pseudonym])
+                    INSERT INTO erasures (subject) VALUES (\(pseudonym)) ON CONFLICT (subject) DO UPDATE SET erased_at = clock_timestamp()
+                    """)
                 let at = try connection.query("""
-                    INSERT INTO consents (subject, purpose, granted, source) VALUES ($1, '*', false, 'erasure')
+                    INSERT INTO consents (subject, purpose, granted, source) VALUES (\(pseudonym), '*', false, 'erasure')
                     ON CONFLICT (subject, purpose) DO UPDATE SET granted = false, source = 'erasure', updated_at = clock_timestamp()
                     RETURNING \(SQLText.iso("updated_at"))
-                    """, [pseudonym]).scalar ?? ""
+                    """).scalar ?? ""
                 let audit = try AuditEntry(actor: actor, action: "eraseSubject", resource: "subjects/\(pseudonym)", subject: pseudonym,
                                            requestID: requestID, status: 200,
                                            detail: ["events": .int(Int64(events)), "quarantine": .int(Int64(quarantine)),
@@ -213,7 +212,7 @@ public struct PrivacyFunction: HTTPFunction {
                     for subject in mask.subjects(of: event) where seen.insert(subject).inserted { subjects.append(subject) }
                 }
             }
-            try connection.query("UPDATE async_calls SET subjects = $2::text[] WHERE id = $1::uuid", [id, PostgresArray.literal(subjects)])
+            try connection.query("UPDATE async_calls SET subjects = \(subjects)::text[] WHERE id = \(id)::uuid")
         }
     }
 
@@ -238,19 +237,15 @@ public struct PrivacyFunction: HTTPFunction {
     /// `limit` (1–1000, default 100) and `before` (an entry id: the page after it).
     func audit(_ request: Request) async throws -> JSONResponse {
         let query = request.uri.queryParameters
-        var conditions: [String] = [], parameters: [String?] = []
-        func bind(_ condition: String, _ value: String) {
-            parameters.append(value)
-            conditions.append(condition.replacingOccurrences(of: "?", with: "$\(parameters.count)"))
-        }
-        if let actor = query.get("actor") { bind("actor = ?", actor) }
-        if let action = query.get("action") { bind("action = ?", action) }
-        if let subject = query.get("subject") { bind("subject = ?", try pseudonym(of: subject)) }
+        var conditions: [PostgresQuery] = ["true"]
+        if let actor = query.get("actor") { conditions.append("actor = \(actor)") }
+        if let action = query.get("action") { conditions.append("action = \(action)") }
+        if let subject = query.get("subject") { conditions.append("subject = \(try pseudonym(of: subject))") }
         if let text = query.get("before") {
             guard let before = Int64(text), before > 0 else {
                 throw Problem(.badRequest, code: "invalid_parameter", detail: "before must be an entry id", extra: ["parameter": "before"])
             }
-            bind("id < ?::bigint", String(before))
+            conditions.append("id < \(before)::bigint")
         }
         var limit = 100
         if let text = query.get("limit") {
@@ -259,13 +254,12 @@ public struct PrivacyFunction: HTTPFunction {
             }
             limit = value
         }
-        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         let rows: PostgresRows
         do {
             rows = try await pool.query("""
                 SELECT id, \(SQLText.iso("at")), actor, action, resource, subject, request_id, status, detail::text
-                FROM audit_log \(filter) ORDER BY id DESC LIMIT \(limit + 1)
-                """, parameters)
+                FROM audit_log WHERE \(conditions.joined(separator: " AND ")) ORDER BY id DESC LIMIT \(limit + 1)
+                """)
         } catch {
             throw Self.unavailable
         }

@@ -1,9 +1,10 @@
 import Foundation
+import SluicePostgres
 
 /// SQL fragments the functions share. Fixed text only: nothing here takes a value from input.
 enum SQLText {
     /// A timestamptz column as ISO 8601 in UTC with milliseconds.
-    static func iso(_ column: String) -> String {
+    static func iso(_ column: PostgresQuery) -> PostgresQuery {
         "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
     }
 

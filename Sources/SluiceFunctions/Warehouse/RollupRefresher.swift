@@ -45,8 +45,8 @@ struct RollupRefresher: Service {
     @discardableResult
     static func refresh(_ pool: PostgresPool, batch: Int = 5000) async throws -> Int {
         try await pool.withConnection { connection in
-            guard try connection.query("SELECT pg_try_advisory_lock($1::bigint)", [lockKey]).scalar == "t" else { return 0 }
-            defer { _ = try? connection.query("SELECT pg_advisory_unlock($1::bigint)", [lockKey]) }
+            guard try connection.query("SELECT pg_try_advisory_lock(\(lockKey)::bigint)").scalar == "t" else { return 0 }
+            defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(lockKey)::bigint)") }
             try connection.executeUnparameterized("BEGIN ISOLATION LEVEL REPEATABLE READ")
             do {
                 let folded = try round(connection, batch: batch)
@@ -75,9 +75,9 @@ struct RollupRefresher: Service {
 
     private static func round(_ connection: PostgresConnection, batch: Int) throws -> Int {
         let taken = try connection.query("""
-            DELETE FROM events_rollup_delta WHERE id IN (SELECT id FROM events_rollup_delta ORDER BY id LIMIT $1::integer)
+            DELETE FROM events_rollup_delta WHERE id IN (SELECT id FROM events_rollup_delta ORDER BY id LIMIT \(batch)::integer)
             RETURNING bucket, event_type, events, hashes, recompute
-            """, [String(batch)])
+            """)
         guard !taken.rows.isEmpty else { return 0 }
         var recount = Set<Int64>()
         var deltas: [(minute: Int64, type: String?, events: Int64, hashes: [UInt64])] = []
@@ -96,14 +96,14 @@ struct RollupRefresher: Service {
         if !recount.isEmpty {
             let minutes = PostgresArray.literal(recount.sorted().map { String($0) })
             // Deltas of these minutes beyond this batch describe rows the recount reads.
-            try connection.query("DELETE FROM events_rollup_delta WHERE bucket = ANY($1::bigint[])", [minutes])
+            try connection.query("DELETE FROM events_rollup_delta WHERE bucket = ANY(\(minutes)::bigint[])")
             let counted = try connection.query("""
                 SELECT m.b, e.event_type, count(*),
                        coalesce(array_agg(DISTINCT hashtextextended(e.user_id, 0)) FILTER (WHERE e.user_id IS NOT NULL), '{}')
-                FROM unnest($1::bigint[]) AS m (b)
+                FROM unnest(\(minutes)::bigint[]) AS m (b)
                 JOIN events e ON e.event_time >= to_timestamp(m.b) AND e.event_time < to_timestamp(m.b + 60)
                 GROUP BY 1, 2
-                """, [minutes])
+                """)
             for minute in recount { groups.insert([60, minute]) }
             for row in counted.rows {
                 guard let minute = row[0].flatMap({ Int64($0) }) else { continue }
@@ -126,9 +126,9 @@ struct RollupRefresher: Service {
             let list = Array(folded)
             let existing = try connection.query("""
                 SELECT r.width, r.bucket, r.all_types, r.event_type, r.events, r.sketch
-                FROM unnest($1::bigint[], $2::bigint[]) AS g (w, b)
+                FROM unnest(\(list.map { String($0[0]) })::bigint[], \(list.map { String($0[1]) })::bigint[]) AS g (w, b)
                 JOIN events_rollup r ON r.width = g.w AND r.bucket = g.b
-                """, [PostgresArray.literal(list.map { String($0[0]) }), PostgresArray.literal(list.map { String($0[1]) })])
+                """)
             for row in existing.rows {
                 let key = Key(width: Int64(row[0] ?? "") ?? 0, bucket: Int64(row[1] ?? "") ?? 0, allTypes: row[2] == "t", eventType: row[3])
                 cells[key] = Cell(events: Int64(row[4] ?? "0") ?? 0, sketch: try DistinctSketch(byteaHex: row[5] ?? ""))
@@ -154,9 +154,9 @@ struct RollupRefresher: Service {
             let hours = rebuiltHours.sorted()
             let minutes = try connection.query("""
                 SELECT h.b, r.all_types, r.event_type, r.events, r.sketch
-                FROM unnest($1::bigint[]) AS h (b)
+                FROM unnest(\(hours.map { String($0) })::bigint[]) AS h (b)
                 JOIN events_rollup r ON r.width = 60 AND r.bucket >= h.b AND r.bucket < h.b + 3600
-                """, [PostgresArray.literal(hours.map { String($0) })])
+                """)
             var hourCells: [Key: Cell] = [:]
             for row in minutes.rows {
                 let key = Key(width: 3600, bucket: Int64(row[0] ?? "") ?? 0, allTypes: row[1] == "t", eventType: row[2])
@@ -174,17 +174,14 @@ struct RollupRefresher: Service {
         guard !groups.isEmpty else { return }
         let list = Array(groups)
         try connection.query("""
-            DELETE FROM events_rollup r USING unnest($1::bigint[], $2::bigint[]) AS g (w, b)
+            DELETE FROM events_rollup r USING unnest(\(list.map { String($0[0]) })::bigint[], \(list.map { String($0[1]) })::bigint[]) AS g (w, b)
             WHERE r.width = g.w AND r.bucket = g.b
-            """, [PostgresArray.literal(list.map { String($0[0]) }), PostgresArray.literal(list.map { String($0[1]) })])
+            """)
         let rows = cells.filter { $0.value.events > 0 }
         guard !rows.isEmpty else { return }
         try connection.query("""
             INSERT INTO events_rollup (width, bucket, all_types, event_type, events, users, users_exact, sketch)
-            SELECT * FROM unnest($1::integer[], $2::bigint[], $3::boolean[], $4::text[], $5::bigint[], $6::bigint[], $7::boolean[], $8::bytea[])
-            """, [PostgresArray.literal(rows.map { String($0.key.width) }), PostgresArray.literal(rows.map { String($0.key.bucket) }),
-                  PostgresArray.literal(rows.map { $0.key.allTypes ? "t" : "f" }), PostgresArray.literal(rows.map { $0.key.eventType }),
-                  PostgresArray.literal(rows.map { String($0.value.events) }), PostgresArray.literal(rows.map { String($0.value.sketch.estimate) }),
-                  PostgresArray.literal(rows.map { $0.value.sketch.isExact ? "t" : "f" }), PostgresArray.literal(rows.map { $0.value.sketch.byteaHex })])
+            SELECT * FROM unnest(\(rows.map { String($0.key.width) })::integer[], \(rows.map { String($0.key.bucket) })::bigint[], \(rows.map { $0.key.allTypes ? "t" : "f" })::boolean[], \(rows.map { $0.key.eventType })::text[], \(rows.map { String($0.value.events) })::bigint[], \(rows.map { String($0.value.sketch.estimate) })::bigint[], \(rows.map { $0.value.sketch.isExact ? "t" : "f" })::boolean[], \(rows.map { $0.value.sketch.byteaHex })::bytea[])
+            """)
     }
 }

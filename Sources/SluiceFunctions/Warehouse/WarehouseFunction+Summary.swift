@@ -112,8 +112,7 @@ extension WarehouseFunction {
             try connection.executeUnparameterized("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             defer { try? connection.executeUnparameterized("COMMIT") }
             let staleRows = try connection.query(
-                "SELECT DISTINCT bucket FROM events_rollup_delta WHERE recompute AND bucket >= $1::bigint AND bucket < $2::bigint",
-                [String(firstMinute), String(endSecond)])
+                "SELECT DISTINCT bucket FROM events_rollup_delta WHERE recompute AND bucket >= \(firstMinute)::bigint AND bucket < \(endSecond)::bigint")
             let stale = Set(staleRows.rows.compactMap { $0[0].flatMap { Int64($0) } })
             // The windows asked for, and the range cut into the largest buckets (day-long
             // windows: whole hours wherever they are fresh) for the total's unique users.
@@ -163,8 +162,8 @@ extension WarehouseFunction {
             // window with pending users needs its buckets' sketches.
             let pendingRows = try connection.query("""
                 SELECT bucket, event_type, events, hashes FROM events_rollup_delta
-                WHERE NOT recompute AND bucket >= $1::bigint AND bucket < $2::bigint AND ($3::text IS NULL OR event_type = $3::text)
-                """, [String(firstMinute), String(endSecond), filter])
+                WHERE NOT recompute AND bucket >= \(firstMinute)::bigint AND bucket < \(endSecond)::bigint AND (\(filter)::text IS NULL OR event_type = \(filter)::text)
+                """)
             var pending: [(window: Int, type: String?, events: Int64, hashes: [UInt64], toTotal: Bool)] = []
             for row in pendingRows.rows {
                 guard let minute = row[0].flatMap({ Int64($0) }),
@@ -186,13 +185,13 @@ extension WarehouseFunction {
                 }
                 let rows = try connection.query("""
                     SELECT width, bucket, all_types, event_type, events, users, users_exact,
-                           CASE WHEN (all_types OR $5::text IS NOT NULL)
-                                 AND ((width = 60 AND bucket = ANY($3::bigint[])) OR (width = 3600 AND bucket = ANY($4::bigint[])))
+                           CASE WHEN (all_types OR \(filter)::text IS NOT NULL)
+                                 AND ((width = 60 AND bucket = ANY(\(starts(60, sketched))::bigint[])) OR (width = 3600 AND bucket = ANY(\(starts(3600, sketched))::bigint[])))
                                 THEN sketch END
                     FROM events_rollup
-                    WHERE ((width = 60 AND bucket = ANY($1::bigint[])) OR (width = 3600 AND bucket = ANY($2::bigint[])))
-                      AND ($5::text IS NULL OR (NOT all_types AND event_type = $5::text))
-                    """, [starts(60, wanted), starts(3600, wanted), starts(60, sketched), starts(3600, sketched), filter])
+                    WHERE ((width = 60 AND bucket = ANY(\(starts(60, wanted))::bigint[])) OR (width = 3600 AND bucket = ANY(\(starts(3600, wanted))::bigint[])))
+                      AND (\(filter)::text IS NULL OR (NOT all_types AND event_type = \(filter)::text))
+                    """)
                 for row in rows.rows {
                     guard let width = row[0].flatMap({ Int64($0) }), let start = row[1].flatMap({ Int64($0) }) else { continue }
                     let bucket = Bucket(width: width, start: start)
@@ -219,11 +218,10 @@ extension WarehouseFunction {
                 let rows = try connection.query("""
                     SELECT r.i, e.event_type, count(*),
                            coalesce(array_agg(DISTINCT hashtextextended(e.user_id, 0)) FILTER (WHERE e.user_id IS NOT NULL), '{}')
-                    FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY AS r (s, e, i)
-                    JOIN events e ON e.event_time >= r.s AND e.event_time < r.e AND ($3::text IS NULL OR e.event_type = $3::text)
+                    FROM unnest(\(intervals.map { Self.iso(milliseconds: $0.start) })::timestamptz[], \(intervals.map { Self.iso(milliseconds: $0.end) })::timestamptz[]) WITH ORDINALITY AS r (s, e, i)
+                    JOIN events e ON e.event_time >= r.s AND e.event_time < r.e AND (\(filter)::text IS NULL OR e.event_type = \(filter)::text)
                     GROUP BY 1, 2
-                    """, [PostgresArray.literal(intervals.map { Self.iso(milliseconds: $0.start) }),
-                          PostgresArray.literal(intervals.map { Self.iso(milliseconds: $0.end) }), filter])
+                    """)
                 for row in rows.rows {
                     guard let ordinal = row[0].flatMap({ Int($0) }), ordinal >= 1, ordinal <= intervals.count else { continue }
                     add(intervals[ordinal - 1].window, type: row[1], events: Int64(row[2] ?? "0") ?? 0,
@@ -252,12 +250,12 @@ extension WarehouseFunction {
         let rows = try await pool.query("""
             SELECT grouping(w, event_type)::text, to_char(w AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                    event_type, count(*)::text, count(DISTINCT user_id)::text
-            FROM (SELECT date_bin(make_interval(secs => $3::integer), event_time, '1970-01-01T00:00:00Z'::timestamptz) AS w, event_type, user_id
+            FROM (SELECT date_bin(make_interval(secs => \(request.window)::integer), event_time, '1970-01-01T00:00:00Z'::timestamptz) AS w, event_type, user_id
                   FROM events
-                  WHERE event_time >= $1::timestamptz AND event_time < $2::timestamptz
-                    AND ($4::text IS NULL OR event_type = $4::text)) AS scoped
+                  WHERE event_time >= \(Self.iso(milliseconds: request.from))::timestamptz AND event_time < \(Self.iso(milliseconds: request.to))::timestamptz
+                    AND (\(request.eventType)::text IS NULL OR event_type = \(request.eventType)::text)) AS scoped
             GROUP BY GROUPING SETS ((w, event_type), (w), (event_type), ())
-            """, [Self.iso(milliseconds: request.from), Self.iso(milliseconds: request.to), String(request.window), request.eventType])
+            """)
         var total: JSONObject = ["events": 0, "unique_users": 0, "by_event_type": [:]]
         var windows: [(String, JSONObject)] = []
         var indexOfWindow: [String: Int] = [:]  // up to max_windows windows: no linear search per row

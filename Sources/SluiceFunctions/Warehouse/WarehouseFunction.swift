@@ -65,7 +65,7 @@ public struct WarehouseFunction: HTTPFunction {
     static let unavailable = Problem(.serviceUnavailable, code: "warehouse_unavailable", detail: "the warehouse is not available; try again")
 
     /// The JSON of one row, timestamps in UTC ISO 8601.
-    static let rowJSON = """
+    static let rowJSON: PostgresQuery = """
         jsonb_build_object('event_id', event_id, 'job_id', job_id, 'event_type', event_type,
           'event_time', to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
           'user_id', user_id, 'session_id', session_id, 'source', source, 'version', version,
@@ -79,7 +79,7 @@ public struct WarehouseFunction: HTTPFunction {
     func record(_ eventID: String) async throws -> JSONValue {
         let rows: PostgresRows
         do {
-            rows = try await pool.query("SELECT \(Self.rowJSON) FROM events WHERE event_id = $1", [eventID])
+            rows = try await pool.query("SELECT \(Self.rowJSON) FROM events WHERE event_id = \(eventID)")
         } catch {
             throw Self.unavailable
         }
@@ -108,11 +108,9 @@ public struct WarehouseFunction: HTTPFunction {
         if case .object(let masked) = mask.mask(.object(columns)) {
             for (column, value) in masked { fields[column] = value }
         }
-        var assignments: [String] = []
-        var parameters: [String?] = [eventID]
-        func bind(_ column: String, _ parameter: String?, cast: String) {
-            parameters.append(parameter)
-            assignments.append("\(column) = $\(parameters.count)::\(cast)")
+        var assignments: [PostgresQuery] = []
+        func bind(_ column: String, _ parameter: String?, cast: PostgresQuery) {
+            assignments.append("\(identifier: column) = \(parameter)::\(cast)")
         }
         for column in Self.textColumns {
             switch fields[column] {
@@ -147,7 +145,9 @@ public struct WarehouseFunction: HTTPFunction {
                                   extra: ["field": .string(column)])
                 }
             }
-            rows = try await pool.query("UPDATE events SET \(assignments.joined(separator: ", ")) WHERE event_id = $1 RETURNING \(Self.rowJSON)", parameters)
+            rows = try await pool.query("""
+                UPDATE events SET \(assignments.joined(separator: ", ")) WHERE event_id = \(eventID) RETURNING \(Self.rowJSON)
+                """)
         } catch let problem as Problem {
             throw problem
         } catch {
@@ -160,7 +160,7 @@ public struct WarehouseFunction: HTTPFunction {
     func delete(_ eventID: String) async throws {
         let rows: PostgresRows
         do {
-            rows = try await pool.query("DELETE FROM events WHERE event_id = $1 RETURNING 1", [eventID])
+            rows = try await pool.query("DELETE FROM events WHERE event_id = \(eventID) RETURNING 1")
         } catch {
             throw Self.unavailable
         }
