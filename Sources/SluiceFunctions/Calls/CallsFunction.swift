@@ -154,24 +154,26 @@ public struct CallsFunction: HTTPFunction {
         let rows: PostgresRows
         do {
             rows = try await pool.query("""
-                SELECT id::text, function, status, outcomes::text, error::text, callback_status, callback_attempts::text, callback_error,
+                SELECT id::text, function, status, outcomes::text, error::text, callback_status, callback_attempts, callback_error,
                        \(SQLText.iso("created_at")), \(SQLText.iso("started_at")), \(SQLText.iso("finished_at"))
                 FROM async_calls WHERE id = \(id.lowercased())::uuid AND (\(caller.has("admin"))::boolean OR created_by = \(caller.ownerKey))
                 """)
         } catch {
             throw Self.unavailable
         }
-        guard let row = rows.rows.first else { throw Self.callNotFound }
+        guard let row = rows.first else { throw Self.callNotFound }
+        let (callID, name, status, outcomes, error, callbackStatus, callbackAttempts, callbackError, created, started, finished) = try row.decode(
+            (String, String, String, String?, String?, String?, Int64, String?, String, String?, String?).self)
         var object: JSONObject = [
-            "id": .string(row[0] ?? ""), "function": .string(row[1] ?? ""), "status": .string(row[2] ?? ""),
-            "created_at": .string(row[8] ?? ""), "started_at": row[9].map(JSONValue.string) ?? .null,
-            "finished_at": row[10].map(JSONValue.string) ?? .null,
+            "id": .string(callID), "function": .string(name), "status": .string(status),
+            "created_at": .string(created), "started_at": started.map(JSONValue.string) ?? .null,
+            "finished_at": finished.map(JSONValue.string) ?? .null,
         ]
-        if let outcomes = row[3].flatMap({ try? JSONParser().parse($0) }) { object["outcomes"] = outcomes }
-        if let error = row[4].flatMap({ try? JSONParser().parse($0) }) { object["error"] = error }
-        if let status = row[5] {
-            var callback: JSONObject = ["status": .string(status), "attempts": .int(Int64(row[6] ?? "0") ?? 0)]
-            if let error = row[7] { callback["last_error"] = .string(error) }
+        if let outcomes = outcomes.flatMap({ try? JSONParser().parse($0) }) { object["outcomes"] = outcomes }
+        if let error = error.flatMap({ try? JSONParser().parse($0) }) { object["error"] = error }
+        if let callbackStatus {
+            var callback: JSONObject = ["status": .string(callbackStatus), "attempts": .int(callbackAttempts)]
+            if let callbackError { callback["last_error"] = .string(callbackError) }
             object["callback"] = .object(callback)
         }
         return .object(object)
@@ -225,7 +227,7 @@ struct CallWorker: Service {
 
     /// Runs the oldest queued call (or one a dead replica left running); answers whether it found one.
     func runOne() async throws -> Bool {
-        let timeout = String(function.callTimeout.components.seconds)
+        let timeout = function.callTimeout.components.seconds
         let rows = try await function.pool.query("""
             UPDATE async_calls SET status = 'running', started_at = now()
             WHERE id = (SELECT id FROM async_calls
@@ -233,7 +235,7 @@ struct CallWorker: Service {
                         ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING id::text, function, events::text, trace_id
             """)
-        guard let row = rows.rows.first, let id = row[0], let name = row[1], let eventsText = row[2] else { return false }
+        guard let (id, name, eventsText, traceID) = try rows.first?.decode((String, String, String, String?).self) else { return false }
         var outcomes: JSONValue?
         var failure: JSONValue?
         do {
@@ -243,7 +245,7 @@ struct CallWorker: Service {
             guard case .array(let events) = try JSONParser().parse(eventsText) else {
                 throw FunctionError.permanent("invalid_events", "the stored events are not an array")
             }
-            let chunk = Chunk(id: "call-\(id)", traceID: row[3], events: events.map(Event.init))
+            let chunk = Chunk(id: "call-\(id)", traceID: traceID, events: events.map(Event.init))
             outcomes = .array(try await invoker.invoke(chunk, attempt: 1).map(RuntimeRoutes.describe))
         } catch let error as FunctionError {
             failure = ["code": .string(error.code), "kind": .string(error.kind.rawValue), "message": .string(error.message)]
@@ -264,20 +266,21 @@ struct CallWorker: Service {
     func deliverOne() async throws -> Bool {
         // The row is leased (next attempt pushed out) while the POST is in flight, so another
         // replica does not deliver it at the same time.
-        let lease = String(function.callbackTimeout.components.seconds * 2 + 5)
+        let lease = function.callbackTimeout.components.seconds * 2 + 5
         let rows = try await function.pool.query("""
             UPDATE async_calls SET next_attempt_at = now() + make_interval(secs => \(lease)::integer)
             WHERE id = (SELECT id FROM async_calls WHERE callback_status = 'pending' AND next_attempt_at <= now()
                         ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING id::text, function, status, outcomes::text, error::text, callback_url, callback_attempts::text, trace_id
+            RETURNING id::text, function, status, outcomes::text, error::text, callback_url, callback_attempts, trace_id
             """)
-        guard let row = rows.rows.first, let id = row[0], let url = row[5] else { return false }
-        var body: JSONObject = ["call_id": .string(id), "function": .string(row[1] ?? ""), "status": .string(row[2] ?? "")]
-        if let outcomes = row[3].flatMap({ try? JSONParser().parse($0) }) { body["outcomes"] = outcomes }
-        if let error = row[4].flatMap({ try? JSONParser().parse($0) }) { body["error"] = error }
-        let attempts = (Int(row[6] ?? "0") ?? 0) + 1
+        guard let (id, name, status, outcomes, error, callbackURL, attempted, trace) = try rows.first?.decode(
+            (String, String, String, String?, String?, String?, Int, String?).self), let url = callbackURL else { return false }
+        var body: JSONObject = ["call_id": .string(id), "function": .string(name), "status": .string(status)]
+        if let outcomes = outcomes.flatMap({ try? JSONParser().parse($0) }) { body["outcomes"] = outcomes }
+        if let error = error.flatMap({ try? JSONParser().parse($0) }) { body["error"] = error }
+        let attempts = attempted + 1
         var headers = ["Content-Type: application/json", "User-Agent: sluice"]
-        if let trace = row[7] { headers.append("traceparent: \(TraceContext.traceparent(traceID: trace))") }
+        if let trace { headers.append("traceparent: \(TraceContext.traceparent(traceID: trace))") }
         let bytes = JSONValue.object(body).serializedBytes
         // Signed like notify's webhooks when SLUICE_WEBHOOK_SECRET is set, so a receiver can
         // tell a callback of this Sluice from anyone's POST.
@@ -307,10 +310,11 @@ struct CallWorker: Service {
         } else {
             // 1 s, 2 s, 4 s … at most 5 minutes between attempts; failed after the last.
             let delay = min(300, 1 << min(attempts - 1, 9))
+            let failed = givesUp || attempts >= function.callbackAttempts
             try await function.pool.query("""
                 UPDATE async_calls SET callback_attempts = \(attempts)::integer, callback_error = \(problem),
-                    callback_status = CASE WHEN \(attempts)::integer >= \(String(givesUp ? attempts : function.callbackAttempts))::integer THEN 'failed' ELSE 'pending' END,
-                    next_attempt_at = CASE WHEN \(attempts)::integer >= \(String(givesUp ? attempts : function.callbackAttempts))::integer THEN NULL ELSE now() + make_interval(secs => \(delay)::integer) END
+                    callback_status = CASE WHEN \(failed) THEN 'failed' ELSE 'pending' END,
+                    next_attempt_at = CASE WHEN \(failed) THEN NULL ELSE now() + make_interval(secs => \(delay)::integer) END
                 WHERE id = \(id)::uuid
                 """)
             function.logger.notice("callback not delivered", metadata: ["call": .string(id), "attempt": .stringConvertible(attempts)])

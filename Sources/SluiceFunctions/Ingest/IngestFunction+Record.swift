@@ -42,7 +42,7 @@ extension IngestFunction {
                 throw Problem(.conflict, code: "duplicate_event", detail: "an event with this event_id was loaded before", extra: answer)
             }
             if count("quarantined") == 1 {
-                let reason = try? await pool.query("SELECT reason FROM quarantine WHERE job_id = \(jobID)::uuid LIMIT 1").scalar
+                let reason = try? await pool.query("SELECT reason FROM quarantine WHERE job_id = \(jobID)::uuid LIMIT 1").scalar(String.self)
                 answer["reason"] = .string(reason ?? "quarantined")
                 throw Problem(.unprocessableContent, code: "quarantined", detail: "the event was quarantined (`reason` says why)", extra: answer)
             }

@@ -51,7 +51,7 @@ public struct JobStore: Sendable {
     public func open(_ job: NewJob) async throws {
         try await pool.query("""
             INSERT INTO jobs (id, status, format, content_type, counts, callback_url, created_by)
-            VALUES (\(job.id)::uuid, \(JobStatus.received.rawValue), \(job.format), \(job.contentType.map { String($0.prefix(200)) }), '{}'::jsonb, \(job.callbackURL), \(job.createdBy))
+            VALUES (\(job.id)::uuid, \(JobStatus.received), \(job.format), \(job.contentType.map { String($0.prefix(200)) }), '{}'::jsonb, \(job.callbackURL), \(job.createdBy))
             """)
         try await redis.send(["EVAL", RedisArgument(JobScripts.begin), "1", RedisArgument(keys.job(job.id)),
                               RedisArgument(job.traceID ?? "")])
@@ -61,7 +61,7 @@ public struct JobStore: Sendable {
     /// holds the count; ``receivedCommand(_:received:)`` is the Redis side, sent with the chunks.
     public func openWhole(_ id: String, format: String, received: Int) async throws {
         try await pool.query("""
-            INSERT INTO jobs (id, status, format, counts) VALUES (\(id)::uuid, \(JobStatus.received.rawValue), \(format), jsonb_build_object('received', \(received)::bigint))
+            INSERT INTO jobs (id, status, format, counts) VALUES (\(id)::uuid, \(JobStatus.received), \(format), jsonb_build_object('received', \(received)::bigint))
             """)
     }
 
@@ -77,7 +77,7 @@ public struct JobStore: Sendable {
     @discardableResult
     public func finishReceiving(_ id: String, received: Int, schema: JSONValue? = nil, bytes: Int? = nil) async throws -> JobStatus? {
         try await pool.query("""
-            UPDATE jobs SET status = CASE WHEN status = \(JobStatus.received.rawValue) THEN \(JobStatus.processing.rawValue) ELSE status END,
+            UPDATE jobs SET status = CASE WHEN status = \(JobStatus.received) THEN \(JobStatus.processing) ELSE status END,
                 counts = counts || jsonb_build_object('received', \(received)::bigint), schema = COALESCE(\(schema?.serializedString)::jsonb, schema),
                 bytes = COALESCE(\(bytes.map(String.init))::bigint, bytes), updated_at = now()
             WHERE id = \(id)::uuid
@@ -109,9 +109,9 @@ public struct JobStore: Sendable {
         do {
             failed = try await pool.withTransaction { connection in
                 let changed = try connection.query("""
-                    UPDATE jobs SET status = \(JobStatus.failed.rawValue), error = \(code), finished_at = now(), updated_at = now()
-                    WHERE id = \(id)::uuid AND status IN (\(JobStatus.received.rawValue), \(JobStatus.processing.rawValue)) RETURNING 1
-                    """).rows.count
+                    UPDATE jobs SET status = \(JobStatus.failed), error = \(code), finished_at = now(), updated_at = now()
+                    WHERE id = \(id)::uuid AND status IN (\(JobStatus.received), \(JobStatus.processing)) RETURNING 1
+                    """).count
                 guard changed == 1 else { return false }
                 try discard(connection)
                 return true
@@ -128,10 +128,12 @@ public struct JobStore: Sendable {
     /// - Returns: the status before, or `nil` when there is no such job for `reader`.
     public func cancel(_ id: String, by reader: JobReader) async throws -> JobStatus? {
         let previous: JobStatus? = try await pool.withTransaction { connection in
-            let current = try connection.query("SELECT status FROM jobs WHERE id = \(id)::uuid AND (\(reader.readsAll)::boolean OR created_by = \(reader.owner)) FOR UPDATE").scalar
-            guard let current, let status = JobStatus(rawValue: current) else { return nil }
+            let current = try connection.query("""
+                SELECT status FROM jobs WHERE id = \(id)::uuid AND (\(reader.readsAll)::boolean OR created_by = \(reader.owner)) FOR UPDATE
+                """).scalar(JobStatus.self)
+            guard let status = current else { return nil }
             if status.isOpen {
-                try connection.query("UPDATE jobs SET status = \(JobStatus.cancelled.rawValue), finished_at = now(), updated_at = now() WHERE id = \(id)::uuid")
+                try connection.query("UPDATE jobs SET status = \(JobStatus.cancelled), finished_at = now(), updated_at = now() WHERE id = \(id)::uuid")
             }
             return status
         }
@@ -181,30 +183,28 @@ public struct JobStore: Sendable {
     public static func recordEnd(_ id: String, status: JobStatus, counts: String, error: String?, finishedAtMilliseconds: String?,
                                  pool: PostgresPool) async throws {
         try await pool.query("""
-            UPDATE jobs SET status = \(status.rawValue), counts = \(counts)::jsonb, error = COALESCE(\(error), error),
+            UPDATE jobs SET status = \(status), counts = \(counts)::jsonb, error = COALESCE(\(error), error),
                 finished_at = COALESCE(to_timestamp(\(finishedAtMilliseconds)::bigint / 1000.0), finished_at, now()), updated_at = now()
-            WHERE id = \(id)::uuid AND (status IN (\(JobStatus.received.rawValue), \(JobStatus.processing.rawValue)) OR status = \(status.rawValue))
+            WHERE id = \(id)::uuid AND (status IN (\(JobStatus.received), \(JobStatus.processing)) OR status = \(status))
             """)
     }
 
     /// Job `id`'s status, read under a share lock inside the caller's transaction: a chunk is
     /// loaded only while its job is open, and failing or cancelling the job waits for the load.
     public static func statusForLoading(_ id: String, on connection: PostgresConnection) throws -> JobStatus? {
-        try connection.query("SELECT status FROM jobs WHERE id = \(id)::uuid FOR SHARE").scalar.flatMap(JobStatus.init(rawValue:))
+        try connection.query("SELECT status FROM jobs WHERE id = \(id)::uuid FOR SHARE").scalar(JobStatus.self)
     }
 
     /// Where job `id`'s end is to be called back, if its upload asked.
     public static func callbackURL(of id: String, on connection: PostgresConnection) throws -> String? {
-        try connection.query("SELECT callback_url FROM jobs WHERE id = \(id)::uuid").scalar
+        try connection.query("SELECT callback_url FROM jobs WHERE id = \(id)::uuid").scalar(String?.self) ?? nil
     }
 
     /// The callback addresses of jobs `ids` (jobs without one are left out).
     public static func callbackURLs(of ids: Set<String>, pool: PostgresPool) async throws -> [String: String] {
         guard !ids.isEmpty else { return [:] }
-        let rows = try await pool.query("SELECT id::text, callback_url FROM jobs WHERE id = ANY(\("{" + ids.joined(separator: ",") + "}")::uuid[]) AND callback_url IS NOT NULL")
-        var urls: [String: String] = [:]
-        for row in rows.rows { if let id = row[0], let url = row[1] { urls[id] = url } }
-        return urls
+        let rows = try await pool.query("SELECT id::text, callback_url FROM jobs WHERE id = ANY(\(Array(ids))::uuid[]) AND callback_url IS NOT NULL")
+        return Dictionary(try rows.decode((String, String).self), uniquingKeysWith: { first, _ in first })
     }
 
     // MARK: - Live state
@@ -243,8 +243,8 @@ public struct JobStore: Sendable {
                         jobID: String?, events: Int) async throws -> Bool {
         if let jobID {
             try await pool.query("""
-                UPDATE jobs SET status = \(JobStatus.processing.rawValue), error = NULL, finished_at = NULL, updated_at = now()
-                WHERE id = \(jobID)::uuid AND status = \(JobStatus.failed.rawValue) AND error = 'dead_lettered'
+                UPDATE jobs SET status = \(JobStatus.processing), error = NULL, finished_at = NULL, updated_at = now()
+                WHERE id = \(jobID)::uuid AND status = \(JobStatus.failed) AND error = 'dead_lettered'
                 """)
         }
         var arguments: [RedisArgument] = [
@@ -261,6 +261,17 @@ public struct JobStore: Sendable {
 
     // MARK: - Reading
 
+    /// A row of `jobs` as ``columns`` reads it.
+    struct Row {
+        var id: String, status: JobStatus, format: String?, counts: String, error: String?, schema: String?
+        var contentType: String?, bytes: Int64?, createdAt: String, updatedAt: String, finishedAt: String?
+
+        init(_ row: PostgresRow) throws {
+            (id, status, format, counts, error, schema, contentType, bytes, createdAt, updatedAt, finishedAt) = try row.decode(
+                (String, JobStatus, String?, String, String?, String?, String?, Int64?, String, String, String?).self)
+        }
+    }
+
     static let columns: PostgresQuery = """
         id::text, status, format, counts::text, error, schema::text, content_type, bytes::text,
         \(SQLText.iso("created_at")), \(SQLText.iso("updated_at")), \(SQLText.iso("finished_at"))
@@ -269,8 +280,10 @@ public struct JobStore: Sendable {
     /// Job `id` as `reader` may see it, with its live counters; `nil` when there is none
     /// (someone else's job is not there either, so that ids reveal nothing).
     public func job(_ id: String, for reader: JobReader) async throws -> JSONValue? {
-        let rows = try await pool.query("SELECT \(Self.columns) FROM jobs WHERE id = \(id)::uuid AND (\(reader.readsAll)::boolean OR created_by = \(reader.owner))")
-        guard let row = rows.rows.first else { return nil }
+        let rows = try await pool.query("""
+            SELECT \(Self.columns) FROM jobs WHERE id = \(id)::uuid AND (\(reader.readsAll)::boolean OR created_by = \(reader.owner))
+            """)
+        guard let row = try rows.first.map(Row.init) else { return nil }
         let live = try? await live(id)
         return Self.describe(row, live: live?.status == nil ? nil : live?.fields)
     }
@@ -280,28 +293,28 @@ public struct JobStore: Sendable {
     public func list(status: JobStatus?, before: String?, limit: Int, for reader: JobReader) async throws -> (jobs: [JSONValue], next: String?) {
         let rows = try await pool.query("""
             SELECT \(Self.columns) FROM jobs
-            WHERE (\(status?.rawValue)::text IS NULL OR status = \(status?.rawValue))
+            WHERE (\(status)::text IS NULL OR status = \(status))
               AND (\(before)::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM jobs WHERE id = \(before)::uuid))
               AND (\(reader.readsAll)::boolean OR created_by = \(reader.owner))
             ORDER BY created_at DESC, id DESC
             LIMIT \(limit)::integer
             """)
+        let page = try rows.map(Row.init)
         var jobs: [JSONValue] = []
-        for row in rows.rows {
+        for row in page {
             var live: [String: String]?
-            if let id = row[0], row[1].flatMap(JobStatus.init(rawValue:))?.isOpen == true,
-               let state = try? await self.live(id), state.status != nil {
+            if row.status.isOpen, let state = try? await self.live(row.id), state.status != nil {
                 live = state.fields
             }
             jobs.append(Self.describe(row, live: live))
         }
-        return (jobs, rows.rows.count == limit ? rows.rows.last?[0] : nil)
+        return (jobs, page.count == limit ? page.last?.id : nil)
     }
 
     /// A job as the API answers it: the row, with the live state and counters from Redis
     /// when it still holds them.
-    static func describe(_ row: [String?], live: [String: String]?) -> JSONValue {
-        let stored = (row[3].flatMap { try? JSONParser().parse(Array($0.utf8)) }) ?? .object([:])
+    static func describe(_ row: Row, live: [String: String]?) -> JSONValue {
+        let stored = (try? JSONParser().parse(Array(row.counts.utf8))) ?? .object([:])
         func count(_ liveName: String, _ storedName: String) -> JSONValue {
             if let live, let value = live[liveName].flatMap(Int64.init) { return .int(value) }
             if live != nil, liveName != "received" { return .int(0) }
@@ -315,7 +328,7 @@ public struct JobStore: Sendable {
             "failed": count("dead_lettered", "failed"), "cancelled": count("dropped.cancelled", "cancelled"),
             "dropped": live.map { .int(JobCounters.otherDrops($0)) } ?? stored["dropped"] ?? .int(0),
         ]
-        var status = row[1].flatMap(JobStatus.init(rawValue:)) ?? .received
+        var status = row.status
         if let state = live?["state"].flatMap(JobStatus.init(rawValue:)) {
             // Redis decides first; the row follows when the jobs stream is recorded.
             if status.isOpen || state == status { status = state }
@@ -326,14 +339,14 @@ public struct JobStore: Sendable {
             counts["in_flight"] = .int(max(0, received - settled))
         }
         var object: JSONObject = [
-            "id": .string(row[0] ?? ""), "status": .string(status.rawValue), "format": row[2].map(JSONValue.string) ?? .null,
-            "counts": .object(counts), "created_at": .string(row[8] ?? ""), "updated_at": .string(row[9] ?? ""),
-            "finished_at": row[10].map(JSONValue.string) ?? .null,
+            "id": .string(row.id), "status": .string(status.rawValue), "format": row.format.map(JSONValue.string) ?? .null,
+            "counts": .object(counts), "created_at": .string(row.createdAt), "updated_at": .string(row.updatedAt),
+            "finished_at": row.finishedAt.map(JSONValue.string) ?? .null,
         ]
-        if let error = live?["error"] ?? row[4] { object["error"] = .string(error) }
-        if let schema = row[5].flatMap({ try? JSONParser().parse(Array($0.utf8)) }) { object["schema"] = schema }
-        if let type = row[6] { object["content_type"] = .string(type) }
-        if let bytes = row[7].flatMap(Int64.init) { object["bytes"] = .int(bytes) }
+        if let error = live?["error"] ?? row.error { object["error"] = .string(error) }
+        if let schema = row.schema.flatMap({ try? JSONParser().parse(Array($0.utf8)) }) { object["schema"] = schema }
+        if let type = row.contentType { object["content_type"] = .string(type) }
+        if let bytes = row.bytes { object["bytes"] = .int(bytes) }
         return .object(object)
     }
 
@@ -354,13 +367,12 @@ public struct JobStore: Sendable {
         let rows = try await pool.query("""
             SELECT id::text, status, counts->>'received',
                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM jobs
-            WHERE status IN (\(JobStatus.received.rawValue), \(JobStatus.processing.rawValue)) AND created_at < now() - make_interval(secs => \(seconds)::float8)
+            WHERE status IN (\(JobStatus.received), \(JobStatus.processing)) AND created_at < now() - make_interval(secs => \(seconds)::float8)
               AND (\(position?.0)::timestamptz IS NULL OR (created_at, id) > (\(position?.0)::timestamptz, \(position?.1)::uuid))
             ORDER BY created_at, id LIMIT \(limit)::integer
             """)
-        return rows.rows.compactMap { row in
-            guard let id = row[0], let status = row[1].flatMap(JobStatus.init(rawValue:)), let created = row[3] else { return nil }
-            return OpenJob(id: id, status: status, received: row[2].flatMap(Int.init), position: (created, id))
+        return try rows.decode((String, JobStatus, Int?, String).self).map { id, status, received, created in
+            OpenJob(id: id, status: status, received: received, position: (created, id))
         }
     }
 
@@ -368,4 +380,10 @@ public struct JobStore: Sendable {
     func hasUploadLease(_ id: String) async throws -> Bool {
         try await redis.send(["EXISTS", RedisArgument(keys.uploadLease(id))]).int == 1
     }
+}
+
+/// A job's status is stored as its name.
+extension JobStatus: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { rawValue }
+    public init?(postgresText: String) { self.init(rawValue: postgresText) }
 }

@@ -255,7 +255,7 @@ final class DeliveryWorker: Service, Sendable {
     /// Claims and sends one batch; answers how many it claimed.
     @discardableResult
     func runOnce() async throws -> Int {
-        let lease = String(settings.timeout.components.seconds + 30)
+        let lease = settings.timeout.components.seconds + 30
         let rows = try await pool.query("""
             UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = clock_timestamp() + make_interval(secs => \(lease)::int)
             FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
@@ -263,12 +263,12 @@ final class DeliveryWorker: Service, Sendable {
             WHERE d.id = due.id
             RETURNING d.id, d.job_id, d.channel, d.payload::text, d.attempts, d.trace_id
             """)
-        let callbacks = rows.rows.contains { $0[2] == "callback" }
-            ? try await JobStore.callbackURLs(of: Set(rows.rows.compactMap { $0[2] == "callback" ? $0[1] : nil }), pool: pool) : [:]
-        let due = rows.rows.compactMap { row -> Due? in
-            guard let id = row[0], let job = row[1], let channel = row[2], let text = row[3],
-                  let payload = try? JSONParser().parse(text), let attempt = row[4].flatMap({ Int($0) }) else { return nil }
-            return Due(id: id, jobID: job, channel: channel, payload: payload, attempt: attempt, callbackURL: callbacks[job], traceID: row[5])
+        let claimed = try rows.decode((String, String, String, String, Int, String?).self)
+        let callbackJobs = Set(claimed.compactMap { $0.2 == "callback" ? $0.1 : nil })
+        let callbacks = callbackJobs.isEmpty ? [:] : try await JobStore.callbackURLs(of: callbackJobs, pool: pool)
+        let due = claimed.compactMap { id, job, channel, text, attempt, traceID -> Due? in
+            guard let payload = try? JSONParser().parse(text) else { return nil }
+            return Due(id: id, jobID: job, channel: channel, payload: payload, attempt: attempt, callbackURL: callbacks[job], traceID: traceID)
         }
         await withTaskGroup(of: Void.self) { group in
             for delivery in due {
@@ -393,7 +393,7 @@ final class DeliveryWorker: Service, Sendable {
         case .retry(let status, let error, _) where settings.retry.shouldRetry(afterAttempt: delivery.attempt):
             let wait = nextWait(after: result, attempt: delivery.attempt)
             try await pool.query("""
-                UPDATE deliveries SET last_status = \(status.map(String.init))::int, last_error = \(error),
+                UPDATE deliveries SET last_status = \(status)::int, last_error = \(error),
                     next_attempt_at = clock_timestamp() + make_interval(secs => \(wait.seconds)::double precision)
                 WHERE id = \(delivery.id)::uuid
                 """)
@@ -404,7 +404,7 @@ final class DeliveryWorker: Service, Sendable {
             ])
         case .retry(let status, let error, _), .failed(let status, let error):
             try await pool.query("""
-                UPDATE deliveries SET status = 'dead_lettered', last_status = \(status.map(String.init))::int, last_error = \(error), finished_at = clock_timestamp()
+                UPDATE deliveries SET status = 'dead_lettered', last_status = \(status)::int, last_error = \(error), finished_at = clock_timestamp()
                 WHERE id = \(delivery.id)::uuid
                 """)
             Self.count(delivery.channel, "dead_lettered")

@@ -81,9 +81,14 @@ public final class ConsentBook: Sendable {
         }
         var read: [String: [ConsentRecord]] = [:]
         for subject in missing { read[subject] = [] }
-        for row in rows.rows {
-            guard let subject = row[0], let purpose = row[1], let at = row[3].flatMap({ Int64($0) }) else { continue }
-            read[subject, default: []].append(ConsentRecord(purpose: purpose, granted: row[2] == "t", recordedAt: at))
+        let records: [(String, String, Bool, Int64)]
+        do {
+            records = try rows.decode((String, String, Bool, Int64).self)
+        } catch {
+            throw FunctionError.retryable("consents_unavailable", "the consents cannot be read: \(error.code.rawValue)")
+        }
+        for (subject, purpose, granted, at) in records {
+            read[subject, default: []].append(ConsentRecord(purpose: purpose, granted: granted, recordedAt: at))
         }
         state.withLock { state in
             guard state.following, state.generation == generation else { return }

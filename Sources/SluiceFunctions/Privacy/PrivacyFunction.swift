@@ -111,7 +111,7 @@ public struct PrivacyFunction: HTTPFunction {
                     RETURNING \(SQLText.iso("updated_at"))
                     """)
                 try entry.write(on: connection)
-                return rows.scalar ?? ""
+                return try rows.scalar(String.self) ?? ""
             }
         } catch {
             throw Self.unavailable
@@ -137,8 +137,8 @@ public struct PrivacyFunction: HTTPFunction {
         } catch {
             throw Self.unavailable
         }
-        let consents: [JSONValue] = rows.rows.map { row in
-            ["purpose": .string(row[0] ?? ""), "granted": .bool(row[1] == "t"), "source": .string(row[2] ?? ""), "updated_at": .string(row[3] ?? "")]
+        let consents: [JSONValue] = try rows.decode((String, Bool, String, String).self).map { purpose, granted, source, updated in
+            ["purpose": .string(purpose), "granted": .bool(granted), "source": .string(source), "updated_at": .string(updated)]
         }
         return JSONResponse(status: .ok, value: ["subject": .string(pseudonym), "consents": .array(consents)])
     }
@@ -160,13 +160,15 @@ public struct PrivacyFunction: HTTPFunction {
             result = try await pool.withTransaction { connection in
                 try ErasureFence.close(on: connection)
                 try Self.recordCallSubjects(on: connection, mask: mask)
-                let events = Int(try connection.query("WITH gone AS (DELETE FROM events WHERE user_id = \(pseudonym) RETURNING 1) SELECT count(*) FROM gone").scalar ?? "") ?? 0
-                let quarantine = Int(try connection.query("""
+                let events = try connection.query("""
+                    WITH gone AS (DELETE FROM events WHERE user_id = \(pseudonym) RETURNING 1) SELECT count(*) FROM gone
+                    """).scalar(Int.self) ?? 0
+                let quarantine = try connection.query("""
                     WITH gone AS (DELETE FROM quarantine WHERE subject = \(pseudonym) RETURNING 1) SELECT count(*) FROM gone
-                    """).scalar ?? "") ?? 0
-                let calls = Int(try connection.query("""
+                    """).scalar(Int.self) ?? 0
+                let calls = try connection.query("""
                     WITH gone AS (DELETE FROM async_calls WHERE subjects @> ARRAY[\(pseudonym)]::text[] RETURNING 1) SELECT count(*) FROM gone
-                    """).scalar ?? "") ?? 0
+                    """).scalar(Int.self) ?? 0
                 try connection.query("""
                     INSERT INTO erasures (subject) VALUES (\(pseudonym)) ON CONFLICT (subject) DO UPDATE SET erased_at = clock_timestamp()
                     """)
@@ -174,7 +176,7 @@ public struct PrivacyFunction: HTTPFunction {
                     INSERT INTO consents (subject, purpose, granted, source) VALUES (\(pseudonym), '*', false, 'erasure')
                     ON CONFLICT (subject, purpose) DO UPDATE SET granted = false, source = 'erasure', updated_at = clock_timestamp()
                     RETURNING \(SQLText.iso("updated_at"))
-                    """).scalar ?? ""
+                    """).scalar(String.self) ?? ""
                 let audit = try AuditEntry(actor: actor, action: "eraseSubject", resource: "subjects/\(pseudonym)", subject: pseudonym,
                                            requestID: requestID, status: 200,
                                            detail: ["events": .int(Int64(events)), "quarantine": .int(Int64(quarantine)),
@@ -204,10 +206,9 @@ public struct PrivacyFunction: HTTPFunction {
     /// done, later erasures find none to do.
     static func recordCallSubjects(on connection: PostgresConnection, mask: PIIMaskMiddleware) throws {
         let rows = try connection.query("SELECT id::text, events::text FROM async_calls WHERE subjects IS NULL FOR UPDATE")
-        for row in rows.rows {
-            guard let id = row[0] else { continue }
+        for (id, text) in try rows.decode((String, String).self) {
             var subjects: [String] = [], seen: Set<String> = []
-            if let text = row[1], case .array(let events)? = try? JSONParser().parse(text) {
+            if case .array(let events)? = try? JSONParser().parse(text) {
                 for event in events {
                     for subject in mask.subjects(of: event) where seen.insert(subject).inserted { subjects.append(subject) }
                 }
@@ -264,17 +265,18 @@ public struct PrivacyFunction: HTTPFunction {
             throw Self.unavailable
         }
         var entries: [JSONValue] = []
-        for row in rows.rows.prefix(limit) {
-            let detail = try row[8].map { try JSONParser().parse($0) } ?? .null
+        let read = try rows.decode((Int64, String, String, String, String, String?, String?, Int64?, String?).self)
+        for (id, at, actor, action, resource, subject, requestID, status, detailText) in read.prefix(limit) {
+            let detail = try detailText.map { try JSONParser().parse($0) } ?? .null
             entries.append([
-                "id": .int(Int64(row[0] ?? "") ?? 0), "at": .string(row[1] ?? ""), "actor": .string(row[2] ?? ""),
-                "action": .string(row[3] ?? ""), "resource": .string(row[4] ?? ""), "subject": row[5].map(JSONValue.string) ?? .null,
-                "request_id": row[6].map(JSONValue.string) ?? .null, "status": row[7].flatMap { Int64($0) }.map(JSONValue.int) ?? .null,
+                "id": .int(id), "at": .string(at), "actor": .string(actor),
+                "action": .string(action), "resource": .string(resource), "subject": subject.map(JSONValue.string) ?? .null,
+                "request_id": requestID.map(JSONValue.string) ?? .null, "status": status.map(JSONValue.int) ?? .null,
                 "detail": detail,
             ])
         }
         var page: JSONObject = ["entries": .array(entries)]
-        if rows.rows.count > limit, let last = entries.last?["id"] { page["next_before"] = last }
+        if read.count > limit, let last = entries.last?["id"] { page["next_before"] = last }
         return JSONResponse(status: .ok, value: .object(page))
     }
 }

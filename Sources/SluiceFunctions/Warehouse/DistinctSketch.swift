@@ -1,4 +1,5 @@
 import Foundation
+import SluicePostgres
 
 /// Counts distinct 64-bit hashes (of user ids): exactly while the set is small, as a
 /// HyperLogLog sketch (2^12 registers, standard error 1.04/√4096 ≈ 1.6 %) beyond. Sketches of
@@ -229,5 +230,25 @@ struct DistinctSketch: Equatable, Sendable {
             }
         }
         return hashes
+    }
+}
+
+/// A stored sketch (`bytea`) read from a column.
+extension DistinctSketch: PostgresDecodable {
+    init?(postgresText: String) {
+        guard let sketch = try? DistinctSketch(byteaHex: postgresText) else { return nil }
+        self = sketch
+    }
+}
+
+/// A `bigint[]` of user hashes read from a column, by the sketch's own parser (these arrays
+/// hold up to a minute's distinct users: the generic array decoder would build a `String`
+/// per element).
+struct UserHashes: PostgresDecodable {
+    var values: [UInt64]
+
+    init?(postgresText: String) {
+        guard postgresText.utf8.first == UInt8(ascii: "{") else { return nil }
+        values = DistinctSketch.hashes(fromBigintArray: postgresText)
     }
 }

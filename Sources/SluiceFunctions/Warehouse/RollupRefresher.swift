@@ -45,7 +45,7 @@ struct RollupRefresher: Service {
     @discardableResult
     static func refresh(_ pool: PostgresPool, batch: Int = 5000) async throws -> Int {
         try await pool.withConnection { connection in
-            guard try connection.query("SELECT pg_try_advisory_lock(\(lockKey)::bigint)").scalar == "t" else { return 0 }
+            guard try connection.query("SELECT pg_try_advisory_lock(\(lockKey)::bigint)").scalar(Bool.self) == true else { return 0 }
             defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(lockKey)::bigint)") }
             try connection.executeUnparameterized("BEGIN ISOLATION LEVEL REPEATABLE READ")
             do {
@@ -78,15 +78,14 @@ struct RollupRefresher: Service {
             DELETE FROM events_rollup_delta WHERE id IN (SELECT id FROM events_rollup_delta ORDER BY id LIMIT \(batch)::integer)
             RETURNING bucket, event_type, events, hashes, recompute
             """)
-        guard !taken.rows.isEmpty else { return 0 }
+        guard !taken.isEmpty else { return 0 }
         var recount = Set<Int64>()
         var deltas: [(minute: Int64, type: String?, events: Int64, hashes: [UInt64])] = []
-        for row in taken.rows {
-            guard let minute = row[0].flatMap({ Int64($0) }) else { continue }
-            if row[4] == "t" {
+        for (minute, type, events, hashes, recompute) in try taken.decode((Int64, String?, Int64, UserHashes, Bool).self) {
+            if recompute {
                 recount.insert(minute)
             } else {
-                deltas.append((minute, row[1], Int64(row[2] ?? "0") ?? 0, DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}")))
+                deltas.append((minute, type, events, hashes.values))
             }
         }
         let rebuiltHours = Set(recount.map(hour(of:)))
@@ -94,7 +93,7 @@ struct RollupRefresher: Service {
         var groups = Set<[Int64]>()  // (width, bucket) rewritten whole
 
         if !recount.isEmpty {
-            let minutes = PostgresArray.literal(recount.sorted().map { String($0) })
+            let minutes = recount.sorted()
             // Deltas of these minutes beyond this batch describe rows the recount reads.
             try connection.query("DELETE FROM events_rollup_delta WHERE bucket = ANY(\(minutes)::bigint[])")
             let counted = try connection.query("""
@@ -105,12 +104,10 @@ struct RollupRefresher: Service {
                 GROUP BY 1, 2
                 """)
             for minute in recount { groups.insert([60, minute]) }
-            for row in counted.rows {
-                guard let minute = row[0].flatMap({ Int64($0) }) else { continue }
-                let events = Int64(row[2] ?? "0") ?? 0, hashes = DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}")
-                for key in [Key(width: 60, bucket: minute, allTypes: false, eventType: row[1]), Key(width: 60, bucket: minute, allTypes: true)] {
+            for (minute, type, events, hashes) in try counted.decode((Int64, String?, Int64, UserHashes).self) {
+                for key in [Key(width: 60, bucket: minute, allTypes: false, eventType: type), Key(width: 60, bucket: minute, allTypes: true)] {
                     cells[key, default: Cell()].events += events
-                    cells[key, default: Cell()].sketch.insert(contentsOf: hashes)
+                    cells[key, default: Cell()].sketch.insert(contentsOf: hashes.values)
                 }
             }
         }
@@ -126,12 +123,11 @@ struct RollupRefresher: Service {
             let list = Array(folded)
             let existing = try connection.query("""
                 SELECT r.width, r.bucket, r.all_types, r.event_type, r.events, r.sketch
-                FROM unnest(\(list.map { String($0[0]) })::bigint[], \(list.map { String($0[1]) })::bigint[]) AS g (w, b)
+                FROM unnest(\(list.map { $0[0] })::bigint[], \(list.map { $0[1] })::bigint[]) AS g (w, b)
                 JOIN events_rollup r ON r.width = g.w AND r.bucket = g.b
                 """)
-            for row in existing.rows {
-                let key = Key(width: Int64(row[0] ?? "") ?? 0, bucket: Int64(row[1] ?? "") ?? 0, allTypes: row[2] == "t", eventType: row[3])
-                cells[key] = Cell(events: Int64(row[4] ?? "0") ?? 0, sketch: try DistinctSketch(byteaHex: row[5] ?? ""))
+            for (width, bucket, allTypes, type, events, sketch) in try existing.decode((Int64, Int64, Bool, String?, Int64, DistinctSketch).self) {
+                cells[Key(width: width, bucket: bucket, allTypes: allTypes, eventType: type)] = Cell(events: events, sketch: sketch)
             }
             groups.formUnion(folded)
             for delta in deltas {
@@ -154,18 +150,18 @@ struct RollupRefresher: Service {
             let hours = rebuiltHours.sorted()
             let minutes = try connection.query("""
                 SELECT h.b, r.all_types, r.event_type, r.events, r.sketch
-                FROM unnest(\(hours.map { String($0) })::bigint[]) AS h (b)
+                FROM unnest(\(hours)::bigint[]) AS h (b)
                 JOIN events_rollup r ON r.width = 60 AND r.bucket >= h.b AND r.bucket < h.b + 3600
                 """)
             var hourCells: [Key: Cell] = [:]
-            for row in minutes.rows {
-                let key = Key(width: 3600, bucket: Int64(row[0] ?? "") ?? 0, allTypes: row[1] == "t", eventType: row[2])
-                hourCells[key, default: Cell()].events += Int64(row[3] ?? "0") ?? 0
-                hourCells[key, default: Cell()].sketch.merge(try DistinctSketch(byteaHex: row[4] ?? ""))
+            for (hour, allTypes, type, events, sketch) in try minutes.decode((Int64, Bool, String?, Int64, DistinctSketch).self) {
+                let key = Key(width: 3600, bucket: hour, allTypes: allTypes, eventType: type)
+                hourCells[key, default: Cell()].events += events
+                hourCells[key, default: Cell()].sketch.merge(sketch)
             }
             try write(hourCells, groups: Set(hours.map { [3600, $0] }), connection)
         }
-        return taken.rows.count
+        return taken.count
     }
 
     /// Replaces the rows of each (width, bucket) group with `cells` (a group left without
@@ -174,14 +170,17 @@ struct RollupRefresher: Service {
         guard !groups.isEmpty else { return }
         let list = Array(groups)
         try connection.query("""
-            DELETE FROM events_rollup r USING unnest(\(list.map { String($0[0]) })::bigint[], \(list.map { String($0[1]) })::bigint[]) AS g (w, b)
+            DELETE FROM events_rollup r USING unnest(\(list.map { $0[0] })::bigint[], \(list.map { $0[1] })::bigint[]) AS g (w, b)
             WHERE r.width = g.w AND r.bucket = g.b
             """)
         let rows = cells.filter { $0.value.events > 0 }
         guard !rows.isEmpty else { return }
         try connection.query("""
             INSERT INTO events_rollup (width, bucket, all_types, event_type, events, users, users_exact, sketch)
-            SELECT * FROM unnest(\(rows.map { String($0.key.width) })::integer[], \(rows.map { String($0.key.bucket) })::bigint[], \(rows.map { $0.key.allTypes ? "t" : "f" })::boolean[], \(rows.map { $0.key.eventType })::text[], \(rows.map { String($0.value.events) })::bigint[], \(rows.map { String($0.value.sketch.estimate) })::bigint[], \(rows.map { $0.value.sketch.isExact ? "t" : "f" })::boolean[], \(rows.map { $0.value.sketch.byteaHex })::bytea[])
+            SELECT * FROM unnest(\(rows.map(\.key.width))::integer[], \(rows.map(\.key.bucket))::bigint[], \(rows.map(\.key.allTypes))::boolean[],
+                                 \(rows.map(\.key.eventType))::text[], \(rows.map(\.value.events))::bigint[],
+                                 \(rows.map(\.value.sketch.estimate))::bigint[], \(rows.map(\.value.sketch.isExact))::boolean[],
+                                 \(rows.map(\.value.sketch.byteaHex))::bytea[])
             """)
     }
 }

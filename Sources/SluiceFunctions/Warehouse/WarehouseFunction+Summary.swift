@@ -113,7 +113,7 @@ extension WarehouseFunction {
             defer { try? connection.executeUnparameterized("COMMIT") }
             let staleRows = try connection.query(
                 "SELECT DISTINCT bucket FROM events_rollup_delta WHERE recompute AND bucket >= \(firstMinute)::bigint AND bucket < \(endSecond)::bigint")
-            let stale = Set(staleRows.rows.compactMap { $0[0].flatMap { Int64($0) } })
+            let stale = Set(try staleRows.decode(Int64.self))
             // The windows asked for, and the range cut into the largest buckets (day-long
             // windows: whole hours wherever they are fresh) for the total's unique users.
             let plan = SummaryPlan(from: request.from, to: request.to, window: request.window, stale: stale)
@@ -165,11 +165,10 @@ extension WarehouseFunction {
                 WHERE NOT recompute AND bucket >= \(firstMinute)::bigint AND bucket < \(endSecond)::bigint AND (\(filter)::text IS NULL OR event_type = \(filter)::text)
                 """)
             var pending: [(window: Int, type: String?, events: Int64, hashes: [UInt64], toTotal: Bool)] = []
-            for row in pendingRows.rows {
-                guard let minute = row[0].flatMap({ Int64($0) }),
-                      let owner = bucket(ofMinute: minute, { windowOf[$0] != nil }), let index = windowOf[owner] else { continue }
+            for (minute, type, events, hashes) in try pendingRows.decode((Int64, String?, Int64, UserHashes).self) {
+                guard let owner = bucket(ofMinute: minute, { windowOf[$0] != nil }), let index = windowOf[owner] else { continue }
                 let inCover = bucket(ofMinute: minute, { covering.contains($0) }) != nil
-                pending.append((index, row[1], Int64(row[2] ?? "0") ?? 0, DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}"), inCover))
+                pending.append((index, type, events, hashes.values, inCover))
                 single.remove(index)
             }
 
@@ -180,8 +179,8 @@ extension WarehouseFunction {
             for (bucket, index) in windowOf where !single.contains(index) { sketched.insert(bucket) }
             let wanted = Set(windowOf.keys).union(covering)
             if !wanted.isEmpty {
-                func starts(_ width: Int64, _ set: Set<Bucket>) -> String {
-                    PostgresArray.literal(set.filter { $0.width == width }.map { String($0.start) })
+                func starts(_ width: Int64, _ set: Set<Bucket>) -> [Int64] {
+                    set.filter { $0.width == width }.map(\.start)
                 }
                 let rows = try connection.query("""
                     SELECT width, bucket, all_types, event_type, events, users, users_exact,
@@ -192,19 +191,17 @@ extension WarehouseFunction {
                     WHERE ((width = 60 AND bucket = ANY(\(starts(60, wanted))::bigint[])) OR (width = 3600 AND bucket = ANY(\(starts(3600, wanted))::bigint[])))
                       AND (\(filter)::text IS NULL OR (NOT all_types AND event_type = \(filter)::text))
                     """)
-                for row in rows.rows {
-                    guard let width = row[0].flatMap({ Int64($0) }), let start = row[1].flatMap({ Int64($0) }) else { continue }
+                let decoded = try rows.decode((Int64, Int64, Bool, String?, Int64, Int64, Bool, DistinctSketch?).self)
+                for (width, start, allTypes, type, events, users, usersExact, sketch) in decoded {
                     let bucket = Bucket(width: width, start: start)
-                    let counting = row[2] == "t" || filter != nil
-                    let events = Int64(row[4] ?? "0") ?? 0
-                    let sketch = try row[7].map { text throws(DistinctSketch.DecodingError) in try DistinctSketch(byteaHex: text) }
+                    let counting = allTypes || filter != nil
                     if counting, covering.contains(bucket), let sketch { total.users.merge(sketch) }
                     guard let index = windowOf[bucket] else { continue }
-                    if row[2] != "t" { tallies[index].byType[Self.typeName(row[3]), default: 0] += events }
+                    if !allTypes { tallies[index].byType[Self.typeName(type), default: 0] += events }
                     guard counting else { continue }
                     tallies[index].events += events
                     if single.contains(index) {
-                        tallies[index].storedUsers = (Int64(row[5] ?? "0") ?? 0, row[6] == "t")
+                        tallies[index].storedUsers = (users, usersExact)
                     } else if let sketch {
                         tallies[index].users.merge(sketch)
                     }
@@ -222,10 +219,9 @@ extension WarehouseFunction {
                     JOIN events e ON e.event_time >= r.s AND e.event_time < r.e AND (\(filter)::text IS NULL OR e.event_type = \(filter)::text)
                     GROUP BY 1, 2
                     """)
-                for row in rows.rows {
-                    guard let ordinal = row[0].flatMap({ Int($0) }), ordinal >= 1, ordinal <= intervals.count else { continue }
-                    add(intervals[ordinal - 1].window, type: row[1], events: Int64(row[2] ?? "0") ?? 0,
-                        hashes: DistinctSketch.hashes(fromBigintArray: row[3] ?? "{}"), toTotal: true)
+                for (ordinal, type, events, hashes) in try rows.decode((Int, String?, Int64, UserHashes).self) {
+                    guard ordinal >= 1, ordinal <= intervals.count else { continue }
+                    add(intervals[ordinal - 1].window, type: type, events: events, hashes: hashes.values, toTotal: true)
                 }
             }
 
@@ -248,8 +244,8 @@ extension WarehouseFunction {
     /// per-type, per-window-and-type and overall figures at once.
     func exactSummary(_ request: SummaryRequest) async throws -> JSONObject {
         let rows = try await pool.query("""
-            SELECT grouping(w, event_type)::text, to_char(w AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                   event_type, count(*)::text, count(DISTINCT user_id)::text
+            SELECT grouping(w, event_type), to_char(w AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                   event_type, count(*), count(DISTINCT user_id)
             FROM (SELECT date_bin(make_interval(secs => \(request.window)::integer), event_time, '1970-01-01T00:00:00Z'::timestamptz) AS w, event_type, user_id
                   FROM events
                   WHERE event_time >= \(Self.iso(milliseconds: request.from))::timestamptz AND event_time < \(Self.iso(milliseconds: request.to))::timestamptz
@@ -265,20 +261,20 @@ extension WarehouseFunction {
             indexOfWindow[start] = windows.count - 1
             return windows.count - 1
         }
-        for row in rows.rows {
-            let events = JSONValue.int(Int64(row[3] ?? "0") ?? 0), users = JSONValue.int(Int64(row[4] ?? "0") ?? 0)
-            let type = Self.typeName(row[2])
-            switch row[0] {
-            case "0":  // window and type
-                let index = windowIndex(row[1] ?? "")
+        for (grouping, start, eventType, eventCount, userCount) in try rows.decode((Int, String?, String?, Int64, Int64).self) {
+            let events = JSONValue.int(eventCount), users = JSONValue.int(userCount)
+            let type = Self.typeName(eventType)
+            switch grouping {
+            case 0:  // window and type
+                let index = windowIndex(start ?? "")
                 var byType = windows[index].1["by_event_type"]?.objectValue ?? [:]
                 byType[type] = events
                 windows[index].1["by_event_type"] = .object(byType)
-            case "1":  // window
-                let index = windowIndex(row[1] ?? "")
+            case 1:  // window
+                let index = windowIndex(start ?? "")
                 windows[index].1["events"] = events
                 windows[index].1["unique_users"] = users
-            case "2":  // type
+            case 2:  // type
                 var byType = total["by_event_type"]?.objectValue ?? [:]
                 byType[type] = events
                 total["by_event_type"] = .object(byType)

@@ -83,7 +83,7 @@ public struct WarehouseFunction: HTTPFunction {
         } catch {
             throw Self.unavailable
         }
-        guard let text = rows.scalar else { throw Self.recordNotFound }
+        guard let text = try rows.scalar(String.self) else { throw Self.recordNotFound }
         return try JSONParser().parse(text)
     }
 
@@ -153,7 +153,7 @@ public struct WarehouseFunction: HTTPFunction {
         } catch {
             throw Self.unavailable
         }
-        guard let text = rows.scalar else { throw Self.recordNotFound }
+        guard let text = try rows.scalar(String.self) else { throw Self.recordNotFound }
         return JSONResponse(status: .ok, value: try JSONParser().parse(text))
     }
 
@@ -164,6 +164,6 @@ public struct WarehouseFunction: HTTPFunction {
         } catch {
             throw Self.unavailable
         }
-        guard !rows.rows.isEmpty else { throw Self.recordNotFound }
+        guard !rows.isEmpty else { throw Self.recordNotFound }
     }
 }
