@@ -1,7 +1,7 @@
 # Sluice: `make dev` runs everything locally, `make test` proves it against real servers.
 SHELL := /bin/bash
 
-.PHONY: deps build image dev test unit bench soak chaos fuzz render clean
+.PHONY: deps build image dev test unit bench bench-ab soak chaos fuzz render clean
 
 deps:
 	scripts/install-deps.sh
@@ -26,6 +26,10 @@ unit:
 
 bench: deps
 	scripts/bench.sh
+
+# This build's pipeline against another binary, in one run: `make bench-ab BASELINE=/path/to/sluice`.
+bench-ab: deps
+	scripts/bench-ab.sh
 
 # The paced load alone (5,000 events/s) for BENCH_SOAK_SECONDS (600), memory sampled every 5 s.
 soak: deps

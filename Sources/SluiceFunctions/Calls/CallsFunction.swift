@@ -253,7 +253,8 @@ struct CallWorker: Service {
             failure = ["code": "internal_error", "kind": "permanent", "message": "the call could not be run"]
         }
         try await function.pool.query("""
-            UPDATE async_calls SET status = \(failure == nil ? "succeeded" : "failed"), outcomes = \(outcomes?.serializedString)::jsonb, error = \(failure?.serializedString)::jsonb, finished_at = now(),
+            UPDATE async_calls SET status = \(failure == nil ? "succeeded" : "failed"), outcomes = \(outcomes?.serializedString)::jsonb,
+                error = \(failure?.serializedString)::jsonb, finished_at = now(),
                 callback_status = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END,
                 next_attempt_at = CASE WHEN callback_url IS NULL THEN NULL ELSE now() END
             WHERE id = \(id)::uuid

@@ -51,7 +51,8 @@ public struct JobStore: Sendable {
     public func open(_ job: NewJob) async throws {
         try await pool.query("""
             INSERT INTO jobs (id, status, format, content_type, counts, callback_url, created_by)
-            VALUES (\(job.id)::uuid, \(JobStatus.received), \(job.format), \(job.contentType.map { String($0.prefix(200)) }), '{}'::jsonb, \(job.callbackURL), \(job.createdBy))
+            VALUES (\(job.id)::uuid, \(JobStatus.received), \(job.format), \(job.contentType.map { String($0.prefix(200)) }), '{}'::jsonb,
+                    \(job.callbackURL), \(job.createdBy))
             """)
         try await redis.send(["EVAL", RedisArgument(JobScripts.begin), "1", RedisArgument(keys.job(job.id)),
                               RedisArgument(job.traceID ?? "")])

@@ -121,7 +121,8 @@ public struct LoadFunction: EventFunction {
                 var duplicates: [String] = []
                 for (_, id) in idList where !erased.contains(id) && fresh.remove(id) == nil { duplicates.append(id) }
                 try connection.query("""
-                    INSERT INTO load_ledger (stream, chunk_id, loaded, duplicates, erased) VALUES (\(stream), \(chunkKey), \(inserted.count)::integer, \(duplicates)::text[], \(erased.sorted())::text[])
+                    INSERT INTO load_ledger (stream, chunk_id, loaded, duplicates, erased)
+                    VALUES (\(stream), \(chunkKey), \(inserted.count)::integer, \(duplicates)::text[], \(erased.sorted())::text[])
                     """)
                 return .inserted(duplicates: duplicates, erased: erased)
             }

@@ -185,7 +185,8 @@ extension WarehouseFunction {
                 let rows = try connection.query("""
                     SELECT width, bucket, all_types, event_type, events, users, users_exact,
                            CASE WHEN (all_types OR \(filter)::text IS NOT NULL)
-                                 AND ((width = 60 AND bucket = ANY(\(starts(60, sketched))::bigint[])) OR (width = 3600 AND bucket = ANY(\(starts(3600, sketched))::bigint[])))
+                                 AND ((width = 60 AND bucket = ANY(\(starts(60, sketched))::bigint[]))
+                                      OR (width = 3600 AND bucket = ANY(\(starts(3600, sketched))::bigint[])))
                                 THEN sketch END
                     FROM events_rollup
                     WHERE ((width = 60 AND bucket = ANY(\(starts(60, wanted))::bigint[])) OR (width = 3600 AND bucket = ANY(\(starts(3600, wanted))::bigint[])))
@@ -215,7 +216,8 @@ extension WarehouseFunction {
                 let rows = try connection.query("""
                     SELECT r.i, e.event_type, count(*),
                            coalesce(array_agg(DISTINCT hashtextextended(e.user_id, 0)) FILTER (WHERE e.user_id IS NOT NULL), '{}')
-                    FROM unnest(\(intervals.map { Self.iso(milliseconds: $0.start) })::timestamptz[], \(intervals.map { Self.iso(milliseconds: $0.end) })::timestamptz[]) WITH ORDINALITY AS r (s, e, i)
+                    FROM unnest(\(intervals.map { Self.iso(milliseconds: $0.start) })::timestamptz[],
+                                \(intervals.map { Self.iso(milliseconds: $0.end) })::timestamptz[]) WITH ORDINALITY AS r (s, e, i)
                     JOIN events e ON e.event_time >= r.s AND e.event_time < r.e AND (\(filter)::text IS NULL OR e.event_type = \(filter)::text)
                     GROUP BY 1, 2
                     """)
