@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench-ab BASELINE=/path/to/sluice`: this build's pipeline against another binary (the
 # previous commit's, say), in one run on the same Redis and PostgreSQL, so that the machine's
-# noise falls on both alike. Each of BENCH_AB_ROUNDS rounds (default 4) runs both binaries, in
+# noise falls on both alike. Each of BENCH_AB_ROUNDS rounds (default 6) runs both binaries, in
 # alternating order: the pipeline's functions (ingest, validate, enrich, transform, load,
 # quarantine, jobs), each its own process, take one upload of BENCH_AB_EVENTS (default 50,000)
 # gen_events.py NDJSON events to the job's end, from a fresh database and an empty Redis.
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 baseline=${BASELINE:?set BASELINE to the sluice binary to compare with}
 current=${CURRENT:-$PWD/.build/release/sluice}
-rounds=${BENCH_AB_ROUNDS:-4}
+rounds=${BENCH_AB_ROUNDS:-6}
 count=${BENCH_AB_EVENTS:-50000}
 [[ -x $baseline ]] || { echo "BASELINE $baseline is not an executable" >&2; exit 2; }
 if [[ -z ${CURRENT:-} ]]; then swift build -c release --static-swift-stdlib >&2; fi
@@ -56,7 +56,7 @@ all_ticks() {
 run() (
   trap stop_functions EXIT
   local sluice=$1 n=$2 port=18180 fn ready answer job state start end before after
-  psql "$base_url/postgres" -qc "DROP DATABASE IF EXISTS ab_$n" -c "CREATE DATABASE ab_$n OWNER sluice" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" psql "$base_url/postgres" -qc "DROP DATABASE IF EXISTS ab_$n" -c "CREATE DATABASE ab_$n OWNER sluice" >/dev/null
   export SLUICE_DATABASE_URL="$base_url/ab_$n"
   redis-cli -p "$redis_port" FLUSHALL >/dev/null
   "$sluice" migrate >/dev/null 2>&1
@@ -116,11 +116,12 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 mkdir -p bench/results
-printf '%s\n' "${results[@]}" | python3 - "$count" "$baseline" "$current" <<'PY'
+printf '%s\n' "${results[@]}" >"$servers/results"
+python3 - "$count" "$baseline" "$current" "$servers/results" <<'PY'
 import json, statistics, sys
 count, baseline, current = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 runs = {}
-for line in sys.stdin:
+for line in open(sys.argv[4]):
     r, which, rate, cpu, rows = line.split()
     runs.setdefault(int(r), {})[which] = {"events_per_second": int(rate), "cpu_us_per_event": float(cpu), "rows": int(rows)}
 rows = {run[w]["rows"] for run in runs.values() for w in run}
