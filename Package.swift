@@ -58,6 +58,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Personal data: the scanner, the masker, the `pii-mask` middleware and consent rules.
+        .target(
+            name: "SluicePrivacy",
+            dependencies: ["Sluice"],
+            swiftSettings: strict
+        ),
         // `sluice render`: Kubernetes objects and a Compose file from the manifests.
         .target(
             name: "SluiceDeploy",
@@ -112,7 +118,7 @@ let package = Package(
         .target(
             name: "SluiceFunctions",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads", "SluicePrivacy",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -139,6 +145,7 @@ let package = Package(
         .testTarget(
             name: "SluiceTests",
             dependencies: ["Sluice", "SluiceFunctions", "SluiceDeploy", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads",
+                           "SluicePrivacy",
                            .product(name: "Yams", package: "Yams"),
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "NIOPosix", package: "swift-nio"),
@@ -148,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceFunctions", "SluiceNotify", "SluiceUploads",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceFunctions", "SluiceNotify", "SluiceUploads", "SluicePrivacy",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
@@ -156,7 +163,7 @@ let package = Package(
         .testTarget(
             name: "SluiceEndToEndTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceFunctions", "SluiceDeploy",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceFunctions", "SluiceDeploy", "SluicePrivacy",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],

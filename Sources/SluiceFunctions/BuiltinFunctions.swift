@@ -1,5 +1,6 @@
 import Sluice
 import SluiceHTTP
+import SluicePrivacy
 
 /// The handlers and middleware built into the `sluice` binary.
 public enum BuiltinFunctions {
@@ -26,6 +27,7 @@ public enum BuiltinFunctions {
         registry.register("calls") { try CallsFunction(setup: $0) }
         registry.register("notify") { try NotifyFunction(setup: $0) }
         registry.register("privacy") { try PrivacyFunction(setup: $0) }
+        registry.registerPIIMask()
         registry.registerMiddleware("consent") { try ConsentMiddleware(setup: $0) }
         registry.registerMiddleware("geo-restrict") { try GeoRestrictMiddleware(manifest: $0.manifest) }
         registry.register("gateway") { try GatewayFunction(setup: $0) }

@@ -232,8 +232,8 @@ public final class StreamTrigger: Service, CustomStringConvertible {
     /// chunk of events, so it can be redriven), and of a chunk it could not decode only the
     /// header fields, with `payload: withheld`: the raw events are never stored.
     func keptFields(of entry: StreamEntry, chunk: Chunk?) -> [(String, [UInt8])] {
-        guard manifest.middleware.contains("pii-mask") else { return entry.fields }
-        if let chunk, let mask = invoker.piiMask {
+        guard let mask = invoker.storedEventMask else { return entry.fields }
+        if let chunk {
             var masked = chunk
             masked.events = chunk.events.map { Event(mask.mask($0.value)) }
             return ChunkCodec.encode(masked)

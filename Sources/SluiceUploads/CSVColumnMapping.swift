@@ -27,7 +27,7 @@ public struct CSVColumnMapping: Sendable {
     var jsonColumns: Set<String>
     /// Masks the header's column names before anything keeps them (the events' keys, the job's
     /// schema): a file without a header row has its first record taken as one. `nil`: kept.
-    public var headerMasker: PIIMasker?
+    public var headerMasking: (@Sendable ([String]) -> [String])?
 
     public init(paths: [String: String] = CSVColumnMapping.builtin, jsonColumns: Set<String> = ["properties", "custom_data", "attributes"]) {
         self.paths = paths

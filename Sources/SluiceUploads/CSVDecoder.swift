@@ -238,7 +238,7 @@ public struct CSVDecoder: UploadDecoder {
             guard Set(names).count == names.count else {
                 throw UploadError(.invalidCSV, offset: recordStart, "the header row names a column twice")
             }
-            let kept = mapping?.headerMasker?.maskKeys(names) ?? names
+            let kept = mapping?.headerMasking?(names) ?? names
             self.header = kept
             inference = Array(repeating: ColumnTypeInference(), count: kept.count)
             layout = mapping?.layout(header: kept)

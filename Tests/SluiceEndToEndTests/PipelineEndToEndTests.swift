@@ -1,5 +1,6 @@
 import Foundation
 import Sluice
+import SluicePrivacy
 import SluiceRedis
 import Testing
 

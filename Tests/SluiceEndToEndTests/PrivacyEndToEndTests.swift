@@ -1,5 +1,6 @@
 import Foundation
 import Sluice
+import SluicePrivacy
 import Testing
 
 /// Consent, geographic restriction, erasure and the audit log: the pipeline of `functions/`,

@@ -5,6 +5,7 @@ import Sluice
 import SluicePostgres
 import SluiceRedis
 @testable import SluiceFunctions
+import SluicePrivacy
 import Testing
 
 /// The consent cache against real PostgreSQL and Redis: it answers from memory while its

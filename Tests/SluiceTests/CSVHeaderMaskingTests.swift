@@ -1,4 +1,5 @@
 import Sluice
+import SluicePrivacy
 import SluiceUploads
 import Testing
 
@@ -11,7 +12,7 @@ struct CSVHeaderMaskingTests {
     @Test(arguments: UploadDecoderTests.pieces)
     func aHeaderWithPersonalDataIsMasked(piece: Int) throws {
         var mapping = CSVColumnMapping()
-        mapping.headerMasker = Self.masker
+        mapping.headerMasking = { Self.masker.maskKeys($0) }
         // The first data row taken as the header: an address (with dots, which would nest), a
         // phone number, a card number, and two addresses that mask alike.
         let csv = """

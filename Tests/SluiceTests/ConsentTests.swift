@@ -1,6 +1,7 @@
 import Logging
 import Sluice
 @testable import SluiceFunctions
+import SluicePrivacy
 import Testing
 
 @Suite("Consent and geographic restriction")

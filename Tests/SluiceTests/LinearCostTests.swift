@@ -5,6 +5,7 @@ import Darwin
 #endif
 @testable import Sluice
 import SluiceFunctions
+@testable import SluicePrivacy
 @testable import SluiceUploads
 import Testing
 

@@ -1,4 +1,5 @@
 @testable import Sluice
+@testable import SluicePrivacy
 import Testing
 
 /// Where the kinds' candidates overlap, the first kind in the scanner's order wins (e-mail,

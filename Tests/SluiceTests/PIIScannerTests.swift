@@ -1,5 +1,6 @@
 import Logging
 @testable import Sluice
+@testable import SluicePrivacy
 import Testing
 
 @Suite("PII detectors")
@@ -222,6 +223,7 @@ struct PIIMaskMiddlewareTests {
     /// The function behind the middleware forwards what it was given.
     func run(_ events: [JSONValue], config: JSONValue = [:]) async throws -> [JSONValue] {
         var registry = FunctionRegistry<NoDependencies>()
+        registry.registerPIIMask()
         registry.register("h") { _ in ClosureEventFunction { chunk, _ in chunk.events.map { .forward($0) } } }
         let m = manifest(config)
         let function = try await registry.makeHandler(setup(m, key: key)) as! any EventFunction
@@ -276,14 +278,15 @@ struct PIIMaskMiddlewareTests {
     /// dead-letters; a function without one has none.
     @Test func theInvokerFindsThePIIMaskInTheChain() async throws {
         var registry = FunctionRegistry<NoDependencies>()
+        registry.registerPIIMask()
         registry.register("h") { _ in ClosureEventFunction { chunk, _ in chunk.events.map { .forward($0) } } }
         let masked = Manifest(name: "f", handler: "h", triggers: [.stream("f")], middleware: ["deadline", "pii-mask"], file: "f.yaml")
         let function = try await registry.makeHandler(setup(masked, key: key)) as! any EventFunction
-        let mask = try #require(FunctionInvoker(manifest: masked, function: function, logger: logger).piiMask)
+        let mask = try #require(FunctionInvoker(manifest: masked, function: function, logger: logger).storedEventMask)
         #expect(mask.mask(["cc": 4111111111111111]) == ["cc": "************1111"])
         let plain = Manifest(name: "g", handler: "h", triggers: [.stream("g")], middleware: ["deadline"], file: "g.yaml")
         let other = try await registry.makeHandler(setup(plain, key: key)) as! any EventFunction
-        #expect(FunctionInvoker(manifest: plain, function: other, logger: logger).piiMask == nil)
+        #expect(FunctionInvoker(manifest: plain, function: other, logger: logger).storedEventMask == nil)
     }
 
     @Test func operatorsAndFieldsComeFromTheManifest() async throws {

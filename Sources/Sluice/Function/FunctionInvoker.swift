@@ -17,13 +17,13 @@ public struct FunctionInvoker: Sendable {
         self.logger = logger
     }
 
-    /// The function's `pii-mask` middleware, when it declares one: what is kept of a chunk the
-    /// function could not handle (a dead letter) is masked by it, so that a function that masks
-    /// never stores a raw chunk.
-    public var piiMask: PIIMaskMiddleware? {
+    /// The function's masking middleware (`pii-mask`), when it declares one: what is kept of a
+    /// chunk the function could not handle (a dead letter) is masked by it, so that a function
+    /// that masks never stores a raw chunk.
+    public var storedEventMask: (any StoredEventMasking)? {
         var current: any EventFunction = function
         while let chain = current as? MiddlewareChain {
-            if let mask = chain.middleware as? PIIMaskMiddleware { return mask }
+            if let mask = chain.middleware as? any StoredEventMasking { return mask }
             current = chain.next
         }
         return nil

@@ -54,12 +54,9 @@ public struct FunctionRegistry<Dependencies: Sendable>: Sendable {
     private var factories: [String: Factory] = [:]
     private var middlewareFactories: [String: MiddlewareFactory] = [:]
 
-    /// A registry holding only the core middleware (`deadline`, `pii-mask`).
+    /// A registry holding only the core middleware (`deadline`).
     public init() {
         registerMiddleware("deadline") { _ in DeadlineMiddleware() }
-        registerMiddleware("pii-mask") { setup in
-            try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
-        }
     }
 
     /// Registers (or replaces) the handler named `name`.

@@ -5,6 +5,14 @@ public protocol Middleware: Sendable {
     func handle(_ chunk: Chunk, context: FunctionContext, next: any EventFunction) async throws -> [Outcome]
 }
 
+/// A middleware that masks the events it is given (the personal-data mask): what a runtime
+/// keeps of a chunk the function could not handle (a dead letter) passes through it first, so
+/// a function that masks never has a raw event stored.
+public protocol StoredEventMasking: Middleware {
+    /// `value` as it may be stored.
+    func mask(_ value: JSONValue) -> JSONValue
+}
+
 /// An ``EventFunction`` made of middleware around a handler.
 public struct MiddlewareChain: EventFunction {
     let middleware: any Middleware

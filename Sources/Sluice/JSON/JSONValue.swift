@@ -154,9 +154,9 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         for (key, value) in elements { self[key] = value }
     }
 
-    /// Appends without checking for an existing key: for parsers that checked already (the
-    /// keys must be distinct).
-    init(uncheckedMembers: [(key: String, value: JSONValue)]) {
+    /// Takes `uncheckedMembers` without checking for repeated keys: for parsers and maskers that
+    /// made them distinct already (the keys must be distinct).
+    public init(uncheckedMembers: [(key: String, value: JSONValue)]) {
         members = uncheckedMembers
         if members.count > Self.indexedAbove { buildPositions() }
     }

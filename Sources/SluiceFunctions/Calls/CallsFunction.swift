@@ -9,6 +9,7 @@ import Sluice
 import SluiceHTTP
 import SluiceNotify
 import SluicePostgres
+import SluicePrivacy
 import Synchronization
 
 /// Asynchronous invocation of the event functions that opt in (`expose: [async]` in their

@@ -8,6 +8,7 @@ import SluiceHTTP
 import SluiceNotify
 import SluicePostgres
 import ServiceLifecycle
+import SluicePrivacy
 import SluiceRedis
 
 /// The pipeline's front door (`POST /api/v1/ingest`) and its job API
@@ -57,7 +58,7 @@ public struct IngestFunction: HTTPFunction {
                                 message: "must be at least 1 and less than max_chunk_bytes (\(manifest.maxChunkBytes)), so that one record always fits a chunk")
         }
         var mapping = try CSVColumnMapping(config: config["csv"], file: manifest.file)
-        mapping.headerMasker = Self.headerMasker
+        mapping.headerMasking = { Self.headerMasker.maskKeys($0) }
         csvMapping = mapping
         uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))

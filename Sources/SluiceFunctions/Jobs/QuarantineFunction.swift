@@ -1,5 +1,6 @@
 import Sluice
 import SluicePostgres
+import SluicePrivacy
 
 /// Writes the quarantine stream into the `quarantine` table. Each entry holds items
 /// `{"reason", "function", "event"}` (from a stage's quarantine outcome) or

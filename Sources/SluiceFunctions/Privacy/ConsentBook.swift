@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Sluice
 import SluicePostgres
+import SluicePrivacy
 import SluiceRedis
 import Synchronization
 

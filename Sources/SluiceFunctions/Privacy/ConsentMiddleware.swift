@@ -1,5 +1,6 @@
 import Sluice
 import SluicePostgres
+import SluicePrivacy
 import SluiceRedis
 
 /// The `consent` middleware: of the events the function forwards, those whose subject has not

@@ -1,4 +1,5 @@
 import Sluice
+import SluicePrivacy
 
 /// The pipeline's masking, for functions that store personal data without passing it through
 /// the stream stages: the `pii-mask` of validate's manifest (its `config.pii` operators and

@@ -4,6 +4,7 @@ import Logging
 import Sluice
 import SluiceHTTP
 import SluicePostgres
+import SluicePrivacy
 import SluiceRedis
 
 /// The rights of the people whose events flow through Sluice, behind the gateway (admin):

@@ -6,6 +6,7 @@ import ServiceLifecycle
 import Sluice
 import SluiceHTTP
 import SluicePostgres
+import SluicePrivacy
 
 /// Reads and corrects the warehouse: one record by its `event_id`
 /// (`GET/PUT/DELETE /api/v1/data/{event_id}`) and the analytics summary

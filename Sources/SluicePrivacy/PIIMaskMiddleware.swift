@@ -1,3 +1,4 @@
+import Sluice
 import Synchronization
 
 /// The `pii-mask` middleware: before the function sees a chunk, every user id field is replaced
@@ -16,7 +17,7 @@ import Synchronization
 ///
 /// Both keys are optional (the defaults are shown). An operator of `off` turns a kind off. The
 /// key is `SLUICE_PSEUDONYM_KEY` (at least 16 bytes), required when anything is pseudonymised.
-public struct PIIMaskMiddleware: Middleware {
+public struct PIIMaskMiddleware: StoredEventMasking {
     public let masker: PIIMasker
     public let userFields: [JSONPath]
     /// Pseudonyms of recent user ids: a user's events repeat, and each HMAC costs two SHA-256
@@ -136,5 +137,14 @@ final class PseudonymCache: Sendable {
             entries[id] = value
         }
         return value
+    }
+}
+
+extension FunctionRegistry {
+    /// Registers the `pii-mask` middleware, keyed by the process's `SLUICE_PSEUDONYM_KEY`.
+    public mutating func registerPIIMask() {
+        registerMiddleware("pii-mask") { setup in
+            try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
+        }
     }
 }

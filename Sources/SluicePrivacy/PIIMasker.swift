@@ -1,3 +1,5 @@
+import Sluice
+
 /// What the masker does to one kind of personal data.
 public enum PIIOperator: String, Sendable, CaseIterable {
     /// Every letter and digit but the last four becomes `*` (`**** **** **** 1111`).

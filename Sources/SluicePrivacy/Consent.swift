@@ -1,3 +1,5 @@
+import Sluice
+
 /// One recorded consent of a subject: for a purpose (`*` is every purpose), granted or
 /// withdrawn, and when it was recorded.
 public struct ConsentRecord: Sendable, Hashable {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Sluice
 
 /// The kinds of personal data the scanner finds.
 public enum PIIEntity: String, CaseIterable, Sendable, Hashable {
