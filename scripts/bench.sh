@@ -10,7 +10,7 @@
 # 100 MB CSV upload through the gateway. Writes bench/results/*.json and prints a summary.
 #   BENCH_EVENTS (default 200000), BENCH_FORMAT (ndjson|json|csv|xml, default ndjson),
 #   BENCH_RATE / BENCH_SECONDS (the paced load, default 5000 events/s for 60 s),
-#   BENCH_CSV_MB (default 100). `make soak` (BENCH_SOAK_SECONDS, default 600) runs only the
+#   BENCH_CSV_MB (default 100), BENCH_BINARY (another sluice binary to measure instead). `make soak` (BENCH_SOAK_SECONDS, default 600) runs only the
 #   paced load, for that long, and writes bench/results/soak.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,9 @@ scripts/install-deps.sh
 # symbols stripped: .build/image/sluice) and the image the container start-up is measured on.
 image=$(scripts/image.sh)
 sluice=$PWD/.build/image/sluice
+# BENCH_BINARY: another build's binary (the previous commit's, say) measured in its place, to
+# set its figures beside this build's on the same day; the container start stays this image's.
+if [[ -n ${BENCH_BINARY:-} ]]; then sluice=$BENCH_BINARY; fi
 # shellcheck source=scripts/podman-env.sh
 source scripts/podman-env.sh
 

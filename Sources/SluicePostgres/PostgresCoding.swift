@@ -4,60 +4,84 @@ public protocol PostgresEncodable: Sendable {
     var postgresText: String { get }
 }
 
-/// A Swift value that can be read from a column in text format.
-public protocol PostgresDecodable: Sendable {
-    /// Decodes PostgreSQL's text form; `nil` when `postgresText` is not a value of this type.
-    init?(postgresText: String)
-    /// What SQL NULL decodes to; `nil` when NULL is not a value of this type.
-    static var postgresNull: Self? { get }
+/// Why a column's text is not a value of the type asked for.
+public enum PostgresColumnFailure: Error, Sendable {
+    /// The column is NULL and the type has no NULL.
+    case null
+    /// The text is not a value of the type.
+    case malformed
 }
 
-extension PostgresDecodable {
-    public static var postgresNull: Self? { nil }
+/// A Swift value that can be read from a column in text format.
+///
+/// Each type implements the requirement itself (no default): decoding runs per column of every
+/// row, and a concrete witness needs no generic metadata looked up at run time.
+public protocol PostgresDecodable: Sendable {
+    /// Decodes PostgreSQL's text form of a column, `nil` for SQL NULL.
+    init(postgresColumn text: String?) throws(PostgresColumnFailure)
 }
 
 extension String: PostgresEncodable, PostgresDecodable {
     public var postgresText: String { self }
-    public init?(postgresText: String) { self = postgresText }
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        self = text
+    }
 }
 
 extension Int: PostgresEncodable, PostgresDecodable {
     public var postgresText: String { String(self) }
-    public init?(postgresText: String) { self.init(postgresText) }
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        guard let value = Int(text) else { throw .malformed }
+        self = value
+    }
 }
 
 extension Int64: PostgresEncodable, PostgresDecodable {
     public var postgresText: String { String(self) }
-    public init?(postgresText: String) { self.init(postgresText) }
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        guard let value = Int64(text) else { throw .malformed }
+        self = value
+    }
 }
 
 extension Int32: PostgresEncodable, PostgresDecodable {
     public var postgresText: String { String(self) }
-    public init?(postgresText: String) { self.init(postgresText) }
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        guard let value = Int32(text) else { throw .malformed }
+        self = value
+    }
 }
 
 extension Double: PostgresEncodable, PostgresDecodable {
     public var postgresText: String { String(self) }
-    public init?(postgresText: String) { self.init(postgresText) }
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        guard let value = Double(text) else { throw .malformed }
+        self = value
+    }
 }
 
 extension Bool: PostgresEncodable, PostgresDecodable {
     public var postgresText: String { self ? "true" : "false" }
-    public init?(postgresText: String) {
-        switch postgresText {
-        case "t", "true": self = true
-        case "f", "false": self = false
-        default: return nil
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        switch text {
+        case nil: throw .null
+        case "t"?, "true"?: self = true
+        case "f"?, "false"?: self = false
+        default: throw .malformed
         }
     }
 }
 
 extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
-    public init?(postgresText: String) {
-        guard let value = Wrapped(postgresText: postgresText) else { return nil }
-        self = .some(value)
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { self = .none; return }
+        self = .some(try Wrapped(postgresColumn: text))
     }
-    public static var postgresNull: Self? { .some(.none) }
 }
 
 /// An element of an array parameter: its text, or `nil` for NULL.
@@ -88,17 +112,16 @@ extension Array: PostgresEncodable where Element: PostgresArrayElement {
 
 /// An array column decodes element by element; a NULL element fails unless `Element` is optional.
 extension Array: PostgresDecodable where Element: PostgresDecodable {
-    public init?(postgresText: String) {
-        guard let items = PostgresArray.parseItems(postgresText) else { return nil }
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        guard let items = PostgresArray.parseItems(text) else { throw .malformed }
         var values: [Element] = []
         values.reserveCapacity(items.count)
         for item in items {
-            if let item {
-                guard let value = Element(postgresText: item) else { return nil }
-                values.append(value)
-            } else {
-                guard let null = Element.postgresNull else { return nil }
-                values.append(null)
+            do {
+                values.append(try Element(postgresColumn: item))
+            } catch {
+                throw .malformed
             }
         }
         self = values

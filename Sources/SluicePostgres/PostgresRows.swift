@@ -14,10 +14,13 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
         self.affected = affected
     }
 
+    @inlinable
     public var startIndex: Int { rows.startIndex }
+    @inlinable
     public var endIndex: Int { rows.endIndex }
 
     /// Row `position`.
+    @inlinable
     public subscript(position: Int) -> PostgresRow {
         PostgresRow(columns: columns, values: rows[position])
     }
@@ -33,6 +36,7 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
 
     /// Every row decoded as the tuple `types`, one type per column.
     /// - Throws: ``PostgresError`` `.decoding` naming the column (never its value).
+    @inlinable
     public func decode<each T: PostgresDecodable>(_ types: (repeat each T).Type) throws(PostgresError) -> [(repeat each T)] {
         var decoded: [(repeat each T)] = []
         decoded.reserveCapacity(rows.count)
@@ -44,6 +48,7 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
 
     /// Every row of a one-column answer decoded as `type`.
     /// - Throws: ``PostgresError`` `.decoding` naming the column (never its value).
+    @inlinable
     public func decode<T: PostgresDecodable>(_ type: T.Type) throws(PostgresError) -> [T] {
         var decoded: [T] = []
         decoded.reserveCapacity(rows.count)
@@ -55,6 +60,7 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
 
     /// The first column of the first row decoded as `type`; `nil` when there is no row.
     /// - Throws: ``PostgresError`` `.decoding`.
+    @inlinable
     public func scalar<T: PostgresDecodable>(_ type: T.Type) throws(PostgresError) -> T? {
         guard !rows.isEmpty else { return nil }
         return try self[0].decode(type, at: 0)
@@ -68,9 +74,16 @@ public struct PostgresRow: Sendable {
     /// Text values (`nil` for SQL NULL).
     public let values: [String?]
 
+    @inlinable
+    public init(columns: [String], values: [String?]) {
+        self.columns = columns
+        self.values = values
+    }
+
     /// The row decoded as the tuple `types`, one type per column, in order.
     /// - Throws: ``PostgresError`` `.decoding` when the column count differs or a column does
     ///   not decode.
+    @inlinable
     public func decode<each T: PostgresDecodable>(_ types: (repeat each T).Type) throws(PostgresError) -> (repeat each T) {
         var count = 0
         for _ in repeat (each T).self { count += 1 }
@@ -78,14 +91,18 @@ public struct PostgresRow: Sendable {
             throw PostgresError(.decoding, "the row has \(values.count) columns, not \(count)")
         }
         var index = 0
-        func next<V: PostgresDecodable>(_ type: V.Type) throws(PostgresError) -> V {
-            defer { index += 1 }
-            return try decode(type, at: index)
-        }
-        return (repeat try next((each T).self))
+        return (repeat try decode((each T).self, advancing: &index))
+    }
+
+    /// Column `index` decoded as `type`, then `index` moved to the next column.
+    @inlinable
+    func decode<T: PostgresDecodable>(_ type: T.Type, advancing index: inout Int) throws(PostgresError) -> T {
+        defer { index += 1 }
+        return try decode(type, at: index)
     }
 
     /// The only column of the row decoded as `type`.
+    @inlinable
     public func decode<T: PostgresDecodable>(_ type: T.Type) throws(PostgresError) -> T {
         guard values.count == 1 else {
             throw PostgresError(.decoding, "the row has \(values.count) columns, not 1")
@@ -94,24 +111,24 @@ public struct PostgresRow: Sendable {
     }
 
     /// Column `index` decoded as `type`.
+    @inlinable
     public func decode<T: PostgresDecodable>(_ type: T.Type, at index: Int) throws(PostgresError) -> T {
         guard values.indices.contains(index) else {
             throw PostgresError(.decoding, "the row has no column \(index)")
         }
-        let name = index < columns.count ? columns[index] : String(index)
-        guard let text = values[index] else {
-            guard let null = T.postgresNull else {
-                throw PostgresError(.decoding, "column \(name) is NULL, not \(T.self)")
+        do {
+            return try T(postgresColumn: values[index])
+        } catch {
+            let name = index < columns.count ? columns[index] : String(index)
+            switch error {
+            case .null: throw PostgresError(.decoding, "column \(name) is NULL, not \(T.self)")
+            case .malformed: throw PostgresError(.decoding, "column \(name) is not \(T.self)")
             }
-            return null
         }
-        guard let value = T(postgresText: text) else {
-            throw PostgresError(.decoding, "column \(name) is not \(T.self)")
-        }
-        return value
     }
 
     /// Column `name` decoded as `type`.
+    @inlinable
     public func decode<T: PostgresDecodable>(_ type: T.Type, column name: String) throws(PostgresError) -> T {
         guard let index = columns.firstIndex(of: name) else {
             throw PostgresError(.decoding, "the row has no column \(name)")

@@ -73,12 +73,12 @@ struct LoadIntegrationTests {
 
     @Test func postgresArrays() {
         let items = ["a", "b,c", "d\"e", "f\\g", "", "NULL x"]
-        #expect([String](postgresText: PostgresArray.literal(items)) == items)
-        #expect([String](postgresText: "{}") == [])
-        #expect([String](postgresText: "{abc,\"d e\"}") == ["abc", "d e"])
-        #expect([String?](postgresText: "{abc,NULL,\"NULL\"}") == ["abc", nil, "NULL"])
-        #expect([String](postgresText: "{abc,NULL}") == nil)
-        #expect([String](postgresText: "abc") == nil)
+        #expect((try? [String](postgresColumn: PostgresArray.literal(items))) == items)
+        #expect((try? [String](postgresColumn: "{}")) == [])
+        #expect((try? [String](postgresColumn: "{abc,\"d e\"}")) == ["abc", "d e"])
+        #expect((try? [String?](postgresColumn: "{abc,NULL,\"NULL\"}")) == ["abc", nil, "NULL"])
+        #expect((try? [String](postgresColumn: "{abc,NULL}")) == nil)
+        #expect((try? [String](postgresColumn: "abc")) == nil)
     }
 
     @Test func timestampsForPostgres() {

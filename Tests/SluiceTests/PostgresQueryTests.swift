@@ -58,9 +58,9 @@ struct PostgresQueryTests {
         #expect(PostgresArray.literal(["a", #"say "hi""#, #"back\slash"#, ""]) == #"{"a","say \"hi\"","back\\slash",""}"#)
         #expect(PostgresArray.literal([nil, "NULL", #"\x01ff"#]) == #"{NULL,"NULL","\\x01ff"}"#)
         // What PostgreSQL answers for text[] reads back to the same strings.
-        #expect([String](postgresText: #"{"a","say \"hi\"","back\\slash",""}"#) == ["a", #"say "hi""#, #"back\slash"#, ""])
-        #expect([Int64](postgresText: "{1,-2,3}") == [1, -2, 3])
-        #expect([Int64](postgresText: "{1,x}") == nil)
+        #expect((try? [String](postgresColumn: #"{"a","say \"hi\"","back\\slash",""}"#)) == ["a", #"say "hi""#, #"back\slash"#, ""])
+        #expect((try? [Int64](postgresColumn: "{1,-2,3}")) == [1, -2, 3])
+        #expect((try? [Int64](postgresColumn: "{1,x}")) == nil)
     }
 
     @Test func rowsDecodeTypedColumnsAndNameTheColumnThatFails() throws {

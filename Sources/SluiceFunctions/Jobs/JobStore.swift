@@ -386,5 +386,9 @@ public struct JobStore: Sendable {
 /// A job's status is stored as its name.
 extension JobStatus: PostgresEncodable, PostgresDecodable {
     public var postgresText: String { rawValue }
-    public init?(postgresText: String) { self.init(rawValue: postgresText) }
+    public init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        guard let status = JobStatus(rawValue: text) else { throw .malformed }
+        self = status
+    }
 }

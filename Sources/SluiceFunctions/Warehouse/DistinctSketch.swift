@@ -235,8 +235,9 @@ struct DistinctSketch: Equatable, Sendable {
 
 /// A stored sketch (`bytea`) read from a column.
 extension DistinctSketch: PostgresDecodable {
-    init?(postgresText: String) {
-        guard let sketch = try? DistinctSketch(byteaHex: postgresText) else { return nil }
+    init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        guard let sketch = try? DistinctSketch(byteaHex: text) else { throw .malformed }
         self = sketch
     }
 }
@@ -247,8 +248,9 @@ extension DistinctSketch: PostgresDecodable {
 struct UserHashes: PostgresDecodable {
     var values: [UInt64]
 
-    init?(postgresText: String) {
-        guard postgresText.utf8.first == UInt8(ascii: "{") else { return nil }
-        values = DistinctSketch.hashes(fromBigintArray: postgresText)
+    init(postgresColumn text: String?) throws(PostgresColumnFailure) {
+        guard let text else { throw .null }
+        guard text.utf8.first == UInt8(ascii: "{") else { throw .malformed }
+        values = DistinctSketch.hashes(fromBigintArray: text)
     }
 }
