@@ -91,14 +91,11 @@ public struct PostgresRow: Sendable {
             throw PostgresError(.decoding, "the row has \(values.count) columns, not \(count)")
         }
         var index = 0
-        return (repeat try decode((each T).self, advancing: &index))
-    }
-
-    /// Column `index` decoded as `type`, then `index` moved to the next column.
-    @inlinable
-    func decode<T: PostgresDecodable>(_ type: T.Type, advancing index: inout Int) throws(PostgresError) -> T {
-        defer { index += 1 }
-        return try decode(type, at: index)
+        func next<V: PostgresDecodable>(_ type: V.Type) throws(PostgresError) -> V {
+            defer { index += 1 }
+            return try decode(type, at: index)
+        }
+        return (repeat try next((each T).self))
     }
 
     /// The only column of the row decoded as `type`.
