@@ -3,10 +3,10 @@ import Foundation
 /// A statement whose interpolated values are bound parameters, never SQL text.
 ///
 /// ```swift
-/// let rows = try await pool.query("SELECT status FROM jobs WHERE id = \(id)::uuid")
+/// let rows = try await pool.query("SELECT total FROM orders WHERE id = \(id)::uuid")
 /// ```
 ///
-/// sends `SELECT status FROM jobs WHERE id = $1::uuid` with `id` as parameter 1. What may be
+/// sends `SELECT total FROM orders WHERE id = $1::uuid` with `id` as parameter 1. What may be
 /// written into the statement itself is only what the type allows:
 /// - a value that is ``PostgresEncodable`` (or an optional of one): bound as `$n`;
 /// - another `PostgresQuery`: a fragment built the same way, its parameters renumbered;
