@@ -86,10 +86,11 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
             query.append(fragment)
         }
 
-        /// Writes `name` as a quoted identifier (`"name"`, with `"` doubled).
+        /// Writes `name` as a quoted identifier (`"name"`, with `"` doubled). A name PostgreSQL
+        /// would truncate (over 63 bytes: two long names would become one) makes the statement invalid.
         public mutating func appendInterpolation(identifier name: String) {
-            if name.isEmpty || name.utf8.contains(0) {
-                query.invalid = query.invalid ?? "an identifier is empty or holds a NUL byte"
+            if name.isEmpty || name.utf8.contains(0) || name.utf8.count > 63 {
+                query.invalid = query.invalid ?? "an identifier is empty, longer than 63 bytes or holds a NUL byte"
             }
             appendLiteral("\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"")
         }

@@ -43,6 +43,8 @@ struct PostgresQueryTests {
         #expect(query.invalid == nil)
         #expect(("SELECT \(identifier: "")" as PostgresQuery).invalid != nil)
         #expect(("SELECT \(identifier: "a\u{0}b")" as PostgresQuery).invalid != nil)
+        #expect(("SELECT \(identifier: String(repeating: "a", count: 63))" as PostgresQuery).invalid == nil)
+        #expect(("SELECT \(identifier: String(repeating: "a", count: 64))" as PostgresQuery).invalid != nil)
         // An invalid fragment makes the whole statement invalid.
         let composed: PostgresQuery = "SELECT 1 FROM \(("\(identifier: "")" as PostgresQuery))"
         #expect(composed.invalid != nil)
