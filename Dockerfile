@@ -47,6 +47,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=binary /out/sluice /usr/local/bin/sluice
 COPY functions ./functions
+COPY datasets ./datasets
 ENV SLUICE_FUNCTIONS_DIR=/app/functions
 USER 10001:10001
 EXPOSE 8080

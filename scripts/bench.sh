@@ -304,6 +304,7 @@ PY
 # (a copy of functions/ with a huge bucket) so the limiter is measured, not hit.
 functions_copy="$servers/functions"
 cp -r functions "$functions_copy"
+cp -r datasets "$servers/datasets"  # beside the functions, where sluice looks for them
 sed -i 's/ingest:  {per_second: 100, burst: 200}/ingest:  {per_second: 1000000, burst: 1000000}/' "$functions_copy/gateway/function.yaml"
 grep -q 'per_second: 1000000' "$functions_copy/gateway/function.yaml" || { echo "could not lift the gateway's rate limit" >&2; exit 1; }
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$servers/jwt-private.pem" 2>/dev/null

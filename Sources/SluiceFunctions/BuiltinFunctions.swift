@@ -18,7 +18,7 @@ public enum BuiltinFunctions {
         registry.register("fail") { try FailFunction(setup: $0) }
         registry.register("validate") { try ValidateFunction(setup: $0) }
         registry.register("enrich") { try EnrichFunction(setup: $0) }
-        registry.register("transform") { try TransformFunction(manifest: $0.manifest, plugins: $0.dependencies.transformPlugins) }
+        registry.register("transform") { try TransformFunction(setup: $0) }
         registry.register("load") { try LoadFunction(setup: $0) }
         registry.register("ingest") { try await IngestFunction(setup: $0) }
         registry.register("quarantine") { try QuarantineFunction(setup: $0) }

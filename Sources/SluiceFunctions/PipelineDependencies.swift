@@ -11,6 +11,8 @@ import Synchronization
 public struct PipelineDependencies: Sendable {
     public var redis: RedisClient
     public var postgres: PostgresPool
+    /// The datasets' specs and tables.
+    public var datasets: DatasetStore
     public var keys: StreamKeys
     /// The folder of manifests, for functions that build other stages (ingest's dry run, calls).
     public var manifests: ManifestLoader
@@ -28,6 +30,7 @@ public struct PipelineDependencies: Sendable {
                 transformPlugins: TransformPluginRegistry = TransformPluginRegistry(), dryRun: Bool = false) {
         self.redis = redis
         self.postgres = postgres
+        datasets = DatasetStore(pool: postgres)
         self.keys = keys
         self.manifests = manifests
         self.hosted = hosted

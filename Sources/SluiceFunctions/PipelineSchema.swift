@@ -7,7 +7,7 @@ import SluicePostgres
 public enum PipelineSchema {
     public static let migrations: [Migration] =
         JobStore.schema + EnrichFunction.schema + LoadFunction.schema + QuarantineFunction.schema + CallsFunction.schema
-        + RollupRefresher.schema + PrivacyFunction.schema + NotifyFunction.schema
+        + RollupRefresher.schema + PrivacyFunction.schema + NotifyFunction.schema + DatasetStore.schema
 
     /// The newest version of this build.
     public static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }

@@ -342,13 +342,13 @@ struct AcknowledgementPlan {
         for name in manifest.outputs {
             guard let events = forwarded[name], !events.isEmpty else { continue }
             for fields in ChunkCodec.encode(events: events, maxBytes: manifest.maxChunkBytes, jobID: chunk.jobID, traceID: chunk.traceID,
-                                            receivedAt: chunk.receivedAt) {
+                                            receivedAt: chunk.receivedAt, dataset: chunk.dataset) {
                 appends.append(.init(stream: keys.stream(name), fields: fields))
             }
         }
         if !quarantined.isEmpty {
             for fields in ChunkCodec.encode(events: quarantined, maxBytes: manifest.maxChunkBytes, jobID: chunk.jobID, traceID: chunk.traceID,
-                                            receivedAt: chunk.receivedAt) {
+                                            receivedAt: chunk.receivedAt, dataset: chunk.dataset) {
                 appends.append(.init(stream: keys.stream("quarantine"), fields: fields))
             }
         }

@@ -37,7 +37,12 @@ public struct CSVColumnMapping: Sendable {
 
     /// Reads `config.csv` (`columns: {name: path}`, `json_columns: [name]`), on top of the built-in names.
     public init(config: JSONValue?, file: String) throws {
-        self.init()
+        try self.init(config: config, file: file, paths: Self.builtin, jsonColumns: ["properties", "custom_data", "attributes"])
+    }
+
+    /// Reads `config.csv` on top of `paths` and `jsonColumns` (a `json_columns` list replaces them).
+    public init(config: JSONValue?, file: String, paths: [String: String], jsonColumns: Set<String>) throws {
+        self.init(paths: paths, jsonColumns: jsonColumns)
         guard let config else { return }
         if let columns = config["columns"] {
             guard case .object(let object) = columns else {
@@ -47,14 +52,14 @@ public struct CSVColumnMapping: Sendable {
                 guard case .string(let path) = value, !path.isEmpty else {
                     throw ManifestError(.badValue, file: file, key: "config.csv.columns.\(name)", message: "must be a dotted path")
                 }
-                paths[name] = path
+                self.paths[name] = path
             }
         }
         if let json = config["json_columns"] {
             guard case .array(let items) = json else {
                 throw ManifestError(.badValue, file: file, key: "config.csv.json_columns", message: "must be a list of column names")
             }
-            jsonColumns = Set(items.compactMap(\.stringValue))
+            self.jsonColumns = Set(items.compactMap(\.stringValue))
         }
     }
 

@@ -64,6 +64,7 @@ struct FunctionHost {
         while true {
             do {
                 try await Migrator(pool: clients.postgres, migrations: PipelineSchema.migrations, logger: logger).migrate()
+                try await DatasetStore(pool: clients.postgres).registerFiles(in: configuration.datasetsDirectory, logger: logger)
                 return
             } catch let error as PostgresError where error.code == .unavailable && ContinuousClock.now < deadline {
                 logger.warning("waiting for PostgreSQL", metadata: ["error": .string(error.code.rawValue)])

@@ -7,7 +7,7 @@ import SluicePostgres
 struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
-        abstract: "Apply the schema migrations (idempotent, safe to run concurrently).")
+        abstract: "Apply the schema migrations and register the datasets declared in files (idempotent, safe to run concurrently).")
 
     func run() async throws {
         let configuration = Environment.configuration()
@@ -17,7 +17,9 @@ struct MigrateCommand: AsyncParsableCommand {
         let pool = PostgresPool(url: configuration.databaseURL, threadPool: threadPool, maxConnections: 1)
         let outcome: Result<[Int], any Error>
         do {
-            outcome = .success(try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: logger).migrate())
+            let applied = try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: logger).migrate()
+            try await DatasetStore(pool: pool).registerFiles(in: configuration.datasetsDirectory, logger: logger)
+            outcome = .success(applied)
         } catch {
             outcome = .failure(error)
         }

@@ -60,6 +60,8 @@ final class PipelineFixture: @unchecked Sendable {
         self.db = db
         directory = try makeTemporaryDirectory("e2e-db\(db)")
         functionsDirectory = "\(directory)/functions"
+        // The repository's datasets, beside the functions (where `sluice` looks for them).
+        try FileManager.default.copyItem(atPath: "\(environment.packageRoot)/datasets", toPath: "\(directory)/datasets")
         for (name, text) in manifests {
             try FileManager.default.createDirectory(atPath: "\(functionsDirectory)/\(name)", withIntermediateDirectories: true)
             try text.write(toFile: "\(functionsDirectory)/\(name)/function.yaml", atomically: true, encoding: .utf8)

@@ -11,9 +11,14 @@ extension PipelineSetup {
     static func testing(_ manifest: Manifest, threadPool: NIOThreadPool = .singleton, redis: RedisClient? = nil, postgres: PostgresPool? = nil,
                         configuration: RuntimeConfiguration = RuntimeConfiguration(), functionsDirectory: String = "/nonexistent") -> PipelineSetup {
         let nowhere = RedisClient(endpoint: try! RedisEndpoint(url: "redis://127.0.0.1:1"), threadPool: threadPool)
-        let dependencies = PipelineDependencies(
+        var dependencies = PipelineDependencies(
             redis: redis ?? nowhere, postgres: postgres ?? PostgresPool(url: "postgres://127.0.0.1:1/none", threadPool: threadPool),
             manifests: ManifestLoader(functionsDirectory: functionsDirectory))
+        // Without PostgreSQL, the datasets are the repository's files.
+        if postgres == nil {
+            let root = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+            dependencies.datasets = DatasetStore(fixed: try! DatasetFiles.load(directory: "\(root)/datasets"), pool: dependencies.postgres)
+        }
         return PipelineSetup(manifest: manifest, logger: Logger(label: "test"), configuration: configuration,
                              dependencies: dependencies, registry: BuiltinFunctions.registry())
     }

@@ -1,5 +1,5 @@
 import Sluice
-import SluiceFunctions
+@testable import SluiceFunctions
 import Logging
 import Testing
 
@@ -114,24 +114,37 @@ struct TransformRuleTests {
 
 @Suite("Transform function")
 struct TransformFunctionTests {
-    @Test func forwardsRowsAndQuarantinesWhatRulesCannotCast() async throws {
-        let manifest = try ManifestLoader.parse("""
-            handler: transform
-            triggers: [{stream: transform}]
-            outputs: [load]
-            config:
-              rules:
-                - rename: {from: metadata.event_id, to: event_id}
-                - cast: {field: payload.properties.value, to: number}
-            """, name: "transform", file: "functions/transform/function.yaml")
-        let function = try TransformFunction(manifest: manifest)
-        let invoker = FunctionInvoker(manifest: manifest, function: function, logger: .init(label: "t"))
-        let good = Event(["metadata": ["event_id": "e-1"], "payload": ["properties": ["value": "2.5"]]])
-        let bad = Event(["metadata": ["event_id": "e-2"], "payload": ["properties": ["value": "lots"]]])
-        let outcomes = try await invoker.invoke(Chunk(id: "1-0", events: [good, bad]), attempt: 1)
-        #expect(outcomes == [
-            .forward(Event(["metadata": [:], "payload": ["properties": ["value": 2.5]], "event_id": "e-1"])),
-            .quarantine(reason: "cast_failed", event: bad),
+    @Test func rulesMakeRowsAndFailuresNameTheirCode() throws {
+        let program = try TransformProgram(config: ["rules": [
+            ["rename": ["from": "metadata.event_id", "to": "event_id"]],
+            ["cast": ["field": "payload.properties.value", "to": "number"]],
+        ]], file: "datasets/events.yaml")
+        let transform = DatasetTransform.rules(program)
+        #expect(try transform.apply(to: ["metadata": ["event_id": "e-1"], "payload": ["properties": ["value": "2.5"]]])
+                == ["metadata": [:], "payload": ["properties": ["value": 2.5]], "event_id": "e-1"])
+        #expect(throws: TransformFailure.self) { try transform.apply(to: ["payload": ["properties": ["value": "lots"]]]) }
+        do {
+            _ = try transform.apply(to: ["payload": ["properties": ["value": "lots"]]])
+        } catch {
+            #expect(error.code == "cast_failed")
+        }
+    }
+
+    @Test func withoutRulesEachFieldGoesToItsColumn() throws {
+        let spec = try DatasetSpec(json: [
+            "name": "readings",
+            "fields": [
+                ["name": "sensor_id", "type": "string", "required": true],
+                ["name": "reading.celsius", "type": "number"],
+                ["name": "reading.raw", "type": "string", "column": .null],
+                ["name": "site.name", "type": "string", "column": "site"],
+            ],
+            "key": "sensor_id",
         ])
+        let transform = DatasetTransform.projection(ColumnProjection(spec))
+        #expect(try transform.apply(to: ["sensor_id": "s-1", "reading": ["celsius": 21.5, "raw": "x"], "site": ["name": "north"], "extra": 1])
+                == ["sensor_id": "s-1", "reading_celsius": 21.5, "site": "north"])
+        // Absent and null fields are left out (NULL in the table).
+        #expect(try transform.apply(to: ["sensor_id": "s-2", "reading": ["celsius": .null]]) == ["sensor_id": "s-2"])
     }
 }

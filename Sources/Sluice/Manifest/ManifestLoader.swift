@@ -127,6 +127,19 @@ public struct ManifestLoader: Sendable {
         return manifest
     }
 
+    /// Reads YAML text as JSON (plain scalars typed as YAML 1.2 core does; aliases refused).
+    /// - Throws: ``ManifestError`` naming `file`.
+    public static func json(yaml text: String, file: String) throws -> JSONValue {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ManifestError(.syntax, file: file, key: "", message: "not valid YAML (\(Self.describe(error)))")
+        }
+        guard let root else { return .null }
+        return try Reader(file: file).json(root, at: "")
+    }
+
     static func isValidStreamName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 100 && name.unicodeScalars.allSatisfy {
             ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "-_.".unicodeScalars.contains($0)

@@ -9,6 +9,13 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     public var databaseURL: String
     /// `SLUICE_FUNCTIONS_DIR`, default `./functions`.
     public var functionsDirectory: String
+    /// `SLUICE_DATASETS_DIR`, default the `datasets` folder beside the functions directory:
+    /// the datasets declared in files (``DatasetSpec``), registered at start.
+    public var datasetsDirectory: String {
+        get { declaredDatasetsDirectory ?? Self.sibling(of: functionsDirectory, named: "datasets") }
+        set { declaredDatasetsDirectory = newValue }
+    }
+    private var declaredDatasetsDirectory: String?
     /// `SLUICE_LOG_LEVEL`, default `info`.
     public var logLevel: Logger.Level
     /// `SLUICE_LOG_FORMAT`: `json` (the default: one JSON object per line) or `text`.
@@ -96,6 +103,7 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         if let v = environment["SLUICE_REDIS_URL"], !v.isEmpty { redisURL = v }
         if let v = environment["SLUICE_DATABASE_URL"], !v.isEmpty { databaseURL = v }
         if let v = environment["SLUICE_FUNCTIONS_DIR"], !v.isEmpty { functionsDirectory = v }
+        if let v = environment["SLUICE_DATASETS_DIR"], !v.isEmpty { datasetsDirectory = v }
         if let v = environment["SLUICE_LOG_LEVEL"], let level = Logger.Level(rawValue: v.lowercased()) { logLevel = level }
         if let v = environment["SLUICE_LOG_FORMAT"], let format = LogFormat(rawValue: v.lowercased()) { logFormat = format }
         if let v = environment["SLUICE_JWT_SECRET"], !v.isEmpty { jwtSecret = v }
@@ -148,6 +156,16 @@ extension RuntimeConfiguration: CustomStringConvertible {
             + "pseudonym_key: \(pseudonymKey == nil ? "unset" : "set"), upstreams: \(upstreams.keys.sorted()), "
             + "webhook: \(webhookURL == nil ? "unset" : "set"), webhook_secret: \(webhookSecret == nil ? "unset" : "set"), "
             + "slack: \(slackWebhookURL == nil ? "unset" : "set"), smtp: \(smtpURL == nil ? "unset" : "set"), email_to: \(emailTo.count))"
+    }
+}
+
+extension RuntimeConfiguration {
+    /// The folder `name` beside `directory` (`./functions` → `./datasets`).
+    static func sibling(of directory: String, named name: String) -> String {
+        var path = directory
+        while path.count > 1, path.hasSuffix("/") { path.removeLast() }
+        guard let slash = path.lastIndex(of: "/") else { return name }
+        return String(path[...slash]) + name
     }
 }
 

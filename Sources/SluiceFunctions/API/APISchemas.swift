@@ -86,6 +86,7 @@ public enum APISchemas {
             "properties": [
                 "id": jobID,
                 "status": ["type": "string", "enum": .array(JobStatus.names.map(JSONValue.string))],
+                "dataset": string,
                 "format": ["type": "string", "nullable": true],
                 "counts": ref("JobCounts"),
                 "error": string,
@@ -148,6 +149,78 @@ public enum APISchemas {
                 "format": ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]],
                 "received": integer,
                 "schema": ref("CSVSchema"),
+                "dataset": string,
+                "detected": ref("DatasetSpec"),
+            ],
+        ],
+        "DatasetSpec": [
+            "type": "object",
+            "description": "A dataset: its fields (dotted paths, types, required, the column each loads into, pii), key, time and subject fields, table, indexes, chain and per-function steps. See docs/datasets.md.",
+            "required": ["name", "fields", "key"],
+            "properties": [
+                "name": ["type": "string", "pattern": "^[a-z_][a-z0-9_]{0,62}$"],
+                "description": string,
+                "fields": ["type": "array", "maxItems": 1000, "items": [
+                    "type": "object", "required": ["name", "type"],
+                    "properties": [
+                        "name": string, "type": ["type": "string", "enum": .array(DatasetSpec.FieldType.allCases.map { .string($0.rawValue) })],
+                        "required": ["type": "boolean"], "column": nullableString, "pii": ["type": "boolean"],
+                    ],
+                ]],
+                "columns": ["type": "array", "items": ["type": "object"]],
+                "key": ["type": "array", "items": string],
+                "time": string, "subject": string, "table": string,
+                "indexes": ["type": "array", "items": ["type": "array", "items": string]],
+                "chain": ["type": "array", "items": string],
+                "steps": ["type": "object"],
+                "detected": ["type": "boolean"],
+            ],
+        ],
+        "Dataset": [
+            "type": "object",
+            "required": ["name", "version", "origin", "table", "spec", "created_at", "updated_at", "changes"],
+            "properties": [
+                "name": string, "version": integer, "origin": ["type": "string", "enum": ["file", "api", "detected"]], "table": string,
+                "spec": ref("DatasetSpec"), "created_at": timestamp, "updated_at": timestamp,
+                "changes": ["type": "array", "description": "What the request changed in the table: add_column, change_type or add_index.",
+                            "items": ["type": "object"]],
+            ],
+        ],
+        "DatasetSummary": [
+            "type": "object",
+            "required": ["name", "table", "version", "origin", "rows", "bytes", "created_at", "updated_at", "last_loaded_at"],
+            "properties": [
+                "name": string, "table": string, "version": integer, "origin": string, "rows": integer,
+                "bytes": ["type": "integer", "description": "The table's size on disk, indexes included."],
+                "fields": integer, "created_at": timestamp, "updated_at": timestamp,
+                "last_loaded_at": ["type": "string", "format": "date-time", "nullable": true],
+            ],
+        ],
+        "DatasetList": [
+            "type": "object", "required": ["datasets"],
+            "properties": ["datasets": ["type": "array", "items": ref("DatasetSummary")]],
+        ],
+        "DatasetDetail": [
+            "allOf": [
+                ref("DatasetSummary"),
+                [
+                    "type": "object", "required": ["spec", "profile"],
+                    "properties": [
+                        "spec": ref("DatasetSpec"),
+                        "profile": ["type": "array", "items": ref("ColumnProfile")],
+                    ],
+                ],
+            ],
+        ],
+        "ColumnProfile": [
+            "type": "object",
+            "description": "One column: nulls, distinct values, min and max (as text; null for JSON, boolean and personal-data columns) and the most frequent values (none for personal data).",
+            "required": ["column", "type", "nulls", "distinct", "min", "max", "top"],
+            "properties": [
+                "column": string, "type": string, "nulls": integer, "distinct": integer, "min": nullableString, "max": nullableString,
+                "top": ["type": "array", "items": [
+                    "type": "object", "required": ["value", "count"], "properties": ["value": string, "count": integer],
+                ]],
             ],
         ],
         "ConsentChange": [

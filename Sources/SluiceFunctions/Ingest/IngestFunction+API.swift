@@ -6,7 +6,90 @@ extension IngestFunction {
     public static let operations: [APIOperation] = {
         let jobID = APIOperation.Parameter("id", in: .path, description: "The job id.", schema: APISchemas.jobID)
         let unavailable = APIOperation.Response.problem("503", "The job store or the event stream is not reachable; try again.")
+        let datasetName = APIOperation.Parameter("name", in: .path, description: "The dataset's name.",
+                                                 schema: ["type": "string", "pattern": "^[a-z_][a-z0-9_]{0,62}$"])
+        let uploadParameters: [APIOperation.Parameter] = [
+            .init("format", in: .query, description: "The format, when Content-Type does not say it.",
+                  schema: ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]]),
+            .init("filename", in: .query, description: "The file name; its extension names the format when nothing else does.",
+                  schema: APISchemas.string),
+            .init("callback_url", in: .query,
+                  description: "Where notify POSTs the job's end (signed like the webhook; public http(s) addresses only). X-Callback-Url says the same.",
+                  schema: ["type": "string", "format": "uri"]),
+            .init("X-Callback-Url", in: .header, description: "As callback_url.", schema: ["type": "string", "format": "uri"]),
+        ]
+        let uploadBody: [(String, JSONValue)] = [
+            ("application/x-ndjson", ["type": "string", "description": "One JSON object per line."]),
+            ("application/json", ["type": "array", "items": ["type": "object"]]),
+            ("text/csv", ["type": "string", "description": "A header row, then one record per row."]),
+            ("application/xml", ["type": "string", "description": "<events><event>…</event></events>"]),
+            ("text/plain", ["type": "string", "description": "One record per line, as {\"text\": line}."]),
+        ]
+        let detection: [APIOperation.Parameter] = [
+            .init("key", in: .query, description: "A new dataset's key field(s), comma-separated; default the first field called id or ending in _id that every record holds.",
+                  schema: APISchemas.string),
+            .init("time", in: .query, description: "A new dataset's event-time field (its freshness is checked by it).", schema: APISchemas.string),
+        ]
         return [
+            APIOperation(
+                "POST", "/api/v1/datasets/{name}/ingest", id: "ingestDataset",
+                summary: "Upload records to a dataset; a caller who may create datasets makes a new one from the upload's first records", tag: "datasets",
+                parameters: [datasetName] + uploadParameters + detection,
+                requestBody: uploadBody,
+                responses: [
+                    .json("202", "The body has ended and every record is on its way; follow the job. A new dataset's detected spec is in `detected`.",
+                          APISchemas.ref("UploadAccepted")),
+                    .problem("400", "The body cannot be parsed (code and offset say where); the job is failed and nothing of it is loaded."),
+                    .problem("404", "No dataset has this name (dataset_not_found), and the caller may not create one."),
+                    .problem("409", "The upload's records would change the new dataset's schema in a way that breaks rows already loaded (schema_incompatible)."),
+                    .problem("413", "The body is larger than the manifest's max_body_bytes."),
+                    .problem("415", "The format is not named by Content-Type, ?format= or the file name."),
+                    .problem("422", "A new dataset cannot be made from the records: a name or column that cannot be used (dataset_bad_name, `column` names it), no key (dataset_invalid), too many fields."),
+                    unavailable,
+                ]),
+            APIOperation(
+                "POST", "/api/v1/datasets", id: "createDataset",
+                summary: "Declare a dataset (a JSON spec), or detect one from a sample (CSV, NDJSON or a JSON array, with ?name=); its table is created", tag: "datasets",
+                parameters: [
+                    .init("name", in: .query, description: "The new dataset's name, for a sample.", schema: APISchemas.string),
+                    .init("format", in: .query, description: "The sample's format, when Content-Type does not say it.",
+                          schema: ["type": "string", "enum": ["ndjson", "json", "csv"]]),
+                ] + detection,
+                requestBody: [
+                    ("application/json", APISchemas.ref("DatasetSpec")),
+                    ("text/csv", ["type": "string", "description": "A sample: a header row, then records."]),
+                    ("application/x-ndjson", ["type": "string", "description": "A sample: one JSON object per line."]),
+                ],
+                responses: [
+                    .json("201", "Created.", APISchemas.ref("Dataset")),
+                    .problem("400", "The body cannot be parsed, or a sample has no ?name=."),
+                    .problem("403", "Only admin and ingest's config.create_datasets roles create datasets."),
+                    .problem("409", "A dataset has this name already (dataset_exists)."),
+                    .problem("413", "The body is larger than 16 MiB."),
+                    .problem("415", "Not a JSON spec nor a CSV or NDJSON sample."),
+                    .problem("422", "The spec cannot be used (dataset_invalid, dataset_bad_name, dataset_too_many_fields; `key` and `column` say where)."),
+                    unavailable,
+                ]),
+            APIOperation(
+                "PUT", "/api/v1/datasets/{name}", id: "updateDataset",
+                summary: "Change a dataset's spec: a new optional column, a wider type or a new index at any time; a change that would break loaded rows only as a migration",
+                tag: "datasets",
+                parameters: [
+                    datasetName,
+                    .init("migration", in: .query, description: "Declare the change a migration: a new required column, a narrower type (every row cast), a column no longer loaded.",
+                          schema: ["type": "boolean", "default": false]),
+                ],
+                requestBody: [("application/json", APISchemas.ref("DatasetSpec"))],
+                responses: [
+                    .json("200", "The dataset as it is now, and what changed.", APISchemas.ref("Dataset")),
+                    .problem("400", "The body is not JSON."),
+                    .problem("403", "Only admin and ingest's config.create_datasets roles change datasets."),
+                    .problem("404", "No dataset has this name."),
+                    .problem("409", "The change would break rows already loaded (schema_incompatible, `column` names it); declare a migration."),
+                    .problem("413", "The body is larger than 16 MiB."),
+                    .problem("422", "The spec cannot be used (`key` and `column` say where)."),
+                    unavailable,
+                ]),
             APIOperation(
                 "POST", "/api/v1/ingest", id: "ingest", summary: "Upload events: NDJSON, a JSON array, CSV with a header row, XML or plain text",
                 tag: "ingest",

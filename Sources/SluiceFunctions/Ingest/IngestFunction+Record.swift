@@ -16,8 +16,9 @@ extension IngestFunction {
         }
         var line = value.serializedBytes
         line.append(UInt8(ascii: "\n"))
+        let target = try await uploadTarget(DatasetReference.events, create: false, query: request.uri.queryParameters)
         let (jobID, _) = try await upload(RequestBody(buffer: ByteBuffer(bytes: line)), format: .ndjson,
-                                          contentType: request.headers[.contentType], headers: request.headers)
+                                          contentType: request.headers[.contentType], headers: request.headers, target: target)
         let eventID = Event(value).id
         let deadline = ContinuousClock.now + recordWait
         var live = JobStore.Live(status: nil, fields: [:])

@@ -10,6 +10,7 @@ import SluicePostgres
 import ServiceLifecycle
 import SluicePrivacy
 import SluiceRedis
+import Synchronization
 
 /// The pipeline's front door (`POST /api/v1/ingest`) and its job API
 /// (`GET /api/v1/jobs[/{id}]`, `DELETE /api/v1/jobs/{id}`), plus `POST /api/v1/process/transform`.
@@ -30,7 +31,6 @@ public struct IngestFunction: HTTPFunction {
     let logger: Logger
     let maxBody: Int
     let limits: UploadLimits
-    let csvMapping: CSVColumnMapping
     let processChain: [FunctionInvoker]
     let uploadLease: Duration
     let reapInterval: Duration
@@ -41,6 +41,12 @@ public struct IngestFunction: HTTPFunction {
     /// Roles that may read every job (`config.read_all_jobs`); `admin` always may. Everyone
     /// else sees and cancels only the jobs they created.
     let readAllJobs: Set<String>
+    let datasets: DatasetStore
+    /// Roles that may create a dataset (`config.create_datasets`), by declaring it or by a first
+    /// upload; `admin` always may.
+    let createDatasets: Set<String>
+    /// ingest's `config.csv`, under each dataset's `steps.ingest.csv`.
+    let csvConfig: JSONValue?
 
     public init(setup: PipelineSetup) async throws {
         manifest = setup.manifest
@@ -57,14 +63,15 @@ public struct IngestFunction: HTTPFunction {
             throw ManifestError(.badValue, file: manifest.file, key: "config.max_record_bytes",
                                 message: "must be at least 1 and less than max_chunk_bytes (\(manifest.maxChunkBytes)), so that one record always fits a chunk")
         }
-        var mapping = try CSVColumnMapping(config: config["csv"], file: manifest.file)
-        mapping.headerMasking = { Self.headerMasker.maskKeys($0) }
-        csvMapping = mapping
+        _ = try CSVColumnMapping(config: config["csv"], file: manifest.file, paths: [:], jsonColumns: [])
         uploadLease = try manifest.configDuration("upload_lease", default: .seconds(60))
         reapInterval = try manifest.configDuration("reap_interval", default: .seconds(15))
         recordWait = try manifest.configDuration("record_wait", default: .seconds(10))
         callbacks = OutboundPolicy(configuration: setup.configuration)
         readAllJobs = Set((config["read_all_jobs"]?.arrayValue ?? []).compactMap(\.stringValue))
+        createDatasets = Set((config["create_datasets"]?.arrayValue ?? []).compactMap(\.stringValue))
+        datasets = setup.dependencies.datasets
+        csvConfig = config["csv"]
         guard uploadLease >= .seconds(1) else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
         }
@@ -94,7 +101,17 @@ public struct IngestFunction: HTTPFunction {
 
     public func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/api/v1/ingest") { request, _ -> JSONResponse in
-            try await self.ingest(request)
+            try await self.ingest(request, into: DatasetReference.events, create: false)
+        }
+        router.post("/api/v1/datasets/{name}/ingest") { request, context -> JSONResponse in
+            let name = try context.parameters.require("name")
+            return try await self.ingest(request, into: name, create: self.mayCreateDatasets(Caller(request)))
+        }
+        router.post("/api/v1/datasets") { request, _ -> JSONResponse in
+            try await self.createDataset(request)
+        }
+        router.put("/api/v1/datasets/{name}") { request, context -> JSONResponse in
+            try await self.updateDataset(try context.parameters.require("name"), request)
         }
         router.get("/api/v1/jobs") { request, _ -> JSONResponse in
             try await self.listJobs(request)
@@ -116,7 +133,7 @@ public struct IngestFunction: HTTPFunction {
 
     // MARK: - Upload
 
-    func ingest(_ request: Request) async throws -> JSONResponse {
+    func ingest(_ request: Request, into name: String, create: Bool) async throws -> JSONResponse {
         let filename = request.uri.queryParameters.get("filename")
             ?? request.headers[.contentDisposition].flatMap(UploadFormat.filename(fromContentDisposition:))
         let contentType = request.headers[.contentType]
@@ -128,29 +145,31 @@ public struct IngestFunction: HTTPFunction {
             throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(maxBody) bytes",
                           extra: ["limit": .int(Int64(maxBody))])
         }
+        let target = try await uploadTarget(name, create: create, query: request.uri.queryParameters)
         var callback: String?
         if let url = request.headers[CallsFunction.callbackHeader] ?? request.uri.queryParameters.get("callback_url").map({ String($0) }) {
             callback = try await callbacks.acceptCallback(url)
         }
-        return try await upload(request.body, format: format, contentType: contentType, headers: request.headers, callback: callback).answer
+        return try await upload(request.body, format: format, contentType: contentType, headers: request.headers, callback: callback,
+                                target: target).answer
     }
 
     /// Records a new job and receives `body` into it; answers the job id and the 202 answer.
     /// `callback` is where notify announces the job's end, besides its configured channels.
     func upload(_ body: RequestBody, format: UploadFormat, contentType: String?, headers: HTTPFields,
-                callback: String? = nil) async throws -> (jobID: String, answer: JSONResponse) {
+                callback: String? = nil, target: UploadTarget) async throws -> (jobID: String, answer: JSONResponse) {
         let jobID = UUID().uuidString.lowercased()
         let traceID = TraceContext.traceID(in: headers) ?? TraceContext.newTraceID()
         do {
             try await jobs.open(.init(id: jobID, format: format.rawValue, contentType: contentType, callbackURL: callback,
-                                      createdBy: Caller(headers: headers)?.ownerKey, traceID: traceID))
+                                      createdBy: Caller(headers: headers)?.ownerKey, traceID: traceID, dataset: target.name))
         } catch {
             throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the job store is not available; try again")
         }
         // The lease tells the reaper of every ingest replica that this upload is alive.
         let lease = UploadLease(jobID: jobID, lease: uploadLease, redis: redis, keys: keys)
         do {
-            let answer = try await accept(body, jobID: jobID, traceID: traceID, format: format)
+            let answer = try await accept(body, jobID: jobID, traceID: traceID, format: format, target: target)
             await lease.release(redis: redis, keys: keys, jobID: jobID)
             return (jobID, answer)
         } catch {
@@ -160,10 +179,27 @@ public struct IngestFunction: HTTPFunction {
     }
 
     /// Receives the body of job `jobID` and records its end.
-    func accept(_ body: RequestBody, jobID: String, traceID: String, format: UploadFormat) async throws -> JSONResponse {
+    func accept(_ body: RequestBody, jobID: String, traceID: String, format: UploadFormat, target: UploadTarget) async throws -> JSONResponse {
         var publisher = UploadPublisher(jobID: jobID, traceID: traceID, batch: manifest.batch, maxChunkBytes: manifest.maxChunkBytes,
                                         outputs: manifest.outputs, keys: keys, redis: redis, function: manifest.name,
                                         maxQuarantinedBytes: limits.maxQuarantinedBytes)
+        let detected = Mutex<DatasetSpec?>(nil)
+        var csvMapping: CSVColumnMapping
+        switch target {
+        case .existing(let stored):
+            publisher.dataset = DatasetReference(name: stored.spec.name, version: stored.version)
+            csvMapping = try csvColumnMapping(for: stored.spec)
+        case .create(let name, let key, let time):
+            csvMapping = CSVColumnMapping(paths: [:], jsonColumns: [])
+            let datasets = self.datasets, textCells = format == .csv
+            publisher.detect = { records in
+                let spec = try DatasetDetector.detect(name: name, records: records, textCells: textCells, key: key, time: time)
+                let registration = try await datasets.register(spec, origin: "detected")
+                detected.withLock { $0 = registration.stored.spec }
+                return DatasetReference(name: name, version: registration.stored.version)
+            }
+        }
+        csvMapping.headerMasking = { Self.headerMasker.maskKeys($0) }
         let schema: JSONValue?
         do {
             switch format {
@@ -195,6 +231,8 @@ public struct IngestFunction: HTTPFunction {
         var answer: JSONObject = ["job_id": .string(jobID), "status": .string(JobStatus.received.rawValue), "format": .string(format.rawValue),
                                   "received": .int(Int64(publisher.received))]
         if let schema { answer["schema"] = schema }
+        answer["dataset"] = .string(target.name)
+        if let spec = detected.withLock({ $0 }) { answer["detected"] = spec.json }
         return JSONResponse(status: .accepted, value: .object(answer))
     }
 
@@ -256,6 +294,8 @@ public struct IngestFunction: HTTPFunction {
                                   extra: ["offset": .int(Int64(error.offset))]))
         case let failure as IngestFailure:
             failure
+        case let error as DatasetError:
+            IngestFailure(DatasetRoutes.problem(error))
         case is RedisError:
             IngestFailure(Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the event stream is not available; try again"))
         default:

@@ -33,6 +33,11 @@ struct UploadPublisher {
     let function: String
     /// How much of an event too large for a chunk the quarantine keeps.
     let maxQuarantinedBytes: Int
+    /// The dataset the upload's records belong to (nil: events).
+    var dataset: DatasetReference?
+    /// Makes the dataset from the first chunk's records, when it does not exist yet: called
+    /// once, before that chunk is appended.
+    var detect: (@Sendable ([JSONValue]) async throws -> DatasetReference)?
     /// The chunk's events (or rows) so far: `[` and the events, comma-separated.
     var events: [UInt8] = [UInt8(ascii: "[")]
     var eventCount = 0
@@ -130,10 +135,24 @@ struct UploadPublisher {
         var appends: [(stream: String, fields: [(String, [UInt8])])] = []
         if eventCount > 0 {
             events.append(UInt8(ascii: "]"))
+            if let detect {
+                let records: [JSONValue]
+                if let shape {
+                    guard case .array(let rows) = try JSONParser().parse(events) else { throw UploadPublisherError.unreadable }
+                    let layout = try RowShape(json: shape)
+                    records = try rows.map { row in try layout.event(row) }
+                } else {
+                    guard case .array(let values) = try JSONParser().parse(events) else { throw UploadPublisherError.unreadable }
+                    records = values
+                }
+                dataset = try await detect(records)
+                self.detect = nil
+            }
             let fields = if let shape {
-                ChunkCodec.encode(rowsJSON: events, shapeJSON: shape, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+                ChunkCodec.encode(rowsJSON: events, shapeJSON: shape, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt,
+                                  dataset: dataset)
             } else {
-                ChunkCodec.encode(eventsJSON: events, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt)
+                ChunkCodec.encode(eventsJSON: events, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt, dataset: dataset)
             }
             shape = nil
             for output in outputs { appends.append((keys.stream(output), fields)) }
@@ -144,7 +163,8 @@ struct UploadPublisher {
         if quarantinedCount > 0 {
             quarantined.append(UInt8(ascii: "]"))
             appends.append((keys.stream("quarantine"),
-                            ChunkCodec.encode(eventsJSON: quarantined, count: quarantinedCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt)))
+                            ChunkCodec.encode(eventsJSON: quarantined, count: quarantinedCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt,
+                                              dataset: dataset)))
             quarantined.removeAll(keepingCapacity: true)
             quarantined.append(UInt8(ascii: "["))
             quarantinedCount = 0
@@ -168,4 +188,9 @@ struct UploadPublisher {
         _ = try? await pending?.value
         pending = nil
     }
+}
+
+enum UploadPublisherError: Error {
+    /// The chunk it wrote did not read back (a bug).
+    case unreadable
 }

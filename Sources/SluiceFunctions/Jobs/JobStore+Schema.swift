@@ -36,5 +36,9 @@ extension JobStore {
             ALTER TABLE jobs ADD COLUMN created_by text CHECK (created_by ~ '^[0-9a-f]{64}$');
             CREATE INDEX jobs_created_by ON jobs (created_by, created_at DESC) WHERE created_by IS NOT NULL;
             """),
+        Migration(version: 14, name: "datasets", sql: """
+            -- The dataset a job's records belong to (NULL: events, for jobs from before).
+            ALTER TABLE jobs ADD COLUMN dataset text;
+            """),
     ]
 }

@@ -33,9 +33,12 @@ public struct JobStore: Sendable {
         /// The creator's key (``Caller/ownerKey``); `nil` for jobs only `admin` sees.
         public var createdBy: String?
         public var traceID: String?
+        /// The dataset its records belong to.
+        public var dataset: String
 
         public init(id: String, format: String, contentType: String? = nil, callbackURL: String? = nil,
-                    createdBy: String? = nil, traceID: String? = nil) {
+                    createdBy: String? = nil, traceID: String? = nil, dataset: String = "events") {
+            self.dataset = dataset
             self.id = id
             self.format = format
             self.contentType = contentType
@@ -50,9 +53,9 @@ public struct JobStore: Sendable {
     /// Opens `job` as `received`: its row, then its Redis hash.
     public func open(_ job: NewJob) async throws {
         try await pool.query("""
-            INSERT INTO jobs (id, status, format, content_type, counts, callback_url, created_by)
+            INSERT INTO jobs (id, status, format, content_type, counts, callback_url, created_by, dataset)
             VALUES (\(job.id)::uuid, \(JobStatus.received), \(job.format), \(job.contentType.map { String($0.prefix(200)) }), '{}'::jsonb,
-                    \(job.callbackURL), \(job.createdBy))
+                    \(job.callbackURL), \(job.createdBy), \(job.dataset))
             """)
         try await redis.send(["EVAL", RedisArgument(JobScripts.begin), "1", RedisArgument(keys.job(job.id)),
                               RedisArgument(job.traceID ?? "")])
@@ -265,17 +268,17 @@ public struct JobStore: Sendable {
     /// A row of `jobs` as ``columns`` reads it.
     struct Row {
         var id: String, status: JobStatus, format: String?, counts: String, error: String?, schema: String?
-        var contentType: String?, bytes: Int64?, createdAt: String, updatedAt: String, finishedAt: String?
+        var contentType: String?, bytes: Int64?, createdAt: String, updatedAt: String, finishedAt: String?, dataset: String
 
         init(_ row: PostgresRow) throws {
-            (id, status, format, counts, error, schema, contentType, bytes, createdAt, updatedAt, finishedAt) = try row.decode(
-                (String, JobStatus, String?, String, String?, String?, String?, Int64?, String, String, String?).self)
+            (id, status, format, counts, error, schema, contentType, bytes, createdAt, updatedAt, finishedAt, dataset) = try row.decode(
+                (String, JobStatus, String?, String, String?, String?, String?, Int64?, String, String, String?, String).self)
         }
     }
 
     static let columns: PostgresQuery = """
         id::text, status, format, counts::text, error, schema::text, content_type, bytes::text,
-        \(SQLText.iso("created_at")), \(SQLText.iso("updated_at")), \(SQLText.iso("finished_at"))
+        \(SQLText.iso("created_at")), \(SQLText.iso("updated_at")), \(SQLText.iso("finished_at")), COALESCE(dataset, 'events')
         """
 
     /// Job `id` as `reader` may see it, with its live counters; `nil` when there is none
@@ -340,7 +343,8 @@ public struct JobStore: Sendable {
             counts["in_flight"] = .int(max(0, received - settled))
         }
         var object: JSONObject = [
-            "id": .string(row.id), "status": .string(status.rawValue), "format": row.format.map(JSONValue.string) ?? .null,
+            "id": .string(row.id), "status": .string(status.rawValue), "dataset": .string(row.dataset),
+            "format": row.format.map(JSONValue.string) ?? .null,
             "counts": .object(counts), "created_at": .string(row.createdAt), "updated_at": .string(row.updatedAt),
             "finished_at": row.finishedAt.map(JSONValue.string) ?? .null,
         ]

@@ -58,5 +58,10 @@ extension LoadFunction {
             -- crash answers the same outcomes.
             ALTER TABLE load_ledger ADD COLUMN erased text[] NOT NULL DEFAULT '{}';
             """),
+        Migration(version: 14, name: "datasets", sql: """
+            -- The positions of the chunk's rows that were loaded and fenced: with rows of any
+            -- dataset, and keys of several columns, a position names a row where an id could not.
+            ALTER TABLE load_ledger ADD COLUMN loaded_positions integer[], ADD COLUMN erased_positions integer[];
+            """),
     ]
 }

@@ -9,6 +9,17 @@ extension WarehouseFunction {
         let time: JSONValue = ["type": "string", "format": "date-time"]
         return [
             APIOperation(
+                "GET", "/api/v1/datasets", id: "listDatasets", summary: "Every dataset, with its row count, bytes and last load", tag: "datasets",
+                responses: [.json("200", "The datasets, by name.", APISchemas.ref("DatasetList")), unavailable]),
+            APIOperation(
+                "GET", "/api/v1/datasets/{name}", id: "getDataset", summary: "A dataset: its spec, counts and a profile of every column", tag: "datasets",
+                parameters: [.init("name", in: .path, description: "The dataset's name.", schema: APISchemas.string)],
+                responses: [
+                    .json("200", "The dataset.", APISchemas.ref("DatasetDetail")),
+                    .problem("404", "No dataset has this name."),
+                    unavailable,
+                ]),
+            APIOperation(
                 "GET", "/api/v1/data/{event_id}", id: "getRecord", summary: "One warehouse record", tag: "data",
                 parameters: [eventID],
                 responses: [.json("200", "The record.", APISchemas.ref("Record")), .problem("404", "No record has this event_id."), unavailable]),

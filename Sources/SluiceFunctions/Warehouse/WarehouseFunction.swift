@@ -23,6 +23,7 @@ public struct WarehouseFunction: HTTPFunction {
     let rollupInterval: Duration
     /// validate's pii-mask: what a `PUT` stores is masked as the pipeline masks events.
     let mask: PIIMaskMiddleware
+    let datasets: DatasetStore
 
     /// Columns a `PUT` sets (all of them: a missing one becomes null), by kind.
     static let textColumns = ["event_type", "user_id", "session_id", "source", "version", "device_type", "device_class",
@@ -34,6 +35,7 @@ public struct WarehouseFunction: HTTPFunction {
 
     public init(setup: PipelineSetup) throws {
         pool = setup.dependencies.postgres
+        datasets = setup.dependencies.datasets
         logger = setup.logger
         maxRange = try setup.manifest.configDuration("max_range", default: .seconds(7 * 86400))
         maxWindows = Int(setup.manifest.config["max_windows"]?.intValue ?? 10_080)
@@ -60,6 +62,7 @@ public struct WarehouseFunction: HTTPFunction {
             let query = request.uri.queryParameters
             return try await self.summary { query.get($0) }
         }
+        addDatasetRoutes(to: router)
     }
 
     static let recordNotFound = Problem(.notFound, code: "record_not_found", detail: "no record has this event_id")
