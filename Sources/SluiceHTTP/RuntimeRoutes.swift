@@ -97,8 +97,10 @@ public struct RuntimeRoutes: Sendable {
             return ["outcome": "forward", "output": output.map(JSONValue.string) ?? .null, "event": event.value]
         case .drop(let reason):
             return ["outcome": "drop", "reason": .string(reason)]
-        case .quarantine(let reason, let event):
-            return ["outcome": "quarantine", "reason": .string(reason), "event": event.value]
+        case .quarantine(let reason, let event, let field):
+            var answer: JSONObject = ["outcome": "quarantine", "reason": .string(reason), "event": event.value]
+            if let field { answer["field"] = .string(field) }
+            return .object(answer)
         }
     }
 }

@@ -329,11 +329,11 @@ struct AcknowledgementPlan {
                 for name in output.map({ [$0] }) ?? manifest.outputs { forwarded[name, default: []].append(event) }
             case .drop(let reason):
                 dropped[reason, default: 0] += 1
-            case .quarantine(let reason, let event):
+            case .quarantine(let reason, let event, let field):
                 quarantineReasons[reason, default: 0] += 1
-                quarantined.append(Event(.object([
-                    "reason": .string(reason), "function": .string(manifest.name), "event": event.value,
-                ])))
+                var item: JSONObject = ["reason": .string(reason), "function": .string(manifest.name), "event": event.value]
+                if let field { item["field"] = .string(field) }
+                quarantined.append(Event(.object(item)))
             }
         }
         // One entry per output, unless the function made the events larger than a chunk may be

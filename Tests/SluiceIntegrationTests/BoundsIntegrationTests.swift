@@ -136,12 +136,12 @@ struct BoundsIntegrationTests {
             let outcomes = try await invoker.invoke(chunk, attempt: 1)
             #expect(outcomes == [
                 .forward(chunk.events[0]),
-                .quarantine(reason: "invalid_event_id", event: chunk.events[1]),
-                .quarantine(reason: "invalid_event_id", event: chunk.events[2]),
+                .quarantine(reason: "invalid_event_id", event: chunk.events[1], field: "metadata.event_id"),
+                .quarantine(reason: "invalid_event_id", event: chunk.events[2], field: "metadata.event_id"),
                 .forward(chunk.events[3]),
-                .quarantine(reason: "invalid_event_id", event: chunk.events[4]),
+                .quarantine(reason: "invalid_event_id", event: chunk.events[4], field: "metadata.event_id"),
                 .drop(reason: "duplicate"),
-                .quarantine(reason: "missing_field", event: chunk.events[6]),
+                .quarantine(reason: "missing_field", event: chunk.events[6], field: "metadata.event_id"),
             ])
             let marks = try await redis.send(["KEYS", "*"]).array?.compactMap(\.text) ?? []
             let prefix = "{sluice}:dedup:"

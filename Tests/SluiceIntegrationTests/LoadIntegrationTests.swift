@@ -35,7 +35,7 @@ struct LoadIntegrationTests {
         let outcomes = try await invoker.invoke(chunk, attempt: 1)
         #expect(outcomes.map(\.kind) == [.forward, .forward, .drop, .quarantine])
         #expect(outcomes[2] == .drop(reason: "duplicate"))
-        #expect(outcomes.last == .quarantine(reason: "missing_event_id", event: Event(["event_type": "x"])))
+        #expect(outcomes.last == .quarantine(reason: "missing_event_id", event: Event(["event_type": "x"]), field: "event_id"))
         let loaded = try await pool.query("""
             SELECT event_id, event_type, properties->>'note', properties->>'value', country_name,
                    to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'), loaded_at >= received_at
@@ -64,7 +64,7 @@ struct LoadIntegrationTests {
         // A value that does not fit its column is quarantined, naming why; the rest loads.
         let mistyped = Event(["event_id": .string("\(prefix)-4"), "event_time": "not-a-time"])
         let typed = Chunk(id: "\(Int.random(in: 1...1_000_000_000))-3", jobID: job, events: [row(3), mistyped], receivedAt: received)
-        #expect(try await invoker.invoke(typed, attempt: 1) == [.forward(row(3)), .quarantine(reason: "invalid_timestamp", event: mistyped)])
+        #expect(try await invoker.invoke(typed, attempt: 1) == [.forward(row(3)), .quarantine(reason: "invalid_timestamp", event: mistyped, field: "event_time")])
         #expect(try await pool.query("SELECT count(*) FROM events WHERE job_id = \(job)::uuid").scalar == "4")
         // A row the table refuses (text holding NUL) fails the chunk permanently and loads none of it.
         let bad = Chunk(id: "\(Int.random(in: 1...1_000_000_000))-4", jobID: job,

@@ -52,10 +52,10 @@ struct ValidateIntegrationTests {
             ])
             let expected: [Outcome] = [
                 .forward(chunk.events[0]),
-                .quarantine(reason: "missing_field", event: chunk.events[1]),
+                .quarantine(reason: "missing_field", event: chunk.events[1], field: "metadata.event_id"),
                 .drop(reason: "stale"),
                 .drop(reason: "duplicate"),
-                .quarantine(reason: "future_timestamp", event: chunk.events[4]),
+                .quarantine(reason: "future_timestamp", event: chunk.events[4], field: "metadata.timestamp"),
                 .forward(chunk.events[5]),
             ]
             #expect(try await invoker.invoke(chunk, attempt: 1) == expected)

@@ -5,8 +5,9 @@ public enum Outcome: Sendable, Hashable {
     case forward(Event, output: String? = nil)
     /// Drop the event on purpose, with a reason code (`duplicate`, `stale`, `filtered`, …).
     case drop(reason: String)
-    /// Set the event aside as malformed, with a reason code and the raw event.
-    case quarantine(reason: String, event: Event)
+    /// Set the event aside as malformed, with a reason code, the raw event, and the field at
+    /// fault when there is one (`amount`, `metadata.timestamp`).
+    case quarantine(reason: String, event: Event, field: String? = nil)
 
     /// The outcome's kind, as used in metrics labels and job counters.
     public var kind: Kind {

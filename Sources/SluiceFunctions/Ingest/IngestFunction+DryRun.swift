@@ -72,7 +72,7 @@ extension IngestFunction {
                 case .drop(let reason):
                     results[item.index] = ["index": .int(Int64(item.index)), "outcome": "drop", "reason": .string(reason),
                                            "stage": .string(stage.manifest.name)]
-                case .quarantine(let reason, _):
+                case .quarantine(let reason, _, _):
                     results[item.index] = ["index": .int(Int64(item.index)), "outcome": "quarantine", "reason": .string(reason),
                                            "stage": .string(stage.manifest.name)]
                 }

@@ -55,5 +55,9 @@ extension QuarantineFunction {
                 END LOOP;
             END $$;
             """),
+        Migration(version: 14, name: "datasets", sql: """
+            -- The field a record was quarantined for (a column of its dataset), and the dataset.
+            ALTER TABLE quarantine ADD COLUMN field text, ADD COLUMN dataset text;
+            """),
     ]
 }

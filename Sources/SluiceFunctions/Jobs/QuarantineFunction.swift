@@ -57,10 +57,12 @@ public struct QuarantineFunction: EventFunction {
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
         var functions: [String] = [], reasons: [String] = [], lines: [Int64?] = [], raws: [String] = [], positions: [Int] = []
+        var fields: [String?] = []
         var subjects: [String?] = []
         for (position, event) in chunk.events.enumerated() {
             functions.append(event.value["function"]?.stringValue ?? "unknown")
             reasons.append(event.value["reason"]?.stringValue ?? "unknown")
+            fields.append(event.value["field"]?.stringValue)
             if case .int(let line)? = event.value["line"] { lines.append(line) } else { lines.append(nil) }
             if case .string(let raw)? = event.value["raw"] {
                 raws.append(raw)
@@ -75,15 +77,15 @@ public struct QuarantineFunction: EventFunction {
         let stream = self.stream, entry = chunk.identity
         let statement: PostgresQuery = """
             WITH items AS (
-                SELECT f, r, l, w, p, s
+                SELECT f, r, l, w, p, s, d
                 FROM unnest(\(functions)::text[], \(reasons)::text[], \(lines)::integer[], \(raws)::text[],
-                            \(positions)::integer[], \(subjects)::text[]) AS t(f, r, l, w, p, s)
+                            \(positions)::integer[], \(subjects)::text[], \(fields)::text[]) AS t(f, r, l, w, p, s, d)
             ), fenced AS (
                 SELECT p FROM items JOIN erasures e ON e.subject = items.s
                 WHERE \(ErasureFence.condition(received: "\(received)::timestamptz"))
             ), written AS (
-                INSERT INTO quarantine (job_id, function, reason, line, raw, stream, entry_id, position, subject)
-                SELECT \(job)::uuid, f, r, l, w, \(stream), \(entry), p, s
+                INSERT INTO quarantine (job_id, function, reason, line, raw, stream, entry_id, position, subject, field, dataset)
+                SELECT \(job)::uuid, f, r, l, w, \(stream), \(entry), p, s, d, \(chunk.datasetName)
                 FROM items WHERE p NOT IN (SELECT p FROM fenced)
                 ON CONFLICT (stream, entry_id, position) DO NOTHING
             )

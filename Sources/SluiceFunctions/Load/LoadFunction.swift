@@ -55,7 +55,7 @@ public struct LoadFunction: EventFunction {
         let received = PipelineClock.timestamp(chunk.receivedAt ?? PipelineClock.milliseconds())
         for (position, event) in chunk.events.enumerated() {
             if let refusal = plan.appendRow(event.value, position: position, job: job, received: received, to: &csv) {
-                outcomes[position] = .quarantine(reason: refusal, event: event)
+                outcomes[position] = .quarantine(reason: refusal.reason, event: event, field: refusal.column)
             } else {
                 positions.append(position)
             }
@@ -193,11 +193,11 @@ struct LoadPlan: Sendable {
 
     /// Appends the CSV line of `row` at `position`; answers the quarantine reason instead when
     /// the row lacks its key or a value does not fit its column (nothing is appended then).
-    func appendRow(_ row: JSONValue, position: Int, job: String?, received: String, to csv: inout [UInt8]) -> String? {
-        guard case .object(let object) = row else { return "wrong_type" }
+    func appendRow(_ row: JSONValue, position: Int, job: String?, received: String, to csv: inout [UInt8]) -> (reason: String, column: String?)? {
+        guard case .object(let object) = row else { return ("wrong_type", nil) }
         for name in spec.key {
             switch object[name] {
-            case nil, .null?, .string("")?: return spec.key.count == 1 ? "missing_\(name)" : "missing_key"
+            case nil, .null?, .string("")?: return (spec.key.count == 1 ? "missing_\(name)" : "missing_key", name)
             default: continue
             }
         }
@@ -207,7 +207,7 @@ struct LoadPlan: Sendable {
             guard let value = object[column.name], value != .null else { continue }  // unquoted empty: NULL
             if let refusal = Self.append(value, as: column.type, to: &csv) {
                 csv.removeSubrange(start...)
-                return refusal
+                return (refusal, column.name)
             }
         }
         csv.append(UInt8(ascii: ","))

@@ -29,7 +29,7 @@ public struct TransformFunction: EventFunction {
             do throws(TransformFailure) {
                 outcomes.append(.forward(Event(try transform.apply(to: event.value))))
             } catch {
-                outcomes.append(.quarantine(reason: error.code, event: event))
+                outcomes.append(.quarantine(reason: error.code, event: event, field: error.field.isEmpty ? nil : error.field))
             }
         }
         return outcomes

@@ -66,8 +66,8 @@ public struct ValidateFunction: EventFunction {
         for (position, event) in chunk.events.enumerated() {
             let (verdict, read) = plan.check(event.value, now: now)
             switch verdict {
-            case .malformed(let reason, _):
-                outcomes[position] = .quarantine(reason: reason, event: event)
+            case .malformed(let reason, let field):
+                outcomes[position] = .quarantine(reason: reason, event: event, field: field.isEmpty ? nil : field)
             case .stale:
                 outcomes[position] = .drop(reason: "stale")
             case .valid(let eventID, _):

@@ -203,7 +203,7 @@ struct FieldsShape: Sendable {
             if milliseconds < now - validator.maxAge.milliseconds { return (.stale(eventID: key), nil) }
             time = milliseconds
         }
-        return (.valid(eventID: key, timestamp: time), changed ? read : nil)
+        return (.valid(eventID: key, timestamp: time), changed ? Optional(read) : Optional<JSONValue>.none)
     }
 
     enum Reading {
