@@ -433,6 +433,46 @@ json.dump({
 }, open("bench/results/csv_upload.json", "w"), indent=1)
 PY
 
+# A CSV dataset: BENCH_DATASET_ROWS (200,000) orders, a shape of their own, uploaded through the
+# gateway to a dataset that does not exist yet (its schema detected from the first 500 rows), then
+# validated, transformed and loaded into datasets.bench_orders with the stages running: rows/s
+# from the upload's start to the job's end.
+dataset_rows=${BENCH_DATASET_ROWS:-200000}
+python3 - "$servers/orders.csv" "$dataset_rows" <<'PY'
+import sys, datetime
+path, rows = sys.argv[1], int(sys.argv[2])
+now = datetime.datetime.now(datetime.timezone.utc)
+with open(path, "w") as out:
+    out.write("order_id,order_date,customer_ref,amount,country,paid\n")
+    for n in range(rows):
+        when = (now - datetime.timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.write(f"ord-{n},{when},cust-{n % 5000},{(n % 50000) / 100:.2f},{('DE', 'FR', 'GB', 'NL')[n % 4]},{'true' if n % 3 else 'false'}\n")
+PY
+dataset_token=$(SLUICE_JWT_SECRET="$secret" "$sluice" token --subject bench-datasets --roles ingest,admin --ttl 600)
+dataset_start=$(now)
+dataset_answer=$(curl -fsS -XPOST -H "Authorization: Bearer $dataset_token" -H 'Content-Type: text/csv' --data-binary "@$servers/orders.csv" \
+  "http://127.0.0.1:$csv_gateway_port/api/v1/datasets/bench_orders/ingest")
+dataset_job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$dataset_answer")
+while :; do
+  dataset_state=$(curl -fsS -H "X-Sluice-Assertion: $(assertion GET "/api/v1/jobs/$dataset_job")" "$ingest/api/v1/jobs/$dataset_job")
+  status=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$dataset_state")
+  [[ $status == completed || $status == failed || $status == cancelled ]] && break
+  sleep 0.2
+done
+dataset_done=$(now)
+dataset_table=$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM datasets.bench_orders")
+python3 - "$servers/orders.csv" "$dataset_rows" "$dataset_start" "$dataset_done" "$dataset_state" "$dataset_table" <<'PY'
+import json, os, sys
+path, rows, start, done = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+job, table = json.loads(sys.argv[5]), int(sys.argv[6])
+json.dump({
+    "rows": rows, "bytes": os.path.getsize(path), "via": "gateway (HS256) to ingest, a new dataset detected from its first rows, every stage running",
+    "seconds_to_completed": round(done - start, 2), "rows_per_s": round(rows / (done - start)),
+    "job": job["status"], "loaded": job["counts"]["loaded"], "rows_in_table": table,
+    "counts_match": job["status"] == "completed" and job["counts"]["loaded"] == rows and table == rows,
+}, open("bench/results/csv_dataset.json", "w"), indent=1)
+PY
+
 DEDUP_MARKS="$dedup_marks" DEDUP_BYTES="$dedup_bytes" DEDUP_TTL_HOURS="$dedup_ttl_hours" COPY_INDEXED="$copy_indexed" LOAD_SQL="$load_sql" CPU_BEFORE="$cpu_before" CPU_AFTER="$cpu_after" python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$raw_xreadgroup" "$gateway" "$rollup_catch_up $summaries" "$masking" "$erasure" <<'PY'
 import json, sys, platform, os
 count, fmt, xadd, copy = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -455,6 +495,7 @@ paced = json.load(open("bench/results/latency.json"))
 cold = json.load(open("bench/results/cold_start.json"))
 container = json.load(open("bench/results/container_start.json"))["validate"]
 csv_upload = json.load(open("bench/results/csv_upload.json"))
+csv_dataset = json.load(open("bench/results/csv_dataset.json"))
 g = sys.argv[13].split()
 catch_up, hour_1m, hour_1m_exact, day_1h, day_1h_exact, day_1m, day_1m_exact = (float(x) for x in sys.argv[14].split())
 privacy_ms, mask_ms, nomask_ms = (float(x) for x in sys.argv[15].split())
@@ -477,6 +518,7 @@ result = {
     "cold_start_median_ms": {k: v["median_ms"] for k, v in cold.items()},
     "container_start_to_ready_ms": {"function": "validate", **container, "ratio_to_process": round(container["median_ms"] / cold["validate"]["median_ms"], 2)},
     "csv_upload": csv_upload,
+    "csv_dataset": csv_dataset,
     "peak_rss_mb_max": round(max(peaks) / 1024, 1), "job": job["status"], "counts": job["counts"],
     "redis_dedup": {"marks_after_run": dedup_marks, "bytes_per_mark": dedup_bytes, "dedup_ttl_hours": dedup_ttl_hours,
                     "gib_per_1000_events_per_s_over_dedup_ttl": dedup_gib_per_1000},
@@ -517,6 +559,9 @@ print(f"container start, median of 10 (podman run of the image to /health/ready 
 c = csv_upload
 print(f"CSV of {c['bytes'] / 1e6:.0f} MB ({c['events']:,} events) through the gateway, stages paused: 202 after {c['seconds_to_202']} s ({c['mb_per_s_to_202']} MB/s), "
       f"completed after {c['seconds_to_completed']} s; peak RSS ingest {c['peak_rss_mb']['ingest']} MB, gateway {c['peak_rss_mb']['gateway']} MB; counts match: {c['counts_match_manifest']}")
+d = csv_dataset
+print(f"CSV dataset           {d['rows_per_s']:>9} rows/s  ({d['rows']:,} orders, {d['bytes'] / 1e6:.0f} MB, to a new dataset detected on upload, "
+      f"through the gateway, every stage running: completed after {d['seconds_to_completed']} s; {d['rows_in_table']:,} rows in its table; counts match: {d['counts_match']})")
 print(f"peak RSS per process  {max(peaks) / 1024:.1f} MB at most")
 print(f"Redis dedup marks     {dedup_bytes} bytes per event, {dedup_marks:,} after the run; kept {dedup_ttl_hours} h (dedup_ttl): "
       f"{dedup_gib_per_1000} GiB of Redis memory per 1,000 events/s sustained")
@@ -541,6 +586,9 @@ if direct_bad or hs_bad or rs_bad:
     sys.exit(1)
 if mismatches:
     print(f"COUNTS DIFFER FROM THE MANIFEST (got, expected): {mismatches}")
+    sys.exit(1)
+if not csv_dataset["counts_match"]:
+    print("THE CSV DATASET'S ROWS DIFFER FROM ITS UPLOAD")
     sys.exit(1)
 if not csv_upload["counts_match_manifest"] or paced["refused"]:
     print("THE CSV JOB'S COUNTS DIFFER FROM ITS MANIFEST, OR PACED UPLOADS WERE REFUSED")

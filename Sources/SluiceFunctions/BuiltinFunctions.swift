@@ -27,7 +27,14 @@ public enum BuiltinFunctions {
         registry.register("calls") { try CallsFunction(setup: $0) }
         registry.register("notify") { try NotifyFunction(setup: $0) }
         registry.register("privacy") { try PrivacyFunction(setup: $0) }
-        registry.registerPIIMask()
+        registry.registerMiddleware("pii-mask") { setup in
+            var middleware = try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
+            let datasets = setup.dependencies.datasets
+            middleware.chunkFields = { chunk in
+                try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version)?.spec.personalFields ?? []
+            }
+            return middleware
+        }
         registry.registerMiddleware("consent") { try ConsentMiddleware(setup: $0) }
         registry.registerMiddleware("geo-restrict") { try GeoRestrictMiddleware(manifest: $0.manifest) }
         registry.register("gateway") { try GatewayFunction(setup: $0) }

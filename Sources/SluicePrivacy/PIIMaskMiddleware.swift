@@ -23,6 +23,9 @@ public struct PIIMaskMiddleware: StoredEventMasking {
     /// Pseudonyms of recent user ids: a user's events repeat, and each HMAC costs two SHA-256
     /// passes (the largest cost of masking in a profile of validate). Memory only, bounded.
     let pseudonyms = PseudonymCache(capacity: 100_000)
+    /// More fields to pseudonymise for a chunk, besides `userFields`: its dataset's subject and
+    /// personal-data fields (set by the registry that knows the datasets; none by default).
+    public var chunkFields: (@Sendable (Chunk) async throws -> [JSONPath])?
 
     public static let defaultOperators: [PIIEntity: PIIOperator] = [
         .email: .pseudonym, .phone: .mask, .card: .mask, .iban: .mask, .ipv4: .replace, .ipv6: .replace, .ssn: .redact,
@@ -75,14 +78,21 @@ public struct PIIMaskMiddleware: StoredEventMasking {
 
     public func handle(_ chunk: Chunk, context: FunctionContext, next: any EventFunction) async throws -> [Outcome] {
         var masked = chunk
-        masked.events = chunk.events.map { Event(mask($0.value)) }
+        let extra = try await chunkFields?(chunk) ?? []
+        masked.events = chunk.events.map { Event(mask($0.value, fields: extra)) }
         return try await next.handle(masked, context: context)
     }
 
     /// The event with its user ids pseudonymised and its strings, keys and numbers masked.
     public func mask(_ value: JSONValue) -> JSONValue {
+        mask(value, fields: [])
+    }
+
+    /// The event with its user ids and `fields` pseudonymised and its strings, keys and
+    /// numbers masked.
+    public func mask(_ value: JSONValue, fields: [JSONPath]) -> JSONValue {
         var value = value
-        for path in userFields {
+        for path in fields.isEmpty ? userFields : userFields + fields {
             guard let id = value.value(at: path).flatMap(Self.userID), !PIIMasker.isPseudonymousUserID(id) else { continue }
             value.setValue(.string(pseudonym(of: id)), at: path)
         }

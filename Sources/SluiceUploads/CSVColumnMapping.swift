@@ -61,6 +61,8 @@ public struct CSVColumnMapping: Sendable {
             }
             self.jsonColumns = Set(items.compactMap(\.stringValue))
         }
+        // An initializer's assignments call no `didSet`: the compiled paths are made here.
+        compiled = self.paths.mapValues(JSONPath.init)
     }
 
     /// The path column `name` goes to.

@@ -17,6 +17,9 @@ struct InvokeCommand: AsyncParsableCommand {
     @Option(help: "A file of events (default: standard input).")
     var file: String?
 
+    @Option(help: "The dataset the events belong to (default: events).")
+    var dataset: String?
+
     func run() async throws {
         let configuration = Environment.configuration()
         let logger = Environment.bootstrapLogging(configuration)
@@ -50,7 +53,9 @@ struct InvokeCommand: AsyncParsableCommand {
             throw CommandFailure("\(name) is not an event function")
         }
         let invoker = FunctionInvoker(manifest: manifest, function: function, logger: logger)
-        let chunk = Chunk(id: "invoke-\(UUID().uuidString.lowercased())", events: events)
+        // Version 0: whatever version the catalog holds.
+        let chunk = Chunk(id: "invoke-\(UUID().uuidString.lowercased())", events: events,
+                          dataset: dataset.map { DatasetReference(name: $0, version: 0) })
         do {
             let outcomes = try await invoker.invoke(chunk, attempt: 1)
             let result: JSONValue = ["function": .string(name), "outcomes": .array(outcomes.map(RuntimeRoutes.describe))]

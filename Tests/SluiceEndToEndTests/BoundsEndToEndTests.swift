@@ -160,7 +160,8 @@ struct BoundsEndToEndTests {
             let prefix = "{sluice}:dedup:"
             #expect(marks.count == 10)
             #expect(marks.allSatisfy { $0.utf8.count == prefix.utf8.count + StreamKeys.dedupDigestLength }, "\(marks)")
-            #expect(Set(marks) == Set([0, 1, 2, 3, 4, 6, 7, 8, 9, 10].map { prefix + StreamKeys.dedupDigest("bounds-id-\($0)") }))
+            // A mark is the digest of the dataset's name and the key.
+            #expect(Set(marks) == Set([0, 1, 2, 3, 4, 6, 7, 8, 9, 10].map { prefix + StreamKeys.dedupDigest("events\u{1F}bounds-id-\($0)") }))
             #expect(!marks.contains { $0.contains("kkkk") || $0.contains("bounds-id") })
             // No key of Redis is anywhere near the raw id's length.
             var longest = 0

@@ -11,6 +11,7 @@ import Testing
         var manifests = try PipelineFixture.pipelineManifests()
         let root = try TestEnvironment.get().packageRoot
         manifests["warehouse"] = try String(contentsOfFile: "\(root)/functions/warehouse/function.yaml", encoding: .utf8)
+        manifests["privacy"] = try String(contentsOfFile: "\(root)/functions/privacy/function.yaml", encoding: .utf8)
         return manifests
     }
 
@@ -161,6 +162,56 @@ import Testing
                 "SELECT celsius, humidity, site FROM datasets.readings WHERE sensor_id = 's-0' ORDER BY taken_at LIMIT 1").rows
             #expect(columns == [["20", "40", "north"]])
 
+            // Records: pages in key order with a cursor, filters by column, one record by its key.
+            var seen: [String] = []
+            var cursor: String?
+            repeat {
+                let page = try await get(fixture, "/api/v1/datasets/readings/records?limit=250" + (cursor.map { "&after=\($0)" } ?? ""))
+                #expect(page.status == 200, "\(page.body)")
+                let items = page.body["records"]?.arrayValue ?? []
+                #expect(items.count <= 250)
+                seen += items.map { "\($0["sensor_id"]?.stringValue ?? "")|\($0["taken_at"]?.stringValue ?? "")" }
+                cursor = page.body["next_cursor"]?.stringValue
+            } while cursor != nil && seen.count < 10_000
+            #expect(seen.count == 600)
+            #expect(Set(seen).count == 600)
+            #expect(seen == seen.sorted())  // key order: sensor_id, then taken_at (ISO text sorts as time here)
+            let north = try await get(fixture, "/api/v1/datasets/readings/records?site=north&limit=1000")
+            #expect(north.body["records"]?.arrayValue?.count == 300)
+            #expect(north.body["next_cursor"] == .null)
+            let notANumber = try await get(fixture, "/api/v1/datasets/readings/records?humidity=many")
+            #expect(notANumber.status == 400)
+            #expect(notANumber.body["code"]?.stringValue == "invalid_parameter")
+            #expect((try await get(fixture, "/api/v1/datasets/readings/records?nosuch=1")).status == 400)
+            #expect((try await get(fixture, "/api/v1/datasets/readings/records?after=bm90IGEgY3Vyc29y")).status == 400)
+            let firstTaken = try #require(records[0]["taken_at"]?.stringValue)
+            let keyPath = "/api/v1/datasets/readings/records/s-0,\(firstTaken)"
+            let one = try await get(fixture, keyPath)
+            #expect(one.status == 200, "\(one.body)")
+            #expect(one.body["celsius"] == 20)
+            #expect(one.body["site"]?.stringValue == "north")
+            let replaced = try await HTTP.request("PUT", fixture.url("warehouse", keyPath), body: Data(#"{"celsius": 30.5, "site": "east"}"#.utf8),
+                                                  headers: ["Content-Type": "application/json"])
+            #expect(replaced.status == 200, "\(replaced.text)")
+            let after = try JSONParser().parse(Array(replaced.body))
+            #expect(after["celsius"] == 30.5)
+            #expect(after["site"]?.stringValue == "east")
+            #expect(after["humidity"] == .null)  // left out: null (PUT replaces)
+            let rekey = try await HTTP.request("PUT", fixture.url("warehouse", keyPath), body: Data(#"{"sensor_id": "s-9"}"#.utf8),
+                                               headers: ["Content-Type": "application/json"])
+            #expect(rekey.status == 400)
+            #expect(rekey.text.contains("immutable_field"))
+            let wrong = try await HTTP.request("PUT", fixture.url("warehouse", keyPath), body: Data(#"{"celsius": "warm"}"#.utf8),
+                                               headers: ["Content-Type": "application/json"])
+            #expect(wrong.status == 400)
+            #expect(wrong.text.contains("wrong_type"))
+            #expect((try await HTTP.request("DELETE", fixture.url("warehouse", keyPath))).status == 204)
+            #expect((try await get(fixture, keyPath)).status == 404)
+            #expect((try await HTTP.request("DELETE", fixture.url("warehouse", keyPath))).status == 404)
+            #expect((try await get(fixture, "/api/v1/datasets/readings/records/s-0")).status == 400)  // half a key
+            #expect((try await get(fixture, "/api/v1/datasets/orders/records/ord-7")).body["amount"] == 7.25)
+            #expect(try await rows(fixture, "readings") == 599)
+
             // An upload to a dataset that does not exist, by a caller who may not create one: 404.
             let target = fixture.url("ingest", "/api/v1/datasets/nothing_here/ingest")
             let refused = try await HTTP.request("POST", target, body: Data("{\"id\": 1}\n".utf8), headers: [
@@ -179,7 +230,7 @@ import Testing
             #expect(Set(byName.keys) == ["events", "orders", "readings"])
             #expect(byName["events"]?["rows"]?.intValue == Int64(workload.expected["loaded"]!))
             #expect(byName["orders"]?["rows"]?.intValue == 1_300)
-            #expect(byName["readings"]?["rows"]?.intValue == 600)
+            #expect(byName["readings"]?["rows"]?.intValue == 599)
             #expect((byName["orders"]?["bytes"]?.intValue ?? 0) > 0)
             #expect(byName["orders"]?["origin"]?.stringValue == "detected")
             #expect(byName["readings"]?["origin"]?.stringValue == "api")
@@ -196,6 +247,69 @@ import Testing
             #expect(profile["amount"]?["min"]?.stringValue == "0.25")
             #expect(profile["amount"]?["max"]?.stringValue == "499.25")
             #expect((try await get(fixture, "/api/v1/datasets/nothing_here")).status == 404)
+        }
+    }
+
+    /// A dataset's subject and personal-data fields are stored as pseudonyms, consent is checked
+    /// by its subject, and erasing a subject removes their rows from every dataset, each counted.
+    @Test func privacyPerDatasetAndErasureAcrossDatasets() async throws {
+        try await PipelineFixture.with(db: 17, manifests: try Self.manifests()) { fixture in
+            try await fixture.startPipeline()
+            try await fixture.start("privacy")
+            let spec: JSONValue = [
+                "name": "visits",
+                "fields": [
+                    ["name": "visit_id", "type": "string", "required": true],
+                    ["name": "visitor", "type": "string", "required": true],
+                    ["name": "contact", "type": "string", "pii": true],
+                    ["name": "page", "type": "string"],
+                ],
+                "key": "visit_id", "subject": "visitor",
+            ]
+            #expect(try await post(fixture, "/api/v1/datasets", body: Data(spec.serializedBytes), type: "application/json").status == 201)
+            // Bob withdrew consent to analytics: his visits are dropped as no_consent.
+            let withdrawn = try await HTTP.request("PUT", fixture.url("privacy", "/api/v1/consents/bob"), body: Data(#"{"purpose": "analytics", "granted": false}"#.utf8),
+                                                   headers: ["Content-Type": "application/json"])
+            #expect(withdrawn.status == 200, "\(withdrawn.text)")
+            let visitors = ["alice", "bob", "carol"]
+            let visits: [JSONValue] = (0..<30).map { n in
+                ["visit_id": .string("v-\(n)"), "visitor": .string(visitors[n % 3]), "contact": .string("+44 20 7946 \(1000 + n)"), "page": .string("/p/\(n)")]
+            }
+            let upload = try await post(fixture, "/api/v1/datasets/visits/ingest", body: ndjson(visits), type: "application/x-ndjson")
+            let job = try await fixture.waitForJob(try #require(upload.body["job_id"]?.stringValue))
+            #expect(job.count("loaded") == 20)
+            #expect(job.count("no_consent") == 10)
+            // Nothing personal is stored as given: visitor and contact are pseudonyms.
+            let stored = try await fixture.clients.postgres.query("SELECT visitor, contact FROM datasets.visits").rows
+            #expect(stored.count == 20)
+            #expect(stored.allSatisfy { ($0[0] ?? "").hasPrefix("u_") && ($0[1] ?? "").hasPrefix("u_") })
+            #expect(!stored.contains { $0[0] == "alice" || ($0[1] ?? "").contains("7946") })
+            // Alice also has events.
+            let now = ISO8601DateFormatter().string(from: Date())
+            let aliceEvents = ndjson((0..<5).map { n in
+                ["metadata": ["event_id": .string("alice-\(n)"), "timestamp": .string(now)], "user": ["id": "alice"], "payload": ["event_type": "click"]]
+            })
+            let eventsJob = try await fixture.waitForJob(try #require(try await fixture.upload(bytes: aliceEvents, contentType: "application/x-ndjson").body["job_id"]?.stringValue))
+            #expect(eventsJob.count("loaded") == 5)
+            let erased = try await HTTP.request("DELETE", fixture.url("privacy", "/api/v1/subjects/alice"))
+            #expect(erased.status == 200, "\(erased.text)")
+            let report = try JSONParser().parse(Array(erased.body))
+            #expect(report["removed"]?["datasets"]?["visits"] == 10)
+            #expect(report["removed"]?["datasets"]?["events"] == 5)
+            #expect(report["removed"]?["events"] == 5)
+            #expect(try await rows(fixture, "visits") == 10)
+            let pseudonym = try #require(report["subject"]?.stringValue)
+            #expect(try await fixture.clients.postgres.query("SELECT count(*) FROM datasets.visits WHERE visitor = \(pseudonym)").scalar == "0")
+            // The audit row names each dataset's count.
+            let audit = try await fixture.clients.postgres.query(
+                "SELECT detail->'datasets'->>'visits', detail->'datasets'->>'events' FROM audit_log WHERE action = 'eraseSubject' AND subject = \(pseudonym)").rows
+            #expect(audit == [["10", "5"]])
+            // A later upload of Alice's visits is fenced: not loaded (no_consent).
+            let again = try await post(fixture, "/api/v1/datasets/visits/ingest",
+                                       body: ndjson([["visit_id": "v-100", "visitor": "alice", "page": "/again"]]), type: "application/x-ndjson")
+            let againJob = try await fixture.waitForJob(try #require(again.body["job_id"]?.stringValue))
+            #expect(againJob.count("loaded") == 0)
+            #expect(againJob.count("no_consent") == 1)
         }
     }
 

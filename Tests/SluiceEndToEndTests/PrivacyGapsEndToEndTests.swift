@@ -234,7 +234,7 @@ extension PrivacyEndToEndTests {
             for pattern in [":", "%", "_", "\"", "u_"] {
                 let report = try await caller.erase(pattern)
                 #expect(report["subject"]?.stringValue == Self.pseudonyms.pseudonymousUserID(pattern), "\(pattern): \(report.serializedString)")
-                #expect(report["removed"] == ["events": 0, "quarantine": 0, "async_calls": 0], "\(pattern): \(report.serializedString)")
+                #expect(report["removed"] == ["events": 0, "quarantine": 0, "async_calls": 0, "datasets": ["events": 0]], "\(pattern): \(report.serializedString)")
                 let after = try await totals()
                 #expect(after.events == before.events && after.quarantine == before.quarantine, "erasing \(pattern) removed rows of others")
             }
@@ -244,7 +244,8 @@ extension PrivacyEndToEndTests {
                 let pseudonym = Self.pseudonyms.pseudonymousUserID(subject.id)
                 let report = try await caller.erase(subject.id)
                 #expect(report["subject"]?.stringValue == pseudonym)
-                #expect(report["removed"] == ["events": .int(Int64(subject.loaded)), "quarantine": .int(Int64(subject.quarantined)), "async_calls": 0],
+                #expect(report["removed"] == ["events": .int(Int64(subject.loaded)), "quarantine": .int(Int64(subject.quarantined)), "async_calls": 0,
+                                              "datasets": ["events": .int(Int64(subject.loaded))]],
                         "\(subject.id): \(report.serializedString)")
                 remaining = (remaining.events - subject.loaded, remaining.quarantine - subject.quarantined)
                 let after = try await totals()
@@ -288,7 +289,7 @@ extension PrivacyEndToEndTests {
             #expect(loadBacklog > 0 && quarantineBacklog > 0)
 
             let report = try await caller.erase("u-flight")
-            #expect(report["removed"] == ["events": 0, "quarantine": 0, "async_calls": 0], "\(report.serializedString)")
+            #expect(report["removed"] == ["events": 0, "quarantine": 0, "async_calls": 0, "datasets": ["events": 0]], "\(report.serializedString)")
             try await fixture.start("load")
             try await fixture.start("quarantine")
             let job = try await caller.waitForJob(id)

@@ -39,6 +39,16 @@ struct CSVColumnMappingTests {
         ])
     }
 
+    /// Columns named in the configuration (a manifest's `csv.columns`, a dataset's
+    /// `steps.ingest.csv`) go to their paths, in rows and in trees alike.
+    @Test func configuredColumnsGoToTheirPaths() throws {
+        let mapping = try CSVColumnMapping(config: ["columns": ["when": "meta.time"], "json_columns": ["blob"]], file: "datasets/x.yaml",
+                                           paths: ["id": "meta.id"], jsonColumns: [])
+        let events = try mapped("id,when,blob,other\ne1,2026-11-30T05:00:00Z,\"{\"\"a\"\":1}\",x\n", mapping)
+        #expect(events.map(\.0) == [["meta": ["id": "e1", "time": "2026-11-30T05:00:00Z"], "blob": ["a": 1], "other": "x"]])
+        #expect(mapping.map(["id": "e2", "when": "t"]) == ["meta": ["id": "e2", "time": "t"]])
+    }
+
     @Test func rowsAndTheirShapeAreExactBytesAndBuildTheMappedTree() throws {
         // A row holds the cells in header order, escaped as the serializer does, `null` for an
         // empty one; the shape puts each column's number where its path goes.

@@ -26,6 +26,19 @@ struct GatewayPolicyTests {
         ["method": "GET", "path": "/api/v1/openapi.json", "function": "gateway", "public": true],
     ]
 
+    @Test func datasetsMayBeRestrictedToRoles() throws {
+        let policy = try policy(["routes": Self.routes, "datasets": ["orders": ["sales", "finance"]]])
+        #expect(policy.datasetRoles(forPath: "/api/v1/datasets/orders/records")?.roles == ["sales", "finance"])
+        #expect(policy.datasetRoles(forPath: "/api/v1/datasets/orders")?.dataset == "orders")
+        #expect(policy.datasetRoles(forPath: "/api/v1/datasets/readings/records") == nil)
+        #expect(policy.datasetRoles(forPath: "/api/v1/datasets") == nil)
+        #expect(policy.datasetRoles(forPath: "/api/v1/jobs/orders") == nil)
+        #expect(error(["routes": Self.routes, "datasets": ["Orders": ["sales"]]])?.key == "config.datasets.Orders")
+        #expect(error(["routes": Self.routes, "datasets": ["orders": []]])?.key == "config.datasets.orders")
+        #expect(error(["routes": Self.routes, "datasets": ["orders": "sales"]])?.key == "config.datasets.orders")
+        #expect(error(["routes": Self.routes, "datasets": ["x", "y"]])?.key == "config.datasets")
+    }
+
     @Test func routesMatchByMethodAndSegments() throws {
         let policy = try policy(["routes": Self.routes])
         guard case .route(let job) = policy.match(method: "GET", path: "/api/v1/jobs/abc") else {

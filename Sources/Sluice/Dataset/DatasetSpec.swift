@@ -159,6 +159,13 @@ public struct DatasetSpec: Sendable, Equatable {
 
     /// The field at `path`.
     public func field(at path: String) -> Field? { fields.first { $0.path == path } }
+
+    /// The paths pii-mask pseudonymises in this dataset's records: the subject and every `pii` field.
+    public var personalFields: [JSONPath] {
+        var paths: [String] = subject.map { [$0] } ?? []
+        for field in fields where field.pii && !paths.contains(field.path) { paths.append(field.path) }
+        return paths.map(JSONPath.init)
+    }
 }
 
 // MARK: - Errors
@@ -333,6 +340,10 @@ extension DatasetSpec {
         if let time {
             guard let field = field(at: time) else { throw DatasetError(.invalid, key: "time", "'\(Self.quotedForMessage(time))' is not a field", column: time) }
             guard field.type == .timestamp else { throw DatasetError(.invalid, key: "time", "the time field '\(Self.quotedForMessage(time))' must have type timestamp", column: time) }
+        }
+        for (index, field) in fields.enumerated() where field.pii && field.type != .string {
+            throw DatasetError(.invalid, key: "fields[\(index)].pii", "a personal-data field holds a string (it is stored as its pseudonym)",
+                               column: field.column ?? field.path)
         }
         if let subject {
             guard let field = field(at: subject) else {

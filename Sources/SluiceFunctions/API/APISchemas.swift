@@ -196,6 +196,13 @@ public enum APISchemas {
                 "last_loaded_at": ["type": "string", "format": "date-time", "nullable": true],
             ],
         ],
+        "RecordPage": [
+            "type": "object", "required": ["dataset", "records", "next_cursor"],
+            "properties": [
+                "dataset": string, "records": ["type": "array", "items": ["type": "object"]],
+                "next_cursor": ["type": "string", "nullable": true, "description": "Pass as after= for the next page; null on the last."],
+            ],
+        ],
         "DatasetList": [
             "type": "object", "required": ["datasets"],
             "properties": ["datasets": ["type": "array", "items": ref("DatasetSummary")]],
@@ -253,8 +260,12 @@ public enum APISchemas {
             "properties": [
                 "subject": ref("Pseudonym"),
                 "removed": [
-                    "type": "object", "required": ["events", "quarantine", "async_calls"],
-                    "properties": ["events": integer, "quarantine": integer, "async_calls": integer],
+                    "type": "object", "required": ["events", "quarantine", "async_calls", "datasets"],
+                    "properties": [
+                        "events": integer, "quarantine": integer, "async_calls": integer,
+                        "datasets": ["type": "object", "description": "Rows removed from each dataset that has a subject field, by name.",
+                                     "additionalProperties": integer],
+                    ],
                 ],
                 "consent": ref("Consent"),
                 "audit_id": integer,

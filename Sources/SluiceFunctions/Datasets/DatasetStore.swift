@@ -85,6 +85,13 @@ public final class DatasetStore: Sendable {
         }
     }
 
+    /// Every dataset, read on `connection` (inside the caller's transaction).
+    static func readAll(on connection: PostgresConnection) throws -> [DatasetSpec] {
+        try connection.query("SELECT name, spec::text FROM dataset_specs ORDER BY name").decode((String, String).self).map { name, text in
+            try decodeSpec(text, name: name)
+        }
+    }
+
     static func read(_ name: String, on connection: PostgresConnection) throws -> StoredDataset? {
         let rows = try connection.query("""
             SELECT version, spec::text, origin, \(SQLText.iso("created_at")), \(SQLText.iso("updated_at"))

@@ -207,6 +207,12 @@ struct GatewayMiddleware: RouterMiddleware {
                 GatewayMetrics.authFailure("forbidden")
                 throw Problem(.forbidden, code: "forbidden", detail: "this route needs one of the roles: \(route.roles.sorted().joined(separator: ", "))")
             }
+            if let restricted = policy.datasetRoles(forPath: request.uri.path), !token.roles.contains("admin"),
+               restricted.roles.isDisjoint(with: token.roles) {
+                GatewayMetrics.authFailure("forbidden")
+                throw Problem(.forbidden, code: "forbidden",
+                              detail: "the dataset \(restricted.dataset) needs one of the roles: \(restricted.roles.sorted().joined(separator: ", "))")
+            }
             if let limit = policy.rateLimit(for: token.roles) {
                 try await spend(limit, subject: token.subject, route: route.path, context: context, responseHeaders: &responseHeaders)
             }

@@ -58,6 +58,10 @@ public struct GatewayPolicy: Sendable {
     }
 
     public var routes: [Route]
+    /// Per dataset, the roles of which a caller of a route naming it (`/api/v1/datasets/NAME…`)
+    /// needs one, besides the route's (`admin` always may). A dataset not listed is open to
+    /// the route's roles.
+    public var datasetRoles: [String: Set<String>] = [:]
     /// Per role; a caller with several roles gets the most generous. `default` applies to a
     /// caller none of whose roles has a limit.
     public var rateLimits: [String: RateLimit]
@@ -121,6 +125,25 @@ public struct GatewayPolicy: Sendable {
         }
         self.routes = routes
 
+        if let value = manifest.config["datasets"] {
+            guard case .object(let object) = value else {
+                throw ManifestError(.badValue, file: file, key: "config.datasets", message: "must map dataset names to lists of roles")
+            }
+            for (name, list) in object {
+                let at = "config.datasets.\(DatasetSpec.quotedForMessage(name))"
+                if let problem = DatasetSpec.problem(withName: name) {
+                    throw ManifestError(.badValue, file: file, key: at, message: "the dataset name \(problem)")
+                }
+                guard case .array(let values) = list, !values.isEmpty,
+                      let roles = Optional(values.compactMap(\.stringValue)), roles.count == values.count,
+                      roles.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 64 && !$0.contains(",") })
+                else {
+                    throw ManifestError(.badValue, file: file, key: at, message: "must be a non-empty list of roles")
+                }
+                datasetRoles[name] = Set(roles)
+            }
+        }
+
         var limits: [String: RateLimit] = [:]
         if let value = manifest.config["rate_limits"] {
             guard case .object(let object) = value else {
@@ -153,6 +176,15 @@ public struct GatewayPolicy: Sendable {
     }
 
     /// The limit for a caller holding `roles`: the most generous of theirs, else `default`.
+    /// The roles a caller of `path` needs one of for the dataset it names, if the path names one
+    /// the configuration restricts (`admin` is never refused).
+    public func datasetRoles(forPath path: String) -> (dataset: String, roles: Set<String>)? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard segments.count >= 5, segments[1] == "api", segments[2] == "v1", segments[3] == "datasets" else { return nil }
+        let name = String(segments[4])
+        return datasetRoles[name].map { (name, $0) }
+    }
+
     public func rateLimit(for roles: Set<String>) -> RateLimit? {
         let own = roles.compactMap { rateLimits[$0] }
         return own.max { ($0.perSecond, $0.burst) < ($1.perSecond, $1.burst) } ?? rateLimits["default"]

@@ -21,9 +21,11 @@ public struct QuarantineFunction: EventFunction {
     /// then only ids that are pseudonyms already are recorded).
     let mask: PIIMaskMiddleware?
     let userFields: [JSONPath]
+    let datasets: DatasetStore
 
     public init(setup: PipelineSetup) throws {
         pool = setup.dependencies.postgres
+        datasets = setup.dependencies.datasets
         stream = setup.manifest.inputStream ?? setup.manifest.name
         if setup.manifest.middleware.contains("pii-mask") {
             let mask = try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
@@ -37,15 +39,16 @@ public struct QuarantineFunction: EventFunction {
 
     static let defaultUserFields = [JSONPath("event.user.id"), JSONPath("event.user_id")]
 
-    /// The pseudonym of the subject of one quarantine item, or `nil`.
-    func subject(of item: JSONValue) -> String? {
-        var paths = userFields
+    /// The pseudonym of the subject of one quarantine item, or `nil`: at the dataset's subject
+    /// field (`datasetSubject`) first, then at the user fields.
+    func subject(of item: JSONValue, datasetSubject: String? = nil) -> String? {
+        var paths = (datasetSubject.map { [JSONPath("event.\($0)")] } ?? []) + userFields
         var value = item
         if case .string(let raw)? = item["raw"] {
             // A record that did not parse as an event may still be a JSON object (too long, say).
             guard raw.utf8.first == UInt8(ascii: "{"), let parsed = try? JSONParser().parse(raw), case .object = parsed else { return nil }
             value = parsed
-            paths = [JSONPath("user.id"), JSONPath("user_id")]
+            paths = (datasetSubject.map { [JSONPath($0)] } ?? []) + [JSONPath("user.id"), JSONPath("user_id")]
         }
         for path in paths {
             guard let id = value.value(at: path).flatMap(PIIMaskMiddleware.userID), !id.isEmpty else { continue }
@@ -56,6 +59,8 @@ public struct QuarantineFunction: EventFunction {
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
+        // A dataset no longer in the catalog still has its records kept (by the user fields).
+        let datasetSubject = (try? await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version))?.spec.subject
         var functions: [String] = [], reasons: [String] = [], lines: [Int64?] = [], raws: [String] = [], positions: [Int] = []
         var fields: [String?] = []
         var subjects: [String?] = []
@@ -70,7 +75,7 @@ public struct QuarantineFunction: EventFunction {
                 raws.append(event.value["event"]?.serializedString ?? event.value.serializedString)
             }
             positions.append(position)
-            subjects.append(subject(of: event.value))
+            subjects.append(subject(of: event.value, datasetSubject: datasetSubject))
         }
         let job = chunk.jobID.flatMap { SQLText.isUUID($0) ? $0 : nil }
         let received = PipelineClock.timestamp(chunk.receivedAt ?? PipelineClock.milliseconds())

@@ -25,6 +25,7 @@ public struct ConsentMiddleware: Middleware {
     public let subjectFields: [JSONPath]
     public let eventField: JSONPath
     let book: ConsentBook
+    let datasets: DatasetStore
 
     public static let reason = "no_consent"
 
@@ -52,6 +53,7 @@ public struct ConsentMiddleware: Middleware {
         let pool = setup.dependencies.postgres, redis = setup.dependencies.redis, keys = setup.dependencies.keys
         let logger = setup.logger
         book = setup.dependencies.shared.consentBook { ConsentBook(pool: pool, redis: redis, keys: keys, logger: logger) }
+        datasets = setup.dependencies.datasets
     }
 
     static func paths(_ value: JSONValue?, default fallback: [String], key: String, manifest: Manifest) throws -> [JSONPath] {
@@ -63,9 +65,10 @@ public struct ConsentMiddleware: Middleware {
         return names.map(JSONPath.init)
     }
 
-    /// The event's subject: the first of `subjectFields` holding a string.
-    func subject(of event: Event) -> String? {
-        for path in subjectFields {
+    /// The event's subject: the first of `fields` (its dataset's subject field, then
+    /// `subjectFields`) holding a string.
+    func subject(of event: Event, fields: [JSONPath]) -> String? {
+        for path in fields {
             if let id = event.value.value(at: path)?.stringValue, !id.isEmpty { return id }
         }
         return nil
@@ -73,10 +76,12 @@ public struct ConsentMiddleware: Middleware {
 
     public func handle(_ chunk: Chunk, context: FunctionContext, next: any EventFunction) async throws -> [Outcome] {
         var outcomes = try await next.handle(chunk, context: context)
+        let subjectOfDataset = try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version)?.spec.subject.map(JSONPath.init)
+        let fields = subjectOfDataset.map { [$0] + subjectFields } ?? subjectFields
         // The forwarded events and their subjects, found once.
         var forwarded: [(index: Int, event: Event, subject: String?)] = []
         for (index, outcome) in outcomes.enumerated() {
-            if case .forward(let event, _) = outcome { forwarded.append((index, event, subject(of: event))) }
+            if case .forward(let event, _) = outcome { forwarded.append((index, event, subject(of: event, fields: fields))) }
         }
         guard !forwarded.isEmpty else { return outcomes }
         let subjects = Set(forwarded.compactMap(\.subject))

@@ -156,14 +156,20 @@ public struct PrivacyFunction: HTTPFunction {
         let actor = AuditEntry.actor(of: request), requestID = AuditEntry.requestID(of: request)
         let started = ContinuousClock.now
         let mask = pipelineMask
-        let result: (events: Int, quarantine: Int, calls: Int, at: String, audit: Int64)
+        let result: (datasets: [(String, Int)], quarantine: Int, calls: Int, at: String, audit: Int64)
         do {
             result = try await pool.withTransaction { connection in
                 try ErasureFence.close(on: connection)
                 try Self.recordCallSubjects(on: connection, mask: mask)
-                let events = try connection.query("""
-                    WITH gone AS (DELETE FROM events WHERE user_id = \(pseudonym) RETURNING 1) SELECT count(*) FROM gone
-                    """).scalar(Int.self) ?? 0
+                // Every dataset with a subject field: its rows of the subject (events: user_id).
+                var datasets: [(String, Int)] = []
+                for spec in try DatasetStore.readAll(on: connection) {
+                    guard let column = spec.subject.flatMap({ spec.field(at: $0)?.column }) else { continue }
+                    let removed = try connection.query("""
+                        WITH gone AS (DELETE FROM \(DatasetStore.table(spec)) WHERE \(identifier: column) = \(pseudonym) RETURNING 1) SELECT count(*) FROM gone
+                        """).scalar(Int.self) ?? 0
+                    datasets.append((spec.name, removed))
+                }
                 let quarantine = try connection.query("""
                     WITH gone AS (DELETE FROM quarantine WHERE subject = \(pseudonym) RETURNING 1) SELECT count(*) FROM gone
                     """).scalar(Int.self) ?? 0
@@ -180,22 +186,28 @@ public struct PrivacyFunction: HTTPFunction {
                     """).scalar(String.self) ?? ""
                 let audit = try AuditEntry(actor: actor, action: "eraseSubject", resource: "subjects/\(pseudonym)", subject: pseudonym,
                                            requestID: requestID, status: 200,
-                                           detail: ["events": .int(Int64(events)), "quarantine": .int(Int64(quarantine)),
-                                                    "async_calls": .int(Int64(calls))]).write(on: connection)
-                return (events, quarantine, calls, at, audit)
+                                           detail: ["events": .int(Int64(datasets.first { $0.0 == "events" }?.1 ?? 0)),
+                                                    "datasets": .object(JSONObject(uncheckedMembers: datasets.map { ($0.0, .int(Int64($0.1))) })),
+                                                    "quarantine": .int(Int64(quarantine)), "async_calls": .int(Int64(calls))]).write(on: connection)
+                return (datasets, quarantine, calls, at, audit)
             }
         } catch {
             throw Self.unavailable
         }
         await announce(pseudonym)
         let elapsed = ContinuousClock.now - started
+        let events = result.datasets.first { $0.0 == "events" }?.1 ?? 0
         logger.info("subject erased", metadata: [
-            "events": .stringConvertible(result.events), "quarantine": .stringConvertible(result.quarantine),
+            "events": .stringConvertible(events), "datasets": .stringConvertible(result.datasets.count),
+            "quarantine": .stringConvertible(result.quarantine),
             "async_calls": .stringConvertible(result.calls), "audit_id": .stringConvertible(result.audit),
         ])
         return JSONResponse(status: .ok, value: [
             "subject": .string(pseudonym),
-            "removed": ["events": .int(Int64(result.events)), "quarantine": .int(Int64(result.quarantine)), "async_calls": .int(Int64(result.calls))],
+            "removed": [
+                "events": .int(Int64(events)), "quarantine": .int(Int64(result.quarantine)), "async_calls": .int(Int64(result.calls)),
+                "datasets": .object(JSONObject(uncheckedMembers: result.datasets.map { ($0.0, .int(Int64($0.1))) })),
+            ],
             "consent": ["subject": .string(pseudonym), "purpose": "*", "granted": false, "updated_at": .string(result.at)],
             "audit_id": .int(result.audit),
             "duration_ms": .int(Int64(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)),

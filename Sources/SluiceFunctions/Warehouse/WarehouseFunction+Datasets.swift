@@ -15,6 +15,7 @@ extension WarehouseFunction {
         router.get("/api/v1/datasets/{name}") { _, context -> JSONResponse in
             JSONResponse(status: .ok, value: try await self.dataset(try context.parameters.require("name")))
         }
+        addRecordRoutes(to: router)
     }
 
     func listDatasets() async throws -> JSONValue {
