@@ -70,6 +70,11 @@ extension WarehouseFunction {
         ]
     }
 
+    /// A timestamp as RFC 3339 text in UTC, with microseconds.
+    static func isoText(_ value: PostgresQuery) -> PostgresQuery {
+        "to_char((\(value)) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    }
+
     /// The most top values a profile lists per column.
     static let profileTopValues = 5
 
@@ -88,7 +93,9 @@ extension WarehouseFunction {
                     let parts: [PostgresQuery] = group.map { column in
                         let name: PostgresQuery = "\(identifier: column.name)"
                         let ordered = [.object, .array, .json, .boolean].contains(column.type) == false && !personal.contains(column.name)
-                        let minMax: PostgresQuery = ordered ? "min(\(name))::text, max(\(name))::text" : "NULL::text, NULL::text"
+                        let minMax: PostgresQuery = !ordered ? "NULL::text, NULL::text"
+                            : column.type == .timestamp ? "\(Self.isoText("min(\(name))")), \(Self.isoText("max(\(name))"))"
+                            : "min(\(name))::text, max(\(name))::text"
                         let distinct: PostgresQuery = column.type == .boolean || !ordered ? "count(DISTINCT \(name)::text)" : "count(DISTINCT \(name))"
                         return "count(*) - count(\(name)), \(distinct), \(minMax)"
                     }
@@ -98,9 +105,10 @@ extension WarehouseFunction {
                         let nulls = try row.decode(Int64.self, at: base), distinct = try row.decode(Int64.self, at: base + 1)
                         let low = try row.decode(String?.self, at: base + 2), high = try row.decode(String?.self, at: base + 3)
                         let name: PostgresQuery = "\(identifier: column.name)"
+                        let text: PostgresQuery = column.type == .timestamp ? Self.isoText(name) : "\(name)::text"
                         let top = personal.contains(column.name) ? [] : try connection.query("""
-                            SELECT \(name)::text, count(*) FROM \(table) WHERE \(name) IS NOT NULL
-                            GROUP BY \(name)::text ORDER BY count(*) DESC, \(name)::text LIMIT \(Self.profileTopValues)::integer
+                            SELECT \(text), count(*) FROM \(table) WHERE \(name) IS NOT NULL
+                            GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT \(Self.profileTopValues)::integer
                             """).decode((String, Int64).self)
                         profiles.append([
                             "column": .string(column.name), "type": .string(column.type.rawValue), "nulls": .int(nulls),
