@@ -1,6 +1,7 @@
 import Foundation
 import Sluice
 import SluicePostgres
+import SluiceRedis
 import Testing
 
 /// Datasets of three shapes side by side through the real pipeline, every function its own
@@ -247,6 +248,46 @@ import Testing
             #expect(profile["amount"]?["min"]?.stringValue == "0.25")
             #expect(profile["amount"]?["max"]?.stringValue == "499.25")
             #expect((try await get(fixture, "/api/v1/datasets/nothing_here")).status == 404)
+        }
+    }
+
+    /// kill -9 of each stage in turn (validate, enrich, transform, load), each mid-run, while a
+    /// dataset of its own shape loads: every record is accounted for exactly once.
+    @Test func killingEachStageMidRunChangesNoCount() async throws {
+        try await PipelineFixture.with(db: 17, manifests: try Self.manifests()) { fixture in
+            try await fixture.startPipeline()
+            #expect(try await post(fixture, "/api/v1/datasets", body: Data(Self.readingsSpec.serializedBytes), type: "application/json").status == 201)
+            var records = Self.readings(count: 80_000, sensors: 80)
+            for n in stride(from: 0, to: 80_000, by: 400) { records.append(records[n]) }  // 200 duplicates
+            let body = ndjson(records)
+            let upload = Task { try await post(fixture, "/api/v1/datasets/readings/ingest", body: body, type: "application/x-ndjson") }
+            for (index, stage) in ["validate", "enrich", "transform", "load"].enumerated() {
+                let threshold = Int64(8_000 * (index + 1))
+                let deadline = ContinuousClock.now + .seconds(120)
+                var seen: Int64 = 0
+                while ContinuousClock.now < deadline {
+                    if let key = try await fixture.clients.redis.send(["KEYS", "{sluice}:job:*"]).array?.first?.text {
+                        seen = try await fixture.clients.redis.send(["HGET", RedisArgument(key), RedisArgument("fn.\(stage).in")]).int ?? 0
+                        if seen >= threshold { break }
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(seen >= threshold && seen < 80_200, "\(stage) had seen \(seen)")
+                let victim = try #require(fixture.processes[stage])
+                victim.signal(SIGKILL)
+                #expect(await victim.waitExit(timeout: .seconds(10)) == 128 + SIGKILL)
+                try await fixture.start(stage)
+            }
+            let answer = try await upload.value
+            #expect(answer.status == 202, "\(answer.body)")
+            let job = try await fixture.waitForJob(try #require(answer.body["job_id"]?.stringValue))
+            #expect(job["status"]?.stringValue == "completed")
+            #expect(job.count("received") == 80_200)
+            #expect(job.count("loaded") == 80_000)
+            #expect(job.count("duplicate") == 200)
+            #expect(job.count("quarantined") == 0)
+            #expect(job.count("failed") == 0)
+            #expect(try await rows(fixture, "readings") == 80_000)
         }
     }
 
