@@ -12,6 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 baseline=${BASELINE:?set BASELINE to the sluice binary to compare with}
 current=${CURRENT:-$PWD/.build/release/sluice}
+# Each binary runs with the manifests and datasets of its own checkout: a build whose pipeline
+# reads settings from elsewhere (datasets/) must not be given another build's manifests.
+# BASELINE_FUNCTIONS_DIR, default the `functions` of the checkout BASELINE was built in.
+baseline_functions=${BASELINE_FUNCTIONS_DIR:-$(cd "$(dirname "$baseline")/../.." 2>/dev/null && pwd)/functions}
+[[ -d $baseline_functions ]] || baseline_functions=$PWD/functions
+current_functions=$PWD/functions
 rounds=${BENCH_AB_ROUNDS:-6}
 count=${BENCH_AB_EVENTS:-50000}
 [[ -x $baseline ]] || { echo "BASELINE $baseline is not an executable" >&2; exit 2; }
@@ -56,6 +62,7 @@ all_ticks() {
 run() (
   trap stop_functions EXIT
   local sluice=$1 n=$2 port=18180 fn ready answer job state start end before after
+  if [[ $sluice == "$baseline" ]]; then export SLUICE_FUNCTIONS_DIR=$baseline_functions; else export SLUICE_FUNCTIONS_DIR=$current_functions; fi
   PGOPTIONS="-c client_min_messages=warning" psql "$base_url/postgres" -qc "DROP DATABASE IF EXISTS ab_$n" -c "CREATE DATABASE ab_$n OWNER sluice" >/dev/null
   export SLUICE_DATABASE_URL="$base_url/ab_$n"
   redis-cli -p "$redis_port" FLUSHALL >/dev/null

@@ -93,16 +93,7 @@ extension IngestFunction {
             APIOperation(
                 "POST", "/api/v1/ingest", id: "ingest", summary: "Upload events: NDJSON, a JSON array, CSV with a header row, XML or plain text",
                 tag: "ingest",
-                parameters: [
-                    .init("format", in: .query, description: "The format, when Content-Type does not say it.",
-                          schema: ["type": "string", "enum": ["ndjson", "json", "csv", "xml", "text"]]),
-                    .init("filename", in: .query, description: "The file name; its extension names the format when nothing else does.",
-                          schema: APISchemas.string),
-                    .init("callback_url", in: .query,
-                          description: "Where notify POSTs the job's end (signed like the webhook; public http(s) addresses only). X-Callback-Url says the same.",
-                          schema: ["type": "string", "format": "uri"]),
-                    .init("X-Callback-Url", in: .header, description: "As callback_url.", schema: ["type": "string", "format": "uri"]),
-                ],
+                parameters: uploadParameters,
                 requestBody: [
                     ("application/x-ndjson", ["type": "string", "description": "One JSON object per line."]),
                     ("application/json", ["type": "array", "items": APISchemas.ref("Event")]),
