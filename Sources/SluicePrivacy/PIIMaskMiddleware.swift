@@ -83,6 +83,30 @@ public struct PIIMaskMiddleware: StoredEventMasking {
         return try await next.handle(masked, context: context)
     }
 
+    /// The chunk as it may be stored (a dead letter): its dataset's fields pseudonymised too; when
+    /// they cannot be known, every string of the events is withheld rather than risk one.
+    public func masked(_ chunk: Chunk) async -> Chunk {
+        var masked = chunk
+        do {
+            let extra = try await chunkFields?(chunk) ?? []
+            masked.events = chunk.events.map { Event(mask($0.value, fields: extra)) }
+        } catch {
+            masked.events = chunk.events.map { Event(Self.withholdingStrings(mask($0.value))) }
+        }
+        return masked
+    }
+
+    /// `value` with every string replaced by `<WITHHELD>`.
+    static func withholdingStrings(_ value: JSONValue) -> JSONValue {
+        switch value {
+        case .string: return .string("<WITHHELD>")
+        case .array(let items): return .array(items.map(withholdingStrings))
+        case .object(let object):
+            return .object(JSONObject(uncheckedMembers: object.map { ($0.key, withholdingStrings($0.value)) }))
+        default: return value
+        }
+    }
+
     /// The event with its user ids pseudonymised and its strings, keys and numbers masked.
     public func mask(_ value: JSONValue) -> JSONValue {
         mask(value, fields: [])

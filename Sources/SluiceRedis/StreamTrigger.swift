@@ -231,19 +231,15 @@ public final class StreamTrigger: Service, CustomStringConvertible {
     /// be decoded). A function that declares `pii-mask` keeps its chunk masked (re-encoded as a
     /// chunk of events, so it can be redriven), and of a chunk it could not decode only the
     /// header fields, with `payload: withheld`: the raw events are never stored.
-    func keptFields(of entry: StreamEntry, chunk: Chunk?) -> [(String, [UInt8])] {
+    func keptFields(of entry: StreamEntry, chunk: Chunk?) async -> [(String, [UInt8])] {
         guard let mask = invoker.storedEventMask else { return entry.fields }
-        if let chunk {
-            var masked = chunk
-            masked.events = chunk.events.map { Event(mask.mask($0.value)) }
-            return ChunkCodec.encode(masked)
-        }
-        let header: Set<String> = ["v", "n", "job", "trace", "origin", "received"]
+        if let chunk { return ChunkCodec.encode(await mask.masked(chunk)) }
+        let header: Set<String> = ["v", "n", "job", "trace", "origin", "received", "dataset"]
         return entry.fields.filter { header.contains($0.0) } + [("payload", Array("withheld".utf8))]
     }
 
     func deadLetter(_ entry: StreamEntry, chunk: Chunk? = nil, jobID: String?, events: Int, error: FunctionError, attempts: Int) async {
-        var fields = keptFields(of: entry, chunk: chunk)
+        var fields = await keptFields(of: entry, chunk: chunk)
             .filter { !["error", "error_code", "error_kind", "attempts", "function", "source_id", "failed_at"].contains($0.0) }
         fields.append(("function", Array(manifest.name.utf8)))
         fields.append(("source_id", Array(entry.id.utf8)))

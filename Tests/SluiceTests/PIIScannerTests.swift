@@ -289,6 +289,22 @@ struct PIIMaskMiddlewareTests {
         #expect(FunctionInvoker(manifest: plain, function: other, logger: logger).storedEventMask == nil)
     }
 
+    /// A chunk's own fields (a dataset's subject and personal fields) are pseudonymised in what
+    /// the function sees and in what a dead letter keeps; when they cannot be known, a dead letter
+    /// keeps no string at all.
+    @Test func aChunksOwnFieldsArePseudonymisedAndDeadLettersMaskThemToo() async throws {
+        let masker = PIIMasker(operators: [:], key: Array(key.utf8))
+        var mask = try PIIMaskMiddleware(manifest: manifest(), pseudonymKey: key)
+        mask.chunkFields = { _ in [JSONPath("visitor"), JSONPath("contact")] }
+        let chunk = Chunk(id: "1-0", events: [Event(["visitor": "alice", "contact": "room 12", "page": "/p"])])
+        let kept = await mask.masked(chunk)
+        #expect(kept.events[0].value == ["visitor": .string(masker.pseudonymousUserID("alice")),
+                                         "contact": .string(masker.pseudonymousUserID("room 12")), "page": "/p"])
+        struct Unknown: Error {}
+        mask.chunkFields = { _ in throw Unknown() }
+        #expect(await mask.masked(chunk).events[0].value == ["visitor": "<WITHHELD>", "contact": "<WITHHELD>", "page": "<WITHHELD>"])
+    }
+
     @Test func operatorsAndFieldsComeFromTheManifest() async throws {
         let out = try await run([["user_id": "u-1", "uid": "u-2", "text": "x@example.com 4111111111111111"]],
                                 config: ["pii": ["operators": ["email": "replace", "card": "off"], "user_fields": ["uid"]]])

@@ -11,6 +11,17 @@ public protocol Middleware: Sendable {
 public protocol StoredEventMasking: Middleware {
     /// `value` as it may be stored.
     func mask(_ value: JSONValue) -> JSONValue
+    /// `chunk`'s events as they may be stored (a middleware that masks more fields for some
+    /// chunks, such as a dataset's personal fields, masks them here too).
+    func masked(_ chunk: Chunk) async -> Chunk
+}
+
+extension StoredEventMasking {
+    public func masked(_ chunk: Chunk) async -> Chunk {
+        var masked = chunk
+        masked.events = chunk.events.map { Event(mask($0.value)) }
+        return masked
+    }
 }
 
 /// An ``EventFunction`` made of middleware around a handler.
