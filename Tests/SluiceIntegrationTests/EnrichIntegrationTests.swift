@@ -37,4 +37,28 @@ struct EnrichIntegrationTests {
         }
         try await threadPool.shutdownGracefully()
     }
+
+    /// A dataset whose chain leaves enrich out passes through it unchanged.
+    @Test func aDatasetWhoseChainLeavesEnrichOutPassesUnchanged() async throws {
+        guard let url = ProcessInfo.processInfo.environment["SLUICE_DATABASE_URL"] else {
+            throw IntegrationSetupError("SLUICE_DATABASE_URL is not set: run the suite with `make test`")
+        }
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 1)
+        try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
+        let manifest = Manifest(name: "enrich", handler: "enrich", triggers: [.stream("enrich")], outputs: ["transform"])
+        var setup = PipelineSetup.testing(manifest, threadPool: threadPool, postgres: pool)
+        let plain = try DatasetSpec(json: ["name": "plain", "fields": [["name": "id", "type": "string", "required": true]], "key": "id",
+                                           "chain": ["validate", "transform", "load"]])
+        let enriched = try DatasetSpec(json: ["name": "enriched", "fields": [["name": "id", "type": "string", "required": true]], "key": "id"])
+        setup.dependencies.datasets = DatasetStore(fixed: [plain, enriched], pool: pool)
+        let invoker = FunctionInvoker(manifest: manifest, function: try EnrichFunction(setup: setup), logger: Logger(label: "test"))
+        let event = Event(["id": "a", "context": ["location": ["country": "JP"]]])
+        #expect(try await invoker.invoke(Chunk(id: "1-0", events: [event], dataset: DatasetReference(name: "plain", version: 1)), attempt: 1)
+                == [.forward(event)])
+        #expect(try await invoker.invoke(Chunk(id: "2-0", events: [event], dataset: DatasetReference(name: "enriched", version: 1)), attempt: 1)
+                == [.forward(Event(["id": "a", "context": ["location": ["country": "JP", "country_name": "Japan"], "device_class": .null]]))])
+        try await threadPool.shutdownGracefully()
+    }
 }

@@ -7,17 +7,21 @@ import SluicePostgres
 /// a table leaves the field null; a lookup outage is the retryable error `lookup_unavailable`.
 public struct EnrichFunction: EventFunction {
     let cache: LookupCache
+    /// The datasets, whose chain may leave enrich out (their records then pass unchanged).
+    let datasets: DatasetStore?
 
     public init(setup: PipelineSetup) throws {
         let manifest = setup.manifest
         let ttl = try manifest.configDuration("cache_ttl", default: .seconds(60))
         let pool = setup.dependencies.postgres
         cache = LookupCache(ttl: ttl) { try await Self.loadTables(pool) }
+        datasets = setup.dependencies.datasets
     }
 
     /// An enrich function over tables from `cache` (tests).
     public init(cache: LookupCache) {
         self.cache = cache
+        datasets = nil
     }
 
     static func loadTables(_ pool: PostgresPool) async throws -> LookupCache.Tables {
@@ -42,6 +46,16 @@ public struct EnrichFunction: EventFunction {
             tables = try await cache.current()
         } catch {
             throw FunctionError.retryable("lookup_unavailable", "the lookup tables could not be loaded")
+        }
+        // A dataset whose chain leaves enrich out passes through unchanged.
+        if let datasets {
+            let stored: DatasetStore.StoredDataset?
+            do {
+                stored = try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version)
+            } catch {
+                throw FunctionError.retryable("dataset_unavailable", "the dataset catalog could not be read")
+            }
+            if let stored, !stored.spec.chain.contains("enrich") { return chunk.events.map { .forward($0) } }
         }
         let countries = tables["country"] ?? [:], devices = tables["device"] ?? [:]
         return chunk.events.map { event in
