@@ -9,7 +9,10 @@ import Testing
 /// The enrich function on the lookup tables the migration seeds, in a real PostgreSQL.
 @Suite("Enrich function", .serialized)
 struct EnrichIntegrationTests {
-    @Test func seededTablesAndAnUnreachableDatabase() async throws {
+    static let manifest = Manifest(name: "enrich", handler: "enrich", triggers: [.stream("enrich")], outputs: ["transform"])
+
+    /// A started thread pool and a pool on the migrated test database.
+    static func migratedPool() async throws -> (NIOThreadPool, PostgresPool) {
         guard let url = ProcessInfo.processInfo.environment["SLUICE_DATABASE_URL"] else {
             throw IntegrationSetupError("SLUICE_DATABASE_URL is not set: run the suite with `make test`")
         }
@@ -17,7 +20,12 @@ struct EnrichIntegrationTests {
         threadPool.start()
         let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 1)
         try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
-        let manifest = Manifest(name: "enrich", handler: "enrich", triggers: [.stream("enrich")], outputs: ["transform"])
+        return (threadPool, pool)
+    }
+
+    @Test func seededTablesAndAnUnreachableDatabase() async throws {
+        let (threadPool, pool) = try await Self.migratedPool()
+        let manifest = Self.manifest
         func invoker(_ pool: PostgresPool) throws -> FunctionInvoker {
             let function = try EnrichFunction(setup: .testing(manifest, threadPool: threadPool, postgres: pool))
             return FunctionInvoker(manifest: manifest, function: function, logger: Logger(label: "test"))
@@ -40,14 +48,8 @@ struct EnrichIntegrationTests {
 
     /// A dataset whose chain leaves enrich out passes through it unchanged.
     @Test func aDatasetWhoseChainLeavesEnrichOutPassesUnchanged() async throws {
-        guard let url = ProcessInfo.processInfo.environment["SLUICE_DATABASE_URL"] else {
-            throw IntegrationSetupError("SLUICE_DATABASE_URL is not set: run the suite with `make test`")
-        }
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
-        threadPool.start()
-        let pool = PostgresPool(url: url, threadPool: threadPool, maxConnections: 1)
-        try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: Logger(label: "test")).migrate()
-        let manifest = Manifest(name: "enrich", handler: "enrich", triggers: [.stream("enrich")], outputs: ["transform"])
+        let (threadPool, pool) = try await Self.migratedPool()
+        let manifest = Self.manifest
         var setup = PipelineSetup.testing(manifest, threadPool: threadPool, postgres: pool)
         let plain = try DatasetSpec(json: ["name": "plain", "fields": [["name": "id", "type": "string", "required": true]], "key": "id",
                                            "chain": ["validate", "transform", "load"]])

@@ -249,13 +249,8 @@ struct DatasetSpecTests {
         #expect(spec.columns.map(\.name) == ["id", "order_no"])
     }
 
-    @Test func fieldTypesMapToPostgresTypes() {
-        #expect(DatasetSpec.FieldType.string.sqlType == "text")
-        #expect(DatasetSpec.FieldType.integer.sqlType == "bigint")
-        #expect(DatasetSpec.FieldType.number.sqlType == "double precision")
-        #expect(DatasetSpec.FieldType.boolean.sqlType == "boolean")
-        #expect(DatasetSpec.FieldType.timestamp.sqlType == "timestamptz")
-        for type in [DatasetSpec.FieldType.object, .array, .json] { #expect(type.sqlType == "jsonb") }
+    /// Which type widens which (their PostgreSQL types: DatasetValidationTests, beside the store).
+    @Test func fieldTypesWiden() {
         for type in DatasetSpec.FieldType.allCases { #expect(type.widens(type)) }
         #expect(DatasetSpec.FieldType.number.widens(.integer))
         #expect(!DatasetSpec.FieldType.integer.widens(.number))

@@ -59,6 +59,18 @@ struct DatasetValidationTests {
                 == .malformed(reason: "future_timestamp", field: "taken_at"))
     }
 
+    @Test func fieldTypesMapToPostgresTypes() {
+        #expect(DatasetStore.sqlType(.string).sql == "text")
+        #expect(DatasetStore.sqlType(.integer).sql == "bigint")
+        #expect(DatasetStore.sqlType(.number).sql == "double precision")
+        #expect(DatasetStore.sqlType(.boolean).sql == "boolean")
+        #expect(DatasetStore.sqlType(.timestamp).sql == "timestamptz")
+        for type in [DatasetSpec.FieldType.object, .array, .json] { #expect(DatasetStore.sqlType(type).sql == "jsonb") }
+        // As PostgreSQL's format_type names them, which the store compares with a live table.
+        #expect(DatasetStore.formattedType(.timestamp) == "timestamp with time zone")
+        #expect(DatasetStore.formattedType(.number) == "double precision")
+    }
+
     @Test func theTransformWithoutRulesProjectsFieldsToColumns() {
         let projection = ColumnProjection(Self.spec)
         #expect(projection.apply(to: ["sensor_id": "s", "taken_at": "t", "reading": ["celsius": 1.5, "count": 2], "extra": 1])

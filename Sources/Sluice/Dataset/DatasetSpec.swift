@@ -21,18 +21,6 @@ public struct DatasetSpec: Sendable, Equatable {
     public enum FieldType: String, Sendable, CaseIterable {
         case string, integer, number, boolean, timestamp, object, array, json
 
-        /// The PostgreSQL column type.
-        public var sqlType: String {
-            switch self {
-            case .string: "text"
-            case .integer: "bigint"
-            case .number: "double precision"
-            case .boolean: "boolean"
-            case .timestamp: "timestamptz"
-            case .object, .array, .json: "jsonb"
-            }
-        }
-
         /// Whether a column of type `self` can take every value of a column of type `old`
         /// without loss (an existing column's type may only widen).
         public func widens(_ old: FieldType) -> Bool {

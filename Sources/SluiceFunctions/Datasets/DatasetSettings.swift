@@ -17,9 +17,10 @@ extension DatasetSpec {
 final class PerDataset<Plan: Sendable>: Sendable {
     private let plans = Mutex<[String: (version: Int, plan: Plan)]>([:])
     let datasets: DatasetStore
-    let make: @Sendable (DatasetSpec) throws -> Plan
+    let make: @Sendable (DatasetSpec, Int) throws -> Plan
 
-    init(datasets: DatasetStore, make: @escaping @Sendable (DatasetSpec) throws -> Plan) {
+    /// - Parameter make: the plan of a spec at a version.
+    init(datasets: DatasetStore, make: @escaping @Sendable (DatasetSpec, Int) throws -> Plan) {
         self.datasets = datasets
         self.make = make
     }
@@ -34,7 +35,7 @@ final class PerDataset<Plan: Sendable>: Sendable {
         if let cached = plans.withLock({ $0[stored.spec.name] }), cached.version == stored.version { return cached.plan }
         let plan: Plan
         do {
-            plan = try make(stored.spec)
+            plan = try make(stored.spec, stored.version)
         } catch let error as ManifestError {
             throw FunctionError.permanent("dataset_settings_invalid", "dataset \(stored.spec.name): \(error.key): \(error.message)")
         }

@@ -247,9 +247,12 @@ public final class DatasetStore: Sendable {
         }
     }
 
-    /// The type as `format_type` names it.
+    /// The type as `format_type` names it: ``sqlType(_:)``'s, spelled out.
     static func formattedType(_ type: DatasetSpec.FieldType) -> String {
-        type == .timestamp ? "timestamp with time zone" : type.sqlType
+        switch type {
+        case .timestamp: "timestamp with time zone"
+        default: sqlType(type).sql
+        }
     }
 
     /// `name` as a quoted identifier, in text (for `to_regclass`, which reads a name).

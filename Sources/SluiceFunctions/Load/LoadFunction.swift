@@ -26,27 +26,25 @@ import SluicePostgres
 /// `job_id` and `received_at` come from the chunk; `loaded_at` is the database's clock at the
 /// insert.
 public struct LoadFunction: EventFunction {
-    let datasets: DatasetStore
+    /// Each dataset version's statements, built once.
+    let plans: PerDataset<LoadPlan>
     let pool: PostgresPool
     let stream: String
 
     public init(setup: PipelineSetup) throws {
         pool = setup.dependencies.postgres
-        datasets = setup.dependencies.datasets
+        plans = PerDataset(datasets: setup.dependencies.datasets) { LoadPlan($0, version: $1) }
         stream = setup.manifest.inputStream ?? setup.manifest.name
     }
 
     public init(pool: PostgresPool, stream: String = "load") {
         self.pool = pool
-        datasets = DatasetStore(pool: pool)
+        plans = PerDataset(datasets: DatasetStore(pool: pool)) { LoadPlan($0, version: $1) }
         self.stream = stream
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
-        guard let stored = try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version) else {
-            throw FunctionError.permanent("unknown_dataset", "the chunk's dataset is not in the catalog")
-        }
-        let plan = LoadPlan(stored.spec, version: stored.version)
+        let plan = try await plans.plan(for: chunk)
         var outcomes: [Outcome?] = Array(repeating: nil, count: chunk.events.count)
         var csv: [UInt8] = []
         csv.reserveCapacity(chunk.events.count * 400)

@@ -12,7 +12,7 @@ public struct TransformFunction: EventFunction {
         let manifest = setup.manifest, plugins = setup.dependencies.transformPlugins
         // The function's own rules, when it has some, are checked at start.
         _ = try TransformProgram(config: manifest.config, file: manifest.file, plugins: plugins)
-        programs = PerDataset(datasets: setup.dependencies.datasets) { spec in
+        programs = PerDataset(datasets: setup.dependencies.datasets) { spec, _ in
             let settings = spec.settings(for: "transform", base: manifest.config)
             if settings["rules"] != nil {
                 return .rules(try TransformProgram(config: settings, file: "datasets/\(spec.name).yaml: steps.transform", plugins: plugins))

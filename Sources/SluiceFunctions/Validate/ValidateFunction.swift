@@ -46,7 +46,7 @@ public struct ValidateFunction: EventFunction {
         let manifest = setup.manifest
         // The function's own settings are checked at start; each dataset's when first used.
         _ = try ValidationPlan(config: manifest.config, file: manifest.file, spec: nil)
-        plans = PerDataset(datasets: setup.dependencies.datasets) { spec in
+        plans = PerDataset(datasets: setup.dependencies.datasets) { spec, _ in
             try ValidationPlan(config: spec.settings(for: "validate", base: manifest.config), file: "datasets/\(spec.name).yaml: steps.validate",
                                spec: spec)
         }

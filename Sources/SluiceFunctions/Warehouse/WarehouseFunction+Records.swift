@@ -149,9 +149,7 @@ extension WarehouseFunction {
         let filter: PostgresQuery = conditions.isEmpty ? "true" : conditions.joined(separator: " AND ")
         // The last key of the page, as text each column's type reads back (timestamps in UTC with microseconds).
         let keyTexts = spec.key.map { (column: String) -> PostgresQuery in
-            spec.column(column)?.type == .timestamp
-                ? "to_char(\(identifier: column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-                : "\(identifier: column)::text"
+            spec.column(column)?.type == .timestamp ? Self.isoText("\(identifier: column)") : "\(identifier: column)::text"
         }.joined(separator: ", ")
         let rows: PostgresRows
         do {
