@@ -213,6 +213,19 @@ import Testing
             #expect((try await get(fixture, "/api/v1/datasets/orders/records/ord-7")).body["amount"] == 7.25)
             #expect(try await rows(fixture, "readings") == 599)
 
+            // The README's sample: seven orders loaded, A-1003 twice (one duplicate), typed columns.
+            let root = try TestEnvironment.get().packageRoot
+            let sample = try await post(fixture, "/api/v1/datasets/sample_orders/ingest",
+                                        body: try Data(contentsOf: URL(fileURLWithPath: "\(root)/samples/orders.csv")), type: "text/csv")
+            #expect(sample.status == 202, "\(sample.body)")
+            #expect(sample.body["received"] == 8)
+            let sampleJob = try await fixture.waitForJob(try #require(sample.body["job_id"]?.stringValue))
+            #expect(sampleJob.count("loaded") == 7)
+            #expect(sampleJob.count("duplicate") == 1)
+            #expect(try await fixture.clients.postgres.query(
+                "SELECT pg_typeof(amount)::text, pg_typeof(order_date)::text FROM datasets.sample_orders LIMIT 1").rows
+                    == [["double precision", "timestamp with time zone"]])
+
             // An upload to a dataset that does not exist, by a caller who may not create one: 404.
             let target = fixture.url("ingest", "/api/v1/datasets/nothing_here/ingest")
             let refused = try await HTTP.request("POST", target, body: Data("{\"id\": 1}\n".utf8), headers: [
@@ -228,7 +241,7 @@ import Testing
             let byName = Dictionary(uniqueKeysWithValues: (list.body["datasets"]?.arrayValue ?? []).compactMap { item in
                 item["name"]?.stringValue.map { ($0, item) }
             })
-            #expect(Set(byName.keys) == ["events", "orders", "readings"])
+            #expect(Set(byName.keys) == ["events", "orders", "readings", "sample_orders"])
             #expect(byName["events"]?["rows"]?.intValue == Int64(workload.expected["loaded"]!))
             #expect(byName["orders"]?["rows"]?.intValue == 1_300)
             #expect(byName["readings"]?["rows"]?.intValue == 599)
