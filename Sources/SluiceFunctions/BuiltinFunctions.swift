@@ -27,6 +27,8 @@ public enum BuiltinFunctions {
         registry.register("calls") { try CallsFunction(setup: $0) }
         registry.register("notify") { try NotifyFunction(setup: $0) }
         registry.register("privacy") { try PrivacyFunction(setup: $0) }
+        // Every function with a manifest `runtime`: a process of its own, in any language.
+        registry.register(FunctionRuntime.handler) { try ProcessFunction(setup: $0) }
         registry.registerMiddleware("pii-mask") { setup in
             var middleware = try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
             let datasets = setup.dependencies.datasets

@@ -13,6 +13,8 @@ public struct PipelineDependencies: Sendable {
     public var postgres: PostgresPool
     /// The datasets' specs and tables.
     public var datasets: DatasetStore
+    /// Routes each chunk along its dataset's chain (stream triggers and ingest use it).
+    public var router: DatasetRouter
     public var keys: StreamKeys
     /// The folder of manifests, for functions that build other stages (ingest's dry run, calls).
     public var manifests: ManifestLoader
@@ -31,6 +33,7 @@ public struct PipelineDependencies: Sendable {
         self.redis = redis
         self.postgres = postgres
         datasets = DatasetStore(pool: postgres)
+        router = DatasetRouter(datasets: datasets, manifests: manifests)
         self.keys = keys
         self.manifests = manifests
         self.hosted = hosted
@@ -58,6 +61,10 @@ public final class SharedServices: Sendable {
         var consentBook: ConsentBook?
         var deliveryWorker: DeliveryWorker?
         var services: [any Service] = []
+        /// The supervisors of functions' processes and what they need closed, stopped after
+        /// the triggers (which drain through them).
+        var processServices: [any Service] = []
+        var supervisors: [ProcessSupervisor] = []
     }
     private let state = Mutex(State())
 
@@ -83,6 +90,26 @@ public final class SharedServices: Sendable {
             state.services.append(worker)
         }
     }
+
+    /// Registers the services of a function in a process of its own.
+    func addProcessServices(_ services: [any Service], supervisor: ProcessSupervisor?) {
+        state.withLock { state in
+            state.processServices += services
+            if let supervisor { state.supervisors.append(supervisor) }
+        }
+    }
+
+    /// The services of functions in processes of their own, each handed out once: the host
+    /// stops them after the stream triggers.
+    public func takeProcessServices() -> [any Service] {
+        state.withLock { state in
+            defer { state.processServices.removeAll() }
+            return state.processServices
+        }
+    }
+
+    /// The supervisors of functions' processes (for readiness).
+    public var supervisors: [ProcessSupervisor] { state.withLock { $0.supervisors } }
 
     /// The services registered so far, each handed out once.
     public func takeServices() -> [any Service] {

@@ -35,6 +35,8 @@ public final class StreamTrigger: Service, CustomStringConvertible {
 
     let invoker: FunctionInvoker
     let redis: RedisClient
+    /// Where forwarded events go, per chunk (nil: the manifest's outputs).
+    let router: (any ChunkRouting)?
     let configuration: Configuration
     let logger: Logger
     let metrics: FunctionMetrics
@@ -47,9 +49,12 @@ public final class StreamTrigger: Service, CustomStringConvertible {
     var consumer: String { configuration.consumerName }
 
     /// Creates the trigger for `invoker`'s function, which must have a stream trigger.
-    public init(invoker: FunctionInvoker, redis: RedisClient, configuration: Configuration, logger: Logger) {
+    /// - Parameter router: where forwarded events go, per chunk (the next function of the chunk's
+    ///   dataset chain); nil: the manifest's `outputs`.
+    public init(invoker: FunctionInvoker, redis: RedisClient, router: (any ChunkRouting)? = nil, configuration: Configuration, logger: Logger) {
         self.invoker = invoker
         self.redis = redis
+        self.router = router
         self.configuration = configuration
         var logger = logger
         logger[metadataKey: "function"] = .string(invoker.manifest.name)
@@ -149,7 +154,8 @@ public final class StreamTrigger: Service, CustomStringConvertible {
             do {
                 let outcomes = try await invoker.invoke(chunk, attempt: attempt)
                 metrics.recordInvocation(viaStream: true, duration: .now - started, outcomes: outcomes)
-                await acknowledge(current, chunk: chunk, outcomes: outcomes)
+                let routes = try await routes(for: chunk, outcomes: outcomes)
+                await acknowledge(current, chunk: chunk, outcomes: outcomes, routes: routes)
                 return
             } catch {
                 metrics.recordInvocation(viaStream: true, duration: .now - started, outcomes: [])
@@ -191,8 +197,15 @@ public final class StreamTrigger: Service, CustomStringConvertible {
         return !isStopping
     }
 
-    func acknowledge(_ entry: StreamEntry, chunk: Chunk, outcomes: [Outcome]) async {
-        let plan = AcknowledgementPlan(manifest: manifest, chunk: chunk, outcomes: outcomes, keys: configuration.keys)
+    /// Where the chunk's forwarded events go when the function named no output: asked of the
+    /// router only when there are such events.
+    func routes(for chunk: Chunk, outcomes: [Outcome]) async throws(FunctionError) -> [String]? {
+        guard let router, outcomes.contains(where: { if case .forward(_, nil) = $0 { true } else { false } }) else { return nil }
+        return try await router.outputs(after: manifest.name, for: chunk)
+    }
+
+    func acknowledge(_ entry: StreamEntry, chunk: Chunk, outcomes: [Outcome], routes: [String]? = nil) async {
+        let plan = AcknowledgementPlan(manifest: manifest, chunk: chunk, outcomes: outcomes, keys: configuration.keys, routes: routes)
         var outage = Backoff()
         var metadata: Logger.Metadata = ["chunk": .string(entry.id)]
         if let job = chunk.jobID { metadata["job"] = .string(job) }
@@ -310,7 +323,9 @@ struct AcknowledgementPlan {
     /// that records quarantined events: those are kept whatever became of their job).
     var honourJobState: Bool
 
-    init(manifest: Manifest, chunk: Chunk, outcomes: [Outcome], keys: StreamKeys) {
+    /// - Parameter routes: the streams events forwarded without a named output go to (the next
+    ///   function of the chunk's dataset chain); nil: the manifest's `outputs`.
+    init(manifest: Manifest, chunk: Chunk, outcomes: [Outcome], keys: StreamKeys, routes: [String]? = nil) {
         counterKey = keys.job(chunk.jobID ?? "-")
         honourJobState = chunk.jobID != nil && manifest.countsAs != "quarantined"
         var forwarded: [String: [Event]] = [:]
@@ -318,11 +333,12 @@ struct AcknowledgementPlan {
         var dropped: [String: Int] = [:]
         var quarantineReasons: [String: Int] = [:]
         var forwardedCount = 0
+        let targets = routes ?? manifest.outputs
         for outcome in outcomes {
             switch outcome {
             case .forward(let event, let output):
                 forwardedCount += 1
-                for name in output.map({ [$0] }) ?? manifest.outputs { forwarded[name, default: []].append(event) }
+                for name in output.map({ [$0] }) ?? targets { forwarded[name, default: []].append(event) }
             case .drop(let reason):
                 dropped[reason, default: 0] += 1
             case .quarantine(let reason, let event, let field):
@@ -335,7 +351,7 @@ struct AcknowledgementPlan {
         // One entry per output, unless the function made the events larger than a chunk may be
         // (masking, enrichment): then as many as keep each within max_chunk_bytes, all written
         // by the same atomic acknowledgement.
-        for name in manifest.outputs {
+        for name in targets + manifest.outputs.filter({ !targets.contains($0) }) {
             guard let events = forwarded[name], !events.isEmpty else { continue }
             for fields in ChunkCodec.encode(events: events, maxBytes: manifest.maxChunkBytes, jobID: chunk.jobID, traceID: chunk.traceID,
                                             receivedAt: chunk.receivedAt, dataset: chunk.dataset) {

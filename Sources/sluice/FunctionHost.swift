@@ -64,7 +64,8 @@ struct FunctionHost {
         while true {
             do {
                 try await Migrator(pool: clients.postgres, migrations: PipelineSchema.migrations, logger: logger).migrate()
-                try await DatasetStore(pool: clients.postgres).registerFiles(in: configuration.datasetsDirectory, logger: logger)
+                try await DatasetStore(pool: clients.postgres).registerFiles(
+                    in: configuration.datasetsDirectory, functions: ManifestLoader(functionsDirectory: configuration.functionsDirectory), logger: logger)
                 return
             } catch let error as PostgresError where error.code == .unavailable && ContinuousClock.now < deadline {
                 logger.warning("waiting for PostgreSQL", metadata: ["error": .string(error.code.rawValue)])
@@ -103,6 +104,9 @@ struct FunctionHost {
             router.add(middleware: ProblemMiddleware())
             var invokers: [String: FunctionInvoker] = [:]
             var triggers: [any Service] = []
+            // The processes of functions in other languages: stopped after the triggers drain.
+            var supervised: [any Service] = []
+            var readiness: [(String, HealthCheck.Probe)] = []
             var httpFunctions: [any HTTPFunction] = []
             let consumer = StreamTrigger.uniqueConsumerName()
             for manifest in manifests {
@@ -116,7 +120,7 @@ struct FunctionHost {
                     invokers[manifest.name] = invoker
                     if manifest.inputStream != nil {
                         triggers.append(StreamTrigger(
-                            invoker: invoker, redis: clients.redis,
+                            invoker: invoker, redis: clients.redis, router: dependencies.router,
                             configuration: .init(keys: clients.keys, consumerName: consumer), logger: logger))
                     }
                 } else if let function = handler as? any HTTPFunction {
@@ -131,6 +135,10 @@ struct FunctionHost {
                     throw ManifestError(.badValue, file: manifest.file, key: "triggers",
                                         message: "declares a stream trigger but handler '\(manifest.handler)' is not an event function")
                 }
+            }
+            supervised += dependencies.shared.takeProcessServices()
+            for supervisor in dependencies.shared.supervisors {
+                readiness.append(("function \(supervisor.name)", { if case .ready = supervisor.current { true } else { false } }))
             }
             // What the functions share (the consent book and its listener) runs with them.
             triggers += dependencies.shared.takeServices()
@@ -161,10 +169,10 @@ struct FunctionHost {
             RuntimeRoutes(
                 invokers: invokers,
                 health: HealthCheck([
-                    ("redis", { await redis.ping() }),
-                    ("postgres", { await postgres.ping() }),
-                    ("migrations", { (try? await migrator.isCurrent()) ?? false }),
-                ]),
+                    ("redis", { @Sendable in await redis.ping() }),
+                    ("postgres", { @Sendable in await postgres.ping() }),
+                    ("migrations", { @Sendable in (try? await migrator.isCurrent()) ?? false }),
+                ] + readiness),
                 metrics: prometheus,
                 servesMetrics: configuration.metricsPort == nil
             ).add(to: router)
@@ -187,7 +195,7 @@ struct FunctionHost {
             }
             // Services stop in reverse order: the triggers drain first, then the HTTP servers.
             var groupConfiguration = ServiceGroupConfiguration(
-                services: (servers + triggers).map { .init(service: $0, serviceName: Self.serviceName($0)) },
+                services: (servers + supervised + triggers).map { .init(service: $0, serviceName: Self.serviceName($0)) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [],
                 logger: logger)

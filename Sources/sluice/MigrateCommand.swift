@@ -18,7 +18,8 @@ struct MigrateCommand: AsyncParsableCommand {
         let outcome: Result<[Int], any Error>
         do {
             let applied = try await Migrator(pool: pool, migrations: PipelineSchema.migrations, logger: logger).migrate()
-            try await DatasetStore(pool: pool).registerFiles(in: configuration.datasetsDirectory, logger: logger)
+            try await DatasetStore(pool: pool).registerFiles(
+                in: configuration.datasetsDirectory, functions: ManifestLoader(functionsDirectory: configuration.functionsDirectory), logger: logger)
             outcome = .success(applied)
         } catch {
             outcome = .failure(error)

@@ -304,6 +304,70 @@ import Testing
         }
     }
 
+    /// A dataset's chain routes its records: `scored` goes validate → stamp → load, leaving out
+    /// enrich and transform and passing through a function of its own (stamp, which appends its
+    /// name to each record's `stages`), while `events` keeps its four steps. A chain that names a
+    /// function without a manifest is refused when the dataset is declared.
+    @Test func theChainRoutesEachDatasetThroughItsOwnFunctions() async throws {
+        var manifests = try Self.manifests()
+        // No outputs of its own: where stamp's events go is the chain's to say.
+        manifests["stamp"] = "handler: stamp\ntriggers: [{stream: stamp}]\n"
+        try await PipelineFixture.with(db: 17, manifests: manifests) { fixture in
+            try await fixture.startPipeline()
+            try await fixture.start("stamp")
+            try await fixture.start("warehouse")
+            func spec(_ name: String, chain: [JSONValue]) -> JSONValue { [
+                "name": .string(name),
+                "fields": [
+                    ["name": "id", "type": "string", "required": true],
+                    ["name": "score", "type": "number", "required": true],
+                    ["name": "stages", "type": "array"],
+                ],
+                "key": ["id"],
+                "chain": .array(chain),
+            ] }
+            let scored = spec("scored", chain: ["validate", "stamp", "load"])
+            #expect(try await post(fixture, "/api/v1/datasets", body: Data(scored.serializedBytes), type: "application/json").status == 201)
+
+            // 300 records, 2 without a score (quarantined by validate, so stamp never sees them).
+            var records: [JSONValue] = (0..<300).map { ["id": .string("r-\($0)"), "score": .double(Double($0) / 10)] }
+            records[7] = ["id": "r-7"]
+            records[8] = ["id": "r-8", "score": "high"]
+            let upload = try await post(fixture, "/api/v1/datasets/scored/ingest", body: ndjson(records), type: "application/x-ndjson")
+            #expect(upload.status == 202, "\(upload.body)")
+            let id = try #require(upload.body["job_id"]?.stringValue)
+            let job = try await fixture.waitForJob(id)
+            #expect(job["status"]?.stringValue == "completed")
+            #expect(job.count("loaded") == 298)
+            #expect(job.count("quarantined") == 2)
+            #expect(try await fixture.counter("fn.validate.in", jobs: [id]) == 300)
+            #expect(try await fixture.counter("fn.stamp.in", jobs: [id]) == 298)
+            #expect(try await fixture.counter("fn.enrich.in", jobs: [id]) == 0)
+            #expect(try await fixture.counter("fn.transform.in", jobs: [id]) == 0)
+            #expect(try await fixture.counter("fn.load.in", jobs: [id]) == 298)
+            let stages = try await fixture.clients.postgres.query(
+                "SELECT stages::text, count(*) FROM datasets.scored GROUP BY 1").rows
+            #expect(stages == [["[\"stamp\"]", "298"]])
+
+            // events, beside it, still flows through all four steps and never through stamp.
+            let workload = try await GeneratedWorkload.make(count: 1_000, seed: 172, format: "ndjson", in: fixture.directory)
+            let events = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
+            let eventsID = try #require(events.body["job_id"]?.stringValue)
+            let eventsJob = try await fixture.waitForJob(eventsID)
+            #expect(eventsJob.count("loaded") == workload.expected["loaded"])
+            #expect(try await fixture.counter("fn.stamp.in", jobs: [eventsID]) == 0)
+            #expect(try await fixture.counter("fn.enrich.in", jobs: [eventsID]) > 0)
+
+            // A chain naming a function that no manifest declares changes nothing.
+            let orphan = spec("orphan", chain: ["validate", "nowhere", "load"])
+            let refused = try await post(fixture, "/api/v1/datasets", body: Data(orphan.serializedBytes), type: "application/json")
+            #expect(refused.status == 422, "\(refused.body)")
+            #expect(refused.body["code"]?.stringValue == "dataset_invalid")
+            #expect(refused.body["key"]?.stringValue == "chain[1]")
+            #expect(try await get(fixture, "/api/v1/datasets/orphan").status == 404)
+        }
+    }
+
     /// A dataset's subject and personal-data fields are stored as pseudonyms, consent is checked
     /// by its subject, and erasing a subject removes their rows from every dataset, each counted.
     @Test func privacyPerDatasetAndErasureAcrossDatasets() async throws {

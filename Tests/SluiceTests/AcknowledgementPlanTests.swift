@@ -52,6 +52,20 @@ struct AcknowledgementPlanTests {
         #expect(plan.honourJobState)
     }
 
+    /// A chunk routed along its dataset's chain: events forwarded without a named output go to
+    /// the route instead of the manifest's outputs; a named output still goes where it says.
+    @Test func aRouteReplacesTheManifestOutputs() throws {
+        let chunk = Chunk(id: "1-0", jobID: "job-1", events: [Event(["id": "e1"]), Event(["id": "e2"])],
+                          dataset: DatasetReference(name: "orders", version: 3))
+        let plan = AcknowledgementPlan(manifest: manifest(outputs: ["enrich", "audit"], countsAs: nil), chunk: chunk,
+                                       outcomes: [.forward(Event(["id": "e1"])), .forward(Event(["id": "e2"]), output: "audit")],
+                                       keys: keys, routes: ["score"])
+        #expect(plan.appends.map(\.stream) == [keys.stream("score"), keys.stream("audit")])
+        #expect(try events(plan, to: "score") == [["id": "e1"]])
+        #expect(try events(plan, to: "audit") == [["id": "e2"]])
+        #expect(try ChunkCodec.decode(id: "0-1", fields: plan.appends[0].fields).dataset == DatasetReference(name: "orders", version: 3))
+    }
+
     @Test func aTerminalStageCountsWhatItForwards() {
         let chunk = Chunk(id: "1-0", jobID: "job-1", events: [Event(["id": "e1"]), Event(["id": "e2"])])
         let plan = AcknowledgementPlan(manifest: manifest(outputs: [], countsAs: "loaded"), chunk: chunk,

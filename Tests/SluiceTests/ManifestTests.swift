@@ -188,3 +188,59 @@ struct ManifestTests {
         #expect(printed.contains("postgres://sluice:***@db:5432/sluice") && printed.contains("jwt_secret: set"))
     }
 }
+
+/// A function in a process of its own: the manifest's `runtime`.
+@Suite("Manifest runtime")
+struct ManifestRuntimeTests {
+    func parse(_ text: String) throws -> Manifest {
+        try ManifestLoader.parse(text, name: "score", file: "functions/score/function.yaml")
+    }
+
+    func message(_ text: String) -> String? {
+        do { _ = try parse(text); return nil } catch let error as ManifestError { return "\(error.key): \(error.message)" } catch { return "\(error)" }
+    }
+
+    @Test func aCommandIsStartedInTheFunctionsFolder() throws {
+        let manifest = try parse("""
+            runtime: {command: [python3, handler.py], port: 9101, timeout: 5s, ready_timeout: 10s, memory: 256Mi}
+            triggers: [{stream: score}]
+            middleware: [pii-mask]
+            """)
+        #expect(manifest.handler == "process")
+        #expect(manifest.runtime == FunctionRuntime(command: ["python3", "handler.py"], port: 9101, timeout: .seconds(5), readyTimeout: .seconds(10),
+                                                    memoryBytes: 256 << 20, directory: "functions/score"))
+        let sidecar = try parse("runtime: {url: \"http://127.0.0.1:9200/\"}\nhandler: process\ntriggers: [{stream: score}]\n")
+        #expect(sidecar.runtime?.url == "http://127.0.0.1:9200")
+        #expect(sidecar.runtime?.command == nil)
+        let lambda = try parse("runtime: {command: [python3, -m, awslambdaric, app.handler], protocol: lambda}\ntriggers: [{stream: score}]\n")
+        #expect(lambda.runtime?.wireProtocol == .lambda)
+    }
+
+    @Test func mistakesAreNamed() {
+        let stream = "\ntriggers: [{stream: score}]\n"
+        #expect(message("runtime: {}" + stream)?.hasPrefix("runtime: declare exactly one of command") == true)
+        #expect(message("runtime: {command: [a], url: \"http://x:1\"}" + stream)?.hasPrefix("runtime: declare exactly one of command") == true)
+        #expect(message("runtime: {command: []}" + stream)?.hasPrefix("runtime.command: must name a program") == true)
+        #expect(message("runtime: {url: \"ftp://x\"}" + stream)?.hasPrefix("runtime.url: must be an http:// or https:// address") == true)
+        #expect(message("runtime: {command: [a], port: 70000}" + stream)?.hasPrefix("runtime.port: must be at most 65535") == true)
+        #expect(message("runtime: {url: \"http://x:1\", port: 80}" + stream)?.hasPrefix("runtime.port: applies to a command only") == true)
+        #expect(message("runtime: {command: [a], protocol: grpc}" + stream)?.hasPrefix("runtime.protocol: must be one of http, lambda") == true)
+        #expect(message("runtime: {url: \"http://x:1\", protocol: lambda}" + stream)?.hasPrefix("runtime.protocol: lambda needs a command") == true)
+        #expect(message("runtime: {command: [a], memory: 1Mi}" + stream)?.hasPrefix("runtime.memory: '1Mi' is not a memory size of at least 16Mi") == true)
+        #expect(message("runtime: {command: [a], timeout: 31s}" + stream) == "runtime.timeout: must not be longer than visibility_timeout (a chunk held longer would be reclaimed while it runs)")
+        #expect(message("runtime: {command: [a], colour: red}" + stream)?.hasPrefix("runtime.colour: unknown key") == true)
+        #expect(message("runtime: {command: [a]}\nhandler: validate" + stream)?.hasPrefix("handler: must be 'process' (or left out)") == true)
+        #expect(message("handler: process" + stream)?.hasPrefix("runtime: is required for handler 'process'") == true)
+        #expect(message("runtime: {command: [a]}\ntriggers: [{http: {}}]\n") == "triggers: a function with a runtime takes chunks from a stream: declare one stream trigger and no http trigger")
+    }
+
+    @Test func memoryQuantities() {
+        #expect(FunctionRuntime.bytes("256Mi") == 256 << 20)
+        #expect(FunctionRuntime.bytes("1Gi") == 1 << 30)
+        #expect(FunctionRuntime.bytes("500M") == 500_000_000)
+        #expect(FunctionRuntime.bytes("65536") == 65536)
+        #expect(FunctionRuntime.bytes("-1Mi") == nil)
+        #expect(FunctionRuntime.bytes("lots") == nil)
+        #expect(FunctionRuntime.bytes("99999999999999999Gi") == nil)
+    }
+}

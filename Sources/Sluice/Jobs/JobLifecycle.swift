@@ -30,6 +30,16 @@ public enum JobCounters {
     public static let reported = ["received", "loaded", "quarantined", "stale", "duplicate", "no_consent", "geo_restricted",
                                   "dropped", "failed", "cancelled"]
 
+    /// Each reason without a count of its own (a user function's `low_score`, say) and its
+    /// count, in a job hash's fields.
+    public static func dropsByReason(_ fields: [String: String]) -> [String: Int64] {
+        var drops: [String: Int64] = [:]
+        for (field, value) in fields where field.hasPrefix("dropped.") && !namedDrops.contains(String(field.dropFirst(8))) {
+            drops[String(field.dropFirst(8))] = Int64(value) ?? 0
+        }
+        return drops
+    }
+
     /// Events dropped for a reason without a count of its own, in a job hash's fields.
     public static func otherDrops(_ fields: [String: String]) -> Int64 {
         var total: Int64 = 0
@@ -81,7 +91,7 @@ public enum JobScripts {
         local function job_counts(job)
           local all = redis.call('HGETALL', job)
           local c = {received = 0, loaded = 0, quarantined = 0, stale = 0, duplicate = 0, no_consent = 0,
-                     geo_restricted = 0, dropped = 0, failed = 0, cancelled = 0}
+                     geo_restricted = 0, dropped = 0, failed = 0, cancelled = 0, drops = {}}
           local received, trace = nil, nil
           for i = 1, #all, 2 do
             local k, n = all[i], tonumber(all[i + 1]) or 0
@@ -91,7 +101,7 @@ public enum JobScripts {
             elseif k == 'dead_lettered' then c.failed = n
             elseif string.sub(k, 1, 8) == 'dropped.' then
               local reason = string.sub(k, 9)
-              if named[reason] then c[reason] = n else c.dropped = c.dropped + n end
+              if named[reason] then c[reason] = n else c.dropped = c.dropped + n; c.drops[reason] = n end
             end
           end
           return c, received, trace

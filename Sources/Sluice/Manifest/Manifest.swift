@@ -18,6 +18,7 @@
 /// config: {...}                # free-form settings of the handler (rules, tables)
 /// counts_as: loaded            # events it forwards reach their end here: the job counter they add to
 /// deploy: {replicas: {min: 1, max: 8}, lag_count: 10}   # how `sluice render` deploys it (``DeploySettings``)
+/// runtime: {command: [python3, handler.py]}   # a function in a process of its own (``FunctionRuntime``)
 /// ```
 public struct Manifest: Sendable, Equatable {
     /// How a function is invoked.
@@ -71,6 +72,9 @@ public struct Manifest: Sendable, Equatable {
     /// event function is callable through `POST /api/v1/functions/{name}/async` only when it
     /// lists `async` here, and only when it declares `pii-mask` (a call stores its events).
     public var expose: Set<Exposure> = []
+    /// How a function outside the `sluice` binary is reached (``FunctionRuntime``); nil for a
+    /// built-in handler.
+    public var runtime: FunctionRuntime?
     /// The file the manifest was read from (for error messages).
     public var file: String
 

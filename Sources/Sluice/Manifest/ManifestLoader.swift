@@ -60,7 +60,7 @@ public struct ManifestLoader: Sendable {
         let fields = try reader.fields(of: top, at: "", allowed: [
             "name", "handler", "description", "triggers", "outputs", "middleware", "batch", "linger",
             "concurrency", "visibility_timeout", "retry", "environment", "config", "counts_as", "deploy", "expose",
-            "max_chunk_bytes", "dead_letters",
+            "max_chunk_bytes", "dead_letters", "runtime",
         ])
         var manifest = Manifest(name: name, handler: "", file: file)
         if let node = fields["name"] {
@@ -69,10 +69,23 @@ public struct ManifestLoader: Sendable {
                 throw reader.error(.badValue, "name", node, "is '\(declared)' but the folder is '\(name)'")
             }
         }
-        guard let handler = fields["handler"] else {
-            throw ManifestError(.missingField, file: file, key: "handler", message: "is required")
+        if let node = fields["runtime"] {
+            let directory = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
+            manifest.runtime = try reader.runtime(node, directory: directory)
+            // A function in a process of its own has the one handler that calls it.
+            if let handler = fields["handler"], try reader.string(handler, at: "handler") != FunctionRuntime.handler {
+                throw reader.error(.badValue, "handler", handler, "must be '\(FunctionRuntime.handler)' (or left out) for a function with a runtime")
+            }
+            manifest.handler = FunctionRuntime.handler
+        } else {
+            guard let handler = fields["handler"] else {
+                throw ManifestError(.missingField, file: file, key: "handler", message: "is required")
+            }
+            manifest.handler = try reader.string(handler, at: "handler")
+            guard manifest.handler != FunctionRuntime.handler else {
+                throw reader.error(.missingField, "runtime", handler, "is required for handler '\(FunctionRuntime.handler)' (how the process starts or where it listens)")
+            }
         }
-        manifest.handler = try reader.string(handler, at: "handler")
         if let node = fields["description"] { manifest.description = try reader.string(node, at: "description") }
         guard let triggers = fields["triggers"] else {
             throw ManifestError(.missingField, file: file, key: "triggers", message: "is required")
@@ -118,6 +131,15 @@ public struct ManifestLoader: Sendable {
                 guard manifest.middleware.contains("pii-mask") else {
                     throw reader.error(.badValue, "expose", node, "async: a call stores the events it is given, so the function must declare pii-mask")
                 }
+            }
+        }
+        if let runtime = manifest.runtime {
+            guard manifest.inputStream != nil, !manifest.servesHTTP else {
+                throw ManifestError(.badValue, file: file, key: "triggers", message: "a function with a runtime takes chunks from a stream: declare one stream trigger and no http trigger")
+            }
+            guard runtime.timeout <= manifest.visibilityTimeout else {
+                throw ManifestError(.badValue, file: file, key: "runtime.timeout",
+                                    message: "must not be longer than visibility_timeout (a chunk held longer would be reclaimed while it runs)")
             }
         }
         if let node = fields["deploy"] { manifest.deploy = try reader.deploy(node, streamTriggered: manifest.inputStream != nil) }
@@ -321,6 +343,62 @@ private struct Reader {
             if key == "cpu" { result.cpu = text } else { result.memory = text }
         }
         return result
+    }
+
+    mutating func runtime(_ node: Node, directory: String) throws -> FunctionRuntime {
+        guard let mapping = node.mapping else { throw error(.badValue, "runtime", node, "must be a mapping: {command: [...]} or {url: ...}") }
+        let fields = try self.fields(of: mapping, at: "runtime",
+                                     allowed: ["command", "url", "port", "protocol", "timeout", "ready_timeout", "memory"])
+        var runtime = FunctionRuntime(directory: directory)
+        if let n = fields["command"] {
+            let command = try strings(n, at: "runtime.command")
+            guard let program = command.first, !program.isEmpty else { throw error(.badValue, "runtime.command", n, "must name a program") }
+            runtime.command = command
+        }
+        if let n = fields["url"] {
+            let url = try string(n, at: "runtime.url")
+            guard url.hasPrefix("http://") || url.hasPrefix("https://"), url.count > 8, !url.contains(" ") else {
+                throw error(.badValue, "runtime.url", n, "must be an http:// or https:// address")
+            }
+            runtime.url = url.hasSuffix("/") ? String(url.dropLast()) : url
+        }
+        guard (runtime.command == nil) != (runtime.url == nil) else {
+            throw error(.badValue, "runtime", node, "declare exactly one of command (Sluice starts the process) or url (the operator runs it)")
+        }
+        if let n = fields["port"] {
+            let port = try positiveInt(n, at: "runtime.port")
+            guard port <= 65535, runtime.command != nil else {
+                throw error(.badValue, "runtime.port", n, runtime.command == nil ? "applies to a command only (the url names its port)" : "must be at most 65535")
+            }
+            runtime.port = port
+        }
+        if let n = fields["protocol"] {
+            let text = try string(n, at: "runtime.protocol")
+            guard let value = FunctionRuntime.WireProtocol(rawValue: text) else {
+                throw error(.badValue, "runtime.protocol", n, "must be one of \(FunctionRuntime.WireProtocol.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard value == .http || runtime.command != nil else {
+                throw error(.badValue, "runtime.protocol", n, "lambda needs a command (Sluice serves the Runtime API to the process it starts)")
+            }
+            runtime.wireProtocol = value
+        }
+        if let n = fields["timeout"] {
+            runtime.timeout = try duration(n, at: "runtime.timeout")
+            guard runtime.timeout >= .milliseconds(10) else { throw error(.badValue, "runtime.timeout", n, "must be at least 10ms") }
+        }
+        if let n = fields["ready_timeout"] {
+            runtime.readyTimeout = try duration(n, at: "runtime.ready_timeout")
+            guard runtime.readyTimeout >= .milliseconds(100) else { throw error(.badValue, "runtime.ready_timeout", n, "must be at least 100ms") }
+        }
+        if let n = fields["memory"] {
+            let text = try string(n, at: "runtime.memory")
+            guard let bytes = FunctionRuntime.bytes(text), bytes >= 16 << 20, runtime.command != nil else {
+                throw error(.badValue, "runtime.memory", n, runtime.command == nil
+                            ? "applies to a command only" : "'\(text)' is not a memory size of at least 16Mi (write e.g. 256Mi, 1Gi)")
+            }
+            runtime.memoryBytes = bytes
+        }
+        return runtime
     }
 
     func environment(_ node: Node) throws -> [String: String] {

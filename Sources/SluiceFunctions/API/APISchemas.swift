@@ -89,6 +89,7 @@ public enum APISchemas {
                 "dataset": string,
                 "format": ["type": "string", "nullable": true],
                 "counts": ref("JobCounts"),
+                "drops": ["type": "object", "additionalProperties": integer, "description": "The events counted in `dropped`, by reason (a user function's own reasons)."],
                 "error": string,
                 "schema": ref("CSVSchema"),
                 "content_type": string,

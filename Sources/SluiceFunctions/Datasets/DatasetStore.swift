@@ -149,8 +149,16 @@ public final class DatasetStore: Sendable {
     }
 
     /// Registers every dataset declared in `directory` (`*.yaml`), as ``register(_:origin:migration:createOnly:)``.
-    public func registerFiles(in directory: String, logger: Logger) async throws {
+    /// - Parameter functions: the manifests every chain's functions must be among (nil: not checked).
+    /// - Throws: ``DatasetError`` naming the file's dataset and the key.
+    public func registerFiles(in directory: String, functions: ManifestLoader? = nil, logger: Logger) async throws {
+        let router = functions.map { DatasetRouter(datasets: self, manifests: $0) }
         for spec in try DatasetFiles.load(directory: directory) {
+            do {
+                try router?.check(spec)
+            } catch {
+                throw DatasetError(error.code, key: "dataset \(spec.name): \(error.key)", error.message)
+            }
             let registration = try await register(spec, origin: "file")
             if registration.created || !registration.changes.isEmpty {
                 logger.info("dataset registered", metadata: [

@@ -107,6 +107,7 @@ extension IngestFunction {
                                                   key: query.get("key").map { $0.split(separator: ",").map { String($0) } },
                                                   time: query.get("time").map { String($0) })
             }
+            try router.check(spec)
             let registration = try await datasets.register(spec, origin: format == .json ? "api" : "detected", createOnly: true)
             return JSONResponse(status: .created, value: Self.describe(registration.stored, changes: []))
         } catch let error as DatasetError {
@@ -130,6 +131,7 @@ extension IngestFunction {
             var spec = try DatasetSpec(json: json, name: name)
             spec.detected = existing.spec.detected && json["detected"]?.boolValue == true
             let migration = request.uri.queryParameters.get("migration") == "true"
+            try router.check(spec)
             let registration = try await datasets.register(spec, origin: existing.origin, migration: migration)
             return JSONResponse(status: .ok, value: Self.describe(registration.stored, changes: registration.changes))
         } catch let error as DatasetError {

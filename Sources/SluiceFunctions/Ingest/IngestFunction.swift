@@ -42,6 +42,8 @@ public struct IngestFunction: HTTPFunction {
     /// else sees and cancels only the jobs they created.
     let readAllJobs: Set<String>
     let datasets: DatasetStore
+    /// The first stream of each dataset's chain.
+    let router: DatasetRouter
     /// Roles that may create a dataset (`config.create_datasets`), by declaring it or by a first
     /// upload; `admin` always may.
     let createDatasets: Set<String>
@@ -71,6 +73,7 @@ public struct IngestFunction: HTTPFunction {
         readAllJobs = Set((config["read_all_jobs"]?.arrayValue ?? []).compactMap(\.stringValue))
         createDatasets = Set((config["create_datasets"]?.arrayValue ?? []).compactMap(\.stringValue))
         datasets = setup.dependencies.datasets
+        router = setup.dependencies.router
         csvConfig = config["csv"]
         guard uploadLease >= .seconds(1) else {
             throw ManifestError(.badValue, file: manifest.file, key: "config.upload_lease", message: "must be at least 1s")
@@ -183,6 +186,8 @@ public struct IngestFunction: HTTPFunction {
         var publisher = UploadPublisher(jobID: jobID, traceID: traceID, batch: manifest.batch, maxChunkBytes: manifest.maxChunkBytes,
                                         outputs: manifest.outputs, keys: keys, redis: redis, function: manifest.name,
                                         maxQuarantinedBytes: limits.maxQuarantinedBytes)
+        let router = self.router
+        publisher.route = { dataset in try await router.entry(for: dataset) }
         let detected = Mutex<DatasetSpec?>(nil)
         var csvMapping: CSVColumnMapping
         switch target {
@@ -298,6 +303,11 @@ public struct IngestFunction: HTTPFunction {
             IngestFailure(DatasetRoutes.problem(error))
         case is RedisError:
             IngestFailure(Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the event stream is not available; try again"))
+        case let error as FunctionError where error.kind == .retryable:
+            IngestFailure(Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the dataset catalog is not available; try again"))
+        case let error as FunctionError:
+            // The dataset's chain cannot be followed (a function without a manifest here).
+            IngestFailure(Problem(.internalServerError, code: error.code, detail: error.message))
         default:
             IngestFailure(Problem(.badRequest, code: "body_incomplete", detail: "the body ended before it was complete"))
         }

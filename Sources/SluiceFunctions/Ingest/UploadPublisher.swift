@@ -27,7 +27,8 @@ struct UploadPublisher {
     let traceID: String
     let batch: Int
     let maxChunkBytes: Int
-    let outputs: [String]
+    /// The streams chunks are appended to: the manifest's outputs, until ``route`` names others.
+    var outputs: [String]
     let keys: StreamKeys
     let redis: RedisClient
     let function: String
@@ -38,6 +39,9 @@ struct UploadPublisher {
     /// Makes the dataset from the first chunk's records, when it does not exist yet: called
     /// once, before that chunk is appended.
     var detect: (@Sendable ([JSONValue]) async throws -> DatasetReference)?
+    /// The streams the dataset's records enter by (its chain's first function), asked once, at
+    /// the first chunk (after ``detect``); nil or a nil answer: ``outputs``.
+    var route: (@Sendable (DatasetReference?) async throws -> [String]?)?
     /// The chunk's events (or rows) so far: `[` and the events, comma-separated.
     var events: [UInt8] = [UInt8(ascii: "[")]
     var eventCount = 0
@@ -147,6 +151,10 @@ struct UploadPublisher {
                 }
                 dataset = try await detect(records)
                 self.detect = nil
+            }
+            if let route {
+                if let streams = try await route(dataset) { outputs = streams }
+                self.route = nil
             }
             let fields = if let shape {
                 ChunkCodec.encode(rowsJSON: events, shapeJSON: shape, count: eventCount, jobID: jobID, traceID: traceID, receivedAt: receivedAt,

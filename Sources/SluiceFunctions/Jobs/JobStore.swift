@@ -348,6 +348,14 @@ public struct JobStore: Sendable {
             "counts": .object(counts), "created_at": .string(row.createdAt), "updated_at": .string(row.updatedAt),
             "finished_at": row.finishedAt.map(JSONValue.string) ?? .null,
         ]
+        // The drops counted together as `dropped`, by reason (a user function's reasons).
+        if let live {
+            var drops = JSONObject()
+            for (reason, count) in JobCounters.dropsByReason(live).sorted(by: { $0.key < $1.key }) { drops[reason] = .int(count) }
+            object["drops"] = .object(drops)
+        } else {
+            object["drops"] = stored["drops"]?.objectValue.map(JSONValue.object) ?? .object([:])
+        }
         if let error = live?["error"] ?? row.error { object["error"] = .string(error) }
         if let schema = row.schema.flatMap({ try? JSONParser().parse(Array($0.utf8)) }) { object["schema"] = schema }
         if let type = row.contentType { object["content_type"] = .string(type) }

@@ -1,0 +1,98 @@
+import Testing
+@testable import Sluice
+@testable import SluiceFunctions
+
+/// Sluice's function protocol (docs/function-protocol.md): the request a process receives and
+/// how each answer becomes outcomes or a retryable or permanent failure.
+@Suite struct FunctionProtocolTests {
+    let chunk = Chunk(id: "1700000000000-0", jobID: "job-1", traceID: "trace-1",
+                      events: [Event(["id": "a"]), Event(["id": "b"]), Event(["id": "c"])],
+                      dataset: DatasetReference(name: "orders", version: 2))
+
+    func answer(_ value: JSONValue) throws(FunctionError) -> [Outcome] {
+        try FunctionProtocol.outcomes(value.serializedBytes, for: chunk)
+    }
+
+    func failure(_ value: JSONValue) -> FunctionError? {
+        do { _ = try answer(value); return nil } catch { return error }
+    }
+
+    @Test func theRequestCarriesTheEventsAndTheirContext() throws {
+        let body = FunctionProtocol.request(chunk, function: "score", attempt: 3, deadlineMilliseconds: 1_700_000_010_000,
+                                            config: ["threshold": 0.5])
+        let request = try JSONParser().parse(body)
+        #expect(request["protocol"] == 1)
+        #expect(request["function"] == "score")
+        #expect(request["chunk_id"] == "1700000000000-0")
+        #expect(request["job_id"] == "job-1")
+        #expect(request["trace_id"] == "trace-1")
+        #expect(request["attempt"] == 3)
+        #expect(request["deadline_ms"] == 1_700_000_010_000)
+        #expect(request["dataset"] == "orders")
+        #expect(request["config"] == ["threshold": 0.5])
+        #expect(request["events"] == [["id": "a"], ["id": "b"], ["id": "c"]])
+        // A chunk of no job or trace says so with null, and events with `events`.
+        let bare = try JSONParser().parse(FunctionProtocol.request(Chunk(id: "1-0", events: []), function: "f", attempt: 1,
+                                                                   deadlineMilliseconds: 0, config: [:]))
+        #expect(bare["job_id"] == .null)
+        #expect(bare["dataset"] == "events")
+    }
+
+    @Test func eachOutcomeKindIsRead() throws {
+        let outcomes = try answer(["outcomes": [
+            ["outcome": "forward", "event": ["id": "a", "score": 0.9]],
+            ["outcome": "drop", "reason": "low_score"],
+            ["outcome": "quarantine", "reason": "bad_amount", "field": "amount"],
+        ]])
+        #expect(outcomes == [
+            .forward(Event(["id": "a", "score": 0.9])),
+            .drop(reason: "low_score"),
+            .quarantine(reason: "bad_amount", event: Event(["id": "c"]), field: "amount"),
+        ])
+        // A forward without an event passes the event on unchanged; an output is kept.
+        let unchanged = try answer(["outcomes": [["outcome": "forward"], ["outcome": "forward", "output": "audit"], ["outcome": "forward", "output": nil]]])
+        #expect(unchanged == [.forward(Event(["id": "a"])), .forward(Event(["id": "b"]), output: "audit"), .forward(Event(["id": "c"]))])
+    }
+
+    @Test func theFunctionMayDeadLetterOrRetryTheWholeChunk() {
+        let dead = failure(["dead_letter": ["code": "schema_mismatch", "message": "the model expects v2 rows"]])
+        #expect(dead == .permanent("schema_mismatch", "the model expects v2 rows"))
+        let retry = failure(["retry": ["code": "model_loading"]])
+        #expect(retry == .retryable("model_loading", "the function gave no message"))
+        // A code that could not be a counter's name is replaced by the protocol's own.
+        #expect(failure(["dead_letter": ["code": "Bad Code!"]])?.code == "function_dead_lettered")
+        #expect(failure(["retry": [:]])?.code == "function_retry")
+    }
+
+    @Test func anAnswerThatIsNotTheProtocolsIsPermanent() {
+        let cases: [(JSONValue, String)] = [
+            (["outcomes": [["outcome": "forward"]]], "1 outcomes for 3 events"),
+            (["result": "ok"], "the answer has no outcomes, dead_letter or retry"),
+            (["outcomes": [["outcome": "forward"], ["outcome": "explode"], ["outcome": "forward"]]], "outcomes[1].outcome must be forward, drop or quarantine"),
+            (["outcomes": [["outcome": "forward"], ["outcome": "drop"], ["outcome": "forward"]]], "outcomes[1].reason must be 1 to 64 of a-z, 0-9, _, - and ."),
+            (["outcomes": [["outcome": "drop", "reason": "Has Spaces"], ["outcome": "forward"], ["outcome": "forward"]]], "outcomes[0].reason must be 1 to 64 of a-z, 0-9, _, - and ."),
+            (["outcomes": [["outcome": "forward", "output": 3], ["outcome": "forward"], ["outcome": "forward"]]], "outcomes[0].output is not a string"),
+            (["outcomes": ["forward", "forward", "forward"]], "outcomes[0] has no outcome"),
+            ([1, 2], "the answer is not a JSON object"),
+        ]
+        for (value, message) in cases {
+            #expect(failure(value) == .permanent("bad_outcomes", message), "\(value)")
+        }
+        do {
+            _ = try FunctionProtocol.outcomes(Array("<html>oops</html>".utf8), for: chunk)
+            Issue.record("HTML was read as outcomes")
+        } catch {
+            #expect(error == .permanent("bad_outcomes", "the answer is not a JSON object"))
+        }
+    }
+
+    /// The status table of docs/function-protocol.md.
+    @Test func statusesMapToRetryableAndPermanentFailures() {
+        for status in [408, 425, 429, 500, 502, 503, 504, 507, 599] {
+            #expect(FunctionProtocol.failure(status: status) == .retryable("function_failed", "the function answered \(status)"))
+        }
+        for status in [201, 204, 301, 400, 401, 403, 404, 409, 413, 422, 501, 505] {
+            #expect(FunctionProtocol.failure(status: status) == .permanent("function_rejected", "the function answered \(status)"))
+        }
+    }
+}
