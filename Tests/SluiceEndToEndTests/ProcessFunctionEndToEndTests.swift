@@ -75,4 +75,140 @@ import Testing
             }
         }
     }
+
+    /// A Python function whose behaviour the test sets in a file: `ok` forwards, `fail` answers
+    /// 500, `reject` 422, `hang` never answers, `crash` ends the process (after setting `ok`).
+    static let moody = """
+        import json, os, sys, time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        MODE = os.environ["MOODY_MODE_FILE"]
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            def do_POST(self):
+                if self.headers.get("Authorization") != "Bearer " + os.environ["SLUICE_FUNCTION_TOKEN"]:
+                    return self.answer(401, {})
+                chunk = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                mode = open(MODE).read().strip()
+                if mode == "fail": return self.answer(500, {"detail": "model unavailable"})
+                if mode == "reject": return self.answer(422, {"detail": "not my kind of rows"})
+                if mode == "hang": time.sleep(60)
+                if mode == "crash":
+                    open(MODE, "w").write("ok")
+                    os._exit(3)
+                self.answer(200, {"outcomes": [{"outcome": "forward", "event": dict(e, moody=True)} for e in chunk["events"]]})
+            def answer(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            def log_message(self, *args): pass
+        ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+        """
+
+    /// A function that answers 500 is retried with backoff and then dead-lettered; one that
+    /// answers 422 is dead-lettered at once; one that hangs is cut at its timeout and retried;
+    /// one that crashes is restarted and its chunk retried; `sluice dlq redrive` brings the dead
+    /// letters back once the function is fixed, and every row loads exactly once.
+    @Test func failuresAreRetriedDeadLetteredAndRedriven() async throws {
+        let mode = try makeTemporaryDirectory("moody") + "/mode"
+        try "ok".write(toFile: mode, atomically: true, encoding: .utf8)
+        var manifests = try PipelineFixture.pipelineManifests()
+        manifests["moody"] = """
+            runtime: {command: [python3, moody.py], timeout: 1s}
+            triggers: [{stream: moody}]
+            visibility_timeout: 3s
+            retry: {max_attempts: 3, initial_backoff: 100ms, max_backoff: 200ms}
+            environment: {MOODY_MODE_FILE: \(mode)}
+            """
+        try await PipelineFixture.with(db: 22, manifests: manifests) { fixture in
+            try Self.moody.write(toFile: "\(fixture.functionsDirectory)/moody/moody.py", atomically: true, encoding: .utf8)
+            try await fixture.startPipeline()
+            let moody = try await fixture.start("moody")
+            let spec: JSONValue = [
+                "name": "moods",
+                "fields": [["name": "id", "type": "string", "required": true], ["name": "moody", "type": "boolean"]],
+                "key": ["id"],
+                "chain": ["validate", "moody", "load"],
+            ]
+            let created = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/datasets"), body: Data(spec.serializedBytes),
+                                                 headers: ["Content-Type": "application/json"])
+            #expect(created.status == 201, "\(created.text)")
+            func upload(_ first: Int) async throws -> String {
+                var body = Data()
+                for n in first..<(first + 10) { body.append(contentsOf: Array("{\"id\": \"m-\(n)\"}\n".utf8)) }
+                let response = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/datasets/moods/ingest"), body: body,
+                                                      headers: ["Content-Type": "application/x-ndjson"])
+                guard response.status == 202, let id = try JSONParser().parse(Array(response.body))["job_id"]?.stringValue else {
+                    throw TestSetupError("upload answered \(response.status): \(response.text)")
+                }
+                return id
+            }
+            let dlq = RedisArgument(fixture.keys.deadLetters("moody"))
+            func deadLetters(_ count: Int) async throws -> [StreamEntry] {
+                let deadline = ContinuousClock.now + .seconds(30)
+                var entries: [StreamEntry] = []
+                while ContinuousClock.now < deadline {
+                    entries = try await fixture.clients.redis.range(stream: fixture.keys.deadLetters("moody"))
+                    if entries.count >= count { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                return entries
+            }
+
+            // 500: retried with backoff, then dead-lettered after its three attempts.
+            try "fail".write(toFile: mode, atomically: true, encoding: .utf8)
+            let failed = try await upload(0)
+            var letters = try await deadLetters(1)
+            #expect(letters.count == 1)
+            #expect(letters.last?.field("error_code") == "function_failed")
+            #expect(letters.last?.field("attempts") == "3")
+            #expect(letters.last?.field("error") == "the function answered 500")
+
+            // 422: dead-lettered at once, after one attempt.
+            try "reject".write(toFile: mode, atomically: true, encoding: .utf8)
+            let rejected = try await upload(10)
+            letters = try await deadLetters(2)
+            #expect(letters.count == 2)
+            #expect(letters.last?.field("error_code") == "function_rejected")
+            #expect(letters.last?.field("attempts") == "1")
+
+            // A hang: cut at the 1 s timeout, retried, dead-lettered after three.
+            try "hang".write(toFile: mode, atomically: true, encoding: .utf8)
+            let hung = try await upload(20)
+            letters = try await deadLetters(3)
+            #expect(letters.count == 3)
+            #expect(letters.last?.field("error_code") == "function_timeout")
+            #expect(letters.last?.field("attempts") == "3")
+            for job in [failed, rejected, hung] {
+                #expect(try await fixture.waitForJob(job)["status"]?.stringValue == "failed")
+            }
+
+            // A crash: the process is started again and the chunk retried; it loads.
+            try "crash".write(toFile: mode, atomically: true, encoding: .utf8)
+            let crashed = try await upload(30)
+            let crashedJob = try await fixture.waitForJob(crashed)
+            #expect(crashedJob["status"]?.stringValue == "completed")
+            #expect(crashedJob.count("loaded") == 10)
+            #expect(moody.log.components(separatedBy: "function process started").count - 1 == 2)
+            #expect(moody.log.contains("function process exited; restarting"))
+
+            // Fixed: the dead letters are redriven and load, each row once.
+            #expect(try String(contentsOfFile: mode, encoding: .utf8) == "ok")
+            let redrive = try await runCommand(fixture.environment.binary, ["dlq", "redrive", "moody"], environment: fixture.processEnvironment)
+            #expect(redrive.output == "redrove 3 chunks to moody\n", "\(redrive.error)")
+            #expect(try await fixture.clients.redis.send(["XLEN", dlq]).int == 0)
+            let deadline = ContinuousClock.now + .seconds(30)
+            var rows = -1
+            while ContinuousClock.now < deadline {
+                rows = Int(try await fixture.clients.postgres.query("SELECT count(*) FROM datasets.moods WHERE moody").scalar ?? "") ?? -1
+                if rows == 40 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(rows == 40)
+            #expect(try await fixture.counter("loaded", jobs: [failed, rejected, hung]) == 30)
+        }
+    }
 }
+
