@@ -23,6 +23,9 @@ swift build -c release --static-swift-stdlib
 fuzz_seconds=${SLUICE_FUZZ_SECONDS:-10}
 if (( fuzz_seconds > 0 )); then scripts/fuzz.sh "$fuzz_seconds"; fi
 
+# The example functions' own tests (the end-to-end tests run them in the pipeline).
+(cd examples/python-score && python3 -m unittest -q test_handler)
+
 # openapi-spec-validator and schemathesis, for the gateway's API tests.
 SLUICE_PYTHON=$(scripts/python-tools.sh)
 export SLUICE_PYTHON
