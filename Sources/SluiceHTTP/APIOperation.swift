@@ -45,6 +45,9 @@ public struct APIOperation: Sendable, Equatable {
         }
 
         /// A problem answer.
+        /// `415 unsupported_media_type` of a route that takes JSON only.
+        public static let notJSON = problem("415", "The body is not sent as application/json (unsupported_media_type).")
+
         public static func problem(_ status: String, _ description: String) -> Response {
             Response(status, description, content: [("application/problem+json", ["$ref": "#/components/schemas/Problem"])])
         }

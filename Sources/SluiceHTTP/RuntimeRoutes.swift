@@ -132,7 +132,7 @@ public enum TraceContext {
     }
 
     /// A new random trace id (32 hex digits).
-    public static func newTraceID() -> String { randomHex(words: 2) }
+    public static func newTraceID() -> String { RandomHex.make(words: 2) }
 
     /// `header` when it is a well-formed version-00 `traceparent`: lowercase hex, ids not all
     /// zero.
@@ -151,16 +151,8 @@ public enum TraceContext {
     }
 
     /// A `traceparent` continuing trace `traceID` with a new span id.
-    public static func traceparent(traceID: String) -> String { "00-\(traceID)-\(randomHex(words: 1))-01" }
+    public static func traceparent(traceID: String) -> String { "00-\(traceID)-\(RandomHex.make(words: 1))-01" }
 
     /// A new `traceparent` starting a sampled trace.
-    public static func newTraceparent() -> String { "00-\(newTraceID())-\(randomHex(words: 1))-01" }
-
-    private static func randomHex(words: Int) -> String {
-        (0..<words).map { _ in
-            let v = UInt64.random(in: 1...UInt64.max)
-            let s = String(v, radix: 16)
-            return String(repeating: "0", count: 16 - s.count) + s
-        }.joined()
-    }
+    public static func newTraceparent() -> String { "00-\(newTraceID())-\(RandomHex.make(words: 1))-01" }
 }

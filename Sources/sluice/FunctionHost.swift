@@ -138,7 +138,7 @@ struct FunctionHost {
             }
             supervised += dependencies.shared.takeProcessServices()
             for supervisor in dependencies.shared.supervisors {
-                readiness.append(("function \(supervisor.name)", { if case .ready = supervisor.current { true } else { false } }))
+                readiness.append(("function \(supervisor.name)", { supervisor.isReady }))
             }
             // What the functions share (the consent book and its listener) runs with them.
             triggers += dependencies.shared.takeServices()

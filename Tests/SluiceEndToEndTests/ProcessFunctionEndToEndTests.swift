@@ -149,19 +149,27 @@ import Testing
         }
     }
 
-    /// A Python function whose behaviour the test sets in a file: `ok` forwards, `fail` answers
-    /// 500, `reject` 422, `hang` never answers, `crash` ends the process (after setting `ok`).
+    /// The tests' Python function. Its behaviour is set in the file `MOODY_MODE_FILE` names (no
+    /// file: `ok`): `ok` forwards each event with `moody: true`, `fail` answers 500, `reject`
+    /// 422, `hang` never answers, `crash` ends the process (after setting `ok`). With
+    /// `RECORD_FILE` it writes each chunk's events there, and the descriptors it started with
+    /// to `RECORD_FILE.fds`.
     static let moody = """
         import json, os, sys, time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        MODE = os.environ["MOODY_MODE_FILE"]
+        MODE, RECORD = os.environ.get("MOODY_MODE_FILE"), os.environ.get("RECORD_FILE")
+        if RECORD:
+            fds = sorted(os.listdir("/proc/self/fd"), key=int)  # the listing opens one more
+            with open(RECORD + ".fds", "w") as out: out.write(json.dumps(fds))
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             def do_POST(self):
                 if self.headers.get("Authorization") != "Bearer " + os.environ["SLUICE_FUNCTION_TOKEN"]:
                     return self.answer(401, {})
                 chunk = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                mode = open(MODE).read().strip()
+                if RECORD:
+                    with open(RECORD, "a") as out: out.write(json.dumps(chunk["events"]) + "\\n")
+                mode = open(MODE).read().strip() if MODE else "ok"
                 if mode == "fail": return self.answer(500, {"detail": "model unavailable"})
                 if mode == "reject": return self.answer(422, {"detail": "not my kind of rows"})
                 if mode == "hang": time.sleep(60)
@@ -281,6 +289,76 @@ import Testing
             }
             #expect(rows == 40)
             #expect(try await fixture.counter("loaded", jobs: [failed, rejected, hung]) == 30)
+
+            // SIGTERM: the process gets it once the trigger has drained, and ends by it (it does
+            // not inherit the SIGTERM Sluice ignores), well before the 10 s SIGKILL.
+            let child = try #require(Self.childPID(in: moody.log))
+            let stopping = ContinuousClock.now
+            moody.signal(SIGTERM)
+            #expect(await moody.waitExit(timeout: .seconds(9)) == 0)
+            #expect(ContinuousClock.now - stopping < .seconds(9))
+            #expect(!moody.log.contains("ignored SIGTERM"))
+            #expect(kill(child, 0) != 0, "the function's process outlived its supervisor")
+        }
+    }
+
+    /// The same Python function first in two datasets' chains, once behind `pii-mask` and once
+    /// without: behind it the process receives none of the e-mail addresses and phone numbers in
+    /// the records; without it (the control) it receives every one.
+    @Test func piiMaskOnTheFunctionKeepsPersonalDataFromItsProcess() async throws {
+        let records = try makeTemporaryDirectory("recorder")
+        var manifests = try PipelineFixture.pipelineManifests()
+        for (name, middleware) in [("inbox", "[pii-mask]"), ("rawbox", "[]")] {
+            manifests[name] = """
+                runtime: {command: [python3, moody.py], timeout: 3s}
+                triggers: [{stream: \(name)}]
+                middleware: \(middleware)
+                visibility_timeout: 5s
+                environment: {RECORD_FILE: \(records)/\(name).ndjson}
+                """
+        }
+        try await PipelineFixture.with(db: 23, manifests: manifests) { fixture in
+            for name in ["inbox", "rawbox"] {
+                try Self.moody.write(toFile: "\(fixture.functionsDirectory)/\(name)/moody.py", atomically: true, encoding: .utf8)
+            }
+            try await fixture.startPipeline()
+            try await fixture.start("inbox")
+            try await fixture.start("rawbox")
+            let emails = (0..<20).map { "customer.\($0)@example.org" }
+            let phones = (0..<20).map { "+44 20 7946 \(String(1000 + $0))" }
+            var body = Data()
+            for n in 0..<20 {
+                let record: JSONValue = ["id": .string("t-\(n)"), "email": .string(emails[n]), "note": .string("call me on \(phones[n]) please")]
+                body.append(contentsOf: record.serializedBytes + [UInt8(ascii: "\n")])
+            }
+            for (dataset, function) in [("tickets", "inbox"), ("tickets_raw", "rawbox")] {
+                let spec: JSONValue = [
+                    "name": .string(dataset),
+                    "fields": [["name": "id", "type": "string", "required": true], ["name": "email", "type": "string"], ["name": "note", "type": "string"]],
+                    "key": ["id"],
+                    "chain": [.string(function), "validate", "load"],
+                ]
+                let created = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/datasets"), body: Data(spec.serializedBytes),
+                                                     headers: ["Content-Type": "application/json"])
+                #expect(created.status == 201, "\(created.text)")
+                let upload = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/datasets/\(dataset)/ingest"), body: body,
+                                                    headers: ["Content-Type": "application/x-ndjson"])
+                let id = try #require(try JSONParser().parse(Array(upload.body))["job_id"]?.stringValue)
+                let job = try await fixture.waitForJob(id)
+                #expect(job["status"]?.stringValue == "completed")
+                #expect(job.count("loaded") == 20)
+            }
+            let masked = try String(contentsOfFile: "\(records)/inbox.ndjson", encoding: .utf8)
+            let raw = try String(contentsOfFile: "\(records)/rawbox.ndjson", encoding: .utf8)
+            #expect(masked.contains("t-19") && raw.contains("t-19"))
+            // Started with standard input, output and error only: none of Sluice's sockets.
+            for name in ["inbox", "rawbox"] {
+                #expect(try String(contentsOfFile: "\(records)/\(name).ndjson.fds", encoding: .utf8) == #"["0", "1", "2", "3"]"#)
+            }
+            for value in emails + phones {
+                #expect(!masked.contains(value), "behind pii-mask the process received \(value)")
+                #expect(raw.contains(value), "the control did not receive \(value)")
+            }
         }
     }
 }

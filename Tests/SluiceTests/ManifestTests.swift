@@ -212,8 +212,8 @@ struct ManifestRuntimeTests {
         let sidecar = try parse("runtime: {url: \"http://127.0.0.1:9200/\"}\nhandler: process\ntriggers: [{stream: score}]\n")
         #expect(sidecar.runtime?.url == "http://127.0.0.1:9200")
         #expect(sidecar.runtime?.command == nil)
-        let lambda = try parse("runtime: {command: [python3, -m, awslambdaric, app.handler], protocol: lambda}\ntriggers: [{stream: score}]\n")
-        #expect(lambda.runtime?.wireProtocol == .lambda)
+        let declared = try parse("runtime: {command: [python3, handler.py], protocol: http}\ntriggers: [{stream: score}]\n")
+        #expect(declared.runtime?.wireProtocol == .http)
     }
 
     @Test func mistakesAreNamed() {
@@ -224,8 +224,9 @@ struct ManifestRuntimeTests {
         #expect(message("runtime: {url: \"ftp://x\"}" + stream)?.hasPrefix("runtime.url: must be an http:// or https:// address") == true)
         #expect(message("runtime: {command: [a], port: 70000}" + stream)?.hasPrefix("runtime.port: must be at most 65535") == true)
         #expect(message("runtime: {url: \"http://x:1\", port: 80}" + stream)?.hasPrefix("runtime.port: applies to a command only") == true)
-        #expect(message("runtime: {command: [a], protocol: grpc}" + stream)?.hasPrefix("runtime.protocol: must be one of http, lambda") == true)
-        #expect(message("runtime: {url: \"http://x:1\", protocol: lambda}" + stream)?.hasPrefix("runtime.protocol: lambda needs a command") == true)
+        #expect(message("runtime: {command: [a], protocol: grpc}" + stream)?.hasPrefix("runtime.protocol: must be one of http") == true)
+        // The Lambda Runtime API is not served yet: a manifest asking for it is refused, not run as http.
+        #expect(message("runtime: {command: [a], protocol: lambda}" + stream)?.hasPrefix("runtime.protocol: must be one of http") == true)
         #expect(message("runtime: {command: [a], memory: 1Mi}" + stream)?.hasPrefix("runtime.memory: '1Mi' is not a memory size of at least 16Mi") == true)
         #expect(message("runtime: {command: [a], timeout: 31s}" + stream) == "runtime.timeout: must not be longer than visibility_timeout (a chunk held longer would be reclaimed while it runs)")
         #expect(message("runtime: {command: [a], colour: red}" + stream)?.hasPrefix("runtime.colour: unknown key") == true)

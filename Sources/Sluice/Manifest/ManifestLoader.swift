@@ -377,9 +377,6 @@ private struct Reader {
             guard let value = FunctionRuntime.WireProtocol(rawValue: text) else {
                 throw error(.badValue, "runtime.protocol", n, "must be one of \(FunctionRuntime.WireProtocol.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            guard value == .http || runtime.command != nil else {
-                throw error(.badValue, "runtime.protocol", n, "lambda needs a command (Sluice serves the Runtime API to the process it starts)")
-            }
             runtime.wireProtocol = value
         }
         if let n = fields["timeout"] {

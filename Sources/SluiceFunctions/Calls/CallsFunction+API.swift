@@ -19,7 +19,7 @@ extension CallsFunction {
                 .problem("400", "Not a JSON array of events, or X-Callback-Url is refused (invalid_callback_url, with reason): not an absolute http(s) URL, or one naming a loopback, private, link-local or reserved address in any spelling."),
                 .problem("404", "No event function has this name."),
                 .problem("413", "The body is larger than 8 MB."),
-                .problem("415", "The body is not sent as application/json (unsupported_media_type)."),
+                .notJSON,
                 .problem("503", "The call store is not reachable; try again."),
             ]),
         APIOperation(

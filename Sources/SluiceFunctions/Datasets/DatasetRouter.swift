@@ -16,24 +16,22 @@ public final class DatasetRouter: ChunkRouting {
     }
 
     public func outputs(after function: String, for chunk: Chunk) async throws(FunctionError) -> [String]? {
-        let chain = try await chain(of: chunk)
-        guard let chain, let index = chain.firstIndex(of: function), index + 1 < chain.count else { return nil }
+        guard let chain = try await chain(of: chunk.dataset), let index = chain.firstIndex(of: function), index + 1 < chain.count else { return nil }
         return [try stream(of: chain[index + 1], dataset: chunk.datasetName)]
     }
 
-    /// The streams the records of `dataset` enter the pipeline by: the input stream of its chain's
-    /// first function.
+    /// The streams the records of `dataset` (nil: events) enter the pipeline by: the input
+    /// stream of its chain's first function.
     public func entry(for dataset: DatasetReference?) async throws(FunctionError) -> [String]? {
-        let chunk = Chunk(id: "-", events: [], dataset: dataset)
-        guard let first = try await chain(of: chunk)?.first else { return nil }
-        return [try stream(of: first, dataset: chunk.datasetName)]
+        guard let first = try await chain(of: dataset)?.first else { return nil }
+        return [try stream(of: first, dataset: dataset?.name ?? DatasetReference.events)]
     }
 
-    /// The chain of the chunk's dataset; nil when the catalog has no such dataset (the stage
-    /// that reads it says so).
-    func chain(of chunk: Chunk) async throws(FunctionError) -> [String]? {
+    /// The chain of `dataset` (nil: events), at least at the version it names; nil when the
+    /// catalog has no such dataset (the stage that reads it says so).
+    func chain(of dataset: DatasetReference?) async throws(FunctionError) -> [String]? {
         do {
-            return try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version)?.spec.chain
+            return try await datasets.spec(dataset?.name ?? DatasetReference.events, atLeast: dataset?.version)?.spec.chain
         } catch {
             throw .retryable("catalog_unavailable", "the dataset catalog cannot be read now")
         }

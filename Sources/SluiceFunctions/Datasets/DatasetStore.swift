@@ -58,13 +58,21 @@ public final class DatasetStore: Sendable {
     // MARK: - Reading
 
     /// Dataset `name`, at least at `version` when given; nil when there is no such dataset.
+    /// While PostgreSQL cannot be read, a spec read before (at a version that will do) is
+    /// answered: routing a chunk, or a stage that needs no database, does not stop with it.
     public func spec(_ name: String, atLeast version: Int? = nil) async throws -> StoredDataset? {
         if let fixed { return fixed[name] }
         let now = ContinuousClock.now
-        if let entry = cache.withLock({ $0[name] }), now - entry.readAt < Self.cacheLifetime, entry.stored.version >= (version ?? 0) {
-            return entry.stored
+        let cached = cache.withLock { $0[name] }.flatMap { $0.stored.version >= (version ?? 0) ? $0 : nil }
+        if let cached, now - cached.readAt < Self.cacheLifetime { return cached.stored }
+        let read: StoredDataset?
+        do {
+            read = try await pool.withConnection { connection in try Self.read(name, on: connection) }
+        } catch let error as PostgresError where error.code == .unavailable {
+            guard let cached else { throw error }
+            return cached.stored
         }
-        guard let stored = try await pool.withConnection({ connection in try Self.read(name, on: connection) }) else {
+        guard let stored = read else {
             _ = cache.withLock { $0.removeValue(forKey: name) }
             return nil
         }

@@ -150,7 +150,7 @@ extension IngestFunction {
                     .problem("400", "Not a JSON object."),
                     .problem("409", "An event with this event_id was loaded before (duplicate_event)."),
                     .problem("413", "Larger than the manifest's max_record_bytes."),
-                    .problem("415", "The body is not sent as application/json (unsupported_media_type)."),
+                    .notJSON,
                     .problem("422", "Not loaded: quarantined (with `reason`), stale, no_consent or geo_restricted."),
                     unavailable,
                 ]),

@@ -18,7 +18,7 @@ extension PrivacyFunction {
                     .json("200", "The consent as recorded.", APISchemas.ref("Consent")),
                     .problem("400", "Not a JSON object with a valid purpose and a boolean granted (`field` names it)."),
                     .problem("413", "The body is larger than 16 KB."),
-                    .problem("415", "The body is not sent as application/json (unsupported_media_type)."),
+                    .notJSON,
                     unavailable,
                 ]),
             APIOperation(

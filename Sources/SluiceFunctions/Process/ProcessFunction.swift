@@ -63,7 +63,7 @@ public final class ProcessFunction: EventFunction, Sendable {
             base = runtime.url!
         }
         let remaining = deadline - ContinuousClock.now
-        let deadlineMilliseconds = Int64(Date().timeIntervalSince1970 * 1000) + remaining.milliseconds
+        let deadlineMilliseconds = PipelineClock.milliseconds() + remaining.milliseconds
         var request = HTTPClientRequest(url: base + "/")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import Sluice
 import Synchronization
@@ -11,9 +13,11 @@ import Synchronization
 ///
 /// The process gets a small environment of its own (never Sluice's secrets): `PATH`, `HOME`,
 /// `LANG`, the manifest's `environment`, `PORT`, `SLUICE_FUNCTION_NAME` and
-/// `SLUICE_FUNCTION_TOKEN` (the bearer token every request carries). On Linux it is started
-/// through `setpriv --pdeathsig KILL`, so it dies with the Sluice process even after a
-/// `kill -9`; with `runtime.memory`, under `ulimit -v`.
+/// `SLUICE_FUNCTION_TOKEN` (the bearer token every request carries). It is started through
+/// `setpriv --pdeathsig KILL`, so it dies with the Sluice process even after a `kill -9`, and
+/// `env --default-signal`, so it does not inherit the SIGTERM that ServiceLifecycle ignores in
+/// Sluice (an ignored signal stays ignored across exec); with `runtime.memory`, under `ulimit -v`;
+/// with no descriptor of Sluice's open but standard input, output and error.
 public final class ProcessSupervisor: Service, CustomStringConvertible {
     public enum State: Sendable, Equatable {
         case starting
@@ -25,45 +29,30 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     let runtime: FunctionRuntime
     let logger: Logger
     /// The bearer token of this supervisor's process.
-    public let token: String
-    /// Extra environment (the Lambda Runtime API's address).
-    let extraEnvironment: @Sendable (Int) -> [String: String]
-    /// Whether the process is ready, asked after it started (nil: it listens on its port).
-    let readiness: (@Sendable (Int) async -> Bool)?
+    public let token = RandomHex.make(words: 4)
     private let state = Mutex<State>(.starting)
     private let pid = Mutex<Int32?>(nil)
     private let stopping = Atomic<Bool>(false)
-    /// How many times the process was started.
-    private let starts = Atomic<Int>(0)
 
     static let stopGrace: Duration = .seconds(10)
 
     public var description: String { "ProcessSupervisor(\(manifest.name))" }
 
-    public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger,
-                extraEnvironment: @escaping @Sendable (Int) -> [String: String] = { _ in [:] },
-                readiness: (@Sendable (Int) async -> Bool)? = nil) {
+    public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger) {
         self.manifest = manifest
         self.runtime = runtime
         var logger = logger
         logger[metadataKey: "function"] = .string(manifest.name)
         self.logger = logger
-        self.token = Self.randomToken()
-        self.extraEnvironment = extraEnvironment
-        self.readiness = readiness
     }
 
     public var current: State { state.withLock { $0 } }
+    /// Whether the process answers (the host's readiness probe).
+    public var isReady: Bool { if case .ready = current { true } else { false } }
     /// The function's name.
     public var name: String { manifest.name }
-    public var startCount: Int { starts.load(ordering: .relaxed) }
     /// The running process's id, if any.
     public var processID: Int32? { pid.withLock { $0 } }
-
-    static func randomToken() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<4).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(16) }.joined()
-    }
 
     /// The port the process is ready on, waiting up to `deadline`.
     /// - Throws: `function_unavailable` (retryable) when it is not ready by then.
@@ -119,11 +108,15 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         var arguments: [String] = []
         let launcher = "/usr/bin/setpriv"
         let hasLauncher = FileManager.default.isExecutableFile(atPath: launcher)
-        if hasLauncher { arguments += ["--pdeathsig", "KILL", "--", "/bin/sh"] }
+        if hasLauncher { arguments += ["--pdeathsig", "KILL", "--", "/usr/bin/env"] }
         let limit = runtime.memoryBytes.map { "ulimit -v \($0 / 1024) && " } ?? ""
-        arguments += ["-c", "cd \"$1\" && shift && \(limit)exec \"$@\"", "sluice-function", runtime.directory]
+        // bash closes every descriptor but 0, 1 and 2 first: none of Sluice's sockets (Redis,
+        // PostgreSQL) may reach the user's code, whatever was not opened close-on-exec.
+        let closeInherited = "for f in /proc/$$/fd/*; do n=${f##*/}; if [ \"$n\" -gt 2 ]; then exec {n}>&-; fi; done; "
+        arguments += ["--default-signal", "/bin/bash", "-c", closeInherited + "cd \"$1\" && shift && \(limit)exec \"$@\"",
+                      "sluice-function", runtime.directory]
         arguments += runtime.command ?? []
-        process.executableURL = URL(fileURLWithPath: hasLauncher ? launcher : "/bin/sh")
+        process.executableURL = URL(fileURLWithPath: hasLauncher ? launcher : "/usr/bin/env")
         process.arguments = arguments
         var environment: [String: String] = [:]
         let inherited = ProcessInfo.processInfo.environment
@@ -134,9 +127,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         environment["PORT"] = String(port)
         environment["SLUICE_FUNCTION_NAME"] = manifest.name
         environment["SLUICE_FUNCTION_TOKEN"] = token
-        for (name, value) in extraEnvironment(port) { environment[name] = value }
         process.environment = environment
-        starts.add(1, ordering: .relaxed)
 
         // The process is started and waited for on a thread of its own: `--pdeathsig` ends it
         // when the thread that started it ends, so that thread lives exactly as long as it.
@@ -171,14 +162,11 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         logger.info("function process started", metadata: ["pid": .stringConvertible(launchedPID), "port": .stringConvertible(port)])
         if isStopping { signal(SIGTERM) }
 
-        // Ready once it answers (or, for the Lambda Runtime API, once it asks for work); the
-        // exit is watched meanwhile.
-        let readiness = self.readiness
+        // Ready once its port accepts a connection; the exit is watched meanwhile.
         let readyDeadline = ContinuousClock.now + runtime.readyTimeout
         let watcher = Task { [weak self] in
             while let self, !Task.isCancelled, ContinuousClock.now < readyDeadline {
-                let ready = if let readiness { await readiness(port) } else { Self.listens(port: port) }
-                if ready {
+                if await Self.listens(port: port) {
                     self.state.withLock { if $0 == .starting { $0 = .ready(port: port) } }
                     self.logger.info("function process ready", metadata: ["port": .stringConvertible(port)])
                     return
@@ -216,9 +204,6 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         }
     }
 
-    /// Kills the process (a hung handler), to be restarted.
-    public func restart() { signal(SIGKILL) }
-
     /// A port no one listens on now (bound and released).
     static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -235,21 +220,17 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         return bound ? Int(UInt16(bigEndian: address.sin_port)) : 0
     }
 
-    /// Whether something accepts connections on 127.0.0.1:`port`.
-    static func listens(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        return withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    /// Whether something accepts connections on 127.0.0.1:`port` (an event-loop connect, not a
+    /// blocking one on the cooperative pool).
+    static func listens(port: Int) async -> Bool {
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(500))
+                .connect(host: "127.0.0.1", port: port).get()
+            try? await channel.close()
+            return true
+        } catch {
+            return false
         }
     }
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

@@ -58,7 +58,7 @@ extension WarehouseFunction {
                     .problem("400", "Not a JSON object of columns, an unknown or fixed column, or a value of the wrong type (`field` names it)."),
                     .problem("404", "No such dataset, or no record with this key."),
                     .problem("413", "The body is larger than 1 MB."),
-                    .problem("415", "The body is not sent as application/json (unsupported_media_type)."),
+                    .notJSON,
                     unavailable,
                 ]),
             APIOperation(
@@ -83,7 +83,7 @@ extension WarehouseFunction {
                     .problem("400", "Not a JSON object of columns, an unknown or fixed column, or a value of the wrong type (`field` names it)."),
                     .problem("404", "No record has this event_id."),
                     .problem("413", "The body is larger than 1 MB."),
-                    .problem("415", "The body is not sent as application/json (unsupported_media_type)."),
+                    .notJSON,
                     unavailable,
                 ]),
             APIOperation(
