@@ -12,7 +12,7 @@ import Synchronization
 /// while uploads continue reaches every stage before the first record that holds it.
 public final class DatasetStore: Sendable {
     let pool: PostgresPool
-    private let cache = Mutex<[String: Entry]>([:])
+    let cache = Mutex<[String: Entry]>([:])
     /// Specs given at creation, never read from the catalog (for tests of one stage).
     private let fixed: [String: StoredDataset]?
 
