@@ -10,6 +10,8 @@ packages=(
   redis-server redis-tools postgresql
   # tools the scripts and tests use (openssl makes the RS256 test keys, wrk drives the gateway bench)
   curl procps python3 python3-venv openssl wrk
+  # the example functions in other languages (examples/node-tag) and `sluice new --lang node`
+  nodejs
   # the image and its containers (scripts/image.sh, the container tests): podman with runc,
   # netavark and aardvark-dns for the containers' network and names, debootstrap for the base image
   podman runc netavark aardvark-dns iptables catatonit debootstrap
@@ -31,5 +33,6 @@ if ((${#missing[@]} > 0)); then
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+node --version >/dev/null || { echo "node does not run after installing nodejs" >&2; exit 1; }
 redis-server --version >/dev/null || { echo "redis-server does not run after installing it" >&2; exit 1; }
 /usr/lib/postgresql/15/bin/initdb --version >/dev/null || { echo "PostgreSQL 15 (initdb) is missing after installing postgresql" >&2; exit 1; }

@@ -25,6 +25,8 @@ if (( fuzz_seconds > 0 )); then scripts/fuzz.sh "$fuzz_seconds"; fi
 
 # The example functions' own tests (the end-to-end tests run them in the pipeline).
 (cd examples/python-score && python3 -m unittest -q test_handler)
+(cd examples/python-lambda && python3 -m unittest -q test_handler)
+(cd examples/node-tag && node --test >/dev/null)
 
 # openapi-spec-validator and schemathesis, for the gateway's API tests.
 SLUICE_PYTHON=$(scripts/python-tools.sh)

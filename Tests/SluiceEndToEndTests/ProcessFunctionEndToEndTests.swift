@@ -18,17 +18,37 @@ import Testing
         return manifests
     }
 
+    /// The examples in other languages beside the shipped pipeline: python-score as `score`,
+    /// node-tag as `tag` and python-lambda as `review` (started with the test's Python, which
+    /// has awslambdaric), each with the test's timeouts.
+    static func allManifests(score extra: String = "") throws -> [String: String] {
+        var manifests = try manifests(score: extra)
+        let root = try TestEnvironment.get().packageRoot
+        guard let python = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] else {
+            throw TestSetupError("SLUICE_PYTHON is not set: make test installs the Python tools, awslambdaric among them (scripts/python-tools.sh)")
+        }
+        for (name, example) in [("tag", "node-tag"), ("review", "python-lambda")] {
+            var text = try String(contentsOfFile: "\(root)/examples/\(example)/function.yaml", encoding: .utf8)
+            text = text.replacingOccurrences(of: "timeout: 10s", with: "timeout: 3s")
+                .replacingOccurrences(of: "command: [python3,", with: "command: [\(python),")
+            manifests[name] = text + "visibility_timeout: 5s\n"
+        }
+        return manifests
+    }
+
     /// Copies the example's handler beside its manifest, and puts `score` in the events'
     /// chain between transform and load, with a `score` column, as a user would: by editing
     /// datasets/events.yaml and running `sluice migrate`.
-    static func install(_ fixture: PipelineFixture) async throws {
+    static func install(_ fixture: PipelineFixture, chain: String = "score", columns: String = "  - {name: score, type: number}\n") async throws {
         let root = try TestEnvironment.get().packageRoot
-        try FileManager.default.copyItem(atPath: "\(root)/examples/python-score/handler.py",
-                                         toPath: "\(fixture.functionsDirectory)/score/handler.py")
+        for (name, example, file) in [("score", "python-score", "handler.py"), ("tag", "node-tag", "handler.js"), ("review", "python-lambda", "handler.py")]
+        where FileManager.default.fileExists(atPath: "\(fixture.functionsDirectory)/\(name)") {
+            try FileManager.default.copyItem(atPath: "\(root)/examples/\(example)/\(file)", toPath: "\(fixture.functionsDirectory)/\(name)/\(file)")
+        }
         let file = "\(fixture.directory)/datasets/events.yaml"
         var events = try String(contentsOfFile: file, encoding: .utf8)
-        for (of, with) in [("chain: [validate, enrich, transform, load]", "chain: [validate, enrich, transform, score, load]"),
-                           ("  - {name: attributes, type: object}\n", "  - {name: attributes, type: object}\n  - {name: score, type: number}\n")] {
+        for (of, with) in [("chain: [validate, enrich, transform, load]", "chain: [validate, enrich, transform, \(chain), load]"),
+                           ("  - {name: attributes, type: object}\n", "  - {name: attributes, type: object}\n" + columns)] {
             guard events.contains(of) else { throw TestSetupError("datasets/events.yaml has no '\(of)'") }
             events = events.replacingOccurrences(of: of, with: with)
         }
@@ -37,16 +57,18 @@ import Testing
         guard migrate.status == 0 else { throw TestSetupError("sluice migrate failed: \(migrate.error)") }
     }
 
-    /// A gen_events.py workload through validate → enrich → transform → score (Python) → load:
-    /// every count is the manifest's, but for the rows score drops, which are counted under its
-    /// reason; every loaded row has its score; and the Python process, behind `pii-mask`,
-    /// never received any of the personal data gen_events.py planted.
-    @Test func aPythonFunctionInTheChainKeepsEveryCountExact() async throws {
+    /// A gen_events.py workload through validate → enrich → transform → score (Python) → tag
+    /// (Node) → load: every count is the manifest's, but for the rows score and tag drop, which
+    /// are counted under their reasons; every loaded row has its score and tier; and the Python
+    /// process, behind `pii-mask`, never received any of the personal data gen_events.py planted.
+    @Test func aPythonAndANodeFunctionInTheChainKeepEveryCountExact() async throws {
         let record = try makeTemporaryDirectory("score-record") + "/received.ndjson"
-        try await PipelineFixture.with(db: 21, manifests: try Self.manifests(score: "environment: {SCORE_RECORD_FILE: \(record)}\n")) { fixture in
-            try await Self.install(fixture)
+        try await PipelineFixture.with(db: 21, manifests: try Self.allManifests(score: "environment: {SCORE_RECORD_FILE: \(record)}\n")) { fixture in
+            try await Self.install(fixture, chain: "score, tag",
+                                   columns: "  - {name: score, type: number}\n  - {name: tier, type: string}\n")
             try await fixture.startPipeline()
             try await fixture.start("score")
+            try await fixture.start("tag")
             let workload = try await GeneratedWorkload.make(count: 5_000, seed: 221, format: "ndjson", in: fixture.directory)
             let upload = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
             #expect(upload.status == 202, "\(upload.body)")
@@ -54,16 +76,23 @@ import Testing
             let job = try await fixture.waitForJob(id)
             #expect(job["status"]?.stringValue == "completed")
             let lowScore = Int(job["drops"]?["low_score"]?.intValue ?? -1)
-            #expect(lowScore > 0 && lowScore < workload.expected["loaded"]!, "low_score \(lowScore)")
-            #expect(job.count("loaded") + lowScore == workload.expected["loaded"])
+            let notBillable = Int(job["drops"]?["not_billable"]?.intValue ?? -1)
+            #expect(lowScore > 0 && notBillable > 0 && lowScore + notBillable < workload.expected["loaded"]!, "low_score \(lowScore), not_billable \(notBillable)")
+            #expect(job.count("loaded") + lowScore + notBillable == workload.expected["loaded"])
             for name in ["quarantined", "stale", "duplicate", "no_consent"] {
                 #expect(job.count(name) == workload.expected[name], "counts.\(name)")
             }
             #expect(job.count("received") == workload.count)
             #expect(try await fixture.counter("fn.score.in", jobs: [id]) == workload.expected["loaded"])
-            let rows = try await fixture.clients.postgres.query(
-                "SELECT count(*), count(score), coalesce(min(score), -1) >= 0.2 FROM events WHERE job_id = \(id)::uuid").rows
-            #expect(rows == [["\(job.count("loaded"))", "\(job.count("loaded"))", "t"]])
+            #expect(try await fixture.counter("fn.tag.in", jobs: [id]) == workload.expected["loaded"]! - lowScore)
+            let rows = try await fixture.clients.postgres.query("""
+                SELECT count(*), count(score), coalesce(min(score), -1) >= 0.2, count(*) FILTER (WHERE tier = 'high' AND score >= 0.8),
+                       count(*) FILTER (WHERE tier = 'standard' AND score < 0.8), count(*) FILTER (WHERE event_type = 'logout')
+                FROM events WHERE job_id = \(id)::uuid
+                """).rows
+            let loaded = job.count("loaded")
+            #expect(rows.count == 1 && rows[0][0] == "\(loaded)" && rows[0][1] == "\(loaded)" && rows[0][2] == "t" && rows[0][5] == "0", "\(rows)")
+            #expect(rows.count == 1 && (Int(rows[0][3] ?? "") ?? 0) + (Int(rows[0][4] ?? "") ?? 0) == loaded, "every row has its tier: \(rows)")
 
             // What the Python process received: every row it scored, and none of the planted data.
             let received = try String(contentsOfFile: record, encoding: .utf8)
@@ -75,6 +104,60 @@ import Testing
             try workload.piiSamples.joined(separator: "\n").write(toFile: samples, atomically: true, encoding: .utf8)
             let search = try await runCommand("/usr/bin/grep", ["-F", "-c", "-f", samples, record])
             #expect(search.status == 1 && search.output == "0\n", "the function received planted personal data: \(search.output)")
+        }
+    }
+
+    /// examples/python-lambda, a handler written for AWS Lambda's SQS batches, run unmodified by
+    /// the unmodified awslambdaric under Sluice's Runtime API, between transform and load: the
+    /// records it names in batchItemFailures (sign-ins) are quarantined under
+    /// function_item_failed and every other count is the manifest's. Then its process is
+    /// killed mid-run, and a second upload still ends with every event accounted for.
+    @Test func anUnmodifiedLambdaHandlerRunsUnderTheRuntimeAPI() async throws {
+        try await PipelineFixture.with(db: 24, manifests: try Self.allManifests()) { fixture in
+            try await Self.install(fixture, chain: "review", columns: "")
+            try await fixture.startPipeline()
+            let review = try await fixture.start("review")
+            let workload = try await GeneratedWorkload.make(count: 3_000, seed: 224, format: "ndjson", in: fixture.directory)
+            let upload = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
+            let id = try #require(upload.body["job_id"]?.stringValue)
+            let job = try await fixture.waitForJob(id)
+            #expect(job["status"]?.stringValue == "completed")
+            let reasons = try await fixture.quarantineReasons(job: id)
+            let failed = reasons["function_item_failed"] ?? 0
+            #expect(failed > 0 && failed < workload.expected["loaded"]!, "\(reasons)")
+            #expect(job.count("loaded") + failed == workload.expected["loaded"])
+            #expect(job.count("quarantined") == workload.expected["quarantined"]! + failed)
+            for name in ["stale", "duplicate", "no_consent"] {
+                #expect(job.count(name) == workload.expected[name], "counts.\(name)")
+            }
+            let rows = try await fixture.clients.postgres.query(
+                "SELECT count(*), count(*) FILTER (WHERE event_type = 'login') FROM events WHERE job_id = \(id)::uuid").rows
+            #expect(rows == [["\(job.count("loaded"))", "0"]])
+            // The records quarantined are the sign-ins, as the handler received them.
+            let held = try await fixture.clients.postgres.query(
+                "SELECT count(*) FROM quarantine WHERE job_id = \(id)::uuid AND reason = 'function_item_failed' AND raw LIKE '%\"login\"%'").rows
+            #expect(held == [["\(failed)"]])
+            #expect(review.log.contains("function process ready"))
+
+            // kill -9 of the handler's process during a second run: the chunk it held is retried.
+            let second = try await GeneratedWorkload.make(count: 20_000, seed: 225, format: "ndjson", in: fixture.directory)
+            let again = try await fixture.upload(file: second.path, contentType: "application/x-ndjson")
+            let secondID = try #require(again.body["job_id"]?.stringValue)
+            var killed = false
+            for _ in 0..<400 where !killed {
+                if try await fixture.counter("fn.review.in", jobs: [secondID]) > 2_000, let child = Self.childPID(in: review.log) {
+                    killed = kill(child, SIGKILL) == 0
+                }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            #expect(killed, "the handler's process was not killed mid-run")
+            let secondJob = try await fixture.waitForJob(secondID)
+            #expect(secondJob["status"]?.stringValue == "completed")
+            let secondFailed = try await fixture.quarantineReasons(job: secondID)["function_item_failed"] ?? 0
+            #expect(secondJob.count("loaded") + secondFailed == second.expected["loaded"])
+            #expect(secondJob.count("quarantined") == second.expected["quarantined"]! + secondFailed)
+            #expect(secondJob.count("duplicate") == second.expected["duplicate"])
+            #expect(review.log.components(separatedBy: "function process started").count - 1 >= 2, "restarted after the kill")
         }
     }
 

@@ -6,7 +6,7 @@
 /// runtime:
 ///   command: [python3, handler.py]   # started in the function's folder, with PORT set
 ///   port: 9101                       # the port it listens on (default: a free one, passed as PORT)
-///   protocol: http                   # Sluice's function protocol (the only one so far)
+///   protocol: http                   # Sluice's function protocol; or lambda: the AWS Lambda Runtime API
 ///   timeout: 10s                     # the longest one chunk may take (at most visibility_timeout)
 ///   ready_timeout: 30s               # the longest a start may take until it answers
 ///   memory: 256Mi                    # its address-space limit (RLIMIT_AS), when set
@@ -16,6 +16,9 @@ public struct FunctionRuntime: Sendable, Equatable {
     public enum WireProtocol: String, Sendable, CaseIterable {
         /// Sluice POSTs each chunk to the process (docs/function-protocol.md).
         case http
+        /// Sluice serves the AWS Lambda Runtime API to the process (`AWS_LAMBDA_RUNTIME_API`),
+        /// which polls it for chunks: a handler written for Lambda runs unmodified.
+        case lambda
     }
 
     /// The program and its arguments, started in the function's folder; nil: `url` is called.

@@ -378,6 +378,12 @@ private struct Reader {
                 throw error(.badValue, "runtime.protocol", n, "must be one of \(FunctionRuntime.WireProtocol.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             runtime.wireProtocol = value
+            guard value != .lambda || runtime.command != nil else {
+                throw error(.badValue, "runtime.protocol", n, "lambda applies to a command only (Sluice serves the Runtime API to the process it starts)")
+            }
+            guard value != .lambda || runtime.port == nil else {
+                throw error(.badValue, "runtime.port", n, "does not apply to lambda (the process polls Sluice's Runtime API)")
+            }
         }
         if let n = fields["timeout"] {
             runtime.timeout = try duration(n, at: "runtime.timeout")

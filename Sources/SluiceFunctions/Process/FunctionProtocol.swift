@@ -9,6 +9,13 @@ public enum FunctionProtocol {
     /// The request body for `chunk`: the events (already through the function's middleware) and
     /// what the process may want to know about them.
     public static func request(_ chunk: Chunk, function: String, attempt: Int, deadlineMilliseconds: Int64, config: JSONValue) -> [UInt8] {
+        var body = context(chunk, function: function, attempt: attempt, deadlineMilliseconds: deadlineMilliseconds, config: config)
+        body["events"] = .array(chunk.events.map(\.value))
+        return JSONValue.object(body).serializedBytes
+    }
+
+    /// What a request says about the chunk besides its events (a Lambda event's `sluice`).
+    static func context(_ chunk: Chunk, function: String, attempt: Int, deadlineMilliseconds: Int64, config: JSONValue) -> JSONObject {
         var body: JSONObject = [
             "protocol": .int(Int64(version)),
             "function": .string(function),
@@ -17,11 +24,10 @@ public enum FunctionProtocol {
             "deadline_ms": .int(deadlineMilliseconds),
             "dataset": .string(chunk.datasetName),
             "config": config,
-            "events": .array(chunk.events.map(\.value)),
         ]
         body["job_id"] = chunk.jobID.map(JSONValue.string) ?? .null
         body["trace_id"] = chunk.traceID.map(JSONValue.string) ?? .null
-        return JSONValue.object(body).serializedBytes
+        return body
     }
 
     /// What an HTTP status means when it is not 200: retryable for 408, 425, 429 and 5xx but 501

@@ -25,6 +25,10 @@ public final class ProcessFunction: EventFunction, Sendable {
     let logger: Logger
     /// The most bytes an answer may have.
     let maxAnswerBytes: Int
+    /// The chunks handed to the process's Lambda runtime client (`protocol: lambda`).
+    let lambda: LambdaBroker?
+    /// The stream the function reads (named in a Lambda event's records).
+    let stream: String
 
     public init(setup: PipelineSetup) throws {
         manifest = setup.manifest
@@ -34,8 +38,32 @@ public final class ProcessFunction: EventFunction, Sendable {
         self.runtime = runtime
         logger = setup.logger
         maxAnswerBytes = manifest.maxChunkBytes * 4 + (1 << 20)
-        if runtime.command != nil {
+        stream = manifest.triggers.lazy.compactMap { if case .stream(let name) = $0 { name } else { nil } }.first ?? manifest.name
+        var services: [any Service] = []
+        if runtime.wireProtocol == .lambda {
+            // Sluice serves the Runtime API to the process on a port of its own; the process is
+            // ready at its first poll, and what it held when it ended is retried.
+            let broker = LambdaBroker()
+            let apiPort = ProcessSupervisor.freePort()
+            let supervisor = ProcessSupervisor(
+                manifest: manifest, runtime: runtime, logger: setup.logger, readiness: .reported,
+                environment: [
+                    "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:\(apiPort)",
+                    "AWS_LAMBDA_FUNCTION_NAME": manifest.name,
+                    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": String((runtime.memoryBytes ?? 128 << 20) >> 20),
+                    "AWS_REGION": "local",
+                    "LAMBDA_TASK_ROOT": runtime.directory,
+                ],
+                onExit: { broker.processEnded() })
+            services.append(LambdaRuntimeAPI(broker: broker, port: apiPort, function: manifest.name, maxResponseBytes: maxAnswerBytes,
+                                             processID: { supervisor.processID }, onPoll: { supervisor.markReady() }, logger: setup.logger))
+            lambda = broker
+            self.supervisor = supervisor
+            token = supervisor.token
+        } else if runtime.command != nil {
             let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger)
+            lambda = nil
             self.supervisor = supervisor
             token = supervisor.token
         } else {
@@ -45,17 +73,22 @@ public final class ProcessFunction: EventFunction, Sendable {
             }
             self.token = token
             supervisor = nil
+            lambda = nil
         }
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(2)), decompression: .disabled)
         configuration.httpVersion = .http1Only
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: max(2, manifest.concurrency))
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-        // Run by the host, stopped after the trigger drains: the supervisor, then the client.
-        setup.dependencies.shared.addProcessServices([ClientCloser(client: client)] + (supervisor.map { [$0] } ?? []), supervisor: supervisor)
+        // Run by the host, stopped after the trigger drains: the supervisor, then the client and
+        // the Runtime API.
+        services.append(ClientCloser(client: client))
+        if let supervisor { services.append(supervisor) }
+        setup.dependencies.shared.addProcessServices(services, supervisor: supervisor)
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext) async throws -> [Outcome] {
         let deadline = min(context.deadline, ContinuousClock.now + runtime.timeout)
+        if let lambda { return try await invokeLambda(chunk, context: context, broker: lambda, deadline: deadline) }
         let base: String
         if let supervisor {
             base = "http://127.0.0.1:\(try await supervisor.readyPort(by: deadline))"
@@ -93,6 +126,32 @@ public final class ProcessFunction: EventFunction, Sendable {
         }
         guard status == 200 else { throw FunctionProtocol.failure(status: status) }
         return try FunctionProtocol.outcomes(answer, for: chunk)
+    }
+}
+
+extension ProcessFunction {
+    /// Hands the chunk, as an SQS batch, to the process's Lambda runtime client and reads its
+    /// result (``LambdaProtocol``). A handler that raises fails the attempt (retried, as Lambda
+    /// retries a batch); no result by the deadline is a timeout; a process that ended, unavailable.
+    func invokeLambda(_ chunk: Chunk, context: FunctionContext, broker: LambdaBroker, deadline: ContinuousClock.Instant) async throws -> [Outcome] {
+        _ = try await supervisor!.readyPort(by: deadline)
+        let remaining = deadline - ContinuousClock.now
+        let now = PipelineClock.milliseconds()
+        let deadlineMilliseconds = now + remaining.milliseconds
+        let body = LambdaProtocol.event(chunk, function: manifest.name, stream: stream, attempt: context.attempt,
+                                        deadlineMilliseconds: deadlineMilliseconds, sentMilliseconds: now, config: manifest.config)
+        let invocation = LambdaBroker.Invocation(id: RandomHex.make(words: 2), body: body,
+                                                 deadlineMilliseconds: deadlineMilliseconds, traceID: chunk.traceID)
+        switch await broker.invoke(invocation, timeout: remaining) {
+        case .response(let result):
+            return try LambdaProtocol.outcomes(result, for: chunk)
+        case .error(let type):
+            throw FunctionError.retryable("function_failed", "the handler raised \(type)")
+        case .timeout:
+            throw FunctionError.retryable("function_timeout", "the function did not answer within \(remaining.milliseconds) ms")
+        case .unavailable:
+            throw FunctionError.retryable("function_unavailable", "the function's process ended or is stopping")
+        }
     }
 }
 

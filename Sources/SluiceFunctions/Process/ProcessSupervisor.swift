@@ -25,9 +25,22 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         case stopped
     }
 
+    /// How the supervisor knows the process is ready.
+    public enum Readiness: Sendable {
+        /// Its port accepts a connection.
+        case listens
+        /// It says so itself (``markReady()``): a Lambda runtime client's first poll.
+        case reported
+    }
+
     let manifest: Manifest
     let runtime: FunctionRuntime
     let logger: Logger
+    let readiness: Readiness
+    /// Set in the process's environment besides Sluice's own variables.
+    let extraEnvironment: [String: String]
+    /// Called each time the process has ended (before it is started again).
+    let onExit: @Sendable () -> Void
     /// The bearer token of this supervisor's process.
     public let token = RandomHex.make(words: 4)
     private let state = Mutex<State>(.starting)
@@ -38,9 +51,13 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
 
     public var description: String { "ProcessSupervisor(\(manifest.name))" }
 
-    public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger) {
+    public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger, readiness: Readiness = .listens,
+                environment: [String: String] = [:], onExit: @escaping @Sendable () -> Void = {}) {
         self.manifest = manifest
         self.runtime = runtime
+        self.readiness = readiness
+        self.extraEnvironment = environment
+        self.onExit = onExit
         var logger = logger
         logger[metadataKey: "function"] = .string(manifest.name)
         self.logger = logger
@@ -53,6 +70,16 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     public var name: String { manifest.name }
     /// The running process's id, if any.
     public var processID: Int32? { pid.withLock { $0 } }
+
+    /// Marks the running process ready (``Readiness/reported``).
+    public func markReady() {
+        let marked = state.withLock { state in
+            guard state == .starting, processID != nil else { return false }
+            state = .ready(port: 0)
+            return true
+        }
+        if marked { logger.info("function process ready") }
+    }
 
     /// The port the process is ready on, waiting up to `deadline`.
     /// - Throws: `function_unavailable` (retryable) when it is not ready by then.
@@ -124,6 +151,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         environment["PYTHONUNBUFFERED"] = "1"
         for (name, value) in manifest.environment { environment[name] = value }
+        for (name, value) in extraEnvironment { environment[name] = value }
         environment["PORT"] = String(port)
         environment["SLUICE_FUNCTION_NAME"] = manifest.name
         environment["SLUICE_FUNCTION_TOKEN"] = token
@@ -166,7 +194,9 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         let readyDeadline = ContinuousClock.now + runtime.readyTimeout
         let watcher = Task { [weak self] in
             while let self, !Task.isCancelled, ContinuousClock.now < readyDeadline {
-                if await Self.listens(port: port) {
+                if self.readiness == .reported {
+                    if self.isReady { return }
+                } else if await Self.listens(port: port) {
                     self.state.withLock { if $0 == .starting { $0 = .ready(port: port) } }
                     self.logger.info("function process ready", metadata: ["port": .stringConvertible(port)])
                     return
@@ -182,7 +212,9 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         var how = "ended"
         for await value in exited.stream { how = value }
         watcher.cancel()
+        state.withLock { $0 = .starting }
         pid.withLock { $0 = nil }
+        onExit()
         return how
     }
 
