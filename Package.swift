@@ -13,6 +13,10 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "Sluice", targets: ["Sluice"]),
+        // A package of your own: its functions beside the built-in ones, and the whole CLI in its
+        // binary (SluiceApplication, CodableFunction); SluiceTesting runs a function in process.
+        .library(name: "SluiceRuntime", targets: ["SluiceRuntime"]),
+        .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         // The upload decoders alone, for the fuzz targets in Fuzz/ (a package of its own).
         .library(name: "SluiceUploads", targets: ["SluiceUploads"]),
     ],
@@ -129,6 +133,16 @@ let package = Package(
         ),
         .executableTarget(
             name: "sluice",
+            dependencies: ["SluiceRuntime"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceTesting",
+            dependencies: ["SluiceRuntime", "Sluice", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceRuntime",
             dependencies: [
                 "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceFunctions", "SluiceDeploy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -145,7 +159,7 @@ let package = Package(
         .testTarget(
             name: "SluiceTests",
             dependencies: ["Sluice", "SluiceFunctions", "SluiceDeploy", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads",
-                           "SluicePrivacy",
+                           "SluicePrivacy", "SluiceRuntime", "SluiceTesting",
                            .product(name: "Yams", package: "Yams"),
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "NIOPosix", package: "swift-nio"),

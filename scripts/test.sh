@@ -27,6 +27,10 @@ if (( fuzz_seconds > 0 )); then scripts/fuzz.sh "$fuzz_seconds"; fi
 (cd examples/python-score && python3 -m unittest -q test_handler)
 (cd examples/python-lambda && python3 -m unittest -q test_handler)
 (cd examples/node-tag && node --test >/dev/null)
+# The Swift package example (its own binary, depending on Sluice by path): its tests, and the
+# binary the end-to-end tests run the pipeline with.
+swift build --package-path examples/swift-risk --build-tests
+swift test --package-path examples/swift-risk --skip-build
 
 # openapi-spec-validator and schemathesis, for the gateway's API tests.
 SLUICE_PYTHON=$(scripts/python-tools.sh)

@@ -1,6 +1,7 @@
 import Sluice
 import SluiceHTTP
 import SluicePrivacy
+import Synchronization
 
 /// The handlers and middleware built into the `sluice` binary.
 public enum BuiltinFunctions {
@@ -40,7 +41,18 @@ public enum BuiltinFunctions {
         registry.registerMiddleware("consent") { try ConsentMiddleware(setup: $0) }
         registry.registerMiddleware("geo-restrict") { try GeoRestrictMiddleware(manifest: $0.manifest) }
         registry.register("gateway") { try GatewayFunction(setup: $0) }
+        for registration in added.withLock({ $0 }) { registration(&registry) }
         return registry
+    }
+
+    /// The functions a package of its own adds to the built-in ones (``add(_:)``).
+    private static let added = Mutex<[@Sendable (inout PipelineRegistry) -> Void]>([])
+
+    /// Adds handlers (or middleware) to every registry ``registry()`` makes from now on: the
+    /// functions of a binary of one's own, registered once as it starts (SluiceRuntime's
+    /// `SluiceApplication`).
+    public static func add(_ registration: @escaping @Sendable (inout PipelineRegistry) -> Void) {
+        added.withLock { $0.append(registration) }
     }
 
     /// The public API routes each handler answers, by handler name: the gateway's OpenAPI

@@ -161,6 +161,46 @@ import Testing
         }
     }
 
+    /// examples/swift-risk, a package outside Sources/ that depends on Sluice by path and builds
+    /// its own binary with a CodableFunction registered: that binary serves every stage of the
+    /// shipped pipeline and `risk` between transform and load, with the manifest's exact counts,
+    /// sign-ups counted under `not_scored`, and every loaded row scored.
+    @Test func aSwiftPackageOfItsOwnServesThePipelineAndItsFunction() async throws {
+        let root = try TestEnvironment.get().packageRoot
+        let binary = ProcessInfo.processInfo.environment["SLUICE_SWIFT_EXAMPLE_BIN"] ?? "\(root)/examples/swift-risk/.build/debug/risk-sluice"
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw TestSetupError("\(binary) is missing: build it with `swift build --package-path examples/swift-risk` (make test does)")
+        }
+        var manifests = try PipelineFixture.pipelineManifests()
+        manifests["risk"] = try String(contentsOfFile: "\(root)/examples/swift-risk/functions/risk/function.yaml", encoding: .utf8)
+            + "visibility_timeout: 5s\n"
+        try await PipelineFixture.with(db: 25, manifests: manifests, servers: try TestEnvironment.get().with(binary: binary)) { fixture in
+            try await Self.install(fixture, chain: "risk", columns: "  - {name: risk, type: number}\n")
+            try await fixture.startPipeline()
+            let risk = try await fixture.start("risk")
+            let workload = try await GeneratedWorkload.make(count: 3_000, seed: 225, format: "ndjson", in: fixture.directory)
+            let upload = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
+            let id = try #require(upload.body["job_id"]?.stringValue)
+            let job = try await fixture.waitForJob(id)
+            #expect(job["status"]?.stringValue == "completed")
+            let notScored = Int(job["drops"]?["not_scored"]?.intValue ?? -1)
+            #expect(notScored > 0 && notScored < workload.expected["loaded"]!, "not_scored \(notScored)")
+            #expect(job.count("loaded") + notScored == workload.expected["loaded"])
+            for name in ["quarantined", "stale", "duplicate", "no_consent"] {
+                #expect(job.count(name) == workload.expected[name], "counts.\(name)")
+            }
+            let rows = try await fixture.clients.postgres.query("""
+                SELECT count(*), count(risk), count(*) FILTER (WHERE risk BETWEEN 0 AND 1), count(*) FILTER (WHERE event_type = 'signup'),
+                       count(*) FILTER (WHERE event_type = 'purchase' AND risk > 0)
+                FROM events WHERE job_id = \(id)::uuid
+                """).rows
+            let loaded = "\(job.count("loaded"))"
+            #expect(rows.count == 1 && rows[0][0] == loaded && rows[0][1] == loaded && rows[0][2] == loaded && rows[0][3] == "0", "\(rows)")
+            #expect(rows.count == 1 && (Int(rows[0][4] ?? "") ?? 0) > 0, "purchases are scored: \(rows)")
+            #expect(risk.log.contains("\"functions\":\"risk\""), "the package's own binary serves risk")
+        }
+    }
+
     /// The pid of the latest function process a supervisor's log names.
     static func childPID(in log: String) -> Int32? {
         guard let line = log.split(separator: "\n").last(where: { $0.contains("function process started") }),

@@ -50,6 +50,12 @@ struct TestEnvironment: Sendable {
                                serversScript: serversScript, serversDirectory: nil, packageRoot: packageRoot)
     }
 
+    /// The same servers with another `sluice` binary (a package's own, examples/swift-risk).
+    func with(binary other: String) -> TestEnvironment {
+        TestEnvironment(redisBase: redisBase, databaseURL: databaseURL, binary: other, serversScript: serversScript,
+                        serversDirectory: serversDirectory, packageRoot: packageRoot)
+    }
+
     /// A Redis URL of database `db` on the test server.
     func redisURL(db: Int) -> String { "redis://\(redisBase.host):\(redisBase.port)/\(db)" }
 

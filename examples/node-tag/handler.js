@@ -55,7 +55,10 @@ const server = http.createServer((request, response) => {
 if (require.main === module) {
   server.listen(Number(process.env.PORT), '127.0.0.1');
   // Sluice sends SIGTERM after the chunks in flight are answered.
-  process.on('SIGTERM', () => server.close(() => process.exit(0)));
+  process.on('SIGTERM', () => {
+    server.close(() => process.exit(0));
+    server.closeIdleConnections?.(); // Sluice keeps its connections open between chunks
+  });
 }
 
 module.exports = { handle, authorized };

@@ -16,6 +16,8 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         set { declaredDatasetsDirectory = newValue }
     }
     private var declaredDatasetsDirectory: String?
+    /// Restart a function's process when a file in its folder changes (`sluice dev` sets it).
+    public var reloadFunctionFiles = false
     /// `SLUICE_LOG_LEVEL`, default `info`.
     public var logLevel: Logger.Level
     /// `SLUICE_LOG_FORMAT`: `json` (the default: one JSON object per line) or `text`.

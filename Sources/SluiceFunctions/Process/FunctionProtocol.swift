@@ -102,7 +102,8 @@ public enum FunctionProtocol {
         return text
     }
 
-    static func isCode(_ text: String) -> Bool {
+    /// Whether `text` is a reason or error code: 1 to 64 of a-z, 0-9, `_`, `-`, `.`.
+    public static func isCode(_ text: String) -> Bool {
         !text.isEmpty && text.utf8.count <= 64
             && text.utf8.allSatisfy { (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F || $0 == 0x2D || $0 == 0x2E }
     }

@@ -47,6 +47,7 @@ public final class ProcessFunction: EventFunction, Sendable {
             let apiPort = ProcessSupervisor.freePort()
             let supervisor = ProcessSupervisor(
                 manifest: manifest, runtime: runtime, logger: setup.logger, readiness: .reported,
+                reload: setup.configuration.reloadFunctionFiles,
                 environment: [
                     "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:\(apiPort)",
                     "AWS_LAMBDA_FUNCTION_NAME": manifest.name,
@@ -62,7 +63,8 @@ public final class ProcessFunction: EventFunction, Sendable {
             self.supervisor = supervisor
             token = supervisor.token
         } else if runtime.command != nil {
-            let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger)
+            let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger,
+                                               reload: setup.configuration.reloadFunctionFiles)
             lambda = nil
             self.supervisor = supervisor
             token = supervisor.token

@@ -41,6 +41,10 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     let extraEnvironment: [String: String]
     /// Called each time the process has ended (before it is started again).
     let onExit: @Sendable () -> Void
+    /// Whether a change to a file in the function's folder restarts the process (`sluice dev`).
+    let reload: Bool
+    /// Set when a change ended the process: it is started again at once.
+    private let reloading = Atomic<Bool>(false)
     /// The bearer token of this supervisor's process.
     public let token = RandomHex.make(words: 4)
     private let state = Mutex<State>(.starting)
@@ -51,8 +55,9 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
 
     public var description: String { "ProcessSupervisor(\(manifest.name))" }
 
-    public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger, readiness: Readiness = .listens,
+    public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger, readiness: Readiness = .listens, reload: Bool = false,
                 environment: [String: String] = [:], onExit: @escaping @Sendable () -> Void = {}) {
+        self.reload = reload
         self.manifest = manifest
         self.runtime = runtime
         self.readiness = readiness
@@ -99,7 +104,11 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await supervise()
+            await withDiscardingTaskGroup { group in
+                if reload { group.addTask { await self.watchFiles() } }
+                await supervise()
+                group.cancelAll()
+            }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             self.signal(SIGTERM)
@@ -117,6 +126,11 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
             let exit = await runOnce(port: port)
             state.withLock { $0 = .starting }
             if isStopping { break }
+            if reloading.exchange(false, ordering: .relaxed) {
+                delay = .milliseconds(100)
+                logger.info("function files changed; process restarted")
+                continue
+            }
             // A process that ran a while before it ended is restarted at once; one that keeps
             // failing, with backoff up to 5 s.
             if ContinuousClock.now - started > .seconds(30) { delay = .milliseconds(100) }
@@ -216,6 +230,37 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         pid.withLock { $0 = nil }
         onExit()
         return how
+    }
+
+    /// Restarts the process when a file in the function's folder changes: every 200 ms it
+    /// compares the folder's files (names, sizes, modification times; not `__pycache__`,
+    /// `node_modules` or `.build`). The process gets SIGTERM and is started again at once.
+    func watchFiles() async {
+        var known = Self.fingerprint(of: runtime.directory)
+        while !isStopping {
+            try? await Task.sleep(for: .milliseconds(200))
+            let now = Self.fingerprint(of: runtime.directory)
+            guard now != known else { continue }
+            known = now
+            guard processID != nil else { continue }
+            logger.info("function files changed; restarting the process")
+            reloading.store(true, ordering: .relaxed)
+            signal(SIGTERM)
+        }
+    }
+
+    /// The folder's files, sizes and modification times.
+    static func fingerprint(of directory: String) -> [String: String] {
+        var result: [String: String] = [:]
+        let skipped: Set<String> = ["__pycache__", "node_modules", ".build", ".git"]
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return result }
+        while let path = walker.nextObject() as? String {
+            if skipped.contains((path as NSString).lastPathComponent) { walker.skipDescendants(); continue }
+            guard result.count < 10_000, let attributes = walker.fileAttributes, attributes[.type] as? FileAttributeType == .typeRegular else { continue }
+            let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            result[path] = "\(attributes[.size] as? Int ?? -1)@\(modified)"
+        }
+        return result
     }
 
     /// Sends `signal` to the process, if it runs; a SIGTERM is followed by SIGKILL after ``stopGrace``.

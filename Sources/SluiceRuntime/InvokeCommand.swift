@@ -4,6 +4,7 @@ import Sluice
 import SluiceFunctions
 import SluiceHTTP
 import Logging
+import ServiceLifecycle
 
 struct InvokeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,9 +47,9 @@ struct InvokeCommand: AsyncParsableCommand {
 
     func invoke(_ events: [Event], manifest: Manifest, clients: FunctionHost.Clients, configuration: RuntimeConfiguration, logger: Logger) async throws {
         let registry = BuiltinFunctions.registry()
+        let dependencies = clients.dependencies(manifests: ManifestLoader(functionsDirectory: configuration.functionsDirectory))
         let setup = PipelineSetup(manifest: manifest, logger: logger, configuration: configuration,
-                                  dependencies: clients.dependencies(manifests: ManifestLoader(functionsDirectory: configuration.functionsDirectory)),
-                                  registry: registry)
+                                  dependencies: dependencies, registry: registry)
         guard let function = try await registry.makeHandler(setup) as? any EventFunction else {
             throw CommandFailure("\(name) is not an event function")
         }
@@ -56,11 +57,24 @@ struct InvokeCommand: AsyncParsableCommand {
         // Version 0: whatever version the catalog holds.
         let chunk = Chunk(id: "invoke-\(UUID().uuidString.lowercased())", events: events,
                           dataset: dataset.map { DatasetReference(name: $0, version: 0) })
+        // A function in a process of its own (manifest `runtime`): its process is started for
+        // the call and stopped after it, as `serve` does.
+        let services = dependencies.shared.takeProcessServices()
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
+        let running = Task { try await group.run() }
+        let outcome: Result<[Outcome], FunctionError>
         do {
-            let outcomes = try await invoker.invoke(chunk, attempt: 1)
+            outcome = .success(try await invoker.invoke(chunk, attempt: 1))
+        } catch {
+            outcome = .failure(error)
+        }
+        await group.triggerGracefulShutdown()
+        _ = try? await running.value
+        switch outcome {
+        case .success(let outcomes):
             let result: JSONValue = ["function": .string(name), "outcomes": .array(outcomes.map(RuntimeRoutes.describe))]
             print(result.serializedString)
-        } catch {
+        case .failure(let error):
             throw CommandFailure("\(name) failed: \(error.description)")
         }
     }

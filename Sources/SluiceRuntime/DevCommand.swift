@@ -16,6 +16,8 @@ struct DevCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = Environment.configuration()
+        // A function in a process of its own is restarted when its files change.
+        configuration.reloadFunctionFiles = true
         let logger = Environment.bootstrapLogging(configuration)
         let environment = ProcessInfo.processInfo.environment
         var servers: LocalServers?

@@ -3,21 +3,23 @@ import Foundation
 import Logging
 import Sluice
 
-@main
+/// The `sluice` command line: `serve`, `dev`, `invoke`, `dlq`, `render` and the rest. The
+/// `sluice` binary runs it as it is; a package of your own runs it with its functions added
+/// (``SluiceApplication``).
 struct SluiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "A function runtime for data pipelines.",
-        subcommands: [ServeCommand.self, DevCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self, TokenCommand.self, KeysCommand.self, AssertCommand.self,
+        subcommands: [ServeCommand.self, DevCommand.self, NewCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self, TokenCommand.self, KeysCommand.self, AssertCommand.self,
                       RenderCommand.self, HealthCommand.self]
     )
 
     /// Every command, servers and one-shot tools alike: a peer that closes its end must fail
     /// one write, not kill the process (hiredis writes with plain write(2), which raises SIGPIPE).
-    static func main() async {
+    static func main(arguments: [String]?) async {
         signal(SIGPIPE, SIG_IGN)
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
