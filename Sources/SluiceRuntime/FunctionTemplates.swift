@@ -368,7 +368,7 @@ enum FunctionTemplates {
             /// decode is quarantined with the field at fault.
             public struct __TYPE__: CodableFunction {
                 public struct Config: Decodable, Sendable {
-                    var drop_types: [String] = []
+                    var drop_types: [String]?
                 }
 
                 /// The fields the function reads (the others pass through untouched).
@@ -384,7 +384,7 @@ enum FunctionTemplates {
                 let dropTypes: Set<String>
 
                 public init(config: Config) {
-                    dropTypes = Set(config.drop_types)
+                    dropTypes = Set(config.drop_types ?? [])
                 }
 
                 public func process(_ event: Event, context: FunctionContext) async throws -> CodableOutcome<Marked> {

@@ -145,7 +145,6 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
 
     /// Starts the process, marks it ready once it answers, and returns how it ended.
     func runOnce(port: Int) async -> String {
-        let process = Process()
         var arguments: [String] = []
         let launcher = "/usr/bin/setpriv"
         let hasLauncher = FileManager.default.isExecutableFile(atPath: launcher)
@@ -157,8 +156,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         arguments += ["--default-signal", "/bin/bash", "-c", closeInherited + "cd \"$1\" && shift && \(limit)exec \"$@\"",
                       "sluice-function", runtime.directory]
         arguments += runtime.command ?? []
-        process.executableURL = URL(fileURLWithPath: hasLauncher ? launcher : "/usr/bin/env")
-        process.arguments = arguments
+        let executable = hasLauncher ? launcher : "/usr/bin/env"
         var environment: [String: String] = [:]
         let inherited = ProcessInfo.processInfo.environment
         for name in ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"] { environment[name] = inherited[name] }
@@ -169,27 +167,22 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         environment["PORT"] = String(port)
         environment["SLUICE_FUNCTION_NAME"] = manifest.name
         environment["SLUICE_FUNCTION_TOKEN"] = token
-        process.environment = environment
 
         // The process is started and waited for on a thread of its own: `--pdeathsig` ends it
         // when the thread that started it ends, so that thread lives exactly as long as it.
         let exited = AsyncStream<String>.makeStream()
         let launched = AsyncStream<Int32?>.makeStream()
-        let thread = Thread {
-            do {
-                try process.run()
-            } catch {
+        let thread = Thread { [arguments, environment] in
+            guard let pid = Self.spawn(executable, arguments: arguments, environment: environment) else {
                 launched.continuation.yield(nil)
                 launched.continuation.finish()
-                exited.continuation.yield("not started: \(error)")
+                exited.continuation.yield("not started: \(String(cString: strerror(errno)))")
                 exited.continuation.finish()
                 return
             }
-            launched.continuation.yield(process.processIdentifier)
+            launched.continuation.yield(pid)
             launched.continuation.finish()
-            process.waitUntilExit()
-            let how = process.terminationReason == .uncaughtSignal ? "signal \(process.terminationStatus)" : "exit \(process.terminationStatus)"
-            exited.continuation.yield(how)
+            exited.continuation.yield(Self.wait(for: pid))
             exited.continuation.finish()
         }
         thread.name = "sluice-\(manifest.name)"
@@ -261,6 +254,43 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
             result[path] = "\(attributes[.size] as? Int ?? -1)@\(modified)"
         }
         return result
+    }
+
+    /// Starts `executable` with standard input from /dev/null, standard output and error
+    /// Sluice's, every signal at its default and none blocked. `posix_spawn`, not Foundation's
+    /// `Process`: `Process` notices an exit through a descriptor the child holds, and the child
+    /// closes every inherited descriptor (its exit was then noticed only at the next child's).
+    static func spawn(_ executable: String, arguments: [String], environment: [String: String]) -> pid_t? {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var all = sigset_t(), none = sigset_t()
+        sigfillset(&all)
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard result == 0 else { errno = result; return nil }
+        return pid
+    }
+
+    /// Waits for `pid` to end (on the calling thread) and says how it did.
+    static func wait(for pid: pid_t) -> String {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { return "ended (\(String(cString: strerror(errno))))" }
+        }
+        let signal = status & 0x7F
+        return signal == 0 ? "exit \((status >> 8) & 0xFF)" : "signal \(signal)"
     }
 
     /// Sends `signal` to the process, if it runs; a SIGTERM is followed by SIGKILL after ``stopGrace``.

@@ -1,0 +1,176 @@
+import Foundation
+import Sluice
+import Testing
+
+/// `sluice new` and the local loop, as a developer uses them: a Python and a Node function
+/// written by `sluice new`, their generated tests run, both put in the events' chain under one
+/// `sluice dev`; a workload loads with their drops counted; then their handlers are edited and
+/// the edit takes effect within a second, without restarting `sluice dev`.
+@Suite(.serialized) struct FunctionTemplatesEndToEndTests {
+    @Test func newFunctionsPassTheirTestsRunUnderDevAndReloadWithinASecond() async throws {
+        let fixture = try await PipelineFixture(db: 26, manifests: try PipelineFixture.pipelineManifests())
+        let environment = fixture.processEnvironment
+        for (name, language) in [("hello", "python"), ("greet", "node")] {
+            let made = try await runCommand(fixture.environment.binary, ["new", name, "--lang", language], environment: environment)
+            #expect(made.status == 0, "\(made.error)")
+        }
+        let hello = "\(fixture.functionsDirectory)/hello", greet = "\(fixture.functionsDirectory)/greet"
+        for file in ["function.yaml", "handler.py", "test_handler.py", "README.md"] {
+            #expect(FileManager.default.fileExists(atPath: "\(hello)/\(file)"), "hello/\(file)")
+        }
+        for file in ["function.yaml", "handler.js", "handler.test.js", "README.md"] {
+            #expect(FileManager.default.fileExists(atPath: "\(greet)/\(file)"), "greet/\(file)")
+        }
+        // The generated tests pass as generated.
+        let pythonTest = try await runCommand("/bin/sh", ["-c", "cd \(hello) && python3 -m unittest 2>&1"])
+        #expect(pythonTest.status == 0 && pythonTest.output.contains("Ran 3 tests"), "\(pythonTest.output)")
+        let nodeTest = try await runCommand("/bin/sh", ["-c", "cd \(greet) && node --test 2>&1"])
+        #expect(nodeTest.status == 0 && nodeTest.output.contains("# pass 2"), "\(nodeTest.output)")
+        // A name that is not one, and one that exists, are refused.
+        #expect(try await runCommand(fixture.environment.binary, ["new", "Hello", "--lang", "python"], environment: environment).status != 0)
+        #expect(try await runCommand(fixture.environment.binary, ["new", "hello", "--lang", "node"], environment: environment).status != 0)
+
+        // In the chain, as the README says, then `sluice dev`.
+        let datasets = "\(fixture.directory)/datasets/events.yaml"
+        let spec = try String(contentsOfFile: datasets, encoding: .utf8)
+        try spec.replacingOccurrences(of: "chain: [validate, enrich, transform, load]", with: "chain: [validate, enrich, transform, hello, greet, load]")
+            .write(toFile: datasets, atomically: true, encoding: .utf8)
+        let migrate = try await runCommand(fixture.environment.binary, ["migrate"], environment: environment)
+        #expect(migrate.status == 0, "\(migrate.error)")
+        let port = freePort()
+        let dev = try SluiceProcess(binary: fixture.environment.binary, arguments: ["dev", "--port", "\(port)"],
+                                    environment: environment.merging(["SLUICE_JWT_SECRET": GatewayEndToEndTests.secret]) { $1 },
+                                    name: "dev", port: port, logDirectory: fixture.directory)
+        fixture.processes["dev"] = dev
+        fixture.ports["dev"] = port
+        let result: Result<Void, any Error>
+        do {
+            result = .success(try await {
+                try await dev.waitReady()
+                let ready = try await HTTP.request("GET", fixture.url("dev", "/health/ready"))
+                let checks = try JSONParser().parse(Array(ready.body))["checks"]
+                #expect(checks?["function hello"] == true && checks?["function greet"] == true, "\(ready.text)")
+                let token = try Self.token
+
+                func run(seed: Int) async throws -> (JSONValue, GeneratedWorkload) { try await Self.upload(fixture, seed: seed, token: token) }
+
+                // As generated: hello (first) drops sign-outs as unwanted_type.
+                let (first, firstWorkload) = try await run(seed: 261)
+                let unwanted = Int(first["drops"]?["unwanted_type"]?.intValue ?? -1)
+                #expect(unwanted > 0, "\(first)")
+                #expect(first.count("loaded") + unwanted == firstWorkload.expected["loaded"], "\(first)")
+                #expect(first.count("quarantined") == firstWorkload.expected["quarantined"])
+
+                // Edit both handlers: hello drops nothing, greet names its drops anew. Each process
+                // is restarted within a second of its edit, and sluice dev keeps running.
+                let helloRestarts = dev.log.components(separatedBy: "files changed; process restarted").count
+                let edited = ContinuousClock.now
+                try String(contentsOfFile: "\(hello)/handler.py", encoding: .utf8)
+                    .replacingOccurrences(of: #"config.get("drop_types", [])"#, with: "[]")
+                    .write(toFile: "\(hello)/handler.py", atomically: true, encoding: .utf8)
+                try String(contentsOfFile: "\(greet)/handler.js", encoding: .utf8)
+                    .replacingOccurrences(of: "reason: 'unwanted_type'", with: "reason: 'edited_in_node'")
+                    .write(toFile: "\(greet)/handler.js", atomically: true, encoding: .utf8)
+                var reloaded: Duration?
+                while ContinuousClock.now - edited < .seconds(5) {
+                    let log = dev.log
+                    let restarted = log.components(separatedBy: "files changed; process restarted").count - helloRestarts
+                    if restarted >= 2, Self.readyAfterReload(log, function: "hello"), Self.readyAfterReload(log, function: "greet") {
+                        reloaded = ContinuousClock.now - edited
+                        break
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let took = try #require(reloaded, "the edited functions were not restarted: \(dev.tail())")
+                #expect(took < .seconds(1), "the edits took \(took) to take effect")
+                #expect(dev.isRunning)
+
+                let (second, secondWorkload) = try await run(seed: 262)
+                let renamed = Int(second["drops"]?["edited_in_node"]?.intValue ?? -1)
+                #expect(renamed > 0 && second["drops"]?["unwanted_type"] == nil, "\(second)")
+                #expect(second.count("loaded") + renamed == secondWorkload.expected["loaded"], "\(second)")
+            }())
+        } catch {
+            result = .failure(error)
+        }
+        await fixture.stopAll()
+        try result.get()
+    }
+
+    /// A 1,000-event workload uploaded through `sluice dev`, and its job once completed.
+    static func upload(_ fixture: PipelineFixture, seed: Int, token: String) async throws -> (JSONValue, GeneratedWorkload) {
+        let workload = try await GeneratedWorkload.make(count: 1_000, seed: seed, format: "ndjson", in: fixture.directory)
+        let upload = try await HTTP.request("POST", fixture.url("dev", "/api/v1/ingest"), body: try Data(contentsOf: URL(fileURLWithPath: workload.path)),
+                                            headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/x-ndjson"])
+        #expect(upload.status == 202, "\(upload.text)")
+        let job = try #require(try JSONParser().parse(Array(upload.body))["job_id"]?.stringValue)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let answer = try JSONParser().parse(Array(try await GatewayEndToEndTests.get(fixture, "/api/v1/jobs/\(job)", via: "dev", token: token).body))
+            if answer["status"]?.stringValue == "completed" { return (answer, workload) }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TestSetupError("job \(job) did not complete")
+    }
+
+    static var token: String {
+        get throws { try GatewayEndToEndTests.hs256(GatewayEndToEndTests.claims(subject: "dev-user", roles: ["ingest", "analyst"], dropping: ["iss", "aud"])) }
+    }
+
+    /// `sluice new --lang swift`: a package that depends on this Sluice by path. Its generated
+    /// test passes; its own binary's `dev` runs the shipped pipeline with the function in the
+    /// chain. (Built in examples/swift-risk's build folder, where make test has compiled Sluice
+    /// once already: the package itself is a few seconds.)
+    @Test func aSwiftFunctionFromSluiceNewPassesItsTestAndRunsUnderItsDev() async throws {
+        let root = try TestEnvironment.get().packageRoot
+        let scratch = "\(root)/examples/swift-risk/.build"
+        let fixture = try await PipelineFixture(db: 27, manifests: try PipelineFixture.pipelineManifests())
+        let package = "\(fixture.directory)/checker"
+        let made = try await runCommand(fixture.environment.binary, ["new", "checker", "--lang", "swift", "--directory", package],
+                                        environment: fixture.processEnvironment)
+        #expect(made.status == 0, "\(made.error)")
+        let inherited = ProcessInfo.processInfo.environment
+        let built = try await runCommand("/bin/sh", ["-c", "swift build --package-path \(package) --scratch-path \(scratch) --build-tests 2>&1 | tail -20"],
+                                         environment: inherited, timeout: .seconds(900))
+        #expect(built.status == 0 && built.output.contains("Build complete"), "\(built.output)")
+        let tested = try await runCommand("/bin/sh", ["-c", "swift test --package-path \(package) --scratch-path \(scratch) --skip-build 2>&1"],
+                                          environment: inherited, timeout: .seconds(300))
+        #expect(tested.status == 0 && tested.output.contains("2 tests in 1 suite passed"), "\(tested.output)")
+        let binary = "\(scratch)/debug/checker-sluice"
+        try FileManager.default.copyItem(atPath: "\(package)/functions/checker", toPath: "\(fixture.functionsDirectory)/checker")
+        let datasets = "\(fixture.directory)/datasets/events.yaml"
+        try String(contentsOfFile: datasets, encoding: .utf8)
+            .replacingOccurrences(of: "chain: [validate, enrich, transform, load]", with: "chain: [validate, enrich, transform, checker, load]")
+            .write(toFile: datasets, atomically: true, encoding: .utf8)
+        let migrate = try await runCommand(binary, ["migrate"], environment: fixture.processEnvironment)
+        #expect(migrate.status == 0, "\(migrate.error)")
+        let port = freePort()
+        let dev = try SluiceProcess(binary: binary, arguments: ["dev", "--port", "\(port)"],
+                                    environment: fixture.processEnvironment.merging(["SLUICE_JWT_SECRET": GatewayEndToEndTests.secret]) { $1 },
+                                    name: "dev", port: port, logDirectory: fixture.directory)
+        fixture.processes["dev"] = dev
+        fixture.ports["dev"] = port
+        let result: Result<Void, any Error>
+        do {
+            result = .success(try await {
+                try await dev.waitReady()
+                let (job, workload) = try await Self.upload(fixture, seed: 271, token: try Self.token)
+                let unwanted = Int(job["drops"]?["unwanted_type"]?.intValue ?? -1)
+                #expect(unwanted > 0, "\(job)")
+                #expect(job.count("loaded") + unwanted == workload.expected["loaded"], "\(job)")
+                #expect(job.count("quarantined") == workload.expected["quarantined"])
+            }())
+        } catch {
+            result = .failure(error)
+        }
+        await fixture.stopAll()
+        try result.get()
+    }
+
+    /// Whether `function`'s process was ready again after its last reload.
+    static func readyAfterReload(_ log: String, function: String) -> Bool {
+        let lines = jsonLogLines(log).filter { $0["function"] == function }
+        guard let reload = lines.lastIndex(where: { $0["msg"] == "function files changed; process restarted" }) else { return false }
+        return lines[reload...].contains { $0["msg"] == "function process ready" }
+    }
+}
