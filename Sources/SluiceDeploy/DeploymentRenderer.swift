@@ -265,7 +265,8 @@ extension DeploymentRenderer {
                     ],
                     "spec": podSpec(containers: [container(name: manifest.name, arguments: ["serve", manifest.name], settings: manifest.deploy,
                                                            probes: true, preStop: manifest.servesHTTP, secrets: Self.secrets(for: manifest),
-                                                           environment: Self.kubernetesEnvironment(for: manifest))],
+                                                           environment: Self.kubernetesEnvironment(for: manifest) + Self.kubernetesSidecarEnvironment(manifest))]
+                                        + (Self.hasSidecar(manifest) ? [sidecarContainer(manifest)] : []),
                                     grace: gracePeriod(manifest)),
                 ],
             ],
@@ -410,6 +411,7 @@ extension DeploymentRenderer {
         let concerns = manifest.map(Self.secrets(for:)) ?? [.datastores]
         for concern in concerns { fields += Self.composeVariables(concern) }
         guard let manifest else { return .map(fields) }
+        fields += Self.composeSidecarEnvironment(manifest)
         if manifest.handler == "gateway" {
             fields += Self.gatewayEnvironment
             fields += upstreamEnvironment { $0 }
@@ -478,7 +480,10 @@ extension DeploymentRenderer {
                 ("healthcheck", ["disable": true]),
             ] + Self.hardening)),
         ]
-        for manifest in manifests { services.append((manifest.name, composeFunction(manifest))) }
+        for manifest in manifests {
+            services.append((manifest.name, composeFunction(manifest)))
+            if Self.hasSidecar(manifest) { services.append(("\(manifest.name)-process", composeSidecar(manifest))) }
+        }
         services.append(("prometheus", [
             "image": "prom/prometheus:v2.53.2",
             "configs": [["source": "prometheus", "target": "/etc/prometheus/prometheus.yml"]],

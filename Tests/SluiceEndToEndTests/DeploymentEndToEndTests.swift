@@ -78,6 +78,84 @@ import Yams
         #expect(composeChecked.lines.sorted() == (manifests.map(\.name) + ["redis", "postgres", "migrate", "prometheus"]).map { "ok service/\($0)" }.sorted())
     }
 
+    /// The shipped functions plus examples/python-score (http) and examples/python-lambda
+    /// (lambda), in a folder of their own.
+    static func functionsWithSidecars() throws -> String {
+        let root = try TestEnvironment.get().packageRoot
+        let directory = try makeTemporaryDirectory("render-sidecars") + "/functions"
+        try FileManager.default.copyItem(atPath: "\(root)/functions", toPath: directory)
+        try FileManager.default.copyItem(atPath: "\(root)/examples/python-score", toPath: "\(directory)/score")
+        try FileManager.default.copyItem(atPath: "\(root)/examples/python-lambda", toPath: "\(directory)/review")
+        return directory
+    }
+
+    /// Functions in other languages get their own Deployment, like the built-ins (probes, KEDA
+    /// on their stream, a disruption budget), with their process as a second container of the
+    /// pod from its own image; in Compose, a second service in the first one's network. Every
+    /// object passes the offline schemas.
+    @Test func functionsInOtherLanguagesGetTheirProcessBesideSluice() async throws {
+        let functions = try Self.functionsWithSidecars()
+        let k8s = try await Self.render("k8s", image: "registry.example.com/data/sluice:1.4.2", functions: functions)
+        #expect(k8s.status == 0, "\(k8s.error)")
+        let checked = try await Self.validate("k8s", k8s.output)
+        #expect(checked.status == 0, "\(checked.lines.filter { $0.hasPrefix("error") })")
+        for name in ["score", "review"] {
+            for kind in ["Deployment", "ScaledObject", "PodDisruptionBudget"] {
+                #expect(checked.lines.contains("ok \(kind)/sluice-\(name)"), "\(kind)/sluice-\(name)")
+            }
+        }
+        let documents = try Yams.load_all(yaml: k8s.output).compactMap { $0 as? [String: Any] }
+        func containers(_ name: String) -> [[String: Any]] {
+            let deployment = documents.first { $0["kind"] as? String == "Deployment" && ($0["metadata"] as? [String: Any])?["name"] as? String == "sluice-\(name)" }
+            let template = (deployment?["spec"] as? [String: Any])?["template"] as? [String: Any]
+            return ((template?["spec"] as? [String: Any])?["containers"] as? [[String: Any]]) ?? []
+        }
+        func environment(_ container: [String: Any]) -> [String: String] {
+            var result: [String: String] = [:]
+            for entry in container["env"] as? [[String: Any]] ?? [] {
+                let name = entry["name"] as? String ?? ""
+                if let value = entry["value"] as? String { result[name] = value }
+                if let ref = (entry["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any] {
+                    result[name] = "secret \(ref["name"] as? String ?? "")/\(ref["key"] as? String ?? "")"
+                }
+            }
+            return result
+        }
+        let score = containers("score")
+        #expect(score.map { $0["name"] as? String } == ["score", "function"])
+        #expect(score.first?["image"] as? String == "registry.example.com/data/sluice:1.4.2")
+        #expect(score.last?["image"] as? String == "sluice-function-score:latest")
+        #expect(score.last?["command"] as? [String] == ["python3", "handler.py"])
+        #expect(environment(score[0])["SLUICE_FUNCTION_URL"] == "http://127.0.0.1:9101")
+        #expect(environment(score[0])["SLUICE_FUNCTION_TOKEN"] == "secret sluice-function-tokens/score")
+        #expect(environment(score[1])["PORT"] == "9101")
+        #expect(environment(score[1])["SLUICE_FUNCTION_TOKEN"] == "secret sluice-function-tokens/score")
+        #expect(((score[1]["readinessProbe"] as? [String: Any])?["tcpSocket"] as? [String: Any])?["port"] as? String == "function")
+        let review = containers("review")
+        #expect(review.map { $0["name"] as? String } == ["review", "function"])
+        #expect(environment(review[0])["SLUICE_LAMBDA_API_PORT"] == "9001")
+        #expect(environment(review[1])["AWS_LAMBDA_RUNTIME_API"] == "127.0.0.1:9001")
+        #expect(environment(review[1])["SLUICE_FUNCTION_TOKEN"] == nil)
+        // The built-ins are as they were: one container.
+        #expect(containers("validate").count == 1)
+
+        let compose = try await Self.render("compose", functions: functions)
+        #expect(compose.status == 0, "\(compose.error)")
+        let composeChecked = try await Self.validate("compose", compose.output)
+        #expect(composeChecked.status == 0, "\(composeChecked.lines)")
+        for name in ["score", "score-process", "review", "review-process"] {
+            #expect(composeChecked.lines.contains("ok service/\(name)"), "\(name)")
+        }
+        let document = try #require(try Yams.load(yaml: compose.output) as? [String: Any])
+        let services = try #require(document["services"] as? [String: Any])
+        let process = try #require(services["score-process"] as? [String: Any])
+        #expect(process["network_mode"] as? String == "service:score")
+        #expect(process["image"] as? String == "sluice-function-score:latest")
+        let variables = try #require(process["environment"] as? [String: Any])
+        #expect(variables["SLUICE_FUNCTION_TOKEN"] as? String == "${SLUICE_FUNCTION_TOKEN_SCORE:?set SLUICE_FUNCTION_TOKEN_SCORE (16 or more random characters)}")
+        #expect(((services["score"] as? [String: Any])?["environment"] as? [String: Any])?["SLUICE_FUNCTION_URL"] as? String == "http://127.0.0.1:9101")
+    }
+
     /// The validation can fail: a wrong field in each kind of file is reported, naming the object.
     @Test func theValidatorRefusesBrokenObjects() async throws {
         let k8s = try await Self.render("k8s").output

@@ -201,6 +201,49 @@ import Testing
         }
     }
 
+    /// The shape `sluice render` deploys: each function's process runs beside its Sluice process
+    /// (a sidecar), not started by it: Sluice calls score's at SLUICE_FUNCTION_URL, and serves
+    /// review's awslambdaric the Runtime API on SLUICE_LAMBDA_API_PORT. The counts are exact.
+    @Test func theSidecarShapeRenderedForAPodRuns() async throws {
+        try await PipelineFixture.with(db: 28, manifests: try Self.allManifests()) { fixture in
+            try await Self.install(fixture, chain: "score, review", columns: "  - {name: score, type: number}\n")
+            let python = try #require(ProcessInfo.processInfo.environment["SLUICE_PYTHON"])
+            let token = "sidecar-token-\(UInt64.random(in: 1...UInt64.max))"
+            let scorePort = freePort(), apiPort = freePort()
+            let log = "\(fixture.directory)/sidecars.log"
+            let scoreProcess = try Child("/bin/sh", ["-c", "cd \(fixture.functionsDirectory)/score && exec python3 handler.py"],
+                                         environment: ["PORT": "\(scorePort)", "SLUICE_FUNCTION_TOKEN": token], stdout: log, stderr: log)
+            defer {
+                kill(scoreProcess.pid, SIGKILL)
+                _ = scoreProcess.poll()
+            }
+            try await fixture.startPipeline()
+            let score = try await fixture.start("score", environment: ["SLUICE_FUNCTION_URL": "http://127.0.0.1:\(scorePort)", "SLUICE_FUNCTION_TOKEN": token])
+            let review = try await fixture.start("review", environment: ["SLUICE_LAMBDA_API_PORT": "\(apiPort)"])
+            // The runtime client polls once the API listens (in a pod, its container restarts until then).
+            let reviewProcess = try Child("/bin/sh", ["-c", "cd \(fixture.functionsDirectory)/review && exec \(python) -m awslambdaric handler.handler"],
+                                          environment: ["AWS_LAMBDA_RUNTIME_API": "127.0.0.1:\(apiPort)", "AWS_LAMBDA_FUNCTION_NAME": "review"],
+                                          stdout: log, stderr: log)
+            defer {
+                kill(reviewProcess.pid, SIGKILL)
+                _ = reviewProcess.poll()
+            }
+            let workload = try await GeneratedWorkload.make(count: 2_000, seed: 228, format: "ndjson", in: fixture.directory)
+            let upload = try await fixture.upload(file: workload.path, contentType: "application/x-ndjson")
+            let id = try #require(upload.body["job_id"]?.stringValue)
+            let job = try await fixture.waitForJob(id)
+            #expect(job["status"]?.stringValue == "completed")
+            let lowScore = Int(job["drops"]?["low_score"]?.intValue ?? -1)
+            let failed = try await fixture.quarantineReasons(job: id)["function_item_failed"] ?? 0
+            #expect(lowScore > 0 && failed > 0, "low_score \(lowScore), function_item_failed \(failed)")
+            #expect(job.count("loaded") + lowScore + failed == workload.expected["loaded"])
+            #expect(job.count("quarantined") == workload.expected["quarantined"]! + failed)
+            // Neither Sluice process started a process of its own.
+            #expect(!score.log.contains("function process started") && !review.log.contains("function process started"))
+            #expect(scoreProcess.isRunning && reviewProcess.isRunning)
+        }
+    }
+
     /// The pid of the latest function process a supervisor's log names.
     static func childPID(in log: String) -> Int32? {
         guard let line = log.split(separator: "\n").last(where: { $0.contains("function process started") }),

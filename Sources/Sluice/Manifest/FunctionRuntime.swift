@@ -10,6 +10,7 @@
 ///   timeout: 10s                     # the longest one chunk may take (at most visibility_timeout)
 ///   ready_timeout: 30s               # the longest a start may take until it answers
 ///   memory: 256Mi                    # its address-space limit (RLIMIT_AS), when set
+///   image: registry/score:1.0        # its image as a sidecar (sluice render)
 /// ```
 public struct FunctionRuntime: Sendable, Equatable {
     /// The way chunks reach the process.
@@ -34,6 +35,9 @@ public struct FunctionRuntime: Sendable, Equatable {
     public var readyTimeout: Duration = .seconds(30)
     /// The address-space limit of the started process, in bytes.
     public var memoryBytes: Int?
+    /// The container image of the process when deployed beside Sluice (`sluice render`); nil:
+    /// `sluice-function-NAME:latest`.
+    public var image: String?
     /// The function's folder (where `command` starts).
     public var directory: String
 

@@ -348,7 +348,7 @@ private struct Reader {
     mutating func runtime(_ node: Node, directory: String) throws -> FunctionRuntime {
         guard let mapping = node.mapping else { throw error(.badValue, "runtime", node, "must be a mapping: {command: [...]} or {url: ...}") }
         let fields = try self.fields(of: mapping, at: "runtime",
-                                     allowed: ["command", "url", "port", "protocol", "timeout", "ready_timeout", "memory"])
+                                     allowed: ["command", "url", "port", "protocol", "timeout", "ready_timeout", "memory", "image"])
         var runtime = FunctionRuntime(directory: directory)
         if let n = fields["command"] {
             let command = try strings(n, at: "runtime.command")
@@ -400,6 +400,13 @@ private struct Reader {
                             ? "applies to a command only" : "'\(text)' is not a memory size of at least 16Mi (write e.g. 256Mi, 1Gi)")
             }
             runtime.memoryBytes = bytes
+        }
+        if let n = fields["image"] {
+            let image = try string(n, at: "runtime.image")
+            guard !image.isEmpty, image.utf8.count <= 255, !image.contains(where: { $0.isWhitespace }), runtime.command != nil else {
+                throw error(.badValue, "runtime.image", n, runtime.command == nil ? "applies to a command only" : "must be an image reference without spaces")
+            }
+            runtime.image = image
         }
         return runtime
     }

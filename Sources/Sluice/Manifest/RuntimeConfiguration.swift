@@ -72,6 +72,14 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// loopback. An entry matches the URL's host as written (case-insensitive), not the address
     /// it resolves to: `127.0.0.1` does not allow `127.1` or `localhost`.
     public var callbackAllowHosts: [String] = []
+    /// `SLUICE_FUNCTION_URL`: the function's process runs beside Sluice (a sidecar in the same
+    /// pod, as `sluice render` deploys it) at this address, instead of the manifest's `command`
+    /// being started here (`protocol: http`). Its bearer token is `SLUICE_FUNCTION_TOKEN`.
+    public var functionURL: String?
+    /// `SLUICE_LAMBDA_API_PORT`: the Lambda Runtime API is served on 127.0.0.1 at this port to a
+    /// process beside Sluice (a sidecar sharing the pod's network), instead of the manifest's
+    /// `command` being started here (`protocol: lambda`).
+    public var lambdaAPIPort: Int?
     /// `SLUICE_METRICS_PORT`: when set, `/metrics` is served on this port only, not on the
     /// function's HTTP port (which, for the gateway, is the published one).
     public var metricsPort: Int?
@@ -130,6 +138,8 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         emailTo = list(environment["SLUICE_NOTIFY_EMAIL_TO"])
         callbackAllowHosts = list(environment["SLUICE_CALLBACK_ALLOW_HOSTS"])
         if let v = environment["SLUICE_METRICS_PORT"], let port = Int(v), (1...65535).contains(port) { metricsPort = port }
+        if let v = environment["SLUICE_FUNCTION_URL"], !v.isEmpty { functionURL = v.hasSuffix("/") ? String(v.dropLast()) : v }
+        if let v = environment["SLUICE_LAMBDA_API_PORT"], let port = Int(v), (1...65535).contains(port) { lambdaAPIPort = port }
         if let v = environment["SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE"] { jwtRequireIssuerAudience = ["true", "1", "yes", "on"].contains(v.lowercased()) }
         if let v = environment["SLUICE_HTTP_IDLE_TIMEOUT"], let timeout = DurationParser.parse(v), timeout > .zero { httpIdleTimeout = timeout }
         let prefix = "SLUICE_UPSTREAM_"

@@ -124,8 +124,9 @@ struct LambdaRuntimeAPI: Service, CustomStringConvertible {
     let port: Int
     let function: String
     let maxResponseBytes: Int
-    /// The pid of the supervised process, when it runs.
-    let processID: @Sendable () -> Int32?
+    /// The pid of the supervised process, when it runs; nil: a sidecar's Runtime API, which
+    /// answers any process of the pod (the pod's network namespace is the boundary).
+    let processID: (@Sendable () -> Int32?)?
     /// Called at each poll of the process (its first poll makes it ready).
     let onPoll: @Sendable () -> Void
     let logger: Logger
@@ -188,6 +189,7 @@ struct LambdaRuntimeAPI: Service, CustomStringConvertible {
 
     /// Refuses a connection that is not the supervised process's.
     func check(_ context: LambdaRequestContext) throws {
+        guard let processID else { return }
         guard let pid = processID(), let remote = context.remoteAddress?.port, let local = context.localAddress?.port,
               Self.socketOwned(by: pid, clientPort: remote, serverPort: local) else {
             throw HTTPError(.forbidden, message: "only the function's own process may use this Runtime API")

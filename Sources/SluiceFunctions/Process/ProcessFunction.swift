@@ -29,6 +29,9 @@ public final class ProcessFunction: EventFunction, Sendable {
     let lambda: LambdaBroker?
     /// The stream the function reads (named in a Lambda event's records).
     let stream: String
+    /// The address of a process Sluice does not start (`runtime.url`, or `SLUICE_FUNCTION_URL`
+    /// for a sidecar).
+    let url: String?
 
     public init(setup: PipelineSetup) throws {
         manifest = setup.manifest
@@ -40,7 +43,18 @@ public final class ProcessFunction: EventFunction, Sendable {
         maxAnswerBytes = manifest.maxChunkBytes * 4 + (1 << 20)
         stream = manifest.triggers.lazy.compactMap { if case .stream(let name) = $0 { name } else { nil } }.first ?? manifest.name
         var services: [any Service] = []
-        if runtime.wireProtocol == .lambda {
+        let sidecarURL = runtime.command != nil && runtime.wireProtocol == .http ? setup.configuration.functionURL : nil
+        let sidecarLambda = runtime.wireProtocol == .lambda ? setup.configuration.lambdaAPIPort : nil
+        if let apiPort = sidecarLambda {
+            // Deployed beside Sluice (a sidecar sharing the pod's network): the Runtime API on the
+            // port given, to whichever process of the pod polls it.
+            let broker = LambdaBroker()
+            services.append(LambdaRuntimeAPI(broker: broker, port: apiPort, function: manifest.name, maxResponseBytes: maxAnswerBytes,
+                                             processID: nil, onPoll: {}, logger: setup.logger))
+            lambda = broker
+            supervisor = nil
+            token = ""
+        } else if runtime.wireProtocol == .lambda {
             // Sluice serves the Runtime API to the process on a port of its own; the process is
             // ready at its first poll, and what it held when it ended is retried.
             let broker = LambdaBroker()
@@ -48,21 +62,14 @@ public final class ProcessFunction: EventFunction, Sendable {
             let supervisor = ProcessSupervisor(
                 manifest: manifest, runtime: runtime, logger: setup.logger, readiness: .reported,
                 reload: setup.configuration.reloadFunctionFiles,
-                environment: [
-                    "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:\(apiPort)",
-                    "AWS_LAMBDA_FUNCTION_NAME": manifest.name,
-                    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": String((runtime.memoryBytes ?? 128 << 20) >> 20),
-                    "AWS_REGION": "local",
-                    "LAMBDA_TASK_ROOT": runtime.directory,
-                ],
+                environment: Self.lambdaEnvironment(manifest: manifest, runtime: runtime, api: "127.0.0.1:\(apiPort)"),
                 onExit: { broker.processEnded() })
             services.append(LambdaRuntimeAPI(broker: broker, port: apiPort, function: manifest.name, maxResponseBytes: maxAnswerBytes,
                                              processID: { supervisor.processID }, onPoll: { supervisor.markReady() }, logger: setup.logger))
             lambda = broker
             self.supervisor = supervisor
             token = supervisor.token
-        } else if runtime.command != nil {
+        } else if runtime.command != nil, sidecarURL == nil {
             let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger,
                                                reload: setup.configuration.reloadFunctionFiles)
             lambda = nil
@@ -70,13 +77,14 @@ public final class ProcessFunction: EventFunction, Sendable {
             token = supervisor.token
         } else {
             guard let token = ProcessInfo.processInfo.environment["SLUICE_FUNCTION_TOKEN"], token.utf8.count >= 16 else {
-                throw ManifestError(.badValue, file: manifest.file, key: "runtime.url",
+                throw ManifestError(.badValue, file: manifest.file, key: sidecarURL == nil ? "runtime.url" : "runtime",
                                     message: "a function at an address needs SLUICE_FUNCTION_TOKEN (at least 16 characters), the bearer token it checks")
             }
             self.token = token
             supervisor = nil
             lambda = nil
         }
+        url = runtime.url ?? sidecarURL
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(2)), decompression: .disabled)
         configuration.httpVersion = .http1Only
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: max(2, manifest.concurrency))
@@ -95,7 +103,7 @@ public final class ProcessFunction: EventFunction, Sendable {
         if let supervisor {
             base = "http://127.0.0.1:\(try await supervisor.readyPort(by: deadline))"
         } else {
-            base = runtime.url!
+            base = url!
         }
         let remaining = deadline - ContinuousClock.now
         let deadlineMilliseconds = PipelineClock.milliseconds() + remaining.milliseconds
@@ -132,11 +140,23 @@ public final class ProcessFunction: EventFunction, Sendable {
 }
 
 extension ProcessFunction {
+    /// What a Lambda runtime interface client reads from its environment.
+    public static func lambdaEnvironment(manifest: Manifest, runtime: FunctionRuntime, api: String, taskRoot: String? = nil) -> [String: String] {
+        [
+            "AWS_LAMBDA_RUNTIME_API": api,
+            "AWS_LAMBDA_FUNCTION_NAME": manifest.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": String((runtime.memoryBytes ?? 128 << 20) >> 20),
+            "AWS_REGION": "local",
+            "LAMBDA_TASK_ROOT": taskRoot ?? runtime.directory,
+        ]
+    }
+
     /// Hands the chunk, as an SQS batch, to the process's Lambda runtime client and reads its
     /// result (``LambdaProtocol``). A handler that raises fails the attempt (retried, as Lambda
     /// retries a batch); no result by the deadline is a timeout; a process that ended, unavailable.
     func invokeLambda(_ chunk: Chunk, context: FunctionContext, broker: LambdaBroker, deadline: ContinuousClock.Instant) async throws -> [Outcome] {
-        _ = try await supervisor!.readyPort(by: deadline)
+        if let supervisor { _ = try await supervisor.readyPort(by: deadline) }
         let remaining = deadline - ContinuousClock.now
         let now = PipelineClock.milliseconds()
         let deadlineMilliseconds = now + remaining.milliseconds
