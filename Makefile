@@ -1,7 +1,7 @@
 # Sluice: `make dev` runs everything locally, `make test` proves it against real servers.
 SHELL := /bin/bash
 
-.PHONY: deps build image dev test unit bench bench-ab soak chaos fuzz render clean
+.PHONY: deps build image dev test unit bench bench-ab bench-hop soak chaos fuzz render clean
 
 deps:
 	scripts/install-deps.sh
@@ -26,6 +26,11 @@ unit:
 
 bench: deps
 	scripts/bench.sh
+
+# The hop to a function's own process alone (also part of `make bench`).
+bench-hop: deps
+	swift build -c release --static-swift-stdlib
+	scripts/bench-hop.sh
 
 # This build's pipeline against another binary, in one run: `make bench-ab BASELINE=/path/to/sluice`.
 bench-ab: deps

@@ -7,7 +7,8 @@
 # Checks that the job's counts equal the workload's manifest (a fast wrong answer is no result).
 # Then: latency under a paced load (bench/paced.py), the privacy middleware's cost, the gateway
 # with wrk, analytics and erasure on a million rows, cold start (bench/cold_start.py) and a
-# 100 MB CSV upload through the gateway. Writes bench/results/*.json and prints a summary.
+# 100 MB CSV upload through the gateway, and the hop to a function's own process
+# (scripts/bench-hop.sh). Writes bench/results/*.json and prints a summary.
 #   BENCH_EVENTS (default 200000), BENCH_FORMAT (ndjson|json|csv|xml, default ndjson),
 #   BENCH_RATE / BENCH_SECONDS (the paced load, default 5000 events/s for 60 s),
 #   BENCH_CSV_MB (default 100), BENCH_BINARY (another sluice binary to measure instead). `make soak` (BENCH_SOAK_SECONDS, default 600) runs only the
@@ -472,6 +473,10 @@ json.dump({
     "counts_match": job["status"] == "completed" and job["counts"]["loaded"] == rows and table == rows,
 }, open("bench/results/csv_dataset.json", "w"), indent=1)
 PY
+
+# The hop to a function in a process of its own (Python, Swift) against the same no-op in
+# process: per chunk and per event (scripts/bench-hop.sh, bench/results/hop.json).
+scripts/bench-hop.sh "$sluice"
 
 DEDUP_MARKS="$dedup_marks" DEDUP_BYTES="$dedup_bytes" DEDUP_TTL_HOURS="$dedup_ttl_hours" COPY_INDEXED="$copy_indexed" LOAD_SQL="$load_sql" CPU_BEFORE="$cpu_before" CPU_AFTER="$cpu_after" python3 - "$count" "$format" "$raw_xadd" "$raw_copy" "$start" "$accepted" "$end" "$latency" "$state" "$servers/manifest.json" "$rss" "$raw_xreadgroup" "$gateway" "$rollup_catch_up $summaries" "$masking" "$erasure" <<'PY'
 import json, sys, platform, os

@@ -21,6 +21,9 @@ struct InvokeCommand: AsyncParsableCommand {
     @Option(help: "The dataset the events belong to (default: events).")
     var dataset: String?
 
+    @Option(help: "Call the function this many times with the same chunk (after a warm-up of a tenth as many) and print the latency of a call, not the outcomes.")
+    var `repeat`: Int = 1
+
     func run() async throws {
         let configuration = Environment.configuration()
         let logger = Environment.bootstrapLogging(configuration)
@@ -63,8 +66,14 @@ struct InvokeCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
         let running = Task { try await group.run() }
         let outcome: Result<[Outcome], FunctionError>
+        var timings: JSONValue?
         do {
-            outcome = .success(try await invoker.invoke(chunk, attempt: 1))
+            if `repeat` > 1 {
+                timings = try await Self.time(invoker, chunk: chunk, calls: `repeat`)
+                outcome = .success([])
+            } else {
+                outcome = .success(try await invoker.invoke(chunk, attempt: 1))
+            }
         } catch {
             outcome = .failure(error)
         }
@@ -72,11 +81,38 @@ struct InvokeCommand: AsyncParsableCommand {
         _ = try? await running.value
         switch outcome {
         case .success(let outcomes):
-            let result: JSONValue = ["function": .string(name), "outcomes": .array(outcomes.map(RuntimeRoutes.describe))]
-            print(result.serializedString)
+            if let timings {
+                print(timings.serializedString)
+            } else {
+                let result: JSONValue = ["function": .string(name), "outcomes": .array(outcomes.map(RuntimeRoutes.describe))]
+                print(result.serializedString)
+            }
         case .failure(let error):
             throw CommandFailure("\(name) failed: \(error.description)")
         }
+    }
+
+    /// `calls` calls of `chunk`, one at a time, after `calls / 10` (at least 5) unmeasured:
+    /// the latency of a call in milliseconds (mean, p50, p90, p99) and per event in microseconds.
+    static func time(_ invoker: FunctionInvoker, chunk: Chunk, calls: Int) async throws(FunctionError) -> JSONValue {
+        for _ in 0..<max(5, calls / 10) { _ = try await invoker.invoke(chunk, attempt: 1) }
+        var samples: [Double] = []
+        samples.reserveCapacity(calls)
+        let clock = ContinuousClock()
+        for _ in 0..<calls {
+            let start = clock.now
+            _ = try await invoker.invoke(chunk, attempt: 1)
+            samples.append(Double((clock.now - start).nanoseconds) / 1_000_000)
+        }
+        samples.sort()
+        func percentile(_ p: Double) -> Double { samples[min(samples.count - 1, Int((Double(samples.count) * p).rounded(.up)) - 1)] }
+        func rounded(_ value: Double) -> JSONValue { .double((value * 1000).rounded() / 1000) }
+        let mean = samples.reduce(0, +) / Double(samples.count)
+        return [
+            "function": .string(invoker.manifest.name), "events": .int(Int64(chunk.events.count)), "calls": .int(Int64(calls)),
+            "mean_ms": rounded(mean), "p50_ms": rounded(percentile(0.5)), "p90_ms": rounded(percentile(0.9)),
+            "p99_ms": rounded(percentile(0.99)), "per_event_us": rounded(mean * 1000 / Double(max(1, chunk.events.count))),
+        ]
     }
 
     /// A JSON array, or NDJSON.

@@ -10,7 +10,7 @@ struct SluiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "A function runtime for data pipelines.",
-        subcommands: [ServeCommand.self, DevCommand.self, NewCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self, TokenCommand.self, KeysCommand.self, AssertCommand.self,
+        subcommands: [ServeCommand.self, DevCommand.self, NewCommand.self, ProcessCommand.self, MigrateCommand.self, InvokeCommand.self, DLQCommand.self, TokenCommand.self, KeysCommand.self, AssertCommand.self,
                       RenderCommand.self, HealthCommand.self]
     )
 

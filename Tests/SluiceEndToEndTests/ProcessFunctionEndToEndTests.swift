@@ -244,6 +244,52 @@ import Testing
         }
     }
 
+    /// `sluice process NAME` serves a Swift function over the protocol (401 without the token,
+    /// 400 for a body that is not a request, the outcomes otherwise); `sluice invoke` calls the
+    /// benchmark's no-op in process, in Python and in Swift alike, and `--repeat` times the calls.
+    @Test func aSwiftFunctionServedOverTheProtocolAndTheHopTimed() async throws {
+        let environment = try TestEnvironment.get()
+        let functions = "\(environment.packageRoot)/bench/functions"
+        let directory = try makeTemporaryDirectory("process-command")
+        let port = freePort(), token = "process-command-token-0123456789"
+        let log = "\(directory)/process.log"
+        let server = try Child(environment.binary, ["process", "noop"], environment: [
+            "PORT": "\(port)", "SLUICE_FUNCTION_TOKEN": token, "SLUICE_FUNCTIONS_DIR": functions,
+        ], stdout: log, stderr: log)
+        defer {
+            kill(server.pid, SIGKILL)
+            _ = server.poll()
+        }
+        try await waitForListener(port)
+        let url = "http://127.0.0.1:\(port)/"
+        let request = #"{"protocol":1,"function":"noop","chunk_id":"1-0","attempt":1,"events":[{"id":"a"},{"id":"b","drop":true}]}"#
+        #expect(try await HTTP.request("POST", url, body: Data(request.utf8), headers: ["Content-Type": "application/json"]).status == 401)
+        #expect(try await HTTP.request("POST", url, body: Data(request.utf8), headers: ["Authorization": "Bearer wrong-token-0123456789"]).status == 401)
+        #expect(try await HTTP.request("POST", url, body: Data("{}".utf8), headers: ["Authorization": "Bearer \(token)"]).status == 400)
+        let answer = try await HTTP.request("POST", url, body: Data(request.utf8), headers: ["Authorization": "Bearer \(token)"])
+        #expect(answer.status == 200)
+        let outcomes = try JSONParser().parse(Array(answer.body))["outcomes"]
+        #expect(outcomes?[0]?["outcome"] == "forward" && outcomes?[0]?["event"] == ["id": "a"], "\(answer.text)")
+        #expect(outcomes?[1] == ["outcome": "drop", "reason": "filtered"], "\(answer.text)")
+
+        // The same no-op in process, in Python and in Swift, through `sluice invoke`.
+        let events = "\(directory)/events.ndjson"
+        try #"{"id":"x"}"#.appending("\n").write(toFile: events, atomically: true, encoding: .utf8)
+        let binaryFolder = (environment.binary as NSString).deletingLastPathComponent
+        let invokeEnvironment = ["SLUICE_FUNCTIONS_DIR": functions, "PATH": "\(binaryFolder):/usr/local/bin:/usr/bin:/bin", "SLUICE_LOG_LEVEL": "warning"]
+        for function in ["noop", "noop-python", "noop-swift"] {
+            let invoked = try await runCommand(environment.binary, ["invoke", function, "--file", events], environment: invokeEnvironment)
+            #expect(invoked.status == 0, "\(function): \(invoked.error)")
+            let result = try JSONParser().parse(Array(invoked.output.utf8))
+            #expect(result["outcomes"]?[0]?["outcome"] == "forward", "\(function): \(invoked.output)")
+            let timed = try await runCommand(environment.binary, ["invoke", function, "--file", events, "--repeat", "20"], environment: invokeEnvironment)
+            let timings = try JSONParser().parse(Array(timed.output.utf8))
+            #expect(timings["calls"] == 20 && timings["events"] == 1, "\(function): \(timed.output) \(timed.error)")
+            let p50 = timings["p50_ms"]?.doubleValue ?? -1, p90 = timings["p90_ms"]?.doubleValue ?? -1
+            #expect(p50 > 0 && p90 >= p50, "\(function): \(timed.output)")
+        }
+    }
+
     /// The pid of the latest function process a supervisor's log names.
     static func childPID(in log: String) -> Int32? {
         guard let line = log.split(separator: "\n").last(where: { $0.contains("function process started") }),
@@ -329,6 +375,8 @@ import Testing
             with open(RECORD + ".fds", "w") as out: out.write(json.dumps(fds))
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave as they are written: with Nagle, each answer waits for a delayed ACK (40 ms).
+            disable_nagle_algorithm = True
             def do_POST(self):
                 if self.headers.get("Authorization") != "Bearer " + os.environ["SLUICE_FUNCTION_TOKEN"]:
                     return self.answer(401, {})

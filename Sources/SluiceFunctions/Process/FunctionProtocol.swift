@@ -1,5 +1,6 @@
 import Foundation
 import Sluice
+import SluiceHTTP
 
 /// Sluice's function protocol, version 1 (docs/function-protocol.md): what the runtime POSTs to a
 /// function's process for one chunk, and how it reads the answer. Pure: no I/O here.
@@ -28,6 +29,32 @@ public enum FunctionProtocol {
         body["job_id"] = chunk.jobID.map(JSONValue.string) ?? .null
         body["trace_id"] = chunk.traceID.map(JSONValue.string) ?? .null
         return body
+    }
+
+    /// A request as a process reads it (``request(_:function:attempt:deadlineMilliseconds:config:)``'s
+    /// inverse): the chunk, the attempt and the deadline. Nil when the body is not one.
+    public static func parseRequest(_ body: [UInt8]) -> (chunk: Chunk, attempt: Int, deadlineMilliseconds: Int64?)? {
+        guard let value = try? JSONParser().parse(body), case .object(let object) = value,
+              case .array(let events)? = object["events"], case .string(let id)? = object["chunk_id"] else { return nil }
+        var chunk = Chunk(id: id, events: events.map(Event.init))
+        if case .string(let job)? = object["job_id"] { chunk.jobID = job }
+        if case .string(let trace)? = object["trace_id"] { chunk.traceID = trace }
+        if case .string(let dataset)? = object["dataset"], dataset != DatasetReference.events {
+            chunk.dataset = DatasetReference(name: dataset, version: 0)
+        }
+        let attempt = object["attempt"]?.intValue.map(Int.init) ?? 1
+        return (chunk, max(1, attempt), object["deadline_ms"]?.intValue)
+    }
+
+    /// The answer of a process for `outcomes`, or for a failure of the whole chunk.
+    public static func answer(_ result: Result<[Outcome], FunctionError>) -> [UInt8] {
+        switch result {
+        case .success(let outcomes):
+            return JSONValue.object(["outcomes": .array(outcomes.map(RuntimeRoutes.describe))]).serializedBytes
+        case .failure(let error):
+            let failure: JSONValue = ["code": .string(error.code), "message": .string(error.message)]
+            return JSONValue.object([error.kind == .permanent ? "dead_letter" : "retry": failure]).serializedBytes
+        }
     }
 
     /// What an HTTP status means when it is not 200: retryable for 408, 425, 429 and 5xx but 501
