@@ -95,6 +95,8 @@ public struct RuntimeRoutes: Sendable {
         switch outcome {
         case .forward(let event, let output):
             return ["outcome": "forward", "output": output.map(JSONValue.string) ?? .null, "event": event.value]
+        case .fanOut(let events, let output):
+            return ["outcome": "forward", "output": output.map(JSONValue.string) ?? .null, "events": .array(events.map(\.value))]
         case .drop(let reason):
             return ["outcome": "drop", "reason": .string(reason)]
         case .quarantine(let reason, let event, let field):

@@ -200,7 +200,12 @@ public final class StreamTrigger: Service, CustomStringConvertible {
     /// Where the chunk's forwarded events go when the function named no output: asked of the
     /// router only when there are such events.
     func routes(for chunk: Chunk, outcomes: [Outcome]) async throws(FunctionError) -> [String]? {
-        guard let router, outcomes.contains(where: { if case .forward(_, nil) = $0 { true } else { false } }) else { return nil }
+        guard let router, outcomes.contains(where: {
+            switch $0 {
+            case .forward(_, nil), .fanOut(_, nil): true
+            default: false
+            }
+        }) else { return nil }
         return try await router.outputs(after: manifest.name, for: chunk)
     }
 
@@ -333,12 +338,21 @@ struct AcknowledgementPlan {
         var dropped: [String: Int] = [:]
         var quarantineReasons: [String: Int] = [:]
         var forwardedCount = 0
+        // Events a fan-out added (each one forwarded in place of several): the job waits for them too.
+        var added = 0
         let targets = routes ?? manifest.outputs
         for outcome in outcomes {
             switch outcome {
             case .forward(let event, let output):
                 forwardedCount += 1
                 for name in output.map({ [$0] }) ?? targets { forwarded[name, default: []].append(event) }
+            case .fanOut(let events, _) where events.isEmpty:
+                // Nothing to pass on (the protocol refuses it; a Swift handler might not).
+                dropped["fan_out_empty", default: 0] += 1
+            case .fanOut(let events, let output):
+                forwardedCount += events.count
+                added += events.count - 1
+                for name in output.map({ [$0] }) ?? targets { forwarded[name, default: []].append(contentsOf: events) }
             case .drop(let reason):
                 dropped[reason, default: 0] += 1
             case .quarantine(let reason, let event, let field):
@@ -367,6 +381,7 @@ struct AcknowledgementPlan {
         guard chunk.jobID != nil else { return }
         counters.append(("fn.\(manifest.name).in", chunk.events.count))
         counters.append(("fn.\(manifest.name).forwarded", forwardedCount))
+        if added != 0 { counters.append(("added", added)) }
         for (reason, count) in dropped.sorted(by: { $0.key < $1.key }) { counters.append(("dropped.\(reason)", count)) }
         for (reason, count) in quarantineReasons.sorted(by: { $0.key < $1.key }) { counters.append(("quarantined.\(reason)", count)) }
         if let terminal = manifest.countsAs, forwardedCount > 0 { counters.append((terminal, forwardedCount)) }

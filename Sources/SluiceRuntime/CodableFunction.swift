@@ -43,6 +43,9 @@ public enum CodableOutcome<Output: Encodable & Sendable>: Sendable {
     case forward(Output, output: String? = nil)
     /// Pass `output` on as the whole event (fields it does not declare are gone).
     case replace(Output, output: String? = nil)
+    /// Pass several events on in its place, each the event with one value's fields set over
+    /// it (a row and its line items, say); the job waits for every one. Empty: a drop.
+    case fanOut([Output], output: String? = nil)
     /// Drop the event, with a reason code (1–64 of a-z, 0-9, `_`, `-`, `.`), counted in the job.
     case drop(reason: String)
     /// Set the event aside in the quarantine (as it came), with a reason code and the field at fault.
@@ -100,13 +103,10 @@ public struct CodableEventFunction<F: CodableFunction>: EventFunction {
             }
             switch try await function.process(input, context: context) {
             case .forward(let output, let name):
-                let encoded = try JSONParser().parse(Array(CodableEvents.encoder.encode(output)))
-                guard case .object(let fields) = encoded, case .object(var merged) = event.value else {
-                    outcomes.append(.forward(Event(encoded), output: name))
-                    continue
-                }
-                for (key, value) in fields { merged[key] = value }
-                outcomes.append(.forward(Event(.object(merged)), output: name))
+                outcomes.append(.forward(try Self.merge(output, over: event), output: name))
+            case .fanOut(let values, let name):
+                outcomes.append(values.isEmpty ? .drop(reason: "fan_out_empty")
+                                : .fanOut(try values.map { try Self.merge($0, over: event) }, output: name))
             case .replace(let output, let name):
                 outcomes.append(.forward(Event(try JSONParser().parse(Array(CodableEvents.encoder.encode(output)))), output: name))
             case .drop(let reason):
@@ -118,6 +118,16 @@ public struct CodableEventFunction<F: CodableFunction>: EventFunction {
             }
         }
         return outcomes
+    }
+}
+
+extension CodableEventFunction {
+    /// `output`'s fields set over `event` (or `output` alone when either is not an object).
+    static func merge(_ output: F.Output, over event: Event) throws -> Event {
+        let encoded = try JSONParser().parse(Array(CodableEvents.encoder.encode(output)))
+        guard case .object(let fields) = encoded, case .object(var merged) = event.value else { return Event(encoded) }
+        for (key, value) in fields { merged[key] = value }
+        return Event(.object(merged))
     }
 }
 

@@ -290,6 +290,94 @@ import Testing
         }
     }
 
+    /// One record forwarded as several: a Python function splits each order into its line
+    /// items (`"events": [...]`), validate checks each line against the dataset, load writes
+    /// them. The job counts the lines it added and completes only once every line is settled.
+    @Test func anOrderForwardedAsItsLineItemsIsAccountedLineByLine() async throws {
+        var manifests = try PipelineFixture.pipelineManifests()
+        manifests["split"] = """
+            runtime: {command: [python3, split.py], timeout: 3s}
+            triggers: [{stream: split}]
+            visibility_timeout: 5s
+            """
+        try await PipelineFixture.with(db: 29, manifests: manifests) { fixture in
+            try Self.splitter.write(toFile: "\(fixture.functionsDirectory)/split/split.py", atomically: true, encoding: .utf8)
+            try await fixture.startPipeline()
+            try await fixture.start("split")
+            let spec: JSONValue = [
+                "name": "order_lines",
+                "fields": [["name": "order_id", "type": "string", "required": true], ["name": "line", "type": "integer", "required": true],
+                           ["name": "sku", "type": "string", "required": true], ["name": "qty", "type": "integer", "required": true]],
+                "key": ["order_id", "line"],
+                "chain": ["split", "validate", "load"],
+            ]
+            let created = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/datasets"), body: Data(spec.serializedBytes),
+                                                 headers: ["Content-Type": "application/json"])
+            #expect(created.status == 201, "\(created.text)")
+            // 300 orders: order n has n % 4 lines (none for every fourth, dropped as no_lines);
+            // the second line of every seventh order has a quantity that is not a number.
+            var body = Data(), lines = 0, bad = 0, empty = 0
+            for n in 0..<300 {
+                var items: [JSONValue] = []
+                for line in 0..<(n % 4) {
+                    let broken = n % 7 == 0 && line == 1
+                    if broken { bad += 1 }
+                    items.append(["sku": .string("sku-\(line)"), "qty": broken ? "two" : .int(Int64(line + 1))])
+                }
+                lines += items.count
+                if items.isEmpty { empty += 1 }
+                body.append(contentsOf: JSONValue.object(["order_id": .string("o-\(n)"), "lines": .array(items)]).serializedBytes + [0x0A])
+            }
+            let upload = try await HTTP.request("POST", fixture.url("ingest", "/api/v1/datasets/order_lines/ingest"), body: body,
+                                                headers: ["Content-Type": "application/x-ndjson"])
+            let id = try #require(try JSONParser().parse(Array(upload.body))["job_id"]?.stringValue)
+            let job = try await fixture.waitForJob(id)
+            #expect(job["status"]?.stringValue == "completed", "\(job)")
+            #expect(job.count("received") == 300)
+            #expect(job["counts"]?["added"]?.intValue == Int64(lines - (300 - empty)), "\(job)")
+            #expect(job.count("loaded") == lines - bad && job.count("quarantined") == bad, "\(job)")
+            #expect(job["drops"]?["no_lines"]?.intValue == Int64(empty), "\(job)")
+            #expect(job["counts"]?["in_flight"] == 0, "\(job)")
+            #expect(try await fixture.quarantineReasons(job: id) == ["wrong_type": bad])
+            let rows = try await fixture.clients.postgres.query(
+                "SELECT count(*), count(DISTINCT order_id), sum(qty) FROM datasets.order_lines").rows
+            let quantities = (0..<300).reduce(0) { sum, n in sum + (0..<(n % 4)).filter { !(n % 7 == 0 && $0 == 1) }.reduce(0) { $0 + $1 + 1 } }
+            #expect(rows == [["\(lines - bad)", "\(300 - empty)", "\(quantities)"]])
+        }
+    }
+
+    /// Splits each order into its line items, one event per line.
+    static let splitter = """
+        import hmac, json, os
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        TOKEN = "Bearer " + os.environ["SLUICE_FUNCTION_TOKEN"]
+
+        def outcome(order):
+            lines = order.get("lines") or []
+            if not lines:
+                return {"outcome": "drop", "reason": "no_lines"}
+            return {"outcome": "forward", "events": [
+                {"order_id": order["order_id"], "line": n, "sku": item["sku"], "qty": item["qty"]} for n, item in enumerate(lines)]}
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+            def do_POST(self):
+                if not hmac.compare_digest(self.headers.get("Authorization", ""), TOKEN):
+                    self.send_response(401); self.send_header("Content-Length", "0"); self.end_headers(); return
+                chunk = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                data = json.dumps({"outcomes": [outcome(order) for order in chunk["events"]]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            def log_message(self, *args):
+                pass
+
+        ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+        """
+
     /// The pid of the latest function process a supervisor's log names.
     static func childPID(in log: String) -> Int32? {
         guard let line = log.split(separator: "\n").last(where: { $0.contains("function process started") }),

@@ -85,7 +85,7 @@ struct ValidateIntegrationTests {
                 let chunk = Chunk(id: "\(start)-0", events: Array(events[start..<min(start + 500, events.count)]))
                 for outcome in try await invoker.invoke(chunk, attempt: 1) {
                     switch outcome {
-                    case .forward: counts["forward", default: 0] += 1
+                    case .forward, .fanOut: counts["forward", default: 0] += 1
                     case .drop(let reason): counts[reason, default: 0] += 1
                     case .quarantine: counts["quarantined", default: 0] += 1
                     }

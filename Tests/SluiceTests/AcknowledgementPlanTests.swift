@@ -52,6 +52,25 @@ struct AcknowledgementPlanTests {
         #expect(plan.honourJobState)
     }
 
+    /// A fan-out forwards every event it carries and counts the ones it added, so that the job
+    /// waits for them; the middleware's filters keep or drop them one by one.
+    @Test func aFanOutForwardsEachEventAndCountsTheAddedOnes() throws {
+        let chunk = Chunk(id: "1-0", jobID: "job-1", events: [Event(["id": "o1"]), Event(["id": "o2"]), Event(["id": "o3"])])
+        var restricted = Outcome.fanOut([Event(["id": "o3", "n": 1, "country": "KP"]), Event(["id": "o3", "n": 2, "country": "DE"])])
+        restricted.keepForwarded(where: { $0.value["country"] != "KP" }, otherwise: "geo_restricted")
+        #expect(restricted == .fanOut([Event(["id": "o3", "n": 2, "country": "DE"])]))
+        var gone = Outcome.fanOut([Event(["country": "KP"])])
+        gone.keepForwarded(where: { $0.value["country"] != "KP" }, otherwise: "geo_restricted")
+        #expect(gone == .drop(reason: "geo_restricted"))
+        let plan = AcknowledgementPlan(manifest: manifest(outputs: ["a"]), chunk: chunk, outcomes: [
+            .fanOut([Event(["id": "o1", "n": 1]), Event(["id": "o1", "n": 2]), Event(["id": "o1", "n": 3])]),
+            .forward(Event(["id": "o2"])),
+            restricted,
+        ], keys: keys)
+        #expect(try events(plan, to: "a") == [["id": "o1", "n": 1], ["id": "o1", "n": 2], ["id": "o1", "n": 3], ["id": "o2"], ["id": "o3", "n": 2, "country": "DE"]])
+        #expect(plan.counters.map { "\($0.0)=\($0.1)" } == ["fn.f.in=3", "fn.f.forwarded=5", "added=2"])
+    }
+
     /// A chunk routed along its dataset's chain: events forwarded without a named output go to
     /// the route instead of the manifest's outputs; a named output still goes where it says.
     @Test func aRouteReplacesTheManifestOutputs() throws {

@@ -54,6 +54,22 @@ import Testing
         #expect(unchanged == [.forward(Event(["id": "a"])), .forward(Event(["id": "b"]), output: "audit"), .forward(Event(["id": "c"]))])
     }
 
+    /// One event forwarded as several (a row and its line items): `events` in place of `event`.
+    @Test func aForwardMayCarrySeveralEvents() throws {
+        let outcomes = try answer(["outcomes": [
+            ["outcome": "forward", "events": [["id": "a", "line": 1], ["id": "a", "line": 2]]],
+            ["outcome": "forward", "events": [["id": "b"]], "output": "audit"],
+            ["outcome": "drop", "reason": "empty"],
+        ]])
+        #expect(outcomes == [.fanOut([Event(["id": "a", "line": 1]), Event(["id": "a", "line": 2])]), .fanOut([Event(["id": "b"])], output: "audit"),
+                             .drop(reason: "empty")])
+        // None, not an array, or beside `event`: not the protocol's.
+        for bad: JSONValue in [["outcome": "forward", "events": []], ["outcome": "forward", "events": ["id": "a"]],
+                               ["outcome": "forward", "events": [["id": "a"]], "event": ["id": "a"]]] {
+            #expect(failure(["outcomes": [bad, ["outcome": "forward"], ["outcome": "forward"]]])?.code == "bad_outcomes", "\(bad)")
+        }
+    }
+
     @Test func theFunctionMayDeadLetterOrRetryTheWholeChunk() {
         let dead = failure(["dead_letter": ["code": "schema_mismatch", "message": "the model expects v2 rows"]])
         #expect(dead == .permanent("schema_mismatch", "the model expects v2 rows"))

@@ -46,7 +46,13 @@ public struct FunctionInvoker: Sendable {
         guard outcomes.count == chunk.events.count else {
             throw .permanent("bad_outcomes", "the function answered \(outcomes.count) outcomes for \(chunk.events.count) events")
         }
-        for case .forward(_, let output?) in outcomes where !manifest.outputs.contains(output) {
+        for outcome in outcomes {
+            let named: String?
+            switch outcome {
+            case .forward(_, let output), .fanOut(_, let output): named = output
+            case .drop, .quarantine: named = nil
+            }
+            guard let output = named, !manifest.outputs.contains(output) else { continue }
             throw .permanent("bad_outcomes", "the function forwarded to '\(output)', which is not among its outputs")
         }
         return outcomes

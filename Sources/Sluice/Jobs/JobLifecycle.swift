@@ -91,13 +91,13 @@ public enum JobScripts {
         local function job_counts(job)
           local all = redis.call('HGETALL', job)
           local c = {received = 0, loaded = 0, quarantined = 0, stale = 0, duplicate = 0, no_consent = 0,
-                     geo_restricted = 0, dropped = 0, failed = 0, cancelled = 0, drops = {}}
+                     geo_restricted = 0, dropped = 0, failed = 0, cancelled = 0, added = 0, drops = {}}
           local received, trace = nil, nil
           for i = 1, #all, 2 do
             local k, n = all[i], tonumber(all[i + 1]) or 0
             if k == 'received' then received = all[i + 1]; c.received = n
             elseif k == 'trace' then trace = all[i + 1]
-            elseif k == 'loaded' or k == 'quarantined' then c[k] = n
+            elseif k == 'loaded' or k == 'quarantined' or k == 'added' then c[k] = n
             elseif k == 'dead_lettered' then c.failed = n
             elseif string.sub(k, 1, 8) == 'dropped.' then
               local reason = string.sub(k, 9)
@@ -126,7 +126,8 @@ public enum JobScripts {
           if redis.call('HGET', job, 'state') ~= 'processing' then return 0 end
           local c, received = job_counts(job)
           if not received then return 0 end
-          if c.loaded + c.quarantined + c.stale + c.duplicate + c.no_consent + c.geo_restricted + c.dropped + c.failed < c.received then return 0 end
+          -- `added`: events a function forwarded beyond one in place of one (a fan-out).
+          if c.loaded + c.quarantined + c.stale + c.duplicate + c.no_consent + c.geo_restricted + c.dropped + c.failed < c.received + c.added then return 0 end
           if c.failed > 0 then
             announce(job, stream, 'failed', 'dead_lettered')
           else

@@ -78,6 +78,7 @@ public enum APISchemas {
             "properties": [
                 "received": integer, "loaded": integer, "quarantined": integer, "stale": integer, "duplicate": integer,
                 "no_consent": integer, "geo_restricted": integer, "dropped": integer, "failed": integer, "cancelled": integer, "in_flight": integer,
+                "added": ["type": "integer", "description": "Events functions passed on beyond one in place of one (a row forwarded as its line items): the job waits for these too."],
             ],
         ],
         "Job": [

@@ -69,6 +69,7 @@ extension IngestFunction {
             for (item, outcome) in zip(live, outcomes) {
                 switch outcome {
                 case .forward(let event, _): next.append((item.index, event))
+                case .fanOut(let events, _): next += events.map { (item.index, $0) }
                 case .drop(let reason):
                     results[item.index] = ["index": .int(Int64(item.index)), "outcome": "drop", "reason": .string(reason),
                                            "stage": .string(stage.manifest.name)]

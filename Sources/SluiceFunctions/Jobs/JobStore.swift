@@ -332,6 +332,9 @@ public struct JobStore: Sendable {
             "failed": count("dead_lettered", "failed"), "cancelled": count("dropped.cancelled", "cancelled"),
             "dropped": live.map { .int(JobCounters.otherDrops($0)) } ?? stored["dropped"] ?? .int(0),
         ]
+        // Events functions added by forwarding several in place of one: the job waits for them.
+        let added = count("added", "added")
+        if added != .int(0) { counts["added"] = added }
         var status = row.status
         if let state = live?["state"].flatMap(JobStatus.init(rawValue:)) {
             // Redis decides first; the row follows when the jobs stream is recorded.
@@ -340,7 +343,7 @@ public struct JobStore: Sendable {
         if case .int(let received)? = counts["received"] {
             let settled = JobCounters.reported.filter { $0 != "received" }
                 .reduce(Int64(0)) { sum, name in if case .int(let v)? = counts[name] { sum + v } else { sum } }
-            counts["in_flight"] = .int(max(0, received - settled))
+            counts["in_flight"] = .int(max(0, received + (added.intValue ?? 0) - settled))
         }
         var object: JSONObject = [
             "id": .string(row.id), "status": .string(status.rawValue), "dataset": .string(row.dataset),

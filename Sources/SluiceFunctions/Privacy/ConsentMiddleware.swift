@@ -78,20 +78,17 @@ public struct ConsentMiddleware: Middleware {
         var outcomes = try await next.handle(chunk, context: context)
         let subjectOfDataset = try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version)?.spec.subject.map(JSONPath.init)
         let fields = subjectOfDataset.map { [$0] + subjectFields } ?? subjectFields
-        // The forwarded events and their subjects, found once.
-        var forwarded: [(index: Int, event: Event, subject: String?)] = []
-        for (index, outcome) in outcomes.enumerated() {
-            if case .forward(let event, _) = outcome { forwarded.append((index, event, subject(of: event, fields: fields))) }
-        }
+        // The forwarded events' subjects, looked up once.
+        let forwarded = outcomes.flatMap(\.forwardedEvents)
         guard !forwarded.isEmpty else { return outcomes }
-        let subjects = Set(forwarded.compactMap(\.subject))
+        let subjects = Set(forwarded.compactMap { subject(of: $0, fields: fields) })
         let records = subjects.isEmpty ? [:] : try await book.records(of: subjects)
-        for (index, event, subject) in forwarded {
-            let recorded = subject.flatMap { records[$0] } ?? []
-            let carried = ConsentRule.carried(in: event.value, at: eventField, purpose: purpose)
-            if !ConsentRule.allows(recorded: recorded, carried: carried, purpose: purpose, unknown: unknown) {
-                outcomes[index] = .drop(reason: Self.reason)
-            }
+        for index in outcomes.indices {
+            outcomes[index].keepForwarded(where: { event in
+                let recorded = subject(of: event, fields: fields).flatMap { records[$0] } ?? []
+                let carried = ConsentRule.carried(in: event.value, at: eventField, purpose: purpose)
+                return ConsentRule.allows(recorded: recorded, carried: carried, purpose: purpose, unknown: unknown)
+            }, otherwise: Self.reason)
         }
         return outcomes
     }
@@ -140,12 +137,13 @@ public struct GeoRestrictMiddleware: Middleware {
         var outcomes = try await next.handle(chunk, context: context)
         guard !countries.isEmpty else { return outcomes }
         for index in outcomes.indices {
-            guard case .forward(let event, _) = outcomes[index] else { continue }
-            for path in countryFields {
-                guard let country = event.value.value(at: path)?.stringValue else { continue }
-                if countries.contains(country.uppercased()) { outcomes[index] = .drop(reason: Self.reason) }
-                break
-            }
+            outcomes[index].keepForwarded(where: { event in
+                for path in countryFields {
+                    guard let country = event.value.value(at: path)?.stringValue else { continue }
+                    return !countries.contains(country.uppercased())
+                }
+                return true
+            }, otherwise: Self.reason)
         }
         return outcomes
     }

@@ -107,6 +107,13 @@ public enum FunctionProtocol {
                 guard case .string(let name) = value else { throw .permanent("bad_outcomes", "outcomes[\(index)].output is not a string") }
                 output = name
             }
+            if let many = object["events"] {
+                // Several events in its place (a row and its line items, say).
+                guard object["event"] == nil, case .array(let events) = many, !events.isEmpty else {
+                    throw .permanent("bad_outcomes", "outcomes[\(index)].events must be a non-empty array (and comes without event); to pass nothing on, drop it")
+                }
+                return .fanOut(events.map(Event.init), output: output)
+            }
             // No `event`: the event goes on as it came.
             let forwarded = object["event"].map(Event.init) ?? event
             return .forward(forwarded, output: output)
