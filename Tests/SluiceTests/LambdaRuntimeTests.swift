@@ -97,7 +97,8 @@ import Testing
             #expect(listening)
             // The process: polls once and posts back what it got, then prints the answer's status.
             let script = """
-                import urllib.request
+                import sys, urllib.request
+                sys.stdin.readline()  # once the test knows this process's pid
                 with urllib.request.urlopen("\(base)/invocation/next") as r:
                     rid = r.headers["Lambda-Runtime-Aws-Request-Id"]; body = r.read()
                 req = urllib.request.Request(f"\(base)/invocation/{rid}/response", data=body[::-1], method="POST")
@@ -108,10 +109,12 @@ import Testing
             process.arguments = ["-c", script]
             let output = Pipe()
             process.standardOutput = output
-            let errors = Pipe()
+            let errors = Pipe(), input = Pipe()
             process.standardError = errors
+            process.standardInput = input
             try process.run()
             child.withLock { $0 = process.processIdentifier }
+            try input.fileHandleForWriting.write(contentsOf: Data("go\n".utf8))
             let result = await broker.invoke(.init(id: "inv-1", body: Array("abc".utf8), deadlineMilliseconds: 0, traceID: nil), timeout: .seconds(10))
             #expect(result == .response(Array("cba".utf8)))
             process.waitUntilExit()
