@@ -95,6 +95,22 @@ import Testing
                 if !listening { try await Task.sleep(for: .milliseconds(10)) }
             }
             #expect(listening)
+            // Many connections first: the child's is then past the first page of /proc/net/tcp
+            // (a read that trusted the file's size of 0 stopped there, and refused the child).
+            var crowd: [Int32] = []
+            for _ in 0..<80 {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                if connected == 0 { crowd.append(fd) } else { close(fd) }
+            }
+            defer { for fd in crowd { close(fd) } }
+            #expect(crowd.count == 80)
             // The process: polls once and posts back what it got, then prints the answer's status.
             let script = """
                 import sys, urllib.request

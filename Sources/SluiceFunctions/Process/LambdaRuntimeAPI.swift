@@ -199,18 +199,38 @@ struct LambdaRuntimeAPI: Service, CustomStringConvertible {
     /// Whether the TCP connection from 127.0.0.1:`clientPort` to 127.0.0.1:`serverPort` is one of
     /// process `pid`'s open sockets (its inode in /proc/net/tcp among /proc/PID/fd's links).
     static func socketOwned(by pid: Int32, clientPort: Int, serverPort: Int) -> Bool {
-        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return false }
+        guard let table = readProcFile("/proc/net/tcp") else { return false }
         let local = "0100007F:" + hex(clientPort), remote = "0100007F:" + hex(serverPort)
         var inode: Substring?
         for line in table.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            if fields.count > 9, fields[1] == local, fields[2] == remote { inode = fields[9]; break }
+            // Established (state 01) and owned (inode not 0): an old connection of the same two
+            // ports may linger in TIME_WAIT with no owner (loopback reuses its ports at once).
+            if fields.count > 9, fields[1] == local, fields[2] == remote, fields[3] == "01", fields[9] != "0" { inode = fields[9]; break }
         }
         guard let inode else { return false }
         let target = "socket:[\(inode)]"
         let folder = "/proc/\(pid)/fd"
         guard let descriptors = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return false }
         return descriptors.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(folder)/\($0)")) == target }
+    }
+
+    /// The whole of a /proc file, read to its end: it reports a size of 0, and a read that
+    /// trusts the size stops after the first page (about 27 connections of /proc/net/tcp).
+    static func readProcFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += buffer[0..<count]
+            if bytes.count > 64 << 20 { break }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func hex(_ port: Int) -> String {
