@@ -61,7 +61,7 @@ struct ProcessCommand: AsyncParsableCommand {
                 result = .failure(.retryable("function_failed", "\(type(of: error))"))
             }
             return Response(status: .ok, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: FunctionProtocol.answer(result))))
+                            body: .init(byteBuffer: ByteBuffer(bytes: FunctionProtocol.answer(result, for: parsed.chunk))))
         }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "sluice-process"),
                               logger: logger)

@@ -70,6 +70,20 @@ import Testing
         }
     }
 
+    /// `sluice process`'s answer: an event forwarded as it came is a bare forward (the caller
+    /// keeps its copy); a changed one, a named output and the other outcomes in full.
+    @Test func aProcessAnswersAnUnchangedEventWithoutIt() throws {
+        let bytes = FunctionProtocol.answer(.success([.forward(Event(["id": "a"])), .forward(Event(["id": "B"])), .drop(reason: "x")]), for: chunk)
+        let answer = try JSONParser().parse(bytes)
+        #expect(answer["outcomes"]?[0] == ["outcome": "forward"])
+        #expect(answer["outcomes"]?[1] == ["outcome": "forward", "output": nil, "event": ["id": "B"]])
+        #expect(answer["outcomes"]?[2] == ["outcome": "drop", "reason": "x"])
+        // Read back, it is the same outcomes.
+        #expect(try FunctionProtocol.outcomes(bytes, for: chunk) == [.forward(Event(["id": "a"])), .forward(Event(["id": "B"])), .drop(reason: "x")])
+        let failed = try JSONParser().parse(FunctionProtocol.answer(.failure(.permanent("schema_mismatch", "no")), for: chunk))
+        #expect(failed == ["dead_letter": ["code": "schema_mismatch", "message": "no"]])
+    }
+
     @Test func theFunctionMayDeadLetterOrRetryTheWholeChunk() {
         let dead = failure(["dead_letter": ["code": "schema_mismatch", "message": "the model expects v2 rows"]])
         #expect(dead == .permanent("schema_mismatch", "the model expects v2 rows"))

@@ -47,10 +47,22 @@ public enum FunctionProtocol {
     }
 
     /// The answer of a process for `outcomes`, or for a failure of the whole chunk.
-    public static func answer(_ result: Result<[Outcome], FunctionError>) -> [UInt8] {
+    /// An event forwarded as it came (equal to `chunk`'s at its position) is answered as a bare
+    /// `{"outcome": "forward"}`: the caller keeps its own copy, and neither side encodes or
+    /// parses it again.
+    public static func answer(_ result: Result<[Outcome], FunctionError>, for chunk: Chunk? = nil) -> [UInt8] {
         switch result {
         case .success(let outcomes):
-            return JSONValue.object(["outcomes": .array(outcomes.map(RuntimeRoutes.describe))]).serializedBytes
+            var items: [JSONValue] = []
+            items.reserveCapacity(outcomes.count)
+            for (index, outcome) in outcomes.enumerated() {
+                if case .forward(let event, nil) = outcome, let chunk, index < chunk.events.count, chunk.events[index] == event {
+                    items.append(["outcome": "forward"])
+                } else {
+                    items.append(RuntimeRoutes.describe(outcome))
+                }
+            }
+            return JSONValue.object(["outcomes": .array(items)]).serializedBytes
         case .failure(let error):
             let failure: JSONValue = ["code": .string(error.code), "message": .string(error.message)]
             return JSONValue.object([error.kind == .permanent ? "dead_letter" : "retry": failure]).serializedBytes
