@@ -201,6 +201,38 @@ import Testing
         }
     }
 
+    /// `sluice invoke` on a Lambda handler: its partial-batch result becomes outcomes; a handler
+    /// that raises fails the call as retryable `function_failed`, naming the error's type and not
+    /// its message (which may quote the events).
+    @Test func invokingALambdaHandlerReadsItsResultAndItsErrors() async throws {
+        let environment = try TestEnvironment.get()
+        let python = try #require(ProcessInfo.processInfo.environment["SLUICE_PYTHON"])
+        let functions = try makeTemporaryDirectory("lambda-invoke") + "/functions"
+        try FileManager.default.createDirectory(atPath: "\(functions)/review", withIntermediateDirectories: true)
+        let manifest = try String(contentsOfFile: "\(environment.packageRoot)/examples/python-lambda/function.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "command: [python3,", with: "command: [\(python),")
+            .replacingOccurrences(of: "middleware: [pii-mask]\n", with: "")
+        try manifest.write(toFile: "\(functions)/review/function.yaml", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: "\(environment.packageRoot)/examples/python-lambda/handler.py", toPath: "\(functions)/review/handler.py")
+        let events = Data(#"[{"event_type": "purchase"}, {"event_type": "login", "note": "secret-note-42"}]"#.utf8)
+        let variables = ["SLUICE_FUNCTIONS_DIR": functions, "PATH": "/usr/local/bin:/usr/bin:/bin", "SLUICE_LOG_LEVEL": "warning"]
+        let invoked = try await runCommand(environment.binary, ["invoke", "review"], environment: variables, input: events)
+        #expect(invoked.status == 0, "\(invoked.error)")
+        let outcomes = try JSONParser().parse(Array(invoked.output.utf8))["outcomes"]
+        #expect(outcomes?[0]?["outcome"] == "forward" && outcomes?[1]?["outcome"] == "quarantine", "\(invoked.output)")
+        #expect(outcomes?[1]?["reason"] == "function_item_failed", "\(invoked.output)")
+
+        // The same handler, made to raise on every batch.
+        let handler = "\(functions)/review/handler.py"
+        try (try String(contentsOfFile: handler, encoding: .utf8) + "\n\ndef handler(event, context):\n    raise KeyError('secret-note-42')\n")
+            .write(toFile: handler, atomically: true, encoding: .utf8)
+        let raised = try await runCommand(environment.binary, ["invoke", "review"], environment: variables, input: events)
+        #expect(raised.status != 0)
+        // Sluice's own line (the handler's traceback, on the same standard error, is its own).
+        let line = raised.error.split(separator: "\n").first { $0.hasPrefix("Error: review failed") } ?? ""
+        #expect(line == "Error: review failed: retryable function_failed: the handler raised KeyError", "\(raised.error)")
+    }
+
     /// The shape `sluice render` deploys: each function's process runs beside its Sluice process
     /// (a sidecar), not started by it: Sluice calls score's at SLUICE_FUNCTION_URL, and serves
     /// review's awslambdaric the Runtime API on SLUICE_LAMBDA_API_PORT. The counts are exact.

@@ -163,8 +163,8 @@ struct LambdaRuntimeAPI: Service, CustomStringConvertible {
         router.post("\(Self.prefix)/invocation/{id}/error") { request, context -> Response in
             try check(context)
             let id = try context.parameters.require("id")
-            let type = Self.errorType(request.headers[HTTPField.Name("Lambda-Runtime-Function-Error-Type")!])
-            _ = try? await request.body.collect(upTo: maxResponseBytes)
+            let body = try? await request.body.collect(upTo: maxResponseBytes)
+            let type = Self.errorType(request.headers[HTTPField.Name("Lambda-Runtime-Function-Error-Type")!], body: body)
             guard broker.finish(id, with: .error(type: type)) else {
                 return Self.status(.badRequest, "no invocation \(id) is awaited")
             }
@@ -172,8 +172,8 @@ struct LambdaRuntimeAPI: Service, CustomStringConvertible {
         }
         router.post("\(Self.prefix)/init/error") { request, context -> Response in
             try check(context)
-            let type = Self.errorType(request.headers[HTTPField.Name("Lambda-Runtime-Function-Error-Type")!])
-            _ = try? await request.body.collect(upTo: maxResponseBytes)
+            let body = try? await request.body.collect(upTo: maxResponseBytes)
+            let type = Self.errorType(request.headers[HTTPField.Name("Lambda-Runtime-Function-Error-Type")!], body: body)
             logger.error("the Lambda handler failed to start", metadata: ["error_type": .string(type)])
             return Self.status(.accepted, "OK")
         }
@@ -239,9 +239,16 @@ struct LambdaRuntimeAPI: Service, CustomStringConvertible {
     }
 
     /// An error type fit for a log line and a dead letter: `Runtime.ValueError` and the like.
-    static func errorType(_ header: String?) -> String {
-        guard let header, !header.isEmpty else { return "Unknown" }
-        let kept = header.unicodeScalars.prefix(100).filter { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "_" }
+    /// The header's, or else the body's `errorType` (awslambdaric sends it there); never the
+    /// error's message.
+    static func errorType(_ header: String?, body: ByteBuffer? = nil) -> String {
+        var name = header ?? ""
+        if name.isEmpty || name.hasSuffix("Unknown"), let body,
+           case .string(let declared)? = (try? JSONParser().parse(Array(buffer: body)))?["errorType"] {
+            name = declared
+        }
+        guard !name.isEmpty else { return "Unknown" }
+        let kept = name.unicodeScalars.prefix(100).filter { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "_" }
         return kept.isEmpty ? "Unknown" : String(String.UnicodeScalarView(kept))
     }
 
