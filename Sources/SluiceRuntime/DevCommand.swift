@@ -1,7 +1,13 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Sluice
+import SluiceFunctions
 import SluiceHTTP
+import Synchronization
+
+/// Set when a rebuild succeeded: `sluice dev` stops, then starts itself again on the new build.
+private let restartOnNewBuild = Atomic<Bool>(false)
 
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,14 +20,29 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "The address to listen on.")
     var host: String = "127.0.0.1"
 
+    @Option(help: "A command that rebuilds this binary (a package's own: \"swift build --product NAME-sluice\"): run when a file under --watch changes; dev then restarts itself on the new build, keeping its servers.")
+    var rebuild: String?
+
+    @Option(help: "With --rebuild: the folder whose changes rebuild (default: Sources).")
+    var watch: String = "Sources"
+
     func run() async throws {
+        // The binary's path now: after a rebuild the same path holds the new one.
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var configuration = Environment.configuration()
         // A function in a process of its own is restarted when its files change.
         configuration.reloadFunctionFiles = true
         let logger = Environment.bootstrapLogging(configuration)
         let environment = ProcessInfo.processInfo.environment
         var servers: LocalServers?
-        if (environment["SLUICE_REDIS_URL"] ?? "").isEmpty || (environment["SLUICE_DATABASE_URL"] ?? "").isEmpty {
+        if let adopted = environment["SLUICE_DEV_ADOPT"].map({ $0.split(separator: " ").map(String.init) }), adopted.count == 3,
+           let redis = Int(adopted[1]), let postgres = Int(adopted[2]) {
+            // Restarted on a new build: the servers the first start made are this one's to stop.
+            var local = LocalServers(directory: adopted[0], logger: logger)
+            local.redisPort = redis
+            local.postgresPort = postgres
+            servers = local
+        } else if (environment["SLUICE_REDIS_URL"] ?? "").isEmpty || (environment["SLUICE_DATABASE_URL"] ?? "").isEmpty {
             var local = LocalServers(directory: FileManager.default.currentDirectoryPath + "/.sluice", logger: logger)
             try await local.start()
             servers = local
@@ -50,6 +71,9 @@ struct DevCommand: AsyncParsableCommand {
         try fill(\.webhookSecret, file: "webhook-secret", variable: "SLUICE_WEBHOOK_SECRET")
         // The export lines are for the person (or script) that started dev: out before the logs.
         fflush(nil)  // every output stream; `stdout` itself is not concurrency-safe to name
+        let watcher = rebuild.map { command in
+            Task.detached { [watch] in await Self.rebuildOnChange(command: command, folder: watch, logger: logger) }
+        }
         let result: Result<Void, any Error>
         do {
             let manifests = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).loadAll()
@@ -58,8 +82,45 @@ struct DevCommand: AsyncParsableCommand {
         } catch {
             result = .failure(error)
         }
+        watcher?.cancel()
+        if case .success = result, restartOnNewBuild.load(ordering: .relaxed) {
+            var variables = ProcessInfo.processInfo.environment
+            variables["SLUICE_REDIS_URL"] = configuration.redisURL
+            variables["SLUICE_DATABASE_URL"] = configuration.databaseURL
+            if let servers { variables["SLUICE_DEV_ADOPT"] = "\(servers.directory) \(servers.redisPort) \(servers.postgresPort)" }
+            logger.notice("starting the new build", metadata: ["binary": .string(executable)])
+            let argv: [UnsafeMutablePointer<CChar>?] = CommandLine.arguments.map { strdup($0) } + [nil]
+            let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            execve(executable, argv, envp)
+            logger.error("cannot start the new build", metadata: ["error": .string(String(cString: strerror(errno)))])
+        }
         await servers?.stop()
         try result.get()
+    }
+
+    /// Every 300 ms, compares `folder`'s files; on a change runs `command` and, when it succeeds,
+    /// stops dev (SIGTERM: it drains as usual) to start again on the new build. A failed build
+    /// is logged and the running one kept.
+    static func rebuildOnChange(command: String, folder: String, logger: Logger) async {
+        var known = ProcessSupervisor.fingerprint(of: folder)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(300))
+            let now = ProcessSupervisor.fingerprint(of: folder)
+            guard now != known else { continue }
+            known = now
+            logger.notice("sources changed; rebuilding", metadata: ["command": .string(command)])
+            let started = ContinuousClock.now
+            do {
+                try await LocalServers.run("/bin/sh", ["-c", command])
+            } catch {
+                logger.error("the rebuild failed; the running build stays", metadata: ["error": .string("\(error)")])
+                continue
+            }
+            logger.notice("rebuilt; restarting on the new build", metadata: ["build_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
+            restartOnNewBuild.store(true, ordering: .relaxed)
+            kill(getpid(), SIGTERM)
+            return
+        }
     }
 
     /// The gateway's signing key in `directory/gateway-signing-key`, made when missing (an

@@ -441,8 +441,9 @@ enum FunctionTemplates {
 
             - Test it: `swift test`.
             - Run it with the pipeline: copy `functions/__NAME__` into the functions folder, put `__NAME__` in a
-              dataset's `chain`, then `swift run __NAME__-sluice dev` with `SLUICE_FUNCTIONS_DIR` set to that folder
-              (after a change: stop it, and `swift run` rebuilds).
+              dataset's `chain`, then, with `SLUICE_FUNCTIONS_DIR` set to that folder,
+              `swift run __NAME__-sluice dev --rebuild "swift build --product __NAME__-sluice"`: a change under
+              `Sources/` rebuilds, and dev starts again on the new build (a rebuild takes seconds, not one).
             - Try it alone: `echo '[{"event_type": "logout"}]' | swift run __NAME__-sluice invoke __NAME__`.
             - Deploy it: build an image of `__NAME__-sluice` as Sluice's Dockerfile builds `sluice`, and
               `__NAME__-sluice render k8s` with `SLUICE_IMAGE` set to it.

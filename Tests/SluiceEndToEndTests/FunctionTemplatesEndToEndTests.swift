@@ -145,7 +145,8 @@ import Testing
         let migrate = try await runCommand(binary, ["migrate"], environment: fixture.processEnvironment)
         #expect(migrate.status == 0, "\(migrate.error)")
         let port = freePort()
-        let dev = try SluiceProcess(binary: binary, arguments: ["dev", "--port", "\(port)"],
+        let rebuild = "swift build --package-path \(package) --scratch-path \(scratch) --product checker-sluice"
+        let dev = try SluiceProcess(binary: binary, arguments: ["dev", "--port", "\(port)", "--rebuild", rebuild, "--watch", "\(package)/Sources"],
                                     environment: fixture.processEnvironment.merging(["SLUICE_JWT_SECRET": GatewayEndToEndTests.secret]) { $1 },
                                     name: "dev", port: port, logDirectory: fixture.directory)
         fixture.processes["dev"] = dev
@@ -159,6 +160,23 @@ import Testing
                 #expect(unwanted > 0, "\(job)")
                 #expect(job.count("loaded") + unwanted == workload.expected["loaded"], "\(job)")
                 #expect(job.count("quarantined") == workload.expected["quarantined"])
+
+                // Edit the handler: dev rebuilds and starts itself again on the new build (a
+                // rebuild, not a reload within a second: Swift compiles and links).
+                let source = "\(package)/Sources/Checker/Checker.swift"
+                try String(contentsOfFile: source, encoding: .utf8).replacingOccurrences(of: "unwanted_type", with: "unwanted_swift")
+                    .write(toFile: source, atomically: true, encoding: .utf8)
+                let edited = ContinuousClock.now
+                while !dev.log.contains("starting the new build"), ContinuousClock.now - edited < .seconds(600) {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(dev.log.contains("rebuilt; restarting on the new build"), "\(dev.tail())")
+                try await dev.waitReady()
+                #expect(dev.isRunning)
+                let (again, second) = try await Self.upload(fixture, seed: 272, token: try Self.token)
+                let renamed = Int(again["drops"]?["unwanted_swift"]?.intValue ?? -1)
+                #expect(renamed > 0 && again["drops"]?["unwanted_type"] == nil, "\(again)")
+                #expect(again.count("loaded") + renamed == second.expected["loaded"], "\(again)")
             }())
         } catch {
             result = .failure(error)

@@ -243,7 +243,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     }
 
     /// The folder's files, sizes and modification times.
-    static func fingerprint(of directory: String) -> [String: String] {
+    public static func fingerprint(of directory: String) -> [String: String] {
         var result: [String: String] = [:]
         let skipped: Set<String> = ["__pycache__", "node_modules", ".build", ".git"]
         guard let walker = FileManager.default.enumerator(atPath: directory) else { return result }
