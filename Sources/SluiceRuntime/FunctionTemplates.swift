@@ -86,6 +86,8 @@ enum FunctionTemplates {
             import hmac
             import json
             import os
+            import signal
+            import sys
             from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
             TOKEN = os.environ.get("SLUICE_FUNCTION_TOKEN", "")
@@ -139,6 +141,9 @@ enum FunctionTemplates {
 
 
             if __name__ == "__main__":
+                # SIGTERM ends the process at once (Sluice sends it once the chunks in flight are
+                # answered, or to reload): said explicitly, as a container's first process ignores it.
+                signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
                 serve(int(os.environ["PORT"])).serve_forever()
 
             """#,
@@ -279,13 +284,36 @@ enum FunctionTemplates {
               });
             });
 
-            if (require.main === module) {
-              server.listen(Number(process.env.PORT), '127.0.0.1');
+            // Listens on $PORT until SIGTERM, then stops as soon as no answer is being written. Sluice
+            // keeps its connections open between chunks (and may hold one it has not used yet, which
+            // node's own close() would wait for): the idle ones are closed at once, the busy ones after
+            // their answer.
+            function serve(server, port) {
+              const inFlight = new Map(); // socket → requests being answered
+              let stopping = false;
+              server.on('connection', (socket) => {
+                inFlight.set(socket, 0);
+                socket.on('close', () => inFlight.delete(socket));
+              });
+              server.on('request', (request, response) => {
+                const socket = request.socket;
+                inFlight.set(socket, (inFlight.get(socket) || 0) + 1);
+                response.on('finish', () => {
+                  if (!inFlight.has(socket)) return;
+                  const left = inFlight.get(socket) - 1;
+                  inFlight.set(socket, left);
+                  if (stopping && left === 0) socket.end();
+                });
+              });
+              server.listen(port, '127.0.0.1');
               process.on('SIGTERM', () => {
+                stopping = true;
                 server.close(() => process.exit(0));
-                server.closeIdleConnections?.(); // Sluice keeps its connections open between chunks
+                for (const [socket, busy] of inFlight) if (busy === 0) socket.destroy();
               });
             }
+
+            if (require.main === module) serve(server, Number(process.env.PORT));
 
             module.exports = { handle, authorized, server };
 

@@ -97,6 +97,69 @@ import Testing
         try result.get()
     }
 
+    /// The generated handlers stop at once on SIGTERM (a reload, or a drained shutdown), whatever
+    /// connections Sluice holds to them: one idle after an answer, one opened and never used (as
+    /// an HTTP client's pool keeps), one with half a request's headers. Node's own `close()`
+    /// waits for the last two, which held a reload for ten seconds until SIGKILL.
+    @Test func generatedHandlersStopAtOnceOnSIGTERMWhateverConnectionsAreOpen() async throws {
+        let environment = try TestEnvironment.get()
+        let directory = try makeTemporaryDirectory("sigterm")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for (name, language) in [("py", "python"), ("js", "node")] {
+            let made = try await runCommand(environment.binary, ["new", name, "--lang", language, "--directory", "\(directory)/\(name)"])
+            #expect(made.status == 0, "\(made.error)")
+        }
+        let script = #"""
+            import json, os, signal, socket, subprocess, sys, time, http.client
+            directory, command = sys.argv[1], sys.argv[2:]
+            for connections in ["idle", "unused", "half"]:
+                s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+                token = "t" * 32
+                env = dict(os.environ, PORT=str(port), SLUICE_FUNCTION_TOKEN=token)
+                process = subprocess.Popen(command, cwd=directory, env=env)
+                for _ in range(250):
+                    try:
+                        socket.create_connection(("127.0.0.1", port)).close()
+                        break
+                    except OSError:
+                        time.sleep(0.02)
+                held = []
+                answered = http.client.HTTPConnection("127.0.0.1", port)
+                answered.request("POST", "/", json.dumps({"events": [{"event_type": "login"}], "config": {}}),
+                                 {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+                status = answered.getresponse()
+                status.read()
+                held.append(answered)
+                if connections == "unused":
+                    held.append(socket.create_connection(("127.0.0.1", port)))
+                if connections == "half":
+                    half = socket.create_connection(("127.0.0.1", port))
+                    half.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    held.append(half)
+                time.sleep(0.2)
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                try:
+                    code = process.wait(5)
+                    print(f"{connections} {status.status} exit {code} after {time.monotonic() - started:.3f}")
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    print(f"{connections} {status.status} still running after 5 s")
+            """#
+        let path = "\(directory)/stop.py"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        for (name, command) in [("py", ["python3", "handler.py"]), ("js", ["node", "handler.js"])] {
+            let run = try await runCommand("/usr/bin/env", ["python3", path, "\(directory)/\(name)"] + command, timeout: .seconds(60))
+            let lines = run.output.split(separator: "\n").map(String.init)
+            #expect(run.status == 0 && lines.count == 3, "\(name): \(run.output) \(run.error)")
+            for line in lines {
+                let fields = line.split(separator: " ")
+                #expect(fields.count == 6 && fields[1] == "200" && fields[2] == "exit" && fields[3] == "0", "\(name): \(line)")
+                #expect((Double(fields.last ?? "") ?? 99) < 1, "\(name) took too long to stop: \(line)")
+            }
+        }
+    }
+
     /// A 1,000-event workload uploaded through `sluice dev`, and its job once completed.
     static func upload(_ fixture: PipelineFixture, seed: Int, token: String) async throws -> (JSONValue, GeneratedWorkload) {
         let workload = try await GeneratedWorkload.make(count: 1_000, seed: seed, format: "ndjson", in: fixture.directory)

@@ -52,13 +52,35 @@ const server = http.createServer((request, response) => {
   });
 });
 
-if (require.main === module) {
-  server.listen(Number(process.env.PORT), '127.0.0.1');
-  // Sluice sends SIGTERM after the chunks in flight are answered.
+// Listens on $PORT until SIGTERM, then stops as soon as no answer is being written. Sluice
+// keeps its connections open between chunks (and may hold one it has not used yet, which
+// node's own close() would wait for): the idle ones are closed at once, the busy ones after
+// their answer.
+function serve(server, port) {
+  const inFlight = new Map(); // socket → requests being answered
+  let stopping = false;
+  server.on('connection', (socket) => {
+    inFlight.set(socket, 0);
+    socket.on('close', () => inFlight.delete(socket));
+  });
+  server.on('request', (request, response) => {
+    const socket = request.socket;
+    inFlight.set(socket, (inFlight.get(socket) || 0) + 1);
+    response.on('finish', () => {
+      if (!inFlight.has(socket)) return;
+      const left = inFlight.get(socket) - 1;
+      inFlight.set(socket, left);
+      if (stopping && left === 0) socket.end();
+    });
+  });
+  server.listen(port, '127.0.0.1');
   process.on('SIGTERM', () => {
+    stopping = true;
     server.close(() => process.exit(0));
-    server.closeIdleConnections?.(); // Sluice keeps its connections open between chunks
+    for (const [socket, busy] of inFlight) if (busy === 0) socket.destroy();
   });
 }
+
+if (require.main === module) serve(server, Number(process.env.PORT));
 
 module.exports = { handle, authorized };
