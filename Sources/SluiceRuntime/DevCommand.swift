@@ -32,6 +32,7 @@ struct DevCommand: AsyncParsableCommand {
         var configuration = Environment.configuration()
         // A function in a process of its own is restarted when its files change.
         configuration.reloadFunctionFiles = true
+        configuration.buildFunctions = true
         let logger = Environment.bootstrapLogging(configuration)
         let environment = ProcessInfo.processInfo.environment
         var servers: LocalServers?

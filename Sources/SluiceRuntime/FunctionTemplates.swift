@@ -24,12 +24,12 @@ enum FunctionTemplates {
         return parts.joined(separator: "/")
     }()
 
-    static func files(name: String, language: Language, sluicePath: String) -> [String: String] {
+    static func files(name: String, language: Language, package: Bool = false, sluicePath: String) -> [String: String] {
         let templates: [String: String]
         switch language {
         case .python: templates = python
         case .node: templates = node
-        case .swift: templates = swift
+        case .swift: templates = package ? swiftPackage : swiftProcess
         }
         var files: [String: String] = [:]
         for (path, text) in templates {
@@ -43,8 +43,10 @@ enum FunctionTemplates {
         return files
     }
 
-    static func nextSteps(name: String, language: Language, folder: String) -> String {
+    static func nextSteps(name: String, language: Language, package: Bool = false, folder: String) -> String {
         switch language {
+        case .swift where !package:
+            return "\nnext: (cd \(folder) && sh build.sh test), then put \(name) in a dataset's chain (datasets/NAME.yaml) and run `make dev`"
         case .python:
             return "\nnext: (cd \(folder) && python3 -m unittest), then put \(name) in a dataset's chain (datasets/NAME.yaml) and run `make dev`"
         case .node:
@@ -368,7 +370,7 @@ enum FunctionTemplates {
             """#,
     ]
 
-    static let swift: [String: String] = [
+    static let swiftPackage: [String: String] = [
         "Package.swift": #"""
             // swift-tools-version:6.2
             // __NAME__: a Sluice function in Swift. The package depends on Sluice and builds its own sluice

@@ -25,7 +25,8 @@ struct InvokeCommand: AsyncParsableCommand {
     var `repeat`: Int = 1
 
     func run() async throws {
-        let configuration = Environment.configuration()
+        var configuration = Environment.configuration()
+        configuration.buildFunctions = true
         let logger = Environment.bootstrapLogging(configuration)
         let manifest = try ManifestLoader(functionsDirectory: configuration.functionsDirectory).load(name)
         let data: Data

@@ -2,30 +2,39 @@ import Foundation
 import Sluice
 import Testing
 
-/// `sluice new` and the local loop, as a developer uses them: a Python and a Node function
-/// written by `sluice new`, their generated tests run, both put in the events' chain under one
-/// `sluice dev`; a workload loads with their drops counted; then their handlers are edited and
-/// the edit takes effect within a second, without restarting `sluice dev`.
+/// `sluice new` and the local loop, as a developer uses them: a Python, a Node and a Swift
+/// function written by `sluice new`, their generated tests run, all three put in the events'
+/// chain under one `sluice dev`; a workload loads with their drops counted; then their handlers
+/// are edited and each edit takes effect within a second, without restarting `sluice dev`.
 @Suite(.serialized) struct FunctionTemplatesEndToEndTests {
     @Test func newFunctionsPassTheirTestsRunUnderDevAndReloadWithinASecond() async throws {
         let fixture = try await PipelineFixture(db: 26, manifests: try PipelineFixture.pipelineManifests())
         let environment = fixture.processEnvironment
-        for (name, language) in [("hello", "python"), ("greet", "node")] {
+        for (name, language) in [("hello", "python"), ("greet", "node"), ("sw", "swift")] {
             let made = try await runCommand(fixture.environment.binary, ["new", name, "--lang", language], environment: environment)
             #expect(made.status == 0, "\(made.error)")
         }
-        let hello = "\(fixture.functionsDirectory)/hello", greet = "\(fixture.functionsDirectory)/greet"
+        let hello = "\(fixture.functionsDirectory)/hello", greet = "\(fixture.functionsDirectory)/greet", sw = "\(fixture.functionsDirectory)/sw"
         for file in ["function.yaml", "handler.py", "test_handler.py", "README.md"] {
             #expect(FileManager.default.fileExists(atPath: "\(hello)/\(file)"), "hello/\(file)")
         }
         for file in ["function.yaml", "handler.js", "handler.test.js", "README.md"] {
             #expect(FileManager.default.fileExists(atPath: "\(greet)/\(file)"), "greet/\(file)")
         }
+        for file in ["function.yaml", "handler.swift", "SluiceProtocol.swift", "main.swift", "tests/main.swift", "build.sh", "README.md"] {
+            #expect(FileManager.default.fileExists(atPath: "\(sw)/\(file)"), "sw/\(file)")
+        }
         // The generated tests pass as generated.
         let pythonTest = try await runCommand("/bin/sh", ["-c", "cd \(hello) && python3 -m unittest 2>&1"])
         #expect(pythonTest.status == 0 && pythonTest.output.contains("Ran 3 tests"), "\(pythonTest.output)")
         let nodeTest = try await runCommand("/bin/sh", ["-c", "cd \(greet) && node --test 2>&1"])
         #expect(nodeTest.status == 0 && nodeTest.output.contains("# pass 2"), "\(nodeTest.output)")
+        let swiftTest = try await runCommand("/bin/sh", ["-c", "cd \(sw) && sh build.sh test 2>&1"], timeout: .seconds(300))
+        #expect(swiftTest.status == 0 && swiftTest.output.contains("5 checks passed"), "\(swiftTest.output)")
+        // sw drops sign-ups (hello drops sign-outs, and greet would too).
+        let swManifest = "\(sw)/function.yaml"
+        try String(contentsOfFile: swManifest, encoding: .utf8).replacingOccurrences(of: "drop_types: [logout]", with: "drop_types: [signup]")
+            .write(toFile: swManifest, atomically: true, encoding: .utf8)
         // A name that is not one, and one that exists, are refused.
         #expect(try await runCommand(fixture.environment.binary, ["new", "Hello", "--lang", "python"], environment: environment).status != 0)
         #expect(try await runCommand(fixture.environment.binary, ["new", "hello", "--lang", "node"], environment: environment).status != 0)
@@ -33,7 +42,7 @@ import Testing
         // In the chain, as the README says, then `sluice dev`.
         let datasets = "\(fixture.directory)/datasets/events.yaml"
         let spec = try String(contentsOfFile: datasets, encoding: .utf8)
-        try spec.replacingOccurrences(of: "chain: [validate, enrich, transform, load]", with: "chain: [validate, enrich, transform, hello, greet, load]")
+        try spec.replacingOccurrences(of: "chain: [validate, enrich, transform, load]", with: "chain: [validate, enrich, transform, hello, sw, greet, load]")
             .write(toFile: datasets, atomically: true, encoding: .utf8)
         let migrate = try await runCommand(fixture.environment.binary, ["migrate"], environment: environment)
         #expect(migrate.status == 0, "\(migrate.error)")
@@ -49,12 +58,12 @@ import Testing
                 try await dev.waitReady()
                 let ready = try await HTTP.request("GET", fixture.url("dev", "/health/ready"))
                 let checks = try JSONParser().parse(Array(ready.body))["checks"]
-                #expect(checks?["function hello"] == true && checks?["function greet"] == true, "\(ready.text)")
+                #expect(checks?["function hello"] == true && checks?["function greet"] == true && checks?["function sw"] == true, "\(ready.text)")
                 let token = try Self.token
 
                 func run(seed: Int) async throws -> (JSONValue, GeneratedWorkload) { try await Self.upload(fixture, seed: seed, token: token) }
 
-                // As generated: hello (first) drops sign-outs as unwanted_type.
+                // As generated: hello drops sign-outs, and sw sign-ups, as unwanted_type.
                 let (first, firstWorkload) = try await run(seed: 261)
                 let unwanted = Int(first["drops"]?["unwanted_type"]?.intValue ?? -1)
                 #expect(unwanted > 0, "\(first)")
@@ -85,10 +94,50 @@ import Testing
                 #expect(took < .seconds(1), "the edits took \(took) to take effect")
                 #expect(dev.isRunning)
 
+                // Swift: an edit is built (the old process serving meanwhile) and the new build
+                // started. A build that fails is logged with the compiler's error and the old
+                // process kept; then three edits, each timed to the new process's readiness.
+                let handler = "\(sw)/handler.swift"
+                let source = try String(contentsOfFile: handler, encoding: .utf8)
+                let failedBefore = dev.log.components(separatedBy: "function build failed").count
+                let restartsBefore = Self.restarts(dev.log, function: "sw")
+                try (source + "\nlet broken: Int = \"not a number\"\n").write(toFile: handler, atomically: true, encoding: .utf8)
+                let failed = ContinuousClock.now
+                while dev.log.components(separatedBy: "function build failed").count == failedBefore, ContinuousClock.now - failed < .seconds(20) {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let failure = jsonLogLines(dev.log).last { $0["msg"] == "function build failed" && $0["function"] == "sw" }
+                #expect(failure?["output"]?.contains("handler.swift") == true && failure?["output"]?.contains("error") == true, "\(dev.tail())")
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(Self.restarts(dev.log, function: "sw") == restartsBefore, "a failed build restarted the process: \(dev.tail())")
+                var timings: [Duration] = []
+                let edits = [source.replacingOccurrences(of: #"reason: "unwanted_type""#, with: #"reason: "edited_in_swift""#)]
+                for edit in edits + [edits[0] + "// edited once more\n", edits[0] + "// and again\n"] {
+                    let before = Self.restarts(dev.log, function: "sw")
+                    try edit.write(toFile: handler, atomically: true, encoding: .utf8)
+                    let edited = ContinuousClock.now
+                    var took: Duration?
+                    while ContinuousClock.now - edited < .seconds(20) {
+                        let log = dev.log
+                        if Self.restarts(log, function: "sw") > before, Self.readyAfterReload(log, function: "sw") {
+                            took = ContinuousClock.now - edited
+                            break
+                        }
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
+                    timings.append(try #require(took, "the Swift edit was not built and restarted: \(dev.tail())"))
+                }
+                let builds = jsonLogLines(dev.log).filter { $0["msg"] == "function built" && $0["function"] == "sw" }.compactMap { $0["build_ms"] }
+                print("sluice dev: Swift edits live after \(timings.map { "\($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) ms" }) (builds: \(builds) ms)")
+                // The middle of three: one edit may meet a busy machine.
+                #expect(timings.sorted()[1] < .seconds(1), "the Swift edits took \(timings) to take effect (builds: \(builds) ms)")
+                #expect(dev.isRunning)
+
                 let (second, secondWorkload) = try await run(seed: 262)
                 let renamed = Int(second["drops"]?["edited_in_node"]?.intValue ?? -1)
-                #expect(renamed > 0 && second["drops"]?["unwanted_type"] == nil, "\(second)")
-                #expect(second.count("loaded") + renamed == secondWorkload.expected["loaded"], "\(second)")
+                let renamedSwift = Int(second["drops"]?["edited_in_swift"]?.intValue ?? -1)
+                #expect(renamed > 0 && renamedSwift > 0 && second["drops"]?["unwanted_type"] == nil, "\(second)")
+                #expect(second.count("loaded") + renamed + renamedSwift == secondWorkload.expected["loaded"], "\(second)")
             }())
         } catch {
             result = .failure(error)
@@ -180,7 +229,7 @@ import Testing
         get throws { try GatewayEndToEndTests.hs256(GatewayEndToEndTests.claims(subject: "dev-user", roles: ["ingest", "analyst"], dropping: ["iss", "aud"])) }
     }
 
-    /// `sluice new --lang swift`: a package that depends on this Sluice by path. Its generated
+    /// `sluice new --lang swift --package`: a package that depends on this Sluice by path. Its generated
     /// test passes; its own binary's `dev` runs the shipped pipeline with the function in the
     /// chain. (Built in examples/swift-risk's build folder, where make test has compiled Sluice
     /// once already: the package itself is a few seconds.)
@@ -189,7 +238,7 @@ import Testing
         let scratch = "\(root)/examples/swift-risk/.build"
         let fixture = try await PipelineFixture(db: 27, manifests: try PipelineFixture.pipelineManifests())
         let package = "\(fixture.directory)/checker"
-        let made = try await runCommand(fixture.environment.binary, ["new", "checker", "--lang", "swift", "--directory", package],
+        let made = try await runCommand(fixture.environment.binary, ["new", "checker", "--lang", "swift", "--package", "--directory", package],
                                         environment: fixture.processEnvironment)
         #expect(made.status == 0, "\(made.error)")
         let inherited = ProcessInfo.processInfo.environment
@@ -249,6 +298,11 @@ import Testing
     }
 
     /// Whether `function`'s process was ready again after its last reload.
+    /// How many times `function`'s process was restarted after a change.
+    static func restarts(_ log: String, function: String) -> Int {
+        jsonLogLines(log).filter { $0["function"] == function && $0["msg"] == "function files changed; process restarted" }.count
+    }
+
     static func readyAfterReload(_ log: String, function: String) -> Bool {
         let lines = jsonLogLines(log).filter { $0["function"] == function }
         guard let reload = lines.lastIndex(where: { $0["msg"] == "function files changed; process restarted" }) else { return false }

@@ -70,6 +70,26 @@ import Testing
         }
     }
 
+    /// `set`: fields set over the event as it came, the rest kept, without resending it.
+    @Test func aForwardMaySetFieldsOverTheEvent() throws {
+        let chunk = Chunk(id: "1-0", events: [Event(["id": "a", "amount": 3]), Event(["id": "b", "tier": "x"]), Event("not an object")])
+        let answer: JSONValue = ["outcomes": [
+            ["outcome": "forward", "set": ["score": 0.5, "amount": 4]],
+            ["outcome": "forward", "set": ["tier": nil], "output": "audit"],
+            ["outcome": "drop", "reason": "text"],
+        ]]
+        let outcomes = try FunctionProtocol.outcomes(answer.serializedBytes, for: chunk)
+        #expect(outcomes == [.forward(Event(["id": "a", "amount": 4, "score": 0.5])), .forward(Event(["id": "b", "tier": nil]), output: "audit"),
+                             .drop(reason: "text")])
+        // Not an object, beside event or events, or over an event that is not an object: not the protocol's.
+        for bad: JSONValue in [["outcome": "forward", "set": [1]], ["outcome": "forward", "set": ["a": 1], "event": ["id": "a"]],
+                               ["outcome": "forward", "set": ["a": 1], "events": [["id": "a"]]]] {
+            #expect(failure(["outcomes": [bad, ["outcome": "forward"], ["outcome": "forward"]]])?.code == "bad_outcomes", "\(bad)")
+        }
+        let overText: JSONValue = ["outcomes": [["outcome": "forward"], ["outcome": "forward"], ["outcome": "forward", "set": ["a": 1]]]]
+        #expect(throws: FunctionError.self) { try FunctionProtocol.outcomes(overText.serializedBytes, for: chunk) }
+    }
+
     /// `sluice process`'s answer: an event forwarded as it came is a bare forward (the caller
     /// keeps its copy); a changed one, a named output and the other outcomes in full.
     @Test func aProcessAnswersAnUnchangedEventWithoutIt() throws {

@@ -214,6 +214,10 @@ struct ManifestRuntimeTests {
         #expect(sidecar.runtime?.command == nil)
         let declared = try parse("runtime: {command: [python3, handler.py], protocol: http}\ntriggers: [{stream: score}]\n")
         #expect(declared.runtime?.wireProtocol == .http)
+        // A compiled language: the build runs in the folder before the command (sluice dev, invoke).
+        let compiled = try parse("runtime: {build: [sh, build.sh], command: [.build/score]}\ntriggers: [{stream: score}]\n")
+        #expect(compiled.runtime?.build == ["sh", "build.sh"])
+        #expect(compiled.runtime?.command == [".build/score"])
     }
 
     @Test func mistakesAreNamed() {
@@ -229,6 +233,8 @@ struct ManifestRuntimeTests {
         #expect(message("runtime: {url: \"http://127.0.0.1:9\", protocol: lambda}" + stream)?.hasPrefix("runtime.protocol: lambda applies to a command only") == true)
         #expect(message("runtime: {command: [a], memory: 1Mi}" + stream)?.hasPrefix("runtime.memory: '1Mi' is not a memory size of at least 16Mi") == true)
         #expect(message("runtime: {command: [a], timeout: 31s}" + stream) == "runtime.timeout: must not be longer than visibility_timeout (a chunk held longer would be reclaimed while it runs)")
+        #expect(message("runtime: {command: [a], build: []}" + stream)?.hasPrefix("runtime.build: must name a program") == true)
+        #expect(message("runtime: {url: \"http://x:1\", build: [make]}" + stream)?.hasPrefix("runtime.build: applies to a command only") == true)
         #expect(message("runtime: {command: [a], colour: red}" + stream)?.hasPrefix("runtime.colour: unknown key") == true)
         #expect(message("runtime: {command: [a]}\nhandler: validate" + stream)?.hasPrefix("handler: must be 'process' (or left out)") == true)
         #expect(message("handler: process" + stream)?.hasPrefix("runtime: is required for handler 'process'") == true)

@@ -5,6 +5,7 @@
 /// ```yaml
 /// runtime:
 ///   command: [python3, handler.py]   # started in the function's folder, with PORT set
+///   build: [sh, build.sh]            # run first, in the folder, by sluice dev and sluice invoke
 ///   port: 9101                       # the port it listens on (default: a free one, passed as PORT)
 ///   protocol: http                   # Sluice's function protocol; or lambda: the AWS Lambda Runtime API
 ///   timeout: 10s                     # the longest one chunk may take (at most visibility_timeout)
@@ -26,6 +27,10 @@ public struct FunctionRuntime: Sendable, Equatable {
     public var command: [String]?
     /// The address of a process the operator runs (`http://127.0.0.1:9101`); nil: `command`.
     public var url: String?
+    /// The program that builds `command` (a compiled language), run in the function's folder
+    /// before the process starts and after each change under `sluice dev` (and by `sluice
+    /// invoke`); `sluice serve` runs `command` as it is, built into the image.
+    public var build: [String]?
     /// The port the started process listens on; nil: a free port, chosen at each start.
     public var port: Int?
     public var wireProtocol: WireProtocol = .http

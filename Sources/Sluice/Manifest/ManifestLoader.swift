@@ -348,7 +348,7 @@ private struct Reader {
     mutating func runtime(_ node: Node, directory: String) throws -> FunctionRuntime {
         guard let mapping = node.mapping else { throw error(.badValue, "runtime", node, "must be a mapping: {command: [...]} or {url: ...}") }
         let fields = try self.fields(of: mapping, at: "runtime",
-                                     allowed: ["command", "url", "port", "protocol", "timeout", "ready_timeout", "memory", "image"])
+                                     allowed: ["command", "build", "url", "port", "protocol", "timeout", "ready_timeout", "memory", "image"])
         var runtime = FunctionRuntime(directory: directory)
         if let n = fields["command"] {
             let command = try strings(n, at: "runtime.command")
@@ -364,6 +364,13 @@ private struct Reader {
         }
         guard (runtime.command == nil) != (runtime.url == nil) else {
             throw error(.badValue, "runtime", node, "declare exactly one of command (Sluice starts the process) or url (the operator runs it)")
+        }
+        if let n = fields["build"] {
+            let build = try strings(n, at: "runtime.build")
+            guard let program = build.first, !program.isEmpty, runtime.command != nil else {
+                throw error(.badValue, "runtime.build", n, runtime.command == nil ? "applies to a command only" : "must name a program")
+            }
+            runtime.build = build
         }
         if let n = fields["port"] {
             let port = try positiveInt(n, at: "runtime.port")

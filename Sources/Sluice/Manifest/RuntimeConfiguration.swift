@@ -18,6 +18,9 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     private var declaredDatasetsDirectory: String?
     /// Restart a function's process when a file in its folder changes (`sluice dev` sets it).
     public var reloadFunctionFiles = false
+    /// Run a process function's `runtime.build` before starting it (`sluice dev` and `sluice
+    /// invoke` set it; `sluice serve` runs what the image holds).
+    public var buildFunctions = false
     /// `SLUICE_LOG_LEVEL`, default `info`.
     public var logLevel: Logger.Level
     /// `SLUICE_LOG_FORMAT`: `json` (the default: one JSON object per line) or `text`.

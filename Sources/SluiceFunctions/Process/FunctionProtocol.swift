@@ -121,10 +121,21 @@ public enum FunctionProtocol {
             }
             if let many = object["events"] {
                 // Several events in its place (a row and its line items, say).
-                guard object["event"] == nil, case .array(let events) = many, !events.isEmpty else {
+                guard object["event"] == nil, object["set"] == nil, case .array(let events) = many, !events.isEmpty else {
                     throw .permanent("bad_outcomes", "outcomes[\(index)].events must be a non-empty array (and comes without event); to pass nothing on, drop it")
                 }
                 return .fanOut(events.map(Event.init), output: output)
+            }
+            if let fields = object["set"] {
+                // These fields set over the event as it came (the others unchanged).
+                guard object["event"] == nil, case .object(let set) = fields else {
+                    throw .permanent("bad_outcomes", "outcomes[\(index)].set must be an object (and comes without event or events)")
+                }
+                guard case .object(var merged) = event.value else {
+                    throw .permanent("bad_outcomes", "outcomes[\(index)].set applies to an object event; send event instead")
+                }
+                for (key, value) in set { merged[key] = value }
+                return .forward(Event(.object(merged)), output: output)
             }
             // No `event`: the event goes on as it came.
             let forwarded = object["event"].map(Event.init) ?? event

@@ -61,7 +61,7 @@ public final class ProcessFunction: EventFunction, Sendable {
             let apiPort = ProcessSupervisor.freePort()
             let supervisor = ProcessSupervisor(
                 manifest: manifest, runtime: runtime, logger: setup.logger, readiness: .reported,
-                reload: setup.configuration.reloadFunctionFiles,
+                reload: setup.configuration.reloadFunctionFiles, build: setup.configuration.buildFunctions,
                 environment: Self.lambdaEnvironment(manifest: manifest, runtime: runtime, api: "127.0.0.1:\(apiPort)"),
                 onExit: { broker.processEnded() })
             services.append(LambdaRuntimeAPI(broker: broker, port: apiPort, function: manifest.name, maxResponseBytes: maxAnswerBytes,
@@ -71,7 +71,7 @@ public final class ProcessFunction: EventFunction, Sendable {
             token = supervisor.token
         } else if runtime.command != nil, sidecarURL == nil {
             let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger,
-                                               reload: setup.configuration.reloadFunctionFiles)
+                                               reload: setup.configuration.reloadFunctionFiles, build: setup.configuration.buildFunctions)
             lambda = nil
             self.supervisor = supervisor
             token = supervisor.token

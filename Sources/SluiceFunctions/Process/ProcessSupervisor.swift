@@ -43,6 +43,9 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     let onExit: @Sendable () -> Void
     /// Whether a change to a file in the function's folder restarts the process (`sluice dev`).
     let reload: Bool
+    /// Whether `runtime.build` runs before the process starts and, with `reload`, after each
+    /// change (the running process keeps serving until the new build succeeds).
+    let build: Bool
     /// Set when a change ended the process: it is started again at once.
     private let reloading = Atomic<Bool>(false)
     /// The bearer token of this supervisor's process.
@@ -50,14 +53,17 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     private let state = Mutex<State>(.starting)
     private let pid = Mutex<Int32?>(nil)
     private let stopping = Atomic<Bool>(false)
+    /// The build running now, if any (ended on shutdown).
+    private let buildPID = Mutex<Int32?>(nil)
 
     static let stopGrace: Duration = .seconds(10)
 
     public var description: String { "ProcessSupervisor(\(manifest.name))" }
 
     public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger, readiness: Readiness = .listens, reload: Bool = false,
-                environment: [String: String] = [:], onExit: @escaping @Sendable () -> Void = {}) {
+                build: Bool = false, environment: [String: String] = [:], onExit: @escaping @Sendable () -> Void = {}) {
         self.reload = reload
+        self.build = build && runtime.build != nil
         self.manifest = manifest
         self.runtime = runtime
         self.readiness = readiness
@@ -112,6 +118,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             self.signal(SIGTERM)
+            if let build = self.buildPID.withLock({ $0 }) { kill(build, SIGKILL) }
         }
         state.withLock { $0 = .stopped }
     }
@@ -119,6 +126,17 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     var isStopping: Bool { stopping.load(ordering: .relaxed) || Task.isCancelled }
 
     func supervise() async {
+        // A build that fails is tried again after the next change to the folder.
+        if build {
+            var known = Self.fingerprint(of: runtime.directory)
+            while !isStopping, !(await runBuild()) {
+                while !isStopping {
+                    try? await Task.sleep(for: Self.watchInterval)
+                    let now = Self.fingerprint(of: runtime.directory)
+                    if now != known { known = now; break }
+                }
+            }
+        }
         var delay = Duration.milliseconds(100)
         while !isStopping {
             let port = runtime.port ?? Self.freePort()
@@ -143,6 +161,24 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         }
     }
 
+    /// The process's environment: a few of Sluice's variables, never its secrets; the manifest's
+    /// `environment`; `PORT` and the token (not for a build).
+    func processEnvironment(port: Int?) -> [String: String] {
+        var environment: [String: String] = [:]
+        let inherited = ProcessInfo.processInfo.environment
+        for name in ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"] { environment[name] = inherited[name] }
+        environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        environment["PYTHONUNBUFFERED"] = "1"
+        for (name, value) in manifest.environment { environment[name] = value }
+        for (name, value) in extraEnvironment { environment[name] = value }
+        environment["SLUICE_FUNCTION_NAME"] = manifest.name
+        if let port {
+            environment["PORT"] = String(port)
+            environment["SLUICE_FUNCTION_TOKEN"] = token
+        }
+        return environment
+    }
+
     /// Starts the process, marks it ready once it answers, and returns how it ended.
     func runOnce(port: Int) async -> String {
         var arguments: [String] = []
@@ -157,16 +193,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
                       "sluice-function", runtime.directory]
         arguments += runtime.command ?? []
         let executable = hasLauncher ? launcher : "/usr/bin/env"
-        var environment: [String: String] = [:]
-        let inherited = ProcessInfo.processInfo.environment
-        for name in ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"] { environment[name] = inherited[name] }
-        environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        environment["PYTHONUNBUFFERED"] = "1"
-        for (name, value) in manifest.environment { environment[name] = value }
-        for (name, value) in extraEnvironment { environment[name] = value }
-        environment["PORT"] = String(port)
-        environment["SLUICE_FUNCTION_NAME"] = manifest.name
-        environment["SLUICE_FUNCTION_TOKEN"] = token
+        let environment = processEnvironment(port: port)
 
         // The process is started and waited for on a thread of its own: `--pdeathsig` ends it
         // when the thread that started it ends, so that thread lives exactly as long as it.
@@ -231,15 +258,71 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     func watchFiles() async {
         var known = Self.fingerprint(of: runtime.directory)
         while !isStopping {
-            try? await Task.sleep(for: .milliseconds(200))
+            try? await Task.sleep(for: Self.watchInterval)
             let now = Self.fingerprint(of: runtime.directory)
             guard now != known else { continue }
             known = now
             guard processID != nil else { continue }
+            if build {
+                // The running process serves until the new build is ready; a failed build leaves it.
+                logger.info("function files changed; building")
+                guard await runBuild(), !isStopping else { continue }
+                known = Self.fingerprint(of: runtime.directory)
+            }
             logger.info("function files changed; restarting the process")
             reloading.store(true, ordering: .relaxed)
             signal(SIGTERM)
         }
+    }
+
+    /// How often the function's folder is compared for changes.
+    static let watchInterval: Duration = .milliseconds(100)
+    /// The longest a build may take.
+    static let buildTimeout: Duration = .seconds(600)
+
+    /// Runs `runtime.build` in the function's folder (the process's environment, its output kept
+    /// apart from Sluice's log) and says whether it succeeded; a failure is logged with the end
+    /// of its output (a compiler's errors).
+    func runBuild() async -> Bool {
+        guard let command = runtime.build else { return true }
+        let started = ContinuousClock.now
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-build-\(manifest.name)-\(RandomHex.make(words: 2))").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let arguments = ["--default-signal", "/bin/bash", "-c", "cd \"$1\" && shift && exec \"$@\"", "sluice-build", runtime.directory] + command
+        let environment = processEnvironment(port: nil)
+        let finished = AsyncStream<String>.makeStream()
+        let thread = Thread {
+            guard let pid = Self.spawn("/usr/bin/env", arguments: arguments, environment: environment, output: output) else {
+                finished.continuation.yield("not started: \(String(cString: strerror(errno)))")
+                finished.continuation.finish()
+                return
+            }
+            self.buildPID.withLock { $0 = pid }
+            finished.continuation.yield(Self.wait(for: pid))
+            finished.continuation.finish()
+        }
+        thread.name = "sluice-build-\(manifest.name)"
+        thread.start()
+        let timeout = Task {
+            try await Task.sleep(for: Self.buildTimeout)
+            if let pid = self.buildPID.withLock({ $0 }) { kill(pid, SIGKILL) }
+        }
+        var how = "ended"
+        for await value in finished.stream { how = value }
+        timeout.cancel()
+        buildPID.withLock { $0 = nil }
+        let took = ContinuousClock.now - started
+        guard how == "exit 0" else {
+            if isStopping { return false }
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            logger.error("function build failed", metadata: [
+                "status": .string(how), "build_ms": .stringConvertible(took.milliseconds),
+                "output": .string(String(text.suffix(4000))),
+            ])
+            return false
+        }
+        logger.info("function built", metadata: ["build_ms": .stringConvertible(took.milliseconds)])
+        return true
     }
 
     /// The folder's files, sizes and modification times.
@@ -260,11 +343,16 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     /// Sluice's, every signal at its default and none blocked. `posix_spawn`, not Foundation's
     /// `Process`: `Process` notices an exit through a descriptor the child holds, and the child
     /// closes every inherited descriptor (its exit was then noticed only at the next child's).
-    static func spawn(_ executable: String, arguments: [String], environment: [String: String]) -> pid_t? {
+    static func spawn(_ executable: String, arguments: [String], environment: [String: String], output: String? = nil) -> pid_t? {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let output {
+            // Standard output and error to `output` (a build's, apart from Sluice's log).
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
