@@ -188,8 +188,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         let limit = runtime.memoryBytes.map { "ulimit -v \($0 / 1024) && " } ?? ""
         // bash closes every descriptor but 0, 1 and 2 first: none of Sluice's sockets (Redis,
         // PostgreSQL) may reach the user's code, whatever was not opened close-on-exec.
-        let closeInherited = "for f in /proc/$$/fd/*; do n=${f##*/}; if [ \"$n\" -gt 2 ]; then exec {n}>&-; fi; done; "
-        arguments += ["--default-signal", "/bin/bash", "-c", closeInherited + "cd \"$1\" && shift && \(limit)exec \"$@\"",
+        arguments += ["--default-signal", "/bin/bash", "-c", Self.closeInherited + "cd \"$1\" && shift && \(limit)exec \"$@\"",
                       "sluice-function", runtime.directory]
         arguments += runtime.command ?? []
         let executable = hasLauncher ? launcher : "/usr/bin/env"
@@ -275,6 +274,10 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         }
     }
 
+    /// bash's first words: close every descriptor but 0, 1 and 2 (none of Sluice's sockets may
+    /// reach the user's code or build, whatever was not opened close-on-exec).
+    static let closeInherited = "for f in /proc/$$/fd/*; do n=${f##*/}; if [ \"$n\" -gt 2 ]; then exec {n}>&-; fi; done; "
+
     /// How often the function's folder is compared for changes.
     static let watchInterval: Duration = .milliseconds(100)
     /// The longest a build may take.
@@ -288,7 +291,8 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         let started = ContinuousClock.now
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-build-\(manifest.name)-\(RandomHex.make(words: 2))").path
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let arguments = ["--default-signal", "/bin/bash", "-c", "cd \"$1\" && shift && exec \"$@\"", "sluice-build", runtime.directory] + command
+        let arguments = ["--default-signal", "/bin/bash", "-c", Self.closeInherited + "cd \"$1\" && shift && exec \"$@\"", "sluice-build",
+                         runtime.directory] + command
         let environment = processEnvironment(port: nil)
         let finished = AsyncStream<String>.makeStream()
         let thread = Thread {
