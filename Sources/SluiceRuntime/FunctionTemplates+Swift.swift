@@ -93,7 +93,12 @@ extension FunctionTemplates {
                     let container = try decoder.container(keyedBy: CodingKeys.self)
                     events = try container.decode([Decoded<Input>].self, forKey: .events)
                     do {
-                        config = try container.decode(Config.self, forKey: .config)
+                        // A manifest without config (or with config: null) sends none: Config from {}.
+                        if try !container.contains(.config) || container.decodeNil(forKey: .config) {
+                            config = try JSONDecoder().decode(Config.self, from: Data("{}".utf8))
+                        } else {
+                            config = try container.decode(Config.self, forKey: .config)
+                        }
                     } catch let error as DecodingError {
                         throw ChunkError(code: "bad_config", message: "the manifest's config does not fit Config: \(describe(error))")
                     }
@@ -361,6 +366,17 @@ extension FunctionTemplates {
                 ["outcome": "quarantine", "reason": "wrong_type"],
                 ["outcome": "quarantine", "reason": "wrong_type", "field": "event_type"],
             ], "the outcomes: \(String(decoding: body, as: UTF8.self))")
+
+            // A manifest without config sends none (or null): Config is decoded from {}. One that does not
+            // fit Config dead-letters the chunk, whose events would all fail alike.
+            for request in [#"{"events": [{"event_type": "logout"}]}"#, #"{"events": [{"event_type": "logout"}], "config": null}"#] {
+                let (status, body) = respond(to: Data(request.utf8), with: handle)
+                check(status == 200 && String(decoding: body, as: UTF8.self) == #"{"outcomes":[{"outcome":"forward"}]}"#,
+                      "without config: \(String(decoding: body, as: UTF8.self))")
+            }
+            let misfit = respond(to: Data(#"{"events": [{}], "config": {"drop_types": "logout"}}"#.utf8), with: handle)
+            let deadLetter = (try? JSONSerialization.jsonObject(with: misfit.1) as? [String: Any])?["dead_letter"] as? [String: String]
+            check(misfit.0 == 200 && deadLetter?["code"] == "bad_config", "a config that does not fit: \(String(decoding: misfit.1, as: UTF8.self))")
 
             print(failures == 0 ? "\(checks) checks passed" : "\(failures) of \(checks) checks failed")
             exit(failures == 0 ? 0 : 1)
