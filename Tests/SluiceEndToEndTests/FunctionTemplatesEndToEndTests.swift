@@ -146,6 +146,39 @@ import Testing
         try result.get()
     }
 
+    /// `sluice invoke` builds a Swift function first and prints its outcomes; one that does not
+    /// compile fails at once (not at its 10 s timeout) with `function_build_failed`, the
+    /// compiler's error in the log.
+    @Test func invokeBuildsASwiftFunctionAndReportsABuildThatFails() async throws {
+        let environment = try TestEnvironment.get()
+        let functions = try makeTemporaryDirectory("swift-invoke") + "/functions"
+        let made = try await runCommand(environment.binary, ["new", "sw", "--lang", "swift", "--directory", "\(functions)/sw"])
+        #expect(made.status == 0, "\(made.error)")
+        let manifest = "\(functions)/sw/function.yaml"
+        try String(contentsOfFile: manifest, encoding: .utf8).replacingOccurrences(of: "middleware: [pii-mask]\n", with: "")
+            .write(toFile: manifest, atomically: true, encoding: .utf8)
+        let events = Data(#"[{"event_type": "logout"}, {"event_type": "purchase", "x": 1.5}, 7]"#.utf8)
+        let variables = ["SLUICE_FUNCTIONS_DIR": functions, "SLUICE_LOG_LEVEL": "info"]
+        let invoked = try await runCommand(environment.binary, ["invoke", "sw"], environment: variables, input: events, timeout: .seconds(300))
+        #expect(invoked.status == 0, "\(invoked.error)")
+        let outcomes = try JSONParser().parse(Array(invoked.output.utf8))["outcomes"]
+        #expect(outcomes?[0] == ["outcome": "drop", "reason": "unwanted_type"], "\(invoked.output)")
+        #expect(outcomes?[1]?["outcome"] == "forward" && outcomes?[1]?["event"] == ["event_type": "purchase", "x": 1.5], "\(invoked.output)")
+        #expect(outcomes?[2]?["outcome"] == "quarantine" && outcomes?[2]?["reason"] == "wrong_type" && outcomes?[2]?["event"] == 7, "\(invoked.output)")
+
+        let handler = "\(functions)/sw/handler.swift"
+        try (try String(contentsOfFile: handler, encoding: .utf8) + "let broken: Int = \"not a number\"\n").write(toFile: handler, atomically: true, encoding: .utf8)
+        let started = ContinuousClock.now
+        let broken = try await runCommand(environment.binary, ["invoke", "sw"], environment: variables, input: events, timeout: .seconds(300))
+        let took = ContinuousClock.now - started
+        #expect(broken.status != 0)
+        let line = broken.error.split(separator: "\n").first { $0.hasPrefix("Error: sw failed") } ?? ""
+        #expect(line == "Error: sw failed: retryable function_build_failed: the function's build failed (the log has its errors)", "\(broken.error)")
+        let failure = jsonLogLines(broken.error).first { $0["msg"] == "function build failed" }
+        #expect(failure?["output"]?.contains("handler.swift") == true && failure?["output"]?.contains("error: cannot convert") == true, "\(broken.error)")
+        #expect(took < .seconds(8), "a build that fails took \(took) to be reported")
+    }
+
     /// The generated handlers stop at once on SIGTERM (a reload, or a drained shutdown), whatever
     /// connections Sluice holds to them: one idle after an answer, one opened and never used (as
     /// an HTTP client's pool keeps), one with half a request's headers. Node's own `close()`

@@ -53,6 +53,8 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     private let state = Mutex<State>(.starting)
     private let pid = Mutex<Int32?>(nil)
     private let stopping = Atomic<Bool>(false)
+    /// Set while the last build before the first start failed: no process runs.
+    private let buildFailed = Atomic<Bool>(false)
     /// The build running now, if any (ended on shutdown).
     private let buildPID = Mutex<Int32?>(nil)
 
@@ -100,6 +102,9 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
             case .ready(let port): return port
             case .stopped: throw .retryable("function_unavailable", "the function's process is stopping")
             case .starting:
+                if buildFailed.load(ordering: .relaxed) {
+                    throw .retryable("function_build_failed", "the function's build failed (the log has its errors)")
+                }
                 guard ContinuousClock.now < deadline else {
                     throw .retryable("function_unavailable", "the function's process is not ready")
                 }
@@ -130,6 +135,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         if build {
             var known = Self.fingerprint(of: runtime.directory)
             while !isStopping, !(await runBuild()) {
+                buildFailed.store(true, ordering: .relaxed)
                 while !isStopping {
                     try? await Task.sleep(for: Self.watchInterval)
                     let now = Self.fingerprint(of: runtime.directory)
@@ -137,6 +143,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
                 }
             }
         }
+        buildFailed.store(false, ordering: .relaxed)
         var delay = Duration.milliseconds(100)
         while !isStopping {
             let port = runtime.port ?? Self.freePort()
