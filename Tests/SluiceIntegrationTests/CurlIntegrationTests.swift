@@ -44,6 +44,12 @@ struct CurlIntegrationTests {
         return process
     }
 
+    /// Ends a server `start` started: SIGKILL, as it inherits the test thread's blocked signals
+    /// (a SIGTERM would wait, blocked, and the server outlive the suite).
+    static func stop(_ process: Process) {
+        kill(process.processIdentifier, SIGKILL)
+    }
+
     /// Runs `body` until it stops failing with "could not connect" (a server still starting).
     @discardableResult
     static func whenListening<T>(_ body: () async throws -> T) async throws -> T {
@@ -64,7 +70,7 @@ struct CurlIntegrationTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let port = Self.freePort(), maildir = "\(directory)/maildir", url = "smtp://127.0.0.1:\(port)"
         let sink = try Self.start(try Self.python(), ["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "-c", "aiosmtpd.handlers.Mailbox", maildir])
-        defer { sink.terminate() }
+        defer { Self.stop(sink) }
         try await Self.whenListening {
             try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test", "c@example.test"], message: Self.message,
                                     tls: .off, timeout: .seconds(5))
@@ -101,7 +107,7 @@ struct CurlIntegrationTests {
             "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "--tlscert", "\(directory)/cert.pem", "--tlskey", "\(directory)/key.pem",
             "-c", "aiosmtpd.handlers.Mailbox", maildir,
         ])
-        defer { sink.terminate() }
+        defer { Self.stop(sink) }
         try await Self.whenListening {
             try await Curl.sendMail(url: url, from: "a@example.test", to: ["b@example.test"], message: Self.message, tls: .required,
                                     timeout: .seconds(5), caFile: "\(directory)/cert.pem")
@@ -124,7 +130,7 @@ struct CurlIntegrationTests {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("tools").path
         let port = Self.freePort(), log = "\(directory)/received.jsonl"
         let receiver = try Self.start(try Self.python(), ["\(root)/webhook_receiver.py", String(port), log])
-        defer { receiver.terminate() }
+        defer { Self.stop(receiver) }
         let body = Array(#"{"a":1}"#.utf8)
         // A name no resolver knows, pinned to the receiver.
         let answer = try await Self.whenListening {
@@ -154,7 +160,7 @@ struct CurlIntegrationTests {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("tools").path
         let port = Self.freePort(), log = "\(directory)/received.jsonl"
         let receiver = try Self.start(try Self.python(), ["\(root)/webhook_receiver.py", String(port), log])
-        defer { receiver.terminate() }
+        defer { Self.stop(receiver) }
         let body = Array(#"{"a":1}"#.utf8)
         let policy = OutboundPolicy(allowedHosts: ["127.0.0.1:\(port)"])
         let redirected = try await Self.whenListening {
