@@ -33,8 +33,8 @@ public enum BuiltinFunctions {
         registry.registerMiddleware("pii-mask") { setup in
             var middleware = try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
             let datasets = setup.dependencies.datasets
-            middleware.chunkFields = { chunk in
-                try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version)?.spec.personalFields ?? []
+            middleware.chunkMasking = { chunk in
+                try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version)?.spec.masking ?? .none
             }
             return middleware
         }

@@ -20,12 +20,16 @@ import Synchronization
 public struct PIIMaskMiddleware: StoredEventMasking {
     public let masker: PIIMasker
     public let userFields: [JSONPath]
+    /// Where a dataset's record sits in what this function receives (`config.pii.record`): empty
+    /// when the event is the record, `event` for the quarantine's items.
+    public let recordPath: [String]
     /// Pseudonyms of recent user ids: a user's events repeat, and each HMAC costs two SHA-256
     /// passes (the largest cost of masking in a profile of validate). Memory only, bounded.
     let pseudonyms = PseudonymCache(capacity: 100_000)
-    /// More fields to pseudonymise for a chunk, besides `userFields`: its dataset's subject and
-    /// personal-data fields (set by the registry that knows the datasets; none by default).
-    public var chunkFields: (@Sendable (Chunk) async throws -> [JSONPath])?
+    /// The masking of a chunk's dataset, besides `userFields`: its subject and personal-data
+    /// fields to pseudonymise, its identifiers and typed values to leave as sent (set by the
+    /// registry that knows the datasets; none by default).
+    public var chunkMasking: (@Sendable (Chunk) async throws -> DatasetMasking)?
 
     public static let defaultOperators: [PIIEntity: PIIOperator] = [
         .email: .pseudonym, .phone: .mask, .card: .mask, .iban: .mask, .ipv4: .replace, .ipv6: .replace, .ssn: .redact,
@@ -74,12 +78,26 @@ public struct PIIMaskMiddleware: StoredEventMasking {
         }
         masker = PIIMasker(operators: operators, key: key)
         userFields = fields.map(JSONPath.init)
+        if let given = config?["record"] {
+            guard let path = given.stringValue, !path.isEmpty else {
+                throw ManifestError(.badValue, file: manifest.file, key: "config.pii.record", message: "must be the field path of the record in each event")
+            }
+            recordPath = JSONPath(path).keys
+        } else {
+            recordPath = []
+        }
+    }
+
+    /// The masking plan of a chunk's dataset, for the events this function receives.
+    func plan(for chunk: Chunk) async throws -> DatasetMasking {
+        guard let plan = try await chunkMasking?(chunk) else { return .none }
+        return recordPath.isEmpty ? plan : plan.under(recordPath)
     }
 
     public func handle(_ chunk: Chunk, context: FunctionContext, next: any EventFunction) async throws -> [Outcome] {
         var masked = chunk
-        let extra = try await chunkFields?(chunk) ?? []
-        masked.events = chunk.events.map { Event(mask($0.value, fields: extra)) }
+        let plan = try await plan(for: chunk)
+        masked.events = chunk.events.map { Event(mask($0.value, plan: plan)) }
         return try await next.handle(masked, context: context)
     }
 
@@ -88,8 +106,8 @@ public struct PIIMaskMiddleware: StoredEventMasking {
     public func masked(_ chunk: Chunk) async -> Chunk {
         var masked = chunk
         do {
-            let extra = try await chunkFields?(chunk) ?? []
-            masked.events = chunk.events.map { Event(mask($0.value, fields: extra)) }
+            let plan = try await plan(for: chunk)
+            masked.events = chunk.events.map { Event(mask($0.value, plan: plan)) }
         } catch {
             masked.events = chunk.events.map { Event(Self.withholdingStrings(mask($0.value))) }
         }
@@ -109,18 +127,38 @@ public struct PIIMaskMiddleware: StoredEventMasking {
 
     /// The event with its user ids pseudonymised and its strings, keys and numbers masked.
     public func mask(_ value: JSONValue) -> JSONValue {
-        mask(value, fields: [])
+        mask(value, plan: .none)
     }
 
-    /// The event with its user ids and `fields` pseudonymised and its strings, keys and
-    /// numbers masked.
-    public func mask(_ value: JSONValue, fields: [JSONPath]) -> JSONValue {
+    /// The event masked by its dataset's `plan`: its user ids and the plan's personal fields
+    /// pseudonymised, its identifiers and typed values left as sent (an identifier holding an
+    /// e-mail address becomes its pseudonym, whole), every other string, key and number masked.
+    public func mask(_ value: JSONValue, plan: DatasetMasking) -> JSONValue {
         var value = value
-        for path in fields.isEmpty ? userFields : userFields + fields {
+        for path in plan.pseudonymised.isEmpty ? userFields : userFields + plan.pseudonymised {
             guard let id = value.value(at: path).flatMap(Self.userID), !PIIMasker.isPseudonymousUserID(id) else { continue }
             value.setValue(.string(pseudonym(of: id)), at: path)
         }
-        return masker.mask(value)
+        // Values the scan must not rewrite are set aside and put back: only those the masker
+        // would change (most identifiers hold nothing it finds, and cost one scan).
+        var aside: [(JSONPath, JSONValue)] = []
+        for path in plan.identifiers {
+            guard let id = value.value(at: path), masker.masked(id) != nil else { continue }
+            if case .string(let text) = id, masker.scanner.matches(in: text).contains(where: { $0.entity == .email }) {
+                value.setValue(.string(pseudonym(of: text)), at: path)
+            } else {
+                aside.append((path, id))
+                value.setValue(.null, at: path)
+            }
+        }
+        for path in plan.verbatim {
+            guard let kept = value.value(at: path), masker.masked(kept) != nil else { continue }
+            aside.append((path, kept))
+            value.setValue(.null, at: path)
+        }
+        value = masker.mask(value)
+        for (path, kept) in aside where value.value(at: path) == .null { value.setValue(kept, at: path) }
+        return value
     }
 
     /// The pseudonym of a user id (one already a pseudonym is kept).

@@ -234,8 +234,10 @@ public struct PIIScanner: Sendable {
         while i < s.count {
             let lead = s[i] == UInt8(ascii: "+") || s[i] == UInt8(ascii: "(")
             guard Self.isDigit(s[i]) || (lead && i + 1 < s.count && Self.isDigit(s[i + 1])) else { i += 1; continue }
-            if i > 0, Self.isWordByte(s[i - 1]) || (!lead && (s[i - 1] == UInt8(ascii: ".") || s[i - 1] == UInt8(ascii: "+"))) {
-                // Glued to a word, or the tail of a decimal: skip the whole run.
+            if i > 0, Self.isWordByte(s[i - 1]) || (!lead && (s[i - 1] == UInt8(ascii: ".") || s[i - 1] == UInt8(ascii: "+")))
+                || (i > 1 && s[i - 1] == UInt8(ascii: "-") && Self.isWordByte(s[i - 2])) {
+                // Glued to a word, a later group of a hyphenated token (`ab12-5551234567`, a
+                // UUID's), or the tail of a decimal: skip the whole run.
                 i += 1
                 while i < s.count, Self.isDigit(s[i]) { i += 1 }
                 continue
@@ -248,7 +250,13 @@ public struct PIIScanner: Sendable {
                 while k < s.count, k - end < 2, Self.isNumberSeparator(s[k]) { k += 1 }
                 if k > end, k < s.count, Self.isDigit(s[k]) { end = k } else { break }
             }
-            let glued = end < s.count && (Self.isWordByte(s[end]) || (s[end] == UInt8(ascii: ".") && end + 1 < s.count && Self.isDigit(s[end + 1])))
+            // Glued to what follows: a letter or digit, a decimal's fraction, a hyphen and a
+            // letter (`84294841-2216-8133-fdfb-…`: a UUID's groups are one identifier), or a colon
+            // and a digit (`2026-01-01 10:00:00`: a date and the hour of a time).
+            let glued = end < s.count && (Self.isWordByte(s[end])
+                || (s[end] == UInt8(ascii: ".") && end + 1 < s.count && Self.isDigit(s[end + 1]))
+                || (s[end] == UInt8(ascii: "-") && end + 1 < s.count && Self.isWordByte(s[end + 1]))
+                || (s[end] == UInt8(ascii: ":") && end + 1 < s.count && Self.isDigit(s[end + 1])))
             if !glued, let entity = classify(s, start..<end) {
                 found.append(PIIMatch(entity, start..<end))
             }
@@ -300,7 +308,10 @@ public struct PIIScanner: Sendable {
             if plus {
                 // E.164: a country code and subscriber number, 8 to 15 digits.
                 if (8...15).contains(digits.count) && digits[0] != 0 { return .phone }
-            } else if !separators.isEmpty, groups.count >= 2, groups.count <= 5, !(only == [UInt8(ascii: ".")] && groups.count == 4) {
+            } else if !separators.isEmpty, groups.count >= 2, groups.count <= 5,
+                      !(only == [UInt8(ascii: ".")] && (groups.count == 4 || groups.count == 2)) {
+                // Dots alone in two groups are a decimal (`31.95376472`, a latitude), in four an
+                // IPv4 shape; a phone written with dots has three groups (555.123.4567).
                 // National forms: 10 digits (NANP: (555) 123-4567, 555-123-4567, 555.123.4567),
                 // 11 with a leading 1, or 10 to 11 with a trunk 0 (020 7946 0958, 030 12345678).
                 if digits.count == 10 && digits[0] != 0 && digits[0] != 1 { return .phone }

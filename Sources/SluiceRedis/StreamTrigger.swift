@@ -341,8 +341,16 @@ struct AcknowledgementPlan {
         // Events a fan-out added (each one forwarded in place of several): the job waits for them too.
         var added = 0
         let targets = routes ?? manifest.outputs
-        for outcome in outcomes {
+        var fannedOut = 0
+        for (index, outcome) in outcomes.enumerated() {
             switch outcome {
+            case .fanOut(let events, _) where events.count > manifest.maxFanOutPerEvent
+                || (events.count > 1 && fannedOut + events.count > manifest.maxFanOutPerChunk):
+                // One event made more than a function may make of it (or the chunk's fan-outs
+                // add up past their limit): the event as it came is quarantined, none written.
+                quarantineReasons["fan_out_too_large", default: 0] += 1
+                let original = index < chunk.events.count ? chunk.events[index].value : JSONValue.null
+                quarantined.append(Event(["reason": "fan_out_too_large", "function": .string(manifest.name), "event": original]))
             case .forward(let event, let output):
                 forwardedCount += 1
                 for name in output.map({ [$0] }) ?? targets { forwarded[name, default: []].append(event) }
@@ -352,6 +360,7 @@ struct AcknowledgementPlan {
             case .fanOut(let events, let output):
                 forwardedCount += events.count
                 added += events.count - 1
+                if events.count > 1 { fannedOut += events.count }
                 for name in output.map({ [$0] }) ?? targets { forwarded[name, default: []].append(contentsOf: events) }
             case .drop(let reason):
                 dropped[reason, default: 0] += 1

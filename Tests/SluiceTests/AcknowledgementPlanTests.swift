@@ -125,4 +125,34 @@ struct AcknowledgementPlanTests {
         }
         #expect(try events(plan, to: "a") == inputs.map(\.value), "every event, once, in order")
     }
+
+    /// One event may become at most `fan_out.per_event` events, and a chunk's fan-outs at most
+    /// `fan_out.per_chunk`: past either, the event as it came is quarantined whole as
+    /// `fan_out_too_large` and none of what it became is written (issue 31, finding 12).
+    @Test func fanOutsPastTheirLimitsAreQuarantinedWhole() throws {
+        var limited = manifest(outputs: ["a"])
+        limited.maxFanOutPerEvent = 3
+        limited.maxFanOutPerChunk = 5
+        let chunk = Chunk(id: "1-0", jobID: "job-1", traceID: "t", events: [
+            Event(["order": "o1"]), Event(["order": "o2"]), Event(["order": "o3"]), Event(["order": "o4"]),
+        ])
+        func items(_ order: String, _ count: Int) -> [Event] { (0..<count).map { Event(["order": .string(order), "item": .int(Int64($0))]) } }
+        let plan = AcknowledgementPlan(manifest: limited, chunk: chunk, outcomes: [
+            .fanOut(items("o1", 3)),   // at the per-event limit: written
+            .fanOut(items("o2", 4)),   // past it: quarantined whole
+            .fanOut(items("o3", 3)),   // 3 + 3 > 5 for the chunk: quarantined whole
+            .fanOut(items("o4", 2)),   // 3 + 2 = 5: written
+        ], keys: keys)
+        #expect(try events(plan, to: "a") == items("o1", 3).map(\.value) + items("o4", 2).map(\.value))
+        #expect(try events(plan, to: "quarantine") == [
+            ["reason": "fan_out_too_large", "function": "f", "event": ["order": "o2"]],
+            ["reason": "fan_out_too_large", "function": "f", "event": ["order": "o3"]],
+        ])
+        #expect(plan.counters.map { "\($0.0)=\($0.1)" } == [
+            "fn.f.in=4", "fn.f.forwarded=5", "added=3", "quarantined.fan_out_too_large=2",
+        ])
+        // The defaults: a thousand per event, twenty thousand per chunk.
+        #expect(Manifest(name: "f", handler: "h").maxFanOutPerEvent == 1000)
+        #expect(Manifest(name: "f", handler: "h").maxFanOutPerChunk == 20_000)
+    }
 }

@@ -570,6 +570,29 @@ struct DatasetSpecTests {
         #expect(try DatasetSpec(json: Self.document([("chain", ["pii-mask", "my_fn2", "load"])])).chain == ["pii-mask", "my_fn2", "load"])
     }
 
+    /// A chain is a pipeline (issue 31, finding 5): no stage twice (records would go round it
+    /// for ever, and load twice would load them before the rest ran), at most 16 stages.
+    @Test func aChainNamesEachStageOnce() throws {
+        try Self.expectRefused(Self.document([("chain", ["validate", "enrich", "validate", "load"])]), .invalid, key: "chain[2]")
+        try Self.expectRefused(Self.document([("chain", ["validate", "load", "load"])]), .invalid, key: "chain[2]")
+        try Self.expectRefused(Self.document([("chain", ["validate", "load", "enrich", "load"])]), .invalid, key: "chain[3]")
+        try Self.expectRefused(Self.document([("chain", .array((0..<16).map { .string("f\($0)") } + ["load"]))]), .invalid, key: "chain")
+    }
+
+    /// `unmasked` (a file's say-so that the chain may start without pii-mask) and `writers`
+    /// (roles that may change the dataset) read and write back.
+    @Test func unmaskedAndWritersReadAndWriteBack() throws {
+        let spec = try DatasetSpec(json: Self.document([("unmasked", true), ("writers", ["sales", "data.eng"])]))
+        #expect(spec.unmasked)
+        #expect(spec.writers == ["sales", "data.eng"])
+        #expect(try DatasetSpec(json: spec.json) == spec)
+        #expect(try DatasetSpec(json: Self.document()).unmasked == false)
+        try Self.expectRefused(Self.document([("unmasked", "yes")]), .invalid, key: "unmasked")
+        try Self.expectRefused(Self.document([("writers", "sales")]), .invalid, key: "writers")
+        try Self.expectRefused(Self.document([("writers", ["Sales"])]), .invalid, key: "writers")
+        try Self.expectRefused(Self.document([("writers", ["x,admin"])]), .invalid, key: "writers")
+    }
+
     @Test func stepsMustNameAFunctionInTheChain() throws {
         try Self.expectRefused(Self.document([("steps", ["notify": ["url": "http://x"]])]), .invalid, key: "steps.notify")
         try Self.expectRefused(Self.document([("chain", ["validate", "load"]), ("steps", ["transform": ["rules": []]])]),

@@ -33,6 +33,16 @@ struct GatewayPolicyTests {
         #expect(policy.datasetRoles(forPath: "/api/v1/datasets/readings/records") == nil)
         #expect(policy.datasetRoles(forPath: "/api/v1/datasets") == nil)
         #expect(policy.datasetRoles(forPath: "/api/v1/jobs/orders") == nil)
+        // The routes of events that name no dataset are restricted with it (issue 31, finding 8).
+        let events = try self.policy(["routes": Self.routes, "datasets": ["events": ["product"]]])
+        for path in ["/api/v1/ingest", "/api/v1/data", "/api/v1/data/e-1", "/api/v1/analytics/summary", "/api/v1/process/transform",
+                     "/api/v1/datasets/events", "/api/v1/datasets/events/records"] {
+            #expect(events.datasetRoles(forPath: path)?.dataset == "events", "\(path)")
+            #expect(events.datasetRoles(forPath: path)?.roles == ["product"], "\(path)")
+        }
+        for path in ["/api/v1/jobs", "/api/v1/jobs/j-1", "/api/v1/datasets", "/api/v1/ingestx", "/api/v1/audit"] {
+            #expect(events.datasetRoles(forPath: path) == nil, "\(path)")
+        }
         #expect(error(["routes": Self.routes, "datasets": ["Orders": ["sales"]]])?.key == "config.datasets.Orders")
         #expect(error(["routes": Self.routes, "datasets": ["orders": []]])?.key == "config.datasets.orders")
         #expect(error(["routes": Self.routes, "datasets": ["orders": "sales"]])?.key == "config.datasets.orders")

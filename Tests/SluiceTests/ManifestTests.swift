@@ -135,6 +135,21 @@ struct ManifestTests {
         #expect(error("name: other\nhandler: stamp\ntriggers: [{stream: tag}]\n")?.key == "name")
     }
 
+    /// `fan_out` limits and `expose: [step]` (issue 31): a dataset's chain may name only a
+    /// function that declares it may be a step (or has a runtime), and only an event function may.
+    @Test func fanOutLimitsAndSteps() throws {
+        let manifest = try parse("handler: stamp\ntriggers: [{stream: tag}]\nfan_out: {per_event: 10, per_chunk: 100}\nexpose: [step]\n")
+        #expect(manifest.maxFanOutPerEvent == 10)
+        #expect(manifest.maxFanOutPerChunk == 100)
+        #expect(manifest.isDatasetStep)
+        #expect(try parse("handler: stamp\ntriggers: [{stream: tag}]\n").isDatasetStep == false)
+        #expect(try parse("triggers: [{stream: tag}]\nruntime: {command: [python3, handler.py]}\n").isDatasetStep)
+        #expect(error("handler: stamp\ntriggers: [{stream: tag}]\nfan_out: {per_event: 0}\n")?.key == "fan_out.per_event")
+        #expect(error("handler: stamp\ntriggers: [{stream: tag}]\nfan_out: {each: 3}\n") != nil)
+        #expect(error("handler: stamp\ntriggers: [{stream: tag}]\nfan_out: 3\n")?.key == "fan_out")
+        #expect(error("handler: stamp\ntriggers: [{http: {}}]\nexpose: [step]\n")?.key == "expose")
+    }
+
     @Test func notYAML() {
         let error = error("handler: [unclosed\n")
         #expect(error?.code == .syntax)

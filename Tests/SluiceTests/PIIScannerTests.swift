@@ -84,6 +84,21 @@ struct PIIScannerTests {
         }
     }
 
+    /// Identifiers and decimals that happen to hold the digits of a phone or card number are
+    /// neither (issue 31, finding 13): a UUID's digit groups are glued to its hex groups, and dots
+    /// in two groups are a decimal (a latitude), never a phone written with dots.
+    @Test func uuidsAndDecimalsAreNotPhoneOrCardNumbers() {
+        for text in ["84294841-2216-8133-fdfb-1208d52c7ec4", "fdfb1208-8429-4841-2216-813312345678", "ab12-5551234567",
+                     "31.95376472", "-115.1234567", "2345.678901", "lat 31.95376472, lon -98.12345678", "order-4111111111111111",
+                     "84294841-2216-8133-4111-x", "2026-01-01 10:00:00", "on 2012-01-01 09:30 UTC"] {
+            expectFound(text, [])
+        }
+        // Still found: the same digits standing alone, and phones written with dots in three groups.
+        expectFound("call 555.123.4567 now", [(.phone, "555.123.4567")])
+        expectFound("paid 4111-1111-1111-1111 now", [(.card, "4111-1111-1111-1111")])
+        expectFound("call 555-123-4567-", [(.phone, "555-123-4567")])
+    }
+
     @Test func everyKindInOneText() {
         let text = "mail x@example.com, phone +1-555-123-4567, card 4111 1111 1111 1111, iban GB82WEST12345698765432, " +
             "ip 203.0.113.9 / 2001:db8::7, ssn 123-45-6789"
@@ -295,14 +310,59 @@ struct PIIMaskMiddlewareTests {
     @Test func aChunksOwnFieldsArePseudonymisedAndDeadLettersMaskThemToo() async throws {
         let masker = PIIMasker(operators: [:], key: Array(key.utf8))
         var mask = try PIIMaskMiddleware(manifest: manifest(), pseudonymKey: key)
-        mask.chunkFields = { _ in [JSONPath("visitor"), JSONPath("contact")] }
+        mask.chunkMasking = { _ in DatasetMasking(pseudonymised: [JSONPath("visitor"), JSONPath("contact")]) }
         let chunk = Chunk(id: "1-0", events: [Event(["visitor": "alice", "contact": "room 12", "page": "/p"])])
         let kept = await mask.masked(chunk)
         #expect(kept.events[0].value == ["visitor": .string(masker.pseudonymousUserID("alice")),
                                          "contact": .string(masker.pseudonymousUserID("room 12")), "page": "/p"])
         struct Unknown: Error {}
-        mask.chunkFields = { _ in throw Unknown() }
+        mask.chunkMasking = { _ in throw Unknown() }
         #expect(await mask.masked(chunk).events[0].value == ["visitor": "<WITHHELD>", "contact": "<WITHHELD>", "page": "<WITHHELD>"])
+    }
+
+    /// A dataset's plan (issue 31, findings 1 and 13): its subject and `pii` fields become
+    /// pseudonyms, its identifiers (key, time) and typed non-personal fields are stored as sent
+    /// (an identifier holding an e-mail address becomes its pseudonym, whole), every other string
+    /// is scanned; the plan applies under `config.pii.record` (the quarantine's `event`).
+    @Test func aDatasetsPlanKeepsIdentifiersAndTypedValuesAndPseudonymisesItsPeople() async throws {
+        let masker = PIIMasker(operators: [:], key: Array(key.utf8))
+        let spec = DatasetSpec(name: "airports", fields: [
+            .init(path: "code", type: .string, required: true),
+            .init(path: "contact.email", type: .string, column: "contact_email", pii: true),
+            .init(path: "owner", type: .string),
+            .init(path: "latitude", type: .number),
+            .init(path: "longitude", type: .string),
+            .init(path: "phone", type: .integer, pii: false),
+            .init(path: "seen_at", type: .timestamp),
+            .init(path: "note", type: .string),
+        ], key: ["code"], time: "seen_at", subject: "owner")
+        let plan = spec.masking
+        #expect(plan.pseudonymised.map(\.description) == ["owner", "contact.email", "contact_email"])
+        #expect(plan.identifiers.map(\.description) == ["code", "seen_at"])
+        #expect(plan.verbatim.map(\.description) == ["latitude", "phone"])
+        let mask = try PIIMaskMiddleware(manifest: manifest(), pseudonymKey: key)
+        let record: JSONValue = [
+            "code": "555-123-4567", "contact": ["email": "ops@example.com"], "owner": "alice", "latitude": "31.95376472",
+            "longitude": "555-123-4567", "phone": 4155552671, "seen_at": "2026-01-01 10:00:00", "note": "call 555-123-4567",
+        ]
+        let masked = mask.mask(record, plan: plan)
+        #expect(masked == [
+            "code": "555-123-4567", "contact": ["email": .string(masker.pseudonymousUserID("ops@example.com"))],
+            "owner": .string(masker.pseudonymousUserID("alice")), "latitude": "31.95376472",
+            "longitude": "***-***-4567", "phone": 4155552671, "seen_at": "2026-01-01 10:00:00", "note": "call ***-***-4567",
+        ])
+        // An identifier holding an e-mail address: pseudonymised whole, the same every time.
+        let byMail = mask.mask(["code": "ops@example.com"], plan: plan)
+        #expect(byMail == ["code": .string(masker.pseudonymousUserID("ops@example.com"))])
+        // Without the plan the same record's id and number are starred: what the plan prevents.
+        #expect(mask.mask(record)["code"] != "555-123-4567")
+        #expect(mask.mask(record)["phone"] != 4155552671)
+        // Under `record: event`, as the quarantine holds its items.
+        var quarantine = try PIIMaskMiddleware(manifest: manifest(["pii": ["record": "event"]]), pseudonymKey: key)
+        quarantine.chunkMasking = { _ in plan }
+        let chunk = Chunk(id: "1-0", events: [Event(["reason": "wrong_type", "event": record])])
+        let kept = await quarantine.masked(chunk)
+        #expect(kept.events[0].value["event"] == masked)
     }
 
     @Test func operatorsAndFieldsComeFromTheManifest() async throws {

@@ -1,5 +1,5 @@
 extension DatasetSpec {
-    static let topKeys: Set<String> = ["name", "description", "fields", "columns", "key", "time", "subject", "table", "indexes", "chain", "steps", "detected"]
+    static let topKeys: Set<String> = ["name", "description", "fields", "columns", "key", "time", "subject", "table", "indexes", "chain", "steps", "detected", "unmasked", "writers"]
     static let fieldKeys: Set<String> = ["name", "path", "type", "required", "column", "pii"]
     static let columnKeys: Set<String> = ["name", "type", "required"]
 
@@ -96,6 +96,12 @@ extension DatasetSpec {
         case .bool(let flag)?: detected = flag
         default: throw DatasetError(.invalid, key: "detected", "must be true or false")
         }
+        let unmasked: Bool
+        switch root["unmasked"] {
+        case nil: unmasked = false
+        case .bool(let flag)?: unmasked = flag
+        default: throw DatasetError(.invalid, key: "unmasked", "must be true or false")
+        }
         func optionalString(_ key: String) throws(DatasetError) -> String? {
             switch root[key] {
             case nil, .null?: return nil
@@ -106,6 +112,13 @@ extension DatasetSpec {
         self.init(name: name, fields: fields, columns: columns, key: key, time: try optionalString("time"), subject: try optionalString("subject"),
                   table: table, indexes: indexes, chain: chain, steps: steps, description: try optionalString("description"),
                   detected: detected)
+        self.unmasked = unmasked
+        if let value = root["writers"] {
+            guard case .array(let items) = value, items.allSatisfy({ $0.stringValue != nil }) else {
+                throw DatasetError(.invalid, key: "writers", "must be a list of role names")
+            }
+            writers = items.compactMap(\.stringValue)
+        }
         try validate()
     }
 
@@ -183,6 +196,8 @@ extension DatasetSpec {
         object["chain"] = .array(chain.map(JSONValue.string))
         if !steps.isEmpty { object["steps"] = .object(JSONObject(uncheckedMembers: steps.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })) }
         if detected { object["detected"] = true }
+        if unmasked { object["unmasked"] = true }
+        if !writers.isEmpty { object["writers"] = .array(writers.map(JSONValue.string)) }
         return .object(object)
     }
 }

@@ -108,11 +108,19 @@ public struct DatasetSpec: Sendable, Equatable {
     public var steps: [String: JSONValue]
     /// Whether the fields were detected from an upload rather than declared.
     public var detected: Bool
+    /// Whether the chain may start with a function that does not mask personal data (no
+    /// `pii-mask`): only a dataset file may say so (`unmasked: true`), never the API.
+    public var unmasked: Bool = false
+    /// Roles that may change the spec and replace or delete records besides the dataset's
+    /// owner and `admin` (`writers: [sales]`).
+    public var writers: [String] = []
 
     /// The PostgreSQL schema of tables of datasets made through the API or detected.
     public static let defaultSchema = "datasets"
     /// The default chain.
     public static let defaultChain = ["validate", "enrich", "transform", "load"]
+    /// The most functions a chain may name.
+    public static let maxChainLength = 16
     /// The most fields (and columns) a dataset may have: PostgreSQL allows 1,600 columns a
     /// table, and a row must fit a page; Sluice adds three.
     public static let maxFields = 1000
@@ -148,12 +156,6 @@ public struct DatasetSpec: Sendable, Equatable {
     /// The field at `path`.
     public func field(at path: String) -> Field? { fields.first { $0.path == path } }
 
-    /// The paths pii-mask pseudonymises in this dataset's records: the subject and every `pii` field.
-    public var personalFields: [JSONPath] {
-        var paths: [String] = subject.map { [$0] } ?? []
-        for field in fields where field.pii && !paths.contains(field.path) { paths.append(field.path) }
-        return paths.map(JSONPath.init)
-    }
 }
 
 // MARK: - Errors
@@ -172,6 +174,8 @@ public struct DatasetError: Error, Sendable, Equatable, CustomStringConvertible 
         case incompatible = "schema_incompatible"
         /// A dataset of this name exists already.
         case exists = "dataset_exists"
+        /// As many datasets as the catalog may hold exist already.
+        case limitReached = "dataset_limit_reached"
     }
 
     public var code: Code
@@ -351,15 +355,33 @@ extension DatasetSpec {
         guard !chain.isEmpty, chain.last == "load" else {
             throw DatasetError(.invalid, key: "chain", "the chain must end with load")
         }
+        guard chain.count <= Self.maxChainLength else {
+            throw DatasetError(.invalid, key: "chain", "a chain has at most \(Self.maxChainLength) functions")
+        }
+        var seen: Set<String> = []
         for (index, step) in chain.enumerated() {
             guard step.utf8.count <= 100, step.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_".unicodeScalars.contains($0)) }),
                   !step.isEmpty
             else { throw DatasetError(.invalid, key: "chain[\(index)]", "'\(Self.quotedForMessage(step))' is not a function name") }
+            // A stage named twice would send records round the chain for ever (and `load`
+            // twice, or before the end, would load them before the rest had run).
+            guard seen.insert(step).inserted else {
+                throw DatasetError(.invalid, key: "chain[\(index)]", "'\(step)' is in the chain twice; each function is one stage")
+            }
+        }
+        guard writers.count <= 32, writers.allSatisfy(Self.isRoleName) else {
+            throw DatasetError(.invalid, key: "writers", "must be at most 32 role names (1 to 64 of a-z, 0-9, _, ., -)")
         }
         // `ingest` is before every chain (its CSV columns, say).
         for function in steps.keys.sorted() where !chain.contains(function) && function != "ingest" {
             throw DatasetError(.invalid, key: "steps.\(Self.quotedForMessage(function))", "'\(Self.quotedForMessage(function))' is not in the chain")
         }
+    }
+
+    /// Whether `name` can be a role's name: 1 to 64 of a-z, 0-9, `_`, `.`, `-`.
+    public static func isRoleName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64
+            && name.utf8.allSatisfy { $0 &- 97 < 26 || $0 &- 48 < 10 || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
     }
 
     /// `text` for an error message: at most 80 characters, control characters escaped (a

@@ -260,5 +260,10 @@ public struct JSONPath: Sendable, Hashable, CustomStringConvertible {
         keys = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
     }
 
+    /// The path of `keys`, in order (a key may hold a `.`).
+    public init(keys: [String]) {
+        self.keys = keys
+    }
+
     public var description: String { keys.joined(separator: ".") }
 }

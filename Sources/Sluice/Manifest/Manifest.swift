@@ -49,6 +49,13 @@ public struct Manifest: Sendable, Equatable {
     public var maxChunkBytes: Int = Manifest.defaultMaxChunkBytes
     /// The default of `max_chunk_bytes`: 4 MiB.
     public static let defaultMaxChunkBytes = 4 << 20
+    /// The most events one event may become (`fan_out: {per_event: …}`); an event whose answer
+    /// holds more is quarantined whole as `fan_out_too_large`, never written.
+    public var maxFanOutPerEvent: Int = 1000
+    /// The most events the fan-outs of one chunk may add up to (`fan_out: {per_chunk: …}`):
+    /// past it, each further fanned-out event is quarantined as `fan_out_too_large`, so that one
+    /// answer cannot become millions of entries in one acknowledgement.
+    public var maxFanOutPerChunk: Int = 20_000
     /// The longest wait to fill a chunk before writing it.
     public var linger: Duration
     /// Chunks handled at once.
@@ -112,7 +119,14 @@ public struct Manifest: Sendable, Equatable {
     public enum Exposure: String, Sendable, CaseIterable {
         /// Asynchronous calls by API callers (the `calls` function).
         case async
+        /// A step of a dataset's `chain`: an event function that takes a dataset's records and
+        /// forwards them on (validate, enrich, transform, load; a function with a `runtime` is
+        /// one without saying so). Internal stages (jobs, notify, quarantine) are not.
+        case step
     }
+
+    /// Whether a dataset's chain may name this function (``Exposure/step``, or a `runtime`).
+    public var isDatasetStep: Bool { inputStream != nil && (expose.contains(.step) || runtime != nil) }
 
     /// The values `counts_as` may take.
     public static let terminalCounters: Set<String> = ["loaded", "quarantined"]

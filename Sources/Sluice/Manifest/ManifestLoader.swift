@@ -60,7 +60,7 @@ public struct ManifestLoader: Sendable {
         let fields = try reader.fields(of: top, at: "", allowed: [
             "name", "handler", "description", "triggers", "outputs", "middleware", "batch", "linger",
             "concurrency", "visibility_timeout", "retry", "environment", "config", "counts_as", "deploy", "expose",
-            "max_chunk_bytes", "dead_letters", "runtime",
+            "max_chunk_bytes", "fan_out", "dead_letters", "runtime",
         ])
         var manifest = Manifest(name: name, handler: "", file: file)
         if let node = fields["name"] {
@@ -107,6 +107,12 @@ public struct ManifestLoader: Sendable {
             manifest.maxChunkBytes = try reader.positiveInt(node, at: "max_chunk_bytes")
             guard manifest.maxChunkBytes >= 1024 else { throw reader.error(.badValue, "max_chunk_bytes", node, "must be at least 1024") }
         }
+        if let node = fields["fan_out"] {
+            guard let mapping = node.mapping else { throw reader.error(.badValue, "fan_out", node, "must be a mapping {per_event, per_chunk}") }
+            let limits = try reader.fields(of: mapping, at: "fan_out", allowed: ["per_event", "per_chunk"])
+            if let n = limits["per_event"] { manifest.maxFanOutPerEvent = try reader.positiveInt(n, at: "fan_out.per_event") }
+            if let n = limits["per_chunk"] { manifest.maxFanOutPerChunk = try reader.positiveInt(n, at: "fan_out.per_chunk") }
+        }
         if let node = fields["dead_letters"] { manifest.deadLetters = try reader.deadLetters(node) }
         if let node = fields["environment"] { manifest.environment = try reader.environment(node) }
         if let node = fields["config"] { manifest.config = try reader.json(node, at: "config") }
@@ -123,6 +129,9 @@ public struct ManifestLoader: Sendable {
                     throw reader.error(.badValue, "expose", node, "'\(value)' is not a way in (allowed: \(Manifest.Exposure.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
                 manifest.expose.insert(exposure)
+            }
+            if manifest.expose.contains(.step), manifest.inputStream == nil || manifest.servesHTTP {
+                throw reader.error(.badValue, "expose", node, "step: only a function that takes a stream (and serves no route) can be a dataset's step")
             }
             if manifest.expose.contains(.async) {
                 guard manifest.inputStream != nil || !manifest.servesHTTP else {

@@ -1,4 +1,5 @@
 import Sluice
+import SluicePrivacy
 import SluiceUploads
 
 /// Makes a dataset's spec from a sample of its records (a first upload, or the sample sent to
@@ -16,16 +17,19 @@ enum DatasetDetector {
     ///     date-time timestamp); otherwise only strings that are date-times are read as such.
     ///   - key: the key's fields (paths), as the caller names them; nil to detect one.
     ///   - time: the event-time field, if the caller names one.
+    ///   - keyMasker: masks personal data in the records' keys before any becomes a field (an
+    ///     e-mail address used as a key never names a column), as CSV headers are masked.
     /// - Throws: ``DatasetError`` for a sample without records, a name or column that cannot be
     ///   used, no key found.
-    static func detect(name: String, records: [JSONValue], textCells: Bool, key: [String]?, time: String?) throws(DatasetError) -> DatasetSpec {
+    static func detect(name: String, records: [JSONValue], textCells: Bool, key: [String]?, time: String?,
+                       keyMasker: PIIMasker? = IngestFunction.headerMasker) throws(DatasetError) -> DatasetSpec {
         guard !records.isEmpty else { throw DatasetError(.invalid, key: "sample", "the sample holds no records") }
         var order: [String] = []
         var kinds: [String: Kind] = [:]
         var present: [String: Int] = [:]
         for record in records {
             guard case .object(let object) = record else { continue }
-            walk(object, prefix: "", depth: 1, textCells: textCells) { path, kind in
+            walk(object, prefix: "", depth: 1, textCells: textCells, keyMasker: keyMasker) { path, kind in
                 if let existing = kinds[path] {
                     kinds[path] = existing.merged(with: kind)
                 } else {
@@ -104,12 +108,14 @@ enum DatasetDetector {
 
     /// Calls `visit` with each leaf's path and kind; stops when it answers false.
     @discardableResult
-    private static func walk(_ object: JSONObject, prefix: String, depth: Int, textCells: Bool, _ visit: (String, Kind) -> Bool) -> Bool {
-        for (key, value) in object {
+    private static func walk(_ object: JSONObject, prefix: String, depth: Int, textCells: Bool, keyMasker: PIIMasker?,
+                             _ visit: (String, Kind) -> Bool) -> Bool {
+        let keys = keyMasker?.maskKeys(Array(object.keys)) ?? Array(object.keys)
+        for ((_, value), key) in zip(object, keys) {
             let path = prefix.isEmpty ? key : "\(prefix).\(key)"
             switch value {
             case .object(let child) where depth < maxDepth && !child.isEmpty:
-                if !walk(child, prefix: path, depth: depth + 1, textCells: textCells, visit) { return false }
+                if !walk(child, prefix: path, depth: depth + 1, textCells: textCells, keyMasker: keyMasker, visit) { return false }
             case .object:
                 if !visit(path, .object) { return false }
             default:

@@ -49,15 +49,37 @@ public final class DatasetRouter: ChunkRouting {
         return stream
     }
 
-    /// Checks that every function `spec`'s chain names has a manifest with a stream trigger.
-    /// - Throws: `dataset_invalid` naming the chain's entry.
-    public func check(_ spec: DatasetSpec) throws(DatasetError) {
+    /// Checks that `spec`'s chain is a pipeline: every function it names has a manifest here
+    /// that takes a stream and declares it may be a dataset's step (``Manifest/isDatasetStep``:
+    /// never jobs, notify or quarantine), and the first masks personal data (declares
+    /// `pii-mask`) unless the dataset's file says `unmasked: true`. (No stage twice and `load`
+    /// last are the spec's own rules, ``DatasetSpec/validate()``.)
+    /// - Parameter fromFile: whether the spec comes from a dataset file: only a file may set
+    ///   `unmasked` or name a table.
+    /// - Throws: `dataset_invalid` naming the chain's entry (or `unmasked`, `table`).
+    public func check(_ spec: DatasetSpec, fromFile: Bool = false) throws(DatasetError) {
+        if !fromFile {
+            if spec.unmasked {
+                throw DatasetError(.invalid, key: "unmasked", "only a dataset file may let a chain start without masking personal data")
+            }
+            if spec.table != DatasetSpec.TableName(schema: DatasetSpec.defaultSchema, name: spec.name) {
+                throw DatasetError(.invalid, key: "table", "a dataset declared through the API loads into \(DatasetSpec.defaultSchema).\(spec.name); only a dataset file may name a table")
+            }
+        }
         for (index, name) in spec.chain.enumerated() {
             do {
                 _ = try stream(of: name, dataset: spec.name)
             } catch {
                 throw DatasetError(.invalid, key: "chain[\(index)]",
                                    "no function '\(name)' with a stream trigger in the functions folder")
+            }
+            guard let manifest = try? manifests.load(name), manifest.isDatasetStep else {
+                throw DatasetError(.invalid, key: "chain[\(index)]",
+                                   "'\(name)' is not a dataset's step (its manifest does not say expose: [step])")
+            }
+            if index == 0, !spec.unmasked, !manifest.middleware.contains("pii-mask") {
+                throw DatasetError(.invalid, key: "chain[0]",
+                                   "a chain starts with a function that masks personal data (one that declares pii-mask, such as validate)")
             }
         }
     }

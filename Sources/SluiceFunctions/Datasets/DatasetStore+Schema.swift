@@ -17,5 +17,11 @@ extension DatasetStore {
                 updated_at  timestamptz NOT NULL DEFAULT now()
             );
             """),
+        Migration(version: 15, name: "dataset owners", sql: """
+            -- Who created a dataset through the API (the SHA-256 of the subject, as jobs keep
+            -- it): its owner may change its spec and replace or delete its records. NULL for a
+            -- dataset from a file: admin and the roles its spec grants (`writers`) only.
+            ALTER TABLE dataset_specs ADD COLUMN owner text;
+            """),
     ]
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Sluice
+import SluiceHTTP
 import SluicePostgres
 import Synchronization
 
@@ -34,7 +35,7 @@ public final class DatasetStore: Sendable {
     /// for tests of a stage alone.
     public init(fixed specs: [DatasetSpec], pool: PostgresPool) {
         self.pool = pool
-        fixed = Dictionary(specs.map { ($0.name, StoredDataset(spec: $0, version: 1, origin: "file", createdAt: "", updatedAt: "")) },
+        fixed = Dictionary(specs.map { ($0.name, StoredDataset(spec: $0, version: 1, origin: "file", createdAt: "", updatedAt: "", owner: nil)) },
                            uniquingKeysWith: { $1 })
     }
 
@@ -46,6 +47,18 @@ public final class DatasetStore: Sendable {
         public var origin: String
         public var createdAt: String
         public var updatedAt: String
+        /// Who created it through the API or by a first upload (``Caller/ownerKey``, the SHA-256
+        /// of the subject); nil for a dataset from a file.
+        public var owner: String?
+
+        /// Whether `caller` may change the spec and replace or delete records: its owner,
+        /// `admin`, or a role the spec grants (`writers`).
+        public func mayWrite(_ caller: Caller?) -> Bool {
+            guard let caller else { return false }
+            if caller.roles.contains("admin") { return true }
+            if let owner, owner == caller.ownerKey { return true }
+            return !caller.roles.isDisjoint(with: spec.writers)
+        }
     }
 
     /// What registering a spec did.
@@ -84,11 +97,12 @@ public final class DatasetStore: Sendable {
     public func all() async throws -> [StoredDataset] {
         try await pool.withConnection { connection in
             let rows = try connection.query("""
-                SELECT name, version, spec::text, origin, \(SQLText.iso("created_at")), \(SQLText.iso("updated_at"))
+                SELECT name, version, spec::text, origin, \(SQLText.iso("created_at")), \(SQLText.iso("updated_at")), owner
                 FROM dataset_specs ORDER BY name
                 """)
-            return try rows.decode((String, Int, String, String, String, String).self).map { name, version, text, origin, created, updated in
-                StoredDataset(spec: try Self.decodeSpec(text, name: name), version: version, origin: origin, createdAt: created, updatedAt: updated)
+            return try rows.decode((String, Int, String, String, String, String, String?).self).map { name, version, text, origin, created, updated, owner in
+                StoredDataset(spec: try Self.decodeSpec(text, name: name), version: version, origin: origin, createdAt: created, updatedAt: updated,
+                              owner: owner)
             }
         }
     }
@@ -102,12 +116,13 @@ public final class DatasetStore: Sendable {
 
     static func read(_ name: String, on connection: PostgresConnection) throws -> StoredDataset? {
         let rows = try connection.query("""
-            SELECT version, spec::text, origin, \(SQLText.iso("created_at")), \(SQLText.iso("updated_at"))
+            SELECT version, spec::text, origin, \(SQLText.iso("created_at")), \(SQLText.iso("updated_at")), owner
             FROM dataset_specs WHERE name = \(name)
             """)
         guard let row = rows.first else { return nil }
-        let (version, text, origin, created, updated) = try row.decode((Int, String, String, String, String).self)
-        return StoredDataset(spec: try decodeSpec(text, name: name), version: version, origin: origin, createdAt: created, updatedAt: updated)
+        let (version, text, origin, created, updated, owner) = try row.decode((Int, String, String, String, String, String?).self)
+        return StoredDataset(spec: try decodeSpec(text, name: name), version: version, origin: origin, createdAt: created, updatedAt: updated,
+                             owner: owner)
     }
 
     static func decodeSpec(_ text: String, name: String) throws -> DatasetSpec {
@@ -123,9 +138,18 @@ public final class DatasetStore: Sendable {
     /// existing one is changed as ``DatasetSpec/changes(from:migration:)`` allows, in the same
     /// transaction as its new version. Registering the spec a dataset has already changes
     /// nothing. Serialised by an advisory lock, so two replicas cannot race on one table.
+    ///
+    /// A new dataset may not load into a table another dataset loads into, nor (unless it comes
+    /// from a file, whose tables the migrations may have made) into a table that exists outside
+    /// the catalog; and the catalog holds at most `maxDatasets`.
+    /// - Parameters:
+    ///   - createOnly: refuse (`dataset_exists`) rather than change an existing dataset: the
+    ///     API's creation, and a first upload racing another (one creates, the other uses it).
+    ///   - owner: the creator's key (``Caller/ownerKey``), kept with a new dataset.
     /// - Throws: ``DatasetError`` for a refused change; ``PostgresError``.
     @discardableResult
-    public func register(_ spec: DatasetSpec, origin: String, migration: Bool = false, createOnly: Bool = false) async throws -> Registration {
+    public func register(_ spec: DatasetSpec, origin: String, migration: Bool = false, createOnly: Bool = false,
+                         owner: String? = nil, maxDatasets: Int? = nil) async throws -> Registration {
         let registration = try await pool.withTransaction { connection -> Registration in
             try connection.query("SELECT pg_advisory_xact_lock(hashtext('sluice.datasets'))")
             if let existing = try Self.read(spec.name, on: connection) {
@@ -145,10 +169,24 @@ public final class DatasetStore: Sendable {
                     """)
                 return Registration(stored: try Self.read(next.name, on: connection)!, created: false, changes: changes)
             }
+            let others = try Self.readAll(on: connection)
+            if let maxDatasets, others.count >= maxDatasets {
+                throw DatasetError(.limitReached, key: "name", "the catalog holds \(others.count) datasets, as many as it may (\(maxDatasets))")
+            }
+            if let other = others.first(where: { $0.table == spec.table }) {
+                throw DatasetError(.invalid, key: "table", "\(spec.table) is the table of the dataset \(other.name)")
+            }
+            if origin != "file" {
+                let existing = try connection.query("SELECT to_regclass(\(Self.identifierText(spec.table.schema) + "." + Self.identifierText(spec.table.name))) IS NOT NULL")
+                if try existing.scalar(Bool.self) == true {
+                    throw DatasetError(.invalid, key: "table", "\(spec.table) exists already and is not a dataset's table")
+                }
+            }
             try Self.createTable(spec, on: connection)
             try Self.reconcile(spec, on: connection)
             try connection.query("""
-                INSERT INTO dataset_specs (name, version, spec, origin) VALUES (\(spec.name), 1, \(spec.json.serializedString)::jsonb, \(origin))
+                INSERT INTO dataset_specs (name, version, spec, origin, owner)
+                VALUES (\(spec.name), 1, \(spec.json.serializedString)::jsonb, \(origin), \(owner))
                 """)
             return Registration(stored: try Self.read(spec.name, on: connection)!, created: true, changes: [])
         }
@@ -164,7 +202,7 @@ public final class DatasetStore: Sendable {
         let router = functions.map { DatasetRouter(datasets: self, manifests: $0) }
         for spec in try DatasetFiles.load(directory: directory) {
             do {
-                try router?.check(spec)
+                try router?.check(spec, fromFile: true)
             } catch {
                 logger.warning("a dataset's chain names a function without a manifest here", metadata: [
                     "dataset": .string(spec.name), "key": .string(error.key), "error": .string(error.message),

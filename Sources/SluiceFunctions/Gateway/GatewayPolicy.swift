@@ -178,10 +178,20 @@ public struct GatewayPolicy: Sendable {
     /// The limit for a caller holding `roles`: the most generous of theirs, else `default`.
     /// The roles a caller of `path` needs one of for the dataset it names, if the path names one
     /// the configuration restricts (`admin` is never refused).
+    /// The routes of the `events` dataset that name no dataset (uploads, one event, the summary)
+    /// are its too: a restriction follows the dataset, whichever path reaches it.
     public func datasetRoles(forPath path: String) -> (dataset: String, roles: Set<String>)? {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard segments.count >= 5, segments[1] == "api", segments[2] == "v1", segments[3] == "datasets" else { return nil }
-        let name = String(segments[4])
+        guard segments.count >= 4, segments[1] == "api", segments[2] == "v1" else { return nil }
+        let name: String
+        switch segments[3] {
+        case "datasets" where segments.count >= 5:
+            name = String(segments[4])
+        case "ingest" where segments.count == 4, "data", "analytics", "process":
+            name = DatasetReference.events
+        default:
+            return nil
+        }
         return datasetRoles[name].map { (name, $0) }
     }
 

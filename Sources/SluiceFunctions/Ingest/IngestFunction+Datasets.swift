@@ -25,7 +25,7 @@ enum DatasetRoutes {
         var extra: JSONObject = [:]
         if !error.key.isEmpty { extra["key"] = .string(error.key) }
         if let column = error.column { extra["column"] = .string(DatasetSpec.quotedForMessage(column)) }
-        let status: HTTPResponse.Status = error.code == .incompatible || error.code == .exists ? .conflict : .unprocessableContent
+        let status: HTTPResponse.Status = [.incompatible, .exists, .limitReached].contains(error.code) ? .conflict : .unprocessableContent
         return Problem(status, code: error.code.rawValue, detail: error.description, extra: extra)
     }
 
@@ -34,6 +34,13 @@ enum DatasetRoutes {
 
     /// The most a sample sent to `POST /api/v1/datasets` may hold.
     static let maxSampleBytes = 16 << 20
+    /// The most a spec (JSON) may hold: a thousand fields with their settings fit many times.
+    static let maxSpecBytes = 256 << 10
+
+    static let specTooLarge = Problem(.contentTooLarge, code: "spec_too_large", detail: "a dataset's spec may hold at most \(maxSpecBytes) bytes",
+                                      extra: ["limit": .int(Int64(maxSpecBytes))])
+    static let notOwner = Problem(.forbidden, code: "forbidden",
+                                  detail: "changing this dataset or its records needs its owner, the admin role or a role its spec names in writers")
 }
 
 extension IngestFunction {
@@ -90,6 +97,7 @@ extension IngestFunction {
         let spec: DatasetSpec
         do {
             if format == .json, let json = try? JSONParser().parse(Array(buffer: body)), case .object = json {
+                guard body.readableBytes <= DatasetRoutes.maxSpecBytes else { throw DatasetRoutes.specTooLarge }
                 spec = try DatasetSpec(json: json)
             } else {
                 guard let name = query.get("name") else {
@@ -108,7 +116,8 @@ extension IngestFunction {
                                                   time: query.get("time").map { String($0) })
             }
             try router.check(spec)
-            let registration = try await datasets.register(spec, origin: format == .json ? "api" : "detected", createOnly: true)
+            let registration = try await datasets.register(spec, origin: format == .json ? "api" : "detected", createOnly: true,
+                                                           owner: Caller(request)?.ownerKey, maxDatasets: maxDatasets)
             return JSONResponse(status: .created, value: Self.describe(registration.stored, changes: []))
         } catch let error as DatasetError {
             throw DatasetRoutes.problem(error)
@@ -121,9 +130,16 @@ extension IngestFunction {
     /// `PUT /api/v1/datasets/{name}`: the dataset's new spec; its table is changed as
     /// ``DatasetSpec/changes(from:migration:)`` allows (`?migration=true` declares a migration).
     func updateDataset(_ name: String, _ request: Request) async throws -> JSONResponse {
-        guard mayCreateDatasets(Caller(request)) else { throw DatasetRoutes.forbidden }
+        let caller = Caller(request)
+        guard mayCreateDatasets(caller) else { throw DatasetRoutes.forbidden }
         guard let existing = try await datasets.spec(name) else { throw DatasetRoutes.notFound }
-        let body = try await request.body.collect(upTo: DatasetRoutes.maxSampleBytes)
+        guard existing.mayWrite(caller) else { throw DatasetRoutes.notOwner }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: DatasetRoutes.maxSpecBytes)
+        } catch {
+            throw DatasetRoutes.specTooLarge
+        }
         guard let json = try? JSONParser().parse(Array(buffer: body)) else {
             throw Problem(.badRequest, code: "invalid_json", detail: "the body is not a JSON spec")
         }
@@ -131,11 +147,32 @@ extension IngestFunction {
             var spec = try DatasetSpec(json: json, name: name)
             spec.detected = existing.spec.detected && json["detected"]?.boolValue == true
             let migration = request.uri.queryParameters.get("migration") == "true"
-            try router.check(spec)
+            if existing.origin == "file" {
+                try Self.checkFileSettingsKept(spec, existing: existing.spec)
+            }
+            try router.check(spec, fromFile: existing.origin == "file")
             let registration = try await datasets.register(spec, origin: existing.origin, migration: migration)
             return JSONResponse(status: .ok, value: Self.describe(registration.stored, changes: registration.changes))
         } catch let error as DatasetError {
             throw DatasetRoutes.problem(error)
+        }
+    }
+
+    /// A dataset from a file keeps through the API what decides where its records go and how
+    /// they are protected: its chain, table, subject, personal-data fields, `unmasked` and
+    /// `writers` change only in its file (`events` among them).
+    /// - Throws: `dataset_invalid` naming the key.
+    static func checkFileSettingsKept(_ spec: DatasetSpec, existing: DatasetSpec) throws(DatasetError) {
+        let kept: [(String, Bool)] = [
+            ("chain", spec.chain == existing.chain), ("table", spec.table == existing.table), ("subject", spec.subject == existing.subject),
+            ("unmasked", spec.unmasked == existing.unmasked), ("writers", spec.writers == existing.writers),
+        ]
+        for (key, same) in kept where !same {
+            throw DatasetError(.invalid, key: key, "the dataset \(existing.name) is declared in a file: its \(key) changes only there")
+        }
+        let personal = { (spec: DatasetSpec) in Set(spec.fields.filter(\.pii).map(\.path)) }
+        guard personal(spec) == personal(existing) else {
+            throw DatasetError(.invalid, key: "fields", "the dataset \(existing.name) is declared in a file: which fields are personal data changes only there")
         }
     }
 

@@ -47,6 +47,9 @@ public struct IngestFunction: HTTPFunction {
     /// Roles that may create a dataset (`config.create_datasets`), by declaring it or by a first
     /// upload; `admin` always may.
     let createDatasets: Set<String>
+    /// The most datasets the catalog may hold (`config.max_datasets`): the API and first uploads
+    /// create no more (`409 dataset_limit_reached`).
+    let maxDatasets: Int
     /// ingest's `config.csv`, under each dataset's `steps.ingest.csv`.
     let csvConfig: JSONValue?
 
@@ -72,6 +75,7 @@ public struct IngestFunction: HTTPFunction {
         callbacks = OutboundPolicy(configuration: setup.configuration)
         readAllJobs = Set((config["read_all_jobs"]?.arrayValue ?? []).compactMap(\.stringValue))
         createDatasets = Set((config["create_datasets"]?.arrayValue ?? []).compactMap(\.stringValue))
+        maxDatasets = Int(config["max_datasets"]?.intValue ?? 1000)
         datasets = setup.dependencies.datasets
         router = setup.dependencies.router
         csvConfig = config["csv"]
@@ -172,7 +176,8 @@ public struct IngestFunction: HTTPFunction {
         // The lease tells the reaper of every ingest replica that this upload is alive.
         let lease = UploadLease(jobID: jobID, lease: uploadLease, redis: redis, keys: keys)
         do {
-            let answer = try await accept(body, jobID: jobID, traceID: traceID, format: format, target: target)
+            let answer = try await accept(body, jobID: jobID, traceID: traceID, format: format, target: target,
+                                          owner: Caller(headers: headers)?.ownerKey)
             await lease.release(redis: redis, keys: keys, jobID: jobID)
             return (jobID, answer)
         } catch {
@@ -181,8 +186,10 @@ public struct IngestFunction: HTTPFunction {
         }
     }
 
-    /// Receives the body of job `jobID` and records its end.
-    func accept(_ body: RequestBody, jobID: String, traceID: String, format: UploadFormat, target: UploadTarget) async throws -> JSONResponse {
+    /// Receives the body of job `jobID` and records its end. `owner` (the caller's key) owns a
+    /// dataset the upload creates.
+    func accept(_ body: RequestBody, jobID: String, traceID: String, format: UploadFormat, target: UploadTarget,
+                owner: String?) async throws -> JSONResponse {
         var publisher = UploadPublisher(jobID: jobID, traceID: traceID, batch: manifest.batch, maxChunkBytes: manifest.maxChunkBytes,
                                         outputs: manifest.outputs, keys: keys, redis: redis, function: manifest.name,
                                         maxQuarantinedBytes: limits.maxQuarantinedBytes)
@@ -197,11 +204,20 @@ public struct IngestFunction: HTTPFunction {
         case .create(let name, let key, let time):
             csvMapping = CSVColumnMapping(paths: [:], jsonColumns: [])
             let datasets = self.datasets, textCells = format == .csv
+            let maxDatasets = self.maxDatasets
             publisher.detect = { records in
                 let spec = try DatasetDetector.detect(name: name, records: records, textCells: textCells, key: key, time: time)
-                let registration = try await datasets.register(spec, origin: "detected")
-                detected.withLock { $0 = registration.stored.spec }
-                return DatasetReference(name: name, version: registration.stored.version)
+                do {
+                    let registration = try await datasets.register(spec, origin: "detected", createOnly: true, owner: owner, maxDatasets: maxDatasets)
+                    detected.withLock { $0 = registration.stored.spec }
+                    return DatasetReference(name: name, version: registration.stored.version)
+                } catch let error as DatasetError where error.code == .exists {
+                    // Another first upload created it meanwhile: this one's records go to that
+                    // dataset as they are (validate quarantines those that do not fit), and
+                    // neither spec is merged into the other.
+                    guard let stored = try await datasets.spec(name) else { throw error }
+                    return DatasetReference(name: name, version: stored.version)
+                }
             }
         }
         csvMapping.headerMasking = { Self.headerMasker.maskKeys($0) }

@@ -24,10 +24,12 @@ extension WarehouseFunction {
         }
         router.put("/api/v1/datasets/{name}/records/{key}") { request, context -> JSONResponse in
             let (stored, key) = try await self.recordKey(context)
+            guard stored.mayWrite(Caller(request)) else { throw DatasetRoutes.notOwner }
             return JSONResponse(status: .ok, value: try await self.replaceRecord(stored.spec, key: key, body: try await request.decodeJSON(limit: 1 << 20)))
         }
-        router.delete("/api/v1/datasets/{name}/records/{key}") { _, context -> Response in
+        router.delete("/api/v1/datasets/{name}/records/{key}") { request, context -> Response in
             let (stored, key) = try await self.recordKey(context)
+            guard stored.mayWrite(Caller(request)) else { throw DatasetRoutes.notOwner }
             try await self.deleteRecord(stored.spec, key: key)
             return Response(status: .noContent)
         }
@@ -193,7 +195,9 @@ extension WarehouseFunction {
 
     /// Replaces the record's columns with the body's (a column left out becomes null); the key
     /// columns may be repeated, not changed; `job_id`, `received_at` and `loaded_at` belong to the
-    /// pipeline. Strings are masked as validate's pii-mask masks records.
+    /// pipeline. The columns are masked by the dataset's own rules, as validate's pii-mask masks
+    /// its records: its subject and `pii` columns become pseudonyms (an erasure finds them), its
+    /// typed columns are stored as sent, every other string is scanned.
     func replaceRecord(_ spec: DatasetSpec, key: [String], body: JSONValue) async throws -> JSONValue {
         guard case .object(let given) = body else {
             throw Problem(.badRequest, code: "invalid_record", detail: "the body must be a JSON object of the record's columns")
@@ -212,7 +216,7 @@ extension WarehouseFunction {
                 throw Problem(.badRequest, code: "immutable_field", detail: "\(column) is part of the record's key and cannot change", extra: ["field": .string(column)])
             }
         }
-        let masked = mask.mask(.object(given)).objectValue ?? given
+        let masked = mask.mask(.object(given), plan: spec.masking).objectValue ?? given
         var assignments: [PostgresQuery] = []
         for column in spec.columns where !spec.key.contains(column.name) {
             let text: String?

@@ -24,6 +24,12 @@ public struct WarehouseFunction: HTTPFunction {
     /// validate's pii-mask: what a `PUT` stores is masked as the pipeline masks events.
     let mask: PIIMaskMiddleware
     let datasets: DatasetStore
+    /// The gateway's restrictions of datasets to roles (its `config.datasets`): a restricted
+    /// dataset is left out of the list, and its profile refused, for callers without one.
+    let datasetRoles: [String: Set<String>]
+    /// Besides admin, the roles that may see stored values in a dataset's profile
+    /// (`config.record_readers`, by default the roles that read records: analyst).
+    let recordReaders: Set<String>
 
     /// Columns a `PUT` sets (all of them: a missing one becomes null), by kind.
     static let textColumns = ["event_type", "user_id", "session_id", "source", "version", "device_type", "device_class",
@@ -41,6 +47,17 @@ public struct WarehouseFunction: HTTPFunction {
         maxWindows = Int(setup.manifest.config["max_windows"]?.intValue ?? 10_080)
         rollupInterval = try setup.manifest.configDuration("rollup_interval", default: .milliseconds(500))
         mask = try PipelinePII.mask(setup: setup)
+        recordReaders = Set((setup.manifest.config["record_readers"]?.arrayValue ?? ["analyst"]).compactMap(\.stringValue))
+        datasetRoles = Self.datasetRoles(in: try? setup.dependencies.manifests.load("gateway"))
+    }
+
+    /// The gateway's `config.datasets` (dataset name → roles), read from its manifest: what it
+    /// restricts on every route, this function also leaves out of what it lists.
+    static func datasetRoles(in gateway: Manifest?) -> [String: Set<String>] {
+        guard case .object(let object)? = gateway?.config["datasets"] else { return [:] }
+        var roles: [String: Set<String>] = [:]
+        for (name, value) in object { roles[name] = Set((value.arrayValue ?? []).compactMap(\.stringValue)) }
+        return roles
     }
 
     public var backgroundServices: [any Service] {
@@ -52,9 +69,11 @@ public struct WarehouseFunction: HTTPFunction {
             JSONResponse(status: .ok, value: try await self.record(try context.parameters.require("event_id")))
         }
         router.put("/api/v1/data/{event_id}") { request, context -> JSONResponse in
-            try await self.replace(try context.parameters.require("event_id"), request: request)
+            try await self.checkEventsWriter(Caller(request))
+            return try await self.replace(try context.parameters.require("event_id"), request: request)
         }
-        router.delete("/api/v1/data/{event_id}") { _, context -> Response in
+        router.delete("/api/v1/data/{event_id}") { request, context -> Response in
+            try await self.checkEventsWriter(Caller(request))
             try await self.delete(try context.parameters.require("event_id"))
             return Response(status: .noContent)
         }
@@ -63,6 +82,12 @@ public struct WarehouseFunction: HTTPFunction {
             return try await self.summary { query.get($0) }
         }
         addDatasetRoutes(to: router)
+    }
+
+    /// Replacing or deleting an event takes what it takes for any dataset's record: `admin`, or
+    /// a role the `events` spec names in `writers` (its file; `events` has no owner).
+    func checkEventsWriter(_ caller: Caller?) async throws {
+        guard try await storedDataset("events").mayWrite(caller) else { throw DatasetRoutes.notOwner }
     }
 
     static let recordNotFound = Problem(.notFound, code: "record_not_found", detail: "no record has this event_id")
@@ -109,7 +134,14 @@ public struct WarehouseFunction: HTTPFunction {
         }
         var columns = JSONObject()
         for (column, value) in fields where Self.textColumns.contains(column) || Self.jsonColumns.contains(column) { columns[column] = value }
-        if case .object(let masked) = mask.mask(.object(columns)) {
+        // The events dataset's rules (its subject and `pii` fields), as for any dataset's record.
+        let plan: DatasetMasking
+        do {
+            plan = try await datasets.spec("events")?.spec.masking ?? .none
+        } catch {
+            throw Self.unavailable
+        }
+        if case .object(let masked) = mask.mask(.object(columns), plan: plan) {
             for (column, value) in masked { fields[column] = value }
         }
         var assignments: [PostgresQuery] = []
