@@ -186,8 +186,8 @@ struct GatewayEndToEndTests {
         ("POST", "/api/v1/process/transform", ["ingest"]),
         ("POST", "/api/v1/data", ["ingest"]),
         ("GET", "/api/v1/data/{event_id}", ["analyst"]),
-        ("PUT", "/api/v1/data/{event_id}", ["ingest"]),
-        ("DELETE", "/api/v1/data/{event_id}", ["ingest"]),
+        ("PUT", "/api/v1/data/{event_id}", ["admin"]),
+        ("DELETE", "/api/v1/data/{event_id}", ["admin"]),
         ("GET", "/api/v1/analytics/summary", ["analyst"]),
         ("POST", "/api/v1/functions/{name}/async", ["ingest", "admin"]),
         ("GET", "/api/v1/calls/{id}", ["ingest", "admin"]),
@@ -446,6 +446,8 @@ struct GatewayEndToEndTests {
             let workload = try await GeneratedWorkload.make(count: 3000, seed: 77, format: "ndjson", in: fixture.directory)
             let ingest = try await Self.cliToken(fixture, subject: "wh-ingest", roles: "ingest")
             let analyst = try await Self.cliToken(fixture, subject: "wh-analyst", roles: "analyst")
+            // Replacing or deleting an event is admin's (events has no owner); ingest is refused.
+            let admin = try await Self.cliToken(fixture, subject: "wh-admin", roles: "admin")
             let upload = try await runCommand("/usr/bin/curl", [
                 "-sS", "-H", "Authorization: Bearer \(ingest)", "-H", "Content-Type: application/x-ndjson",
                 "--data-binary", "@\(workload.path)", fixture.url("gateway", "/api/v1/ingest"),
@@ -494,8 +496,11 @@ struct GatewayEndToEndTests {
             // Replace: columns left out become null; fixed columns cannot change.
             func put(_ body: String) async throws -> HTTP.Response {
                 try await HTTP.request("PUT", fixture.url("gateway", path), body: Data(body.utf8),
-                                       headers: ["Authorization": "Bearer \(ingest)", "Content-Type": "application/json"])
+                                       headers: ["Authorization": "Bearer \(admin)", "Content-Type": "application/json"])
             }
+            let byIngest = try await HTTP.request("PUT", fixture.url("gateway", path), body: Data(#"{"event_type": "x"}"#.utf8),
+                                                  headers: ["Authorization": "Bearer \(ingest)", "Content-Type": "application/json"])
+            #expect(byIngest.status == 403 && Self.problemCode(byIngest) == "forbidden", "\(byIngest.text)")
             let replaced = try await put(#"{"event_type": "corrected", "user_id": "u-42", "properties": {"fixed": true}, "job_id": "\#(job)"}"#)
             #expect(replaced.status == 200, "\(replaced.text)")
             let stored = try await postgres.query("SELECT event_type, user_id, properties::text, country, job_id::text FROM events WHERE event_id = \(eventID)").rows[0]
@@ -515,10 +520,11 @@ struct GatewayEndToEndTests {
                 #expect(refused.status == 400 && Self.problemCode(refused) == code, "\(body): \(refused.status) \(refused.text)")
             }
             // Delete: 204, then gone.
-            let deleted = try await HTTP.request("DELETE", fixture.url("gateway", path), headers: ["Authorization": "Bearer \(ingest)"])
+            #expect(try await HTTP.request("DELETE", fixture.url("gateway", path), headers: ["Authorization": "Bearer \(ingest)"]).status == 403)
+            let deleted = try await HTTP.request("DELETE", fixture.url("gateway", path), headers: ["Authorization": "Bearer \(admin)"])
             #expect(deleted.status == 204)
             #expect(try await Self.get(fixture, path, token: analyst).status == 404)
-            #expect(try await HTTP.request("DELETE", fixture.url("gateway", path), headers: ["Authorization": "Bearer \(ingest)"]).status == 404)
+            #expect(try await HTTP.request("DELETE", fixture.url("gateway", path), headers: ["Authorization": "Bearer \(admin)"]).status == 404)
 
             // The summary over the workload's whole range equals what SQL counts in the table.
             let bounds = try await postgres.query("""
