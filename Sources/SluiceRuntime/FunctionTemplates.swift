@@ -59,6 +59,8 @@ enum FunctionTemplates {
     static let manifestCommon = #"""
         triggers:
           - stream: __NAME__
+        # A dataset's chain may name it (datasets/NAME.yaml, or POST /api/v1/datasets).
+        expose: [step]
         # pii-mask runs before your code sees a chunk: declared personal data never reaches it.
         middleware: [pii-mask]
         batch: 500
