@@ -33,6 +33,9 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate() async throws -> [Int] {
         let migrations = self.migrations
+        // Nothing to do is found without the lock or any DDL: a function's own role (which may
+        // read the ledger and create nothing) starts against a current schema.
+        if try await isComplete() { return [] }
         let applied: [Int] = try await pool.withConnection { connection in
             // The lock comes first: even CREATE TABLE IF NOT EXISTS races on the catalog.
             try connection.query("SELECT pg_advisory_lock(\(Self.lockKey)::bigint)")
@@ -62,6 +65,16 @@ public struct Migrator: Sendable {
         }
         for version in applied { logger.info("migration applied", metadata: ["version": .stringConvertible(version)]) }
         return applied
+    }
+
+    /// Whether every migration of this build is in the ledger (false when there is no ledger).
+    func isComplete() async throws -> Bool {
+        let versions = migrations.map(\.version)
+        let rows = try await pool.query("""
+            SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0
+                        ELSE (SELECT count(*) FROM schema_migrations WHERE version = ANY(\(versions)::integer[])) END
+            """)
+        return try rows.scalar(Int.self) ?? 0 == versions.count
     }
 
     /// Whether every migration of this build is applied.
