@@ -58,6 +58,15 @@ import Yams
         return services
     }
 
+    /// Every shipped function's database role password (`SLUICE_DB_PASSWORD_NAME`), URL-safe.
+    static var rolePasswords: [String: String] {
+        let root = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let names = (try? ManifestLoader(functionsDirectory: "\(root)/functions").functionNames()) ?? []
+        return Dictionary(uniqueKeysWithValues: names.map { name in
+            ("SLUICE_DB_PASSWORD_" + name.uppercased().replacingOccurrences(of: "-", with: "_"), "role-password-\(name)")
+        })
+    }
+
     static func services(variables: [String: String]) async throws -> (services: [Service], all: [String]) {
         let services = try await renderedServices(image: image)
         var result: [Service] = []
@@ -85,14 +94,14 @@ import Yams
             "SLUICE_WEBHOOK_SECRET": PipelineFixture.webhookSecret, "SLUICE_LOG_LEVEL": "debug",
             "SLUICE_JWT_ISSUER": Self.issuer, "SLUICE_JWT_AUDIENCE": Self.audience,
             "SLUICE_GATEWAY_SIGNING_KEY": TestCaller.signingKey, "SLUICE_GATEWAY_PUBLIC_KEY": TestCaller.publicKey,
-        ])
+        ].merging(Self.rolePasswords, uniquingKeysWith: { $1 }))
         let functions = try ManifestLoader(functionsDirectory: "\(root)/functions").functionNames()
         // Compose names every function, and runs each with `serve NAME`.
         #expect(services.filter { $0.name != "migrate" }.map(\.name) == functions)
         #expect(all == (functions + ["migrate", "postgres", "prometheus", "redis"]).sorted())
         for service in services where service.name != "migrate" { #expect(service.command == ["serve", service.name]) }
         let migrate = try #require(services.first { $0.name == "migrate" })
-        #expect(migrate.command == ["migrate"])
+        #expect(migrate.command == ["migrate", "--roles"])
 
         var ports: [String: Int] = [:], metricsPorts: [String: Int] = [:]
         for name in functions { ports[name] = freePort(); metricsPorts[name] = freePort() }

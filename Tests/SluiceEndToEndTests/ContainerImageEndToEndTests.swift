@@ -22,6 +22,7 @@ import Yams
          "SLUICE_PSEUDONYM_KEY": PipelineFixture.pseudonymKey, "SLUICE_WEBHOOK_SECRET": PipelineFixture.webhookSecret,
          "SLUICE_JWT_ISSUER": ContainerContractEndToEndTests.issuer, "SLUICE_JWT_AUDIENCE": ContainerContractEndToEndTests.audience,
          "SLUICE_GATEWAY_SIGNING_KEY": TestCaller.signingKey, "SLUICE_GATEWAY_PUBLIC_KEY": TestCaller.publicKey]
+            .merging(ContainerContractEndToEndTests.rolePasswords, uniquingKeysWith: { $1 })
     }
 
     /// One rendered Compose service, as `podman run` is given it.
