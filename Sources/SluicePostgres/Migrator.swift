@@ -70,10 +70,8 @@ public struct Migrator: Sendable {
     /// Whether every migration of this build is in the ledger (false when there is no ledger).
     func isComplete() async throws -> Bool {
         let versions = migrations.map(\.version)
-        let rows = try await pool.query("""
-            SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0
-                        ELSE (SELECT count(*) FROM schema_migrations WHERE version = ANY(\(versions)::integer[])) END
-            """)
+        guard try await pool.query("SELECT to_regclass('schema_migrations') IS NOT NULL").scalar(Bool.self) == true else { return false }
+        let rows = try await pool.query("SELECT count(*) FROM schema_migrations WHERE version = ANY(\(versions)::integer[])")
         return try rows.scalar(Int.self) ?? 0 == versions.count
     }
 

@@ -183,7 +183,7 @@ import Yams
 
                 // The migration runs to completion; then every function, each its own container.
                 let migrate = try #require(services["migrate"])
-                #expect(migrate.image == Self.image && migrate.command == ["migrate"])
+                #expect(migrate.image == Self.image && migrate.command == ["migrate", "--roles"])
                 let migration = try await start(migrate, detach: false)
                 #expect(migration.status == 0, "\(migration.output)\(migration.error)")
                 let gatewayPort = freePort()

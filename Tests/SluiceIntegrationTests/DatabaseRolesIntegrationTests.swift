@@ -45,7 +45,6 @@ struct DatabaseRolesIntegrationTests {
         let logger = Logger(label: "test")
         let threadPool = NIOThreadPool(numberOfThreads: 4)
         threadPool.start()
-        defer { try? threadPool.syncShutdownGracefully() }
         let owner = PostgresPool(url: ownerURL, threadPool: threadPool, maxConnections: 2)
         try await Migrator(pool: owner, migrations: PipelineSchema.migrations, logger: logger).migrate()
         try await DatasetStore(pool: owner).registerFiles(in: "\(Self.root)/datasets", logger: logger)
@@ -133,8 +132,17 @@ struct DatabaseRolesIntegrationTests {
         let enrichManifest = Manifest(name: "enrich", handler: "enrich", triggers: [.stream("enrich")], outputs: ["transform"])
         let enrichFunction = try EnrichFunction(setup: .testing(enrichManifest, threadPool: threadPool, postgres: enrich))
         let enriched = try await FunctionInvoker(manifest: enrichManifest, function: enrichFunction, logger: logger)
-            .invoke(Chunk(id: "1-0", events: [Event(["context": ["location": ["country": "JP"]]])]), attempt: 1)
-        #expect(enriched == [.forward(Event(["context": ["location": ["country": "JP", "country_name": "Japan"]]]))])
+            .invoke(Chunk(id: "1-0", events: [Event(["context": ["device_type": "desktop", "location": ["country": "JP"]]])]), attempt: 1)
+        #expect(enriched == [.forward(Event(["context": ["device_type": "desktop", "location": ["country": "JP", "country_name": "Japan"],
+                                                         "device_class": "computer"]]))])
+        // quarantine: the real function stores a refused event, behind the erasure fence.
+        let quarantineManifest = Manifest(name: "quarantine", handler: "quarantine", triggers: [.stream("quarantine")])
+        let quarantine = try QuarantineFunction(setup: .testing(quarantineManifest, threadPool: threadPool, postgres: pools["quarantine"]!))
+        let refusedEvent = Event(["function": "validate", "reason": "missing_field", "event": ["event_id": .string("\(prefix)-q")]])
+        #expect(try await FunctionInvoker(manifest: quarantineManifest, function: quarantine, logger: logger)
+            .invoke(Chunk(id: "\(Int.random(in: 1...1_000_000_000))-9", jobID: job, events: [refusedEvent]), attempt: 1) == [.forward(refusedEvent)])
+        #expect(try await pools["ingest"]!.query("SELECT reason FROM quarantine WHERE job_id = \(job)::uuid").scalar == "missing_field")
+        await Self.refused(pools["quarantine"]!, "SELECT raw FROM quarantine")
         // jobs: records the end; warehouse: reads and changes a record; privacy: consents and the audit log.
         try await JobStore.recordEnd(job, status: .completed, counts: "{}", error: nil, finishedAtMilliseconds: nil, pool: pools["jobs"]!)
         #expect(try await owner.query("SELECT status FROM jobs WHERE id = \(job)::uuid").scalar == "completed")

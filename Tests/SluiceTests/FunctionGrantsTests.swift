@@ -45,7 +45,7 @@ import Testing
         #expect(load.privileges(on: "jobs").isEmpty)
         #expect(load.privileges(on: "jobs", column: "status") == [.select])
         #expect(load.privileges(on: "jobs", column: "created_by").isEmpty)
-        #expect(load.privileges(on: "events") == [.select, .insert, .delete])
+        #expect(load.privileges(on: "events") == [.select, .insert])
         #expect(load.privileges(on: "load_ledger") == [.select, .insert])
         // The fence reads whether a grant came after an erasure, not the purposes.
         #expect(load.privileges(on: "consents", column: "purpose").isEmpty)

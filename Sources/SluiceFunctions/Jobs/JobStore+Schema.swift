@@ -45,7 +45,7 @@ extension JobStore {
             -- privilege, which load's own role (``DatabaseRoles``) must not have. Runs as the
             -- schema's owner; only the roles granted EXECUTE may call it.
             CREATE FUNCTION job_status_for_loading(job uuid) RETURNS text
-                LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+                LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp
                 AS $$ SELECT status FROM jobs WHERE id = job FOR SHARE $$;
             REVOKE ALL ON FUNCTION job_status_for_loading(uuid) FROM PUBLIC;
             """),

@@ -80,10 +80,12 @@ public struct FunctionGrants: Sendable, Equatable {
         "load": FunctionGrants(
             tables: [ledger, catalog, Table("jobs", [.select], columns: ["id", "status", "dataset"]),
                      Table("load_ledger", [.select, .insert]), rollupDelta] + fence,
-            datasets: [.select, .insert, .delete], functions: ["job_status_for_loading(uuid)"]),
+            datasets: [.select, .insert], functions: ["job_status_for_loading(uuid)"]),
         // The end of a job.
         "job-recorder": FunctionGrants(tables: [ledger, catalog, Table("jobs", [.select, .update])]),
-        "quarantine": FunctionGrants(tables: [ledger, catalog, Table("quarantine", [.insert])] + fence),
+        // Its inserts name their conflict target, which needs reading those columns.
+        "quarantine": FunctionGrants(tables: [ledger, catalog, Table("quarantine", [.insert]),
+                                              Table("quarantine", [.select], columns: ["stream", "entry_id", "position"])] + fence),
         "notify": FunctionGrants(tables: [ledger, catalog, Table("deliveries", [.select, .insert, .update]),
                                           Table("jobs", [.select], columns: ["id", "callback_url"])]),
         // Jobs, the datasets (catalog and tables), a failed job's rows, the reason of a
