@@ -115,6 +115,13 @@ import Yams
                     mapped[key] = String(metricsPorts[service.name] ?? freePort())
                 } else if value.hasPrefix("redis://redis:6379/") {
                     mapped[key] = environment.redisURL(db: 6)
+                } else if value.contains("@postgres:5432/"), let user = URLComponents(string: value)?.user, user != "sluice",
+                          var own = URLComponents(string: databaseURL) {
+                    // A function logs in as its own role (`migrate --roles` makes it), on the test's database.
+                    #expect(user == Manifest.databaseRole(for: service.name), "\(service.name): \(user)")
+                    own.user = user
+                    own.password = URLComponents(string: value)?.password
+                    mapped[key] = own.string
                 } else if value.contains("@postgres:5432/") {
                     mapped[key] = databaseURL
                 } else if value == "/app/functions" {
@@ -190,6 +197,10 @@ import Yams
                 }
                 let rows = try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = \(job)::uuid")
                 #expect(rows.scalar == String(workload.expected["loaded"]!))
+                // Every stage that wrote did so as its own role, not as the owner.
+                let users = Set(try await clients.postgres.query(
+                    "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = current_database() AND usename IS NOT NULL").decode(String.self))
+                for name in ["ingest", "load", "jobs", "enrich"] { #expect(users.contains("sluice_\(name)"), "\(name): \(users.sorted())") }
 
                 // The trace followed the upload through every stream hop, each stage its own process.
                 #expect(jsonLogLines(processes["ingest"]!.log).contains { $0["msg"] == "upload received" && $0["trace"] == trace && $0["job"] == job })
