@@ -16,10 +16,12 @@ public struct DatastorePeers: Sendable, Equatable {
     /// PostgreSQL: by default the pods labelled `app.kubernetes.io/name: postgresql` beside Sluice.
     public var postgres: Peer
 
-    /// The defaults' labels (those of the common Helm charts).
+    /// The default labels of Redis' pods (those of the common Helm charts).
     public static let defaultRedisLabels = ["app.kubernetes.io/name": "redis"]
+    /// The default labels of PostgreSQL's pods (those of the common Helm charts).
     public static let defaultPostgresLabels = ["app.kubernetes.io/name": "postgresql"]
 
+    /// The data stores; by default their pods with the Helm charts' labels, beside Sluice.
     public init(redis: Peer = .pods(labels: DatastorePeers.defaultRedisLabels, namespace: nil),
                 postgres: Peer = .pods(labels: DatastorePeers.defaultPostgresLabels, namespace: nil)) {
         self.redis = redis
@@ -30,7 +32,9 @@ public struct DatastorePeers: Sendable, Equatable {
     public struct InvalidPeer: Error, Sendable, CustomStringConvertible {
         /// Always `invalid_datastore_peer`.
         public let code = "invalid_datastore_peer"
+        /// What was wrong with the value given.
         public var message: String
+        /// The code and the message.
         public var description: String { "\(code): \(message)" }
     }
 

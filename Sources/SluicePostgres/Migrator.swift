@@ -3,8 +3,9 @@ import Logging
 /// Applies ``Migration``s under a PostgreSQL advisory lock, so that several processes
 /// starting together are safe: one applies, the others wait and then find nothing to do.
 public struct Migrator: Sendable {
-    /// The advisory lock key (`'sluice'` as an integer).
-    static let lockKey: Int64 = 7308044066418992485
+    /// The advisory lock key (`'sluice'` as an integer). Whatever else changes the schema's
+    /// catalog (the roles' privileges) takes it too, so the two never race.
+    public static let lockKey: Int64 = 7308044066418992485
 
     let pool: PostgresPool
     let migrations: [Migration]

@@ -6,8 +6,8 @@ import SluicePostgres
 /// in ``FunctionGrants`` (`sluice migrate --roles`).
 ///
 /// Run by the role that owns the schema (the one that runs the migrations; it needs
-/// `CREATEROLE`, or to be a superuser). Everything happens in one transaction under an advisory
-/// lock: a role's privileges are revoked and granted again atomically, so running it again —
+/// `CREATEROLE`, or to be a superuser). Everything happens in one transaction under the migrations'
+/// advisory lock: a role's privileges are revoked and granted again atomically, so running it again —
 /// or twice at once — never leaves a function without what it needs, and a privilege removed from
 /// the table is removed from the role.
 ///
@@ -37,7 +37,7 @@ public struct DatabaseRoles: Sendable {
 
     /// Why the roles could not be applied.
     public struct Failure: Error, Sendable, CustomStringConvertible {
-        /// Stable codes.
+        /// Stable codes, as `code` reads.
         public enum Code: String, Sendable {
             /// A role name PostgreSQL cannot hold (over 63 bytes).
             case invalidName = "role_invalid_name"
@@ -45,14 +45,15 @@ public struct DatabaseRoles: Sendable {
             case missingTable = "role_missing_table"
         }
 
+        /// What went wrong.
         public var code: Code
+        /// Which role, table or function; never a password.
         public var message: String
 
+        /// The code and the message.
         public var description: String { "\(code.rawValue): \(message)" }
     }
 
-    /// The advisory lock that serialises runs (`'sluiceroles'` read as an integer, truncated).
-    static let lockKey: Int64 = 7308044066418992486
 
     /// The role name of function `function` (``Manifest/databaseRole(for:)``).
     public static func roleName(for function: String) -> String { Manifest.databaseRole(for: function) }
@@ -75,7 +76,8 @@ public struct DatabaseRoles: Sendable {
             throw Failure(code: .invalidName, message: "the role name for function '\(role.function)' is longer than 63 bytes")
         }
         let created: [String] = try await pool.withTransaction { connection in
-            try connection.query("SELECT pg_advisory_xact_lock(\(Self.lockKey)::bigint)")
+            // The migrations' lock: runs of this, and migrations, one at a time.
+            try connection.query("SELECT pg_advisory_xact_lock(\(Migrator.lockKey)::bigint)")
             let database = try connection.query("SELECT current_database()").scalar(String.self) ?? ""
             let existingTables = Set(try connection.query(
                 "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'").decode(String.self))
