@@ -40,7 +40,7 @@ extension JobStore {
             -- The dataset a job's records belong to (NULL: events, for jobs from before).
             ALTER TABLE jobs ADD COLUMN dataset text;
             """),
-        Migration(version: 15, name: "function roles", sql: """
+        Migration(version: 16, name: "function roles", sql: """
             -- A job's status under a share lock, for load's transaction: FOR SHARE needs the UPDATE
             -- privilege, which load's own role (``DatabaseRoles``) must not have. Runs as the
             -- schema's owner; only the roles granted EXECUTE may call it.
