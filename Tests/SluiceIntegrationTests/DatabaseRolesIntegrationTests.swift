@@ -54,6 +54,20 @@ struct DatabaseRolesIntegrationTests {
         async let second = DatabaseRoles(pool: PostgresPool(url: ownerURL, threadPool: threadPool, maxConnections: 1), logger: logger).apply(roles)
         _ = try await (first, second)
         #expect(try await DatabaseRoles(pool: owner, logger: logger).apply(roles).isEmpty)
+        // A privilege granted by hand is taken back on the next run.
+        try await owner.query("GRANT SELECT ON consents TO sluice_enrich")
+        try await owner.query("GRANT UPDATE (status) ON jobs TO sluice_load")
+        try await DatabaseRoles(pool: owner, logger: logger).apply(roles)
+        #expect(try await owner.query("SELECT has_table_privilege('sluice_enrich', 'consents', 'SELECT')").scalar(Bool.self) == false)
+        #expect(try await owner.query("SELECT has_any_column_privilege('sluice_load', 'jobs', 'UPDATE')").scalar(Bool.self) == false)
+        // A run that finds every privilege in place changes no table's catalog row (so it cannot
+        // collide with DDL running beside it).
+        let catalogRows: PostgresQuery = """
+            SELECT string_agg(xmin::text, ',' ORDER BY oid) FROM pg_class WHERE relnamespace IN ('public'::regnamespace, 'datasets'::regnamespace)
+            """
+        let before = try await owner.query(catalogRows).scalar
+        try await DatabaseRoles(pool: owner, logger: logger).apply(roles)
+        #expect(try await owner.query(catalogRows).scalar == before)
         // Each may log in with its password (stored as a SCRAM verifier, never as given).
         let logins = try await owner.query("""
             SELECT count(*) FROM pg_authid WHERE rolname = ANY(\(roles.map(\.name))::text[]) AND rolcanlogin AND rolpassword LIKE 'SCRAM-SHA-256$%'

@@ -109,7 +109,7 @@ public struct DatabaseRoles: Sendable {
                 for table in mine { try connection.query("ALTER TABLE datasets.\(identifier: table) OWNER TO \(identifier: owner)") }
             }
             try connection.query("DROP FUNCTION pg_temp.sluice_set_login(text, text)")
-            try connection.query("DROP FUNCTION pg_temp.sluice_grant_execute(oid, text)")
+            try connection.query("DROP FUNCTION pg_temp.sluice_execute(oid, text, boolean)")
             return created
         }
         for name in created { logger.info("database role created", metadata: ["role": .string(name)]) }
@@ -118,7 +118,7 @@ public struct DatabaseRoles: Sendable {
 
     /// Session functions for what cannot take bound parameters: a role's login and password (a
     /// password cannot be a parameter of `ALTER ROLE`, so the server quotes it with `format('%L')`
-    /// and no statement Sluice sends holds it) and `GRANT EXECUTE` on a function.
+    /// and no statement Sluice sends holds it) and `GRANT` / `REVOKE EXECUTE` on a function.
     static func defineSetLogin(on connection: PostgresConnection) throws {
         try connection.query("""
             CREATE OR REPLACE FUNCTION pg_temp.sluice_set_login(role_name text, secret text) RETURNS void
@@ -129,72 +129,155 @@ public struct DatabaseRoles: Sendable {
             """)
         // A function's signature is not an identifier: the server writes it from the oid.
         try connection.query("""
-            CREATE OR REPLACE FUNCTION pg_temp.sluice_grant_execute(function oid, role_name text) RETURNS void
+            CREATE OR REPLACE FUNCTION pg_temp.sluice_execute(function oid, role_name text, allow boolean) RETURNS void
             LANGUAGE plpgsql AS $$
             BEGIN
-                EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', function::regprocedure, role_name);
+                IF allow THEN
+                    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', function::regprocedure, role_name);
+                ELSE
+                    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %I', function::regprocedure, role_name);
+                END IF;
             END $$
             """)
     }
 
-    /// Revokes what `role` holds on the schema's tables and grants `grants`.
+    /// One privilege a role holds on a relation (on one of its columns when `column` is set).
+    struct Held: Hashable {
+        var schema: String
+        var relation: String
+        var column: String?
+        var privilege: String
+    }
+
+    /// The privileges `role` was granted by name (not through PUBLIC) on the relations of schemas
+    /// `public` and `datasets` it does not own, table-level and column-level.
+    static func held(by role: String, on connection: PostgresConnection) throws -> Set<Held> {
+        let relations = try connection.query("""
+            SELECT n.nspname::text, c.relname::text, a.privilege_type
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
+            WHERE n.nspname IN ('public', 'datasets') AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = \(role))
+              AND c.relowner <> a.grantee
+            """).decode((String, String, String).self)
+        let columns = try connection.query("""
+            SELECT n.nspname::text, c.relname::text, att.attname::text, a.privilege_type
+            FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            CROSS JOIN LATERAL aclexplode(att.attacl) a
+            WHERE n.nspname IN ('public', 'datasets') AND NOT att.attisdropped
+              AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = \(role)) AND c.relowner <> a.grantee
+            """).decode((String, String, String, String).self)
+        return Set(relations.map { Held(schema: $0.0, relation: $0.1, column: nil, privilege: $0.2) }
+                   + columns.map { Held(schema: $0.0, relation: $0.1, column: $0.2, privilege: $0.3) })
+    }
+
+    /// The privilege keywords a statement may name: those PostgreSQL reports for tables and
+    /// sequences. Anything else is revoked as `ALL`.
+    static let keywords: [String: PostgresQuery] = [
+        "SELECT": "SELECT", "INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE", "TRUNCATE": "TRUNCATE",
+        "REFERENCES": "REFERENCES", "TRIGGER": "TRIGGER", "USAGE": "USAGE",
+    ]
+
+    /// `GRANT` (or `REVOKE`) of one held privilege.
+    static func statement(_ grant: Bool, _ item: Held, kind: String, role: String) -> PostgresQuery {
+        let privilege = keywords[item.privilege] ?? "ALL"
+        let columns: PostgresQuery = item.column.map { " (\(identifier: $0))" } ?? ""
+        let object: PostgresQuery = kind == "S" ? "SEQUENCE" : "TABLE"
+        return grant
+            ? "GRANT \(privilege)\(columns) ON \(object) \(identifier: item.schema).\(identifier: item.relation) TO \(identifier: role)"
+            : "REVOKE \(privilege)\(columns) ON \(object) \(identifier: item.schema).\(identifier: item.relation) FROM \(identifier: role)"
+    }
+
+    /// Sets what `role` holds to `grants`, changing only what differs: a run that finds every
+    /// privilege in place touches no table's catalog row (so it cannot collide with other DDL).
     static func grant(_ grants: FunctionGrants, to role: String, database: String, tables existing: Set<String>,
                       datasetSchema: Bool, datasetOwners: [String], on connection: PostgresConnection) throws {
-        // Table privileges revoke their column privileges too.
-        try connection.query("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM \(identifier: role)")
-        try connection.query("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM \(identifier: role)")
-        try connection.query("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM \(identifier: role)")
-        for function in grants.functions {
-            // A fixed signature from ``FunctionGrants``, read by the server as a name.
-            let name = try connection.query("SELECT to_regprocedure(\("public." + function))::oid::text").scalar(String.self)
-            guard let name else { throw Failure(code: .missingTable, message: "the function '\(function)' does not exist: run the migrations first") }
-            try connection.query("SELECT pg_temp.sluice_grant_execute(\(name)::oid, \(role))")
-        }
-        try connection.query("GRANT CONNECT, TEMPORARY ON DATABASE \(identifier: database) TO \(identifier: role)")
-        try connection.query("GRANT USAGE ON SCHEMA public TO \(identifier: role)")
+        // What the role should hold on relations: tables, their columns, the sequences of the
+        // tables it inserts into, and every dataset's table (events and schema datasets).
+        var wanted = Set<Held>()
         var tables = grants.tables
         if !grants.datasets.isEmpty { tables.append(.init("events", grants.datasets)) }
         for table in tables {
             guard existing.contains(table.name) else {
                 throw Failure(code: .missingTable, message: "the table '\(table.name)' does not exist: run the migrations first")
             }
-            let privileges = table.privileges.sorted().map { PostgresQuery(stringLiteral: $0.rawValue) }
-            for privilege in privileges {
+            for privilege in table.privileges {
                 if let columns = table.columns {
-                    let list = columns.map { (name: String) -> PostgresQuery in "\(identifier: name)" }.joined(separator: ", ")
-                    try connection.query("GRANT \(privilege) (\(list)) ON TABLE public.\(identifier: table.name) TO \(identifier: role)")
+                    for column in columns { wanted.insert(Held(schema: "public", relation: table.name, column: column, privilege: privilege.rawValue)) }
                 } else {
-                    try connection.query("GRANT \(privilege) ON TABLE public.\(identifier: table.name) TO \(identifier: role)")
+                    wanted.insert(Held(schema: "public", relation: table.name, column: nil, privilege: privilege.rawValue))
                 }
             }
             if table.privileges.contains(.insert) {
-                // The sequences of its serial columns.
                 let sequences = try connection.query("""
                     SELECT s.relname::text FROM pg_class s
                     JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype IN ('a', 'i')
                     WHERE s.relkind = 'S' AND d.refobjid = to_regclass(\("public." + table.name))
                     """).decode(String.self)
-                for sequence in sequences {
-                    try connection.query("GRANT USAGE ON SEQUENCE public.\(identifier: sequence) TO \(identifier: role)")
-                }
+                for sequence in sequences { wanted.insert(Held(schema: "public", relation: sequence, column: nil, privilege: "USAGE")) }
             }
         }
+        if datasetSchema, !grants.datasets.isEmpty {
+            let datasetTables = try connection.query("""
+                SELECT tablename::text FROM pg_tables WHERE schemaname = 'datasets' AND tableowner <> \(role)
+                """).decode(String.self)
+            for table in datasetTables {
+                for privilege in grants.datasets { wanted.insert(Held(schema: "datasets", relation: table, column: nil, privilege: privilege.rawValue)) }
+            }
+        }
+        let kinds = Dictionary(try connection.query("""
+            SELECT n.nspname::text || '.' || c.relname::text, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname IN ('public', 'datasets')
+            """).decode((String, String).self), uniquingKeysWith: { first, _ in first })
+        func kind(_ item: Held) -> String { kinds["\(item.schema).\(item.relation)"] ?? "r" }
+        // Revoke what it should not hold (a table-level revoke also takes that privilege's column
+        // grants, so read again before granting).
+        for item in try held(by: role, on: connection).subtracting(wanted).sorted(by: { "\($0)" < "\($1)" }) {
+            try connection.query(statement(false, item, kind: kind(item), role: role))
+        }
+        for item in wanted.subtracting(try held(by: role, on: connection)).sorted(by: { "\($0)" < "\($1)" }) {
+            try connection.query(statement(true, item, kind: kind(item), role: role))
+        }
+        // Functions, by their oids.
+        let wantedFunctions = Set(try grants.functions.map { function -> String in
+            guard let oid = try connection.query("SELECT to_regprocedure(\("public." + function))::oid::text").scalar(String?.self) ?? nil else {
+                throw Failure(code: .missingTable, message: "the function '\(function)' does not exist: run the migrations first")
+            }
+            return oid
+        })
+        let heldFunctions = Set(try connection.query("""
+            SELECT p.oid::text FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) a
+            WHERE p.pronamespace = 'public'::regnamespace AND a.privilege_type = 'EXECUTE'
+              AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = \(role)) AND p.proowner <> a.grantee
+            """).decode(String.self))
+        for oid in heldFunctions.subtracting(wantedFunctions).sorted() {
+            try connection.query("SELECT pg_temp.sluice_execute(\(oid)::oid, \(role), false)")
+        }
+        for oid in wantedFunctions.subtracting(heldFunctions).sorted() {
+            try connection.query("SELECT pg_temp.sluice_execute(\(oid)::oid, \(role), true)")
+        }
+        // The database and the schemas, when missing.
+        if try connection.query("SELECT has_database_privilege(\(role), current_database(), 'CONNECT') AND has_database_privilege(\(role), current_database(), 'TEMPORARY')").scalar(Bool.self) != true {
+            try connection.query("GRANT CONNECT, TEMPORARY ON DATABASE \(identifier: database) TO \(identifier: role)")
+        }
+        if try connection.query("SELECT has_schema_privilege(\(role), 'public', 'USAGE')").scalar(Bool.self) != true {
+            try connection.query("GRANT USAGE ON SCHEMA public TO \(identifier: role)")
+        }
         guard datasetSchema else { return }
-        try connection.query("REVOKE ALL ON ALL TABLES IN SCHEMA datasets FROM \(identifier: role)")
-        try connection.query("REVOKE ALL ON SCHEMA datasets FROM \(identifier: role)")
+        let usage = grants.ownsDatasetTables || !grants.datasets.isEmpty
+        let create = grants.ownsDatasetTables
+        let hasUsage = try connection.query("SELECT has_schema_privilege(\(role), 'datasets', 'USAGE')").scalar(Bool.self) == true
+        let hasCreate = try connection.query("SELECT has_schema_privilege(\(role), 'datasets', 'CREATE')").scalar(Bool.self) == true
+        if hasCreate && !create { try connection.query("REVOKE CREATE ON SCHEMA datasets FROM \(identifier: role)") }
+        if hasUsage && !usage { try connection.query("REVOKE USAGE ON SCHEMA datasets FROM \(identifier: role)") }
+        if create && !hasCreate { try connection.query("GRANT CREATE ON SCHEMA datasets TO \(identifier: role)") }
+        if usage && !hasUsage { try connection.query("GRANT USAGE ON SCHEMA datasets TO \(identifier: role)") }
+        // Tables made later: default privileges of whoever creates them (pg_default_acl only).
         let granters: [PostgresQuery] = ["CURRENT_USER"] + datasetOwners.map { "\(identifier: $0)" }
+        let privileges = grants.datasets.sorted().map { PostgresQuery(stringLiteral: $0.rawValue) }.joined(separator: ", ")
         for granter in granters where granter != "\(identifier: role)" {
             try connection.query("ALTER DEFAULT PRIVILEGES FOR ROLE \(granter) IN SCHEMA datasets REVOKE ALL ON TABLES FROM \(identifier: role)")
-        }
-        if grants.ownsDatasetTables {
-            try connection.query("GRANT USAGE, CREATE ON SCHEMA datasets TO \(identifier: role)")
-        }
-        guard !grants.datasets.isEmpty else { return }
-        if !grants.ownsDatasetTables { try connection.query("GRANT USAGE ON SCHEMA datasets TO \(identifier: role)") }
-        let privileges = grants.datasets.sorted().map { PostgresQuery(stringLiteral: $0.rawValue) }.joined(separator: ", ")
-        try connection.query("GRANT \(privileges) ON ALL TABLES IN SCHEMA datasets TO \(identifier: role)")
-        for granter in granters where granter != "\(identifier: role)" {
-            try connection.query("ALTER DEFAULT PRIVILEGES FOR ROLE \(granter) IN SCHEMA datasets GRANT \(privileges) ON TABLES TO \(identifier: role)")
+            if !grants.datasets.isEmpty {
+                try connection.query("ALTER DEFAULT PRIVILEGES FOR ROLE \(granter) IN SCHEMA datasets GRANT \(privileges) ON TABLES TO \(identifier: role)")
+            }
         }
     }
 }
