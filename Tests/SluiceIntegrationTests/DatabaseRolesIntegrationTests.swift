@@ -189,6 +189,17 @@ struct DatabaseRolesIntegrationTests {
         #expect(try await DatasetStore(pool: pools["ingest"]!).register(grown, origin: "api").changes.count == 1)
         try await pools["load"]!.query("INSERT INTO \(table) (order_id, total, received_at) VALUES ('o-2', 1.5, now())")
         await Self.refused(pools["ingest"]!, "CREATE SCHEMA elsewhere")
+        // A dataset declared in a file may name a table in a schema of its own: the next run of
+        // the roles reaches it too.
+        let schema = "roles_\(UUID().uuidString.prefix(8).lowercased())"
+        let declared = try DatasetSpec(json: ["name": .string("\(name)_file"), "table": .string("\(schema).orders"),
+                                              "fields": [["name": "order_id", "type": "string", "required": true]], "key": ["order_id"]])
+        try await DatasetStore(pool: owner).register(declared, origin: "file")
+        await Self.refused(load, "INSERT INTO \(identifier: schema).orders (order_id, received_at) VALUES ('o-1', now())")
+        try await DatabaseRoles(pool: owner, logger: logger).apply(roles)
+        try await load.query("INSERT INTO \(identifier: schema).orders (order_id, received_at) VALUES ('o-1', now())")
+        #expect(try await pools["warehouse"]!.query("SELECT count(*) FROM \(identifier: schema).orders").scalar == "1")
+        await Self.refused(enrich, "SELECT count(*) FROM \(identifier: schema).orders")
         try await threadPool.shutdownGracefully()
     }
 }

@@ -7,11 +7,12 @@ import SluicePostgres
 ///
 /// Run by the role that owns the schema (the one that runs the migrations; it needs
 /// `CREATEROLE`, or to be a superuser). Everything happens in one transaction under the migrations'
-/// advisory lock: a role's privileges are revoked and granted again atomically, so running it again —
-/// or twice at once — never leaves a function without what it needs, and a privilege removed from
-/// the table is removed from the role.
+/// advisory lock, and changes only what differs (extras revoked, what is missing granted), so
+/// running it again — or twice at once — never leaves a function without what it needs, and a
+/// privilege removed from the table is removed from the role.
 ///
-/// Datasets' tables: `events` and every table of schema `datasets`. The role of a function whose
+/// Datasets' tables: `events`, every table of schema `datasets` and every table the catalog names
+/// (a dataset declared in a file may name `schema.table`). The role of a function whose
 /// handler creates them at run time (ingest) owns them and may create tables in `datasets`; the
 /// other roles reach them, present and future, through default privileges.
 public struct DatabaseRoles: Sendable {
@@ -82,6 +83,7 @@ public struct DatabaseRoles: Sendable {
             let existingTables = Set(try connection.query(
                 "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'").decode(String.self))
             let hasDatasetSchema = try connection.query("SELECT to_regnamespace('datasets') IS NOT NULL").scalar(Bool.self) ?? false
+            let catalog = try DatasetStore.readAll(on: connection).map { [$0.table.schema, $0.table.name] }
             try Self.defineSetLogin(on: connection)
             var created: [String] = []
             for role in roles {
@@ -100,7 +102,7 @@ public struct DatabaseRoles: Sendable {
             for owner in owners { try connection.query("GRANT \(identifier: owner) TO CURRENT_USER") }
             for role in roles {
                 try Self.grant(FunctionGrants.forHandler(role.handler), to: role.name, database: database, tables: existingTables,
-                               datasetSchema: hasDatasetSchema, datasetOwners: owners, on: connection)
+                               datasetSchema: hasDatasetSchema, catalog: catalog, datasetOwners: owners, on: connection)
             }
             if hasDatasetSchema, let owner = owners.first {
                 let mine = try connection.query("""
@@ -149,20 +151,20 @@ public struct DatabaseRoles: Sendable {
         var privilege: String
     }
 
-    /// The privileges `role` was granted by name (not through PUBLIC) on the relations of schemas
-    /// `public` and `datasets` it does not own, table-level and column-level.
-    static func held(by role: String, on connection: PostgresConnection) throws -> Set<Held> {
+    /// The privileges `role` was granted by name (not through PUBLIC) on the relations of
+    /// `schemas` it does not own, table-level and column-level.
+    static func held(by role: String, in schemas: [String], on connection: PostgresConnection) throws -> Set<Held> {
         let relations = try connection.query("""
             SELECT n.nspname::text, c.relname::text, a.privilege_type
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
-            WHERE n.nspname IN ('public', 'datasets') AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = \(role))
+            WHERE n.nspname = ANY(\(schemas)::text[]) AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = \(role))
               AND c.relowner <> a.grantee
             """).decode((String, String, String).self)
         let columns = try connection.query("""
             SELECT n.nspname::text, c.relname::text, att.attname::text, a.privilege_type
             FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             CROSS JOIN LATERAL aclexplode(att.attacl) a
-            WHERE n.nspname IN ('public', 'datasets') AND NOT att.attisdropped
+            WHERE n.nspname = ANY(\(schemas)::text[]) AND NOT att.attisdropped
               AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = \(role)) AND c.relowner <> a.grantee
             """).decode((String, String, String, String).self)
         return Set(relations.map { Held(schema: $0.0, relation: $0.1, column: nil, privilege: $0.2) }
@@ -189,7 +191,8 @@ public struct DatabaseRoles: Sendable {
     /// Sets what `role` holds to `grants`, changing only what differs: a run that finds every
     /// privilege in place touches no table's catalog row (so it cannot collide with other DDL).
     static func grant(_ grants: FunctionGrants, to role: String, database: String, tables existing: Set<String>,
-                      datasetSchema: Bool, datasetOwners: [String], on connection: PostgresConnection) throws {
+                      datasetSchema: Bool, catalog: [[String]], datasetOwners: [String], on connection: PostgresConnection) throws {
+        let schemas = Array(Set(["public", "datasets"] + catalog.map { $0[0] })).sorted()
         // What the role should hold on relations: tables, their columns, the sequences of the
         // tables it inserts into, and every dataset's table (events and schema datasets).
         var wanted = Set<Held>()
@@ -215,25 +218,34 @@ public struct DatabaseRoles: Sendable {
                 for sequence in sequences { wanted.insert(Held(schema: "public", relation: sequence, column: nil, privilege: "USAGE")) }
             }
         }
-        if datasetSchema, !grants.datasets.isEmpty {
-            let datasetTables = try connection.query("""
-                SELECT tablename::text FROM pg_tables WHERE schemaname = 'datasets' AND tableowner <> \(role)
-                """).decode(String.self)
-            for table in datasetTables {
-                for privilege in grants.datasets { wanted.insert(Held(schema: "datasets", relation: table, column: nil, privilege: privilege.rawValue)) }
+        if !grants.datasets.isEmpty {
+            let named = Set(catalog)
+            let candidates = try connection.query("""
+                SELECT schemaname::text, tablename::text FROM pg_tables WHERE schemaname = ANY(\(schemas)::text[]) AND tableowner <> \(role)
+                """).decode((String, String).self)
+            for (schema, table) in candidates where schema == "datasets" || named.contains([schema, table]) {
+                for privilege in grants.datasets { wanted.insert(Held(schema: schema, relation: table, column: nil, privilege: privilege.rawValue)) }
+            }
+            // The schemas of tables a file named elsewhere.
+            for schema in Set(catalog.map { $0[0] }).subtracting(["public", "datasets"]).sorted() {
+                let quoted = DatasetStore.identifierText(schema)
+                guard try connection.query("SELECT to_regnamespace(\(quoted)) IS NOT NULL").scalar(Bool.self) == true else { continue }
+                if try connection.query("SELECT has_schema_privilege(\(role), \(schema), 'USAGE')").scalar(Bool.self) != true {
+                    try connection.query("GRANT USAGE ON SCHEMA \(identifier: schema) TO \(identifier: role)")
+                }
             }
         }
         let kinds = Dictionary(try connection.query("""
             SELECT n.nspname::text || '.' || c.relname::text, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname IN ('public', 'datasets')
+            WHERE n.nspname = ANY(\(schemas)::text[])
             """).decode((String, String).self), uniquingKeysWith: { first, _ in first })
         func kind(_ item: Held) -> String { kinds["\(item.schema).\(item.relation)"] ?? "r" }
         // Revoke what it should not hold (a table-level revoke also takes that privilege's column
         // grants, so read again before granting).
-        for item in try held(by: role, on: connection).subtracting(wanted).sorted(by: { "\($0)" < "\($1)" }) {
+        for item in try held(by: role, in: schemas, on: connection).subtracting(wanted).sorted(by: { "\($0)" < "\($1)" }) {
             try connection.query(statement(false, item, kind: kind(item), role: role))
         }
-        for item in wanted.subtracting(try held(by: role, on: connection)).sorted(by: { "\($0)" < "\($1)" }) {
+        for item in wanted.subtracting(try held(by: role, in: schemas, on: connection)).sorted(by: { "\($0)" < "\($1)" }) {
             try connection.query(statement(true, item, kind: kind(item), role: role))
         }
         // Functions, by their oids.
