@@ -3,7 +3,8 @@ import Sluice
 /// Least privilege on the network: who may talk to whom.
 ///
 /// - Every pod of Sluice starts with no traffic in or out (`sluice-default-deny`).
-/// - Every pod may resolve names and reach Redis (6379) and PostgreSQL (5432), wherever they run.
+/// - Every pod may resolve names and reach Redis (6379) and PostgreSQL (5432) of the data stores'
+///   pods or addresses only (``DatastorePeers``), never any address.
 /// - Only the gateway takes traffic from anywhere, on its HTTP port; the other HTTP functions take
 ///   it from the gateway's pods only. Stream functions take none but the metrics scrape.
 /// - `/metrics` (port 9090) is open to pods labelled `app.kubernetes.io/name: prometheus`, in any
@@ -55,13 +56,26 @@ extension DeploymentRenderer {
         ["ipBlock": ["cidr": "::/0", "except": ["::1/128", "fc00::/7", "fe80::/10"]]],
     ]
 
+    /// A data store as a policy's `to`: its pods (in its namespace when named) or its addresses.
+    static func peers(_ peer: DatastorePeers.Peer) -> YAMLValue {
+        switch peer {
+        case .pods(let labels, let namespace):
+            let selector: YAMLValue = ["matchLabels": .map(labels.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })]
+            guard let namespace else { return [["podSelector": selector]] }
+            return [["namespaceSelector": ["matchLabels": ["kubernetes.io/metadata.name": .string(namespace)]], "podSelector": selector]]
+        case .addresses(let ranges):
+            return .list(ranges.map { ["ipBlock": ["cidr": .string($0)]] })
+        }
+    }
+
     /// Every NetworkPolicy (see the type's documentation).
     func networkPolicies() -> [YAMLValue] {
         var policies: [YAMLValue] = [
             Self.policy("sluice-default-deny", pods: Self.partOf, types: ["Ingress", "Egress"]),
             Self.policy("sluice-datastores", pods: Self.partOf, types: ["Egress"], egress: [
                 ["ports": [["protocol": "UDP", "port": 53], Self.tcp(53)]],
-                ["ports": [Self.tcp(6379), Self.tcp(5432)]],
+                ["to": Self.peers(datastores.redis), "ports": [Self.tcp(6379)]],
+                ["to": Self.peers(datastores.postgres), "ports": [Self.tcp(5432)]],
             ]),
             Self.policy("sluice-metrics", pods: Self.partOf, types: ["Ingress"], ingress: [[
                 "from": [["namespaceSelector": [:], "podSelector": ["matchLabels": ["app.kubernetes.io/name": "prometheus"]]]],

@@ -12,6 +12,8 @@ public struct DeploymentRenderer: Sendable {
     /// The functions, in a stable order.
     public var manifests: [Manifest]
     public var keys = StreamKeys()
+    /// Where the NetworkPolicies let the pods reach Redis and PostgreSQL.
+    public var datastores = DatastorePeers()
 
     /// The port every function's container listens on.
     public static let port = 8080
@@ -25,8 +27,11 @@ public struct DeploymentRenderer: Sendable {
     /// The Secrets the operator creates, one per concern, each given only to the containers that
     /// need it (the Secrets are referenced, never rendered).
     public enum SecretConcern: String, Sendable, CaseIterable {
-        /// `SLUICE_REDIS_URL`, `SLUICE_REDIS_PASSWORD` (also KEDA's), `SLUICE_DATABASE_URL`: every function and the migration.
+        /// `SLUICE_REDIS_URL`, `SLUICE_REDIS_PASSWORD` (also KEDA's): every function.
         case datastores
+        /// `SLUICE_DATABASE_URL` of the role that owns the schema (and may create roles): the
+        /// migration only. Each function has its own role's URL in ``databaseSecretName(for:)``.
+        case database
         /// `SLUICE_JWT_SECRET` or `SLUICE_JWT_PUBLIC_KEY` / `SLUICE_JWT_JWKS_URL`, `SLUICE_JWT_ISSUER`,
         /// `SLUICE_JWT_AUDIENCE`, `SLUICE_GATEWAY_SIGNING_KEY`: the gateway only.
         case gateway
@@ -60,6 +65,16 @@ public struct DeploymentRenderer: Sendable {
         if sendingHandlers.contains(manifest.handler) { concerns.append(.delivery) }
         return concerns
     }
+    /// The Secret holding function `manifest`'s own database credentials: `SLUICE_DATABASE_URL`
+    /// (as its role, `sluice_NAME`) and `SLUICE_DATABASE_PASSWORD` (the role's password, which
+    /// the migration sets).
+    public static func databaseSecretName(for manifest: Manifest) -> String { "sluice-db-\(manifest.name)" }
+
+    /// `SLUICE_ROLE_PASSWORD_NAME`: how `sluice migrate --roles` is given function `name`'s password.
+    public static func rolePasswordVariable(_ name: String) -> String {
+        "SLUICE_ROLE_PASSWORD_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
     /// HTTP functions wait this long after being told to stop, so that endpoints and load
     /// balancers stop sending before the server closes.
     public static let preStopSeconds = 5
@@ -121,7 +136,8 @@ extension DeploymentRenderer {
     /// `sluice render k8s`: every object as one multi-document YAML file.
     public func kubernetes() -> String {
         YAMLDocument.render(kubernetesObjects(), header: Self.header + "\nApply with: kubectl apply -n NAMESPACE -f k8s.yaml (after creating the Secrets "
-            + SecretConcern.allCases.map(\.secretName).joined(separator: ", ") + "; see docs/deploying.md).")
+            + SecretConcern.allCases.map(\.secretName).joined(separator: ", ")
+            + " and sluice-db-FUNCTION for each function; see docs/deploying.md).")
     }
 
     static func metadata(_ name: String, component: String) -> YAMLValue {
@@ -155,9 +171,10 @@ extension DeploymentRenderer {
         ]
     }
 
-    func environmentSources(_ concerns: [SecretConcern]) -> YAMLValue {
+    func environmentSources(_ concerns: [SecretConcern], functionSecret: String? = nil) -> YAMLValue {
         .list([["configMapRef": ["name": .string(Self.configMapName)]]]
-              + concerns.map { ["secretRef": ["name": .string($0.secretName)]] })
+              + concerns.map { ["secretRef": ["name": .string($0.secretName)]] }
+              + (functionSecret.map { [["secretRef": ["name": .string($0)]]] } ?? []))
     }
 
     static let podSecurity: YAMLValue = [
@@ -185,13 +202,13 @@ extension DeploymentRenderer {
     }
 
     func container(name: String, arguments: [String], settings: DeploySettings, probes: Bool, preStop: Bool,
-                   secrets: [SecretConcern], environment: [YAMLValue] = []) -> YAMLValue {
+                   secrets: [SecretConcern], functionSecret: String? = nil, environment: [YAMLValue] = []) -> YAMLValue {
         var fields: [(String, YAMLValue)] = [
             ("name", .string(name)),
             ("image", .string(image)),
             ("imagePullPolicy", "IfNotPresent"),
             ("args", .list(arguments.map { .string($0) })),
-            ("envFrom", environmentSources(secrets)),
+            ("envFrom", environmentSources(secrets, functionSecret: functionSecret)),
             ("resources", Self.resources(settings)),
             ("securityContext", Self.containerSecurity),
             ("volumeMounts", [["name": "tmp", "mountPath": "/tmp"]]),
@@ -239,8 +256,16 @@ extension DeploymentRenderer {
                 "ttlSecondsAfterFinished": 600,
                 "template": [
                     "metadata": ["labels": Self.labels("migrate")],
-                    "spec": podSpec(containers: [container(name: "migrate", arguments: ["migrate"], settings: DeploySettings(),
-                                                           probes: false, preStop: false, secrets: [.datastores])],
+                    // The owner's credentials, and every function's role password to set (a role
+                    // whose Secret is missing is created NOLOGIN).
+                    "spec": podSpec(containers: [container(name: "migrate", arguments: ["migrate", "--roles"], settings: DeploySettings(),
+                                                           probes: false, preStop: false, secrets: [.database],
+                                                           environment: manifests.map { manifest in
+                                                               ["name": .string(Self.rolePasswordVariable(manifest.name)), "valueFrom": ["secretKeyRef": [
+                                                                   "name": .string(Self.databaseSecretName(for: manifest)), "key": "SLUICE_DATABASE_PASSWORD",
+                                                                   "optional": true,
+                                                               ]]]
+                                                           })],
                                     grace: 30, restartPolicy: "OnFailure"),
                 ],
             ],
@@ -265,6 +290,7 @@ extension DeploymentRenderer {
                     ],
                     "spec": podSpec(containers: [container(name: manifest.name, arguments: ["serve", manifest.name], settings: manifest.deploy,
                                                            probes: true, preStop: manifest.servesHTTP, secrets: Self.secrets(for: manifest),
+                                                           functionSecret: Self.databaseSecretName(for: manifest),
                                                            environment: Self.kubernetesEnvironment(for: manifest) + Self.kubernetesSidecarEnvironment(manifest))]
                                         + (Self.hasSidecar(manifest) ? [sidecarContainer(manifest)] : []),
                                     grace: gracePeriod(manifest)),
@@ -376,8 +402,9 @@ extension DeploymentRenderer {
     static func composeVariables(_ concern: SecretConcern) -> [(String, YAMLValue)] {
         switch concern {
         case .datastores:
-            [("SLUICE_REDIS_URL", "redis://redis:6379/0"),
-             ("SLUICE_DATABASE_URL", "postgres://sluice:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@postgres:5432/sluice")]
+            [("SLUICE_REDIS_URL", "redis://redis:6379/0")]
+        case .database:
+            [("SLUICE_DATABASE_URL", "postgres://sluice:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@postgres:5432/sluice")]
         case .gateway:
             // One of the secret, a key set (JWKS) or discovery: the gateway refuses to start without one.
             [("SLUICE_JWT_SECRET", "${SLUICE_JWT_SECRET:-}"),
@@ -400,17 +427,33 @@ extension DeploymentRenderer {
         }
     }
 
+    /// The variable compose takes function `name`'s database password from.
+    static func composePasswordVariable(_ name: String) -> String {
+        "SLUICE_DB_PASSWORD_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// `${SLUICE_DB_PASSWORD_NAME:?…}`: required, as every function logs in as its own role.
+    static func composePassword(_ name: String) -> String {
+        let variable = composePasswordVariable(name)
+        return "${\(variable):?set \(variable)}"
+    }
+
     /// The environment of a service: the settings every process reads, then only the secrets
-    /// its function needs (`manifest` nil: the migration, which needs the datastores alone).
+    /// its function needs and its own database role (`manifest` nil: the migration, which needs
+    /// the owner's credentials and every role's password).
     func composeEnvironment(for manifest: Manifest?) -> YAMLValue {
         var fields: [(String, YAMLValue)] = [
             ("SLUICE_FUNCTIONS_DIR", "/app/functions"),
             ("SLUICE_LOG_LEVEL", "${SLUICE_LOG_LEVEL:-info}"),
             ("SLUICE_METRICS_PORT", .string(String(Self.metricsPort))),
         ]
-        let concerns = manifest.map(Self.secrets(for:)) ?? [.datastores]
+        let concerns = manifest.map(Self.secrets(for:)) ?? [.database]
         for concern in concerns { fields += Self.composeVariables(concern) }
-        guard let manifest else { return .map(fields) }
+        guard let manifest else {
+            for function in manifests { fields.append((Self.rolePasswordVariable(function.name), .string(Self.composePassword(function.name)))) }
+            return .map(fields)
+        }
+        fields.append(("SLUICE_DATABASE_URL", .string("postgres://\(manifest.databaseRole):\(Self.composePassword(manifest.name))@postgres:5432/sluice")))
         fields += Self.composeSidecarEnvironment(manifest)
         if manifest.handler == "gateway" {
             fields += Self.gatewayEnvironment
@@ -435,9 +478,9 @@ extension DeploymentRenderer {
             ("image", .string(image)),
             ("command", ["serve", .string(manifest.name)]),
             ("environment", composeEnvironment(for: manifest)),
-            // Not on `migrate`: each function applies pending migrations itself (under the same
-            // advisory lock) before it is ready, and podman (4.3) cannot start a container that
-            // requires an exited one.
+            // Not on `migrate`: podman (4.3) cannot start a container that requires an exited one.
+            // A function restarts until `migrate --roles` has made its role, and is not ready
+            // until the migrations are applied.
             ("depends_on", [
                 "redis": ["condition": "service_healthy"],
                 "postgres": ["condition": "service_healthy"],
@@ -473,7 +516,7 @@ extension DeploymentRenderer {
             ]),
             ("migrate", .map([
                 ("image", .string(image)),
-                ("command", ["migrate"]),
+                ("command", ["migrate", "--roles"]),
                 ("environment", composeEnvironment(for: nil)),
                 ("depends_on", ["postgres": ["condition": "service_healthy"]]),
                 ("restart", "on-failure"),
@@ -505,8 +548,9 @@ extension DeploymentRenderer {
         ]
         return YAMLDocument.render([document], header: Self.header
             + "\nRun with: docker compose -f compose.yaml up (POSTGRES_PASSWORD, SLUICE_JWT_SECRET, SLUICE_JWT_ISSUER, SLUICE_JWT_AUDIENCE,"
-            + "\nSLUICE_GATEWAY_SIGNING_KEY and SLUICE_GATEWAY_PUBLIC_KEY (from `sluice keys`), SLUICE_PSEUDONYM_KEY and SLUICE_WEBHOOK_SECRET"
-            + "\nin the environment or .env). Each service is given only the secrets its function needs."
+            + "\nSLUICE_GATEWAY_SIGNING_KEY and SLUICE_GATEWAY_PUBLIC_KEY (from `sluice keys`), SLUICE_PSEUDONYM_KEY, SLUICE_WEBHOOK_SECRET"
+            + "\nand SLUICE_DB_PASSWORD_<FUNCTION> for each function in the environment or .env). Each service is given only"
+            + "\nthe secrets its function needs, and logs in to PostgreSQL as its own role (sluice_<function>, made by `migrate --roles`)."
             + "\nRedis keeps an append-only file with appendfsync \(Self.appendFsync): every write Sluice acknowledges is on disk before Redis"
             + "\nanswers, so no accepted event is lost even when the machine fails (everysec can lose about a second; see docs/deploying.md).")
     }

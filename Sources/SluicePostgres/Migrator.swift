@@ -3,8 +3,9 @@ import Logging
 /// Applies ``Migration``s under a PostgreSQL advisory lock, so that several processes
 /// starting together are safe: one applies, the others wait and then find nothing to do.
 public struct Migrator: Sendable {
-    /// The advisory lock key (`'sluice'` as an integer).
-    static let lockKey: Int64 = 7308044066418992485
+    /// The advisory lock key (`'sluice'` as an integer). Whatever else changes the schema's
+    /// catalog (the roles' privileges) takes it too, so the two never race.
+    public static let lockKey: Int64 = 7308044066418992485
 
     let pool: PostgresPool
     let migrations: [Migration]
@@ -33,6 +34,9 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate() async throws -> [Int] {
         let migrations = self.migrations
+        // Nothing to do is found without the lock or any DDL: a function's own role (which may
+        // read the ledger and create nothing) starts against a current schema.
+        if try await isComplete() { return [] }
         let applied: [Int] = try await pool.withConnection { connection in
             // The lock comes first: even CREATE TABLE IF NOT EXISTS races on the catalog.
             try connection.query("SELECT pg_advisory_lock(\(Self.lockKey)::bigint)")
@@ -62,6 +66,14 @@ public struct Migrator: Sendable {
         }
         for version in applied { logger.info("migration applied", metadata: ["version": .stringConvertible(version)]) }
         return applied
+    }
+
+    /// Whether every migration of this build is in the ledger (false when there is no ledger).
+    func isComplete() async throws -> Bool {
+        let versions = migrations.map(\.version)
+        guard try await pool.query("SELECT to_regclass('schema_migrations') IS NOT NULL").scalar(Bool.self) == true else { return false }
+        let rows = try await pool.query("SELECT count(*) FROM schema_migrations WHERE version = ANY(\(versions)::integer[])")
+        return try rows.scalar(Int.self) ?? 0 == versions.count
     }
 
     /// Whether every migration of this build is applied.

@@ -67,6 +67,12 @@ struct FunctionHost {
                 try await DatasetStore(pool: clients.postgres).registerFiles(
                     in: configuration.datasetsDirectory, functions: ManifestLoader(functionsDirectory: configuration.functionsDirectory), logger: logger)
                 return
+            } catch let error as PostgresError where error.sqlState == "42501" {
+                // A function's own role (`sluice migrate --roles`) may not change the schema or the
+                // catalog: `sluice migrate` does, and readiness waits for it.
+                logger.notice("this database role may not apply migrations or register datasets: run `sluice migrate`",
+                               metadata: ["error": .string(error.code.rawValue), "sqlstate": "42501"])
+                return
             } catch let error as PostgresError where error.code == .unavailable && ContinuousClock.now < deadline {
                 logger.warning("waiting for PostgreSQL", metadata: ["error": .string(error.code.rawValue)])
                 try await Task.sleep(for: delay)

@@ -24,10 +24,44 @@ struct RenderCommand: ParsableCommand {
     @Option(help: "The image every container runs.")
     var image: String = DeploymentRenderer.defaultImage
 
+    @Option(name: .customLong("redis-selector"), help: "k8s: the labels of Redis' pods, key=value[,key=value] (default app.kubernetes.io/name=redis).")
+    var redisSelector: String?
+
+    @Option(name: .customLong("postgres-selector"), help: "k8s: the labels of PostgreSQL's pods (default app.kubernetes.io/name=postgresql).")
+    var postgresSelector: String?
+
+    @Option(name: .customLong("datastores-namespace"), help: "k8s: the namespace of the data stores' pods (default: Sluice's own).")
+    var datastoresNamespace: String?
+
+    @Option(name: .customLong("redis-cidr"), help: "k8s: Redis' addresses instead of pods (repeatable), e.g. 10.0.3.7/32.")
+    var redisCIDRs: [String] = []
+
+    @Option(name: .customLong("postgres-cidr"), help: "k8s: PostgreSQL's addresses instead of pods (repeatable).")
+    var postgresCIDRs: [String] = []
+
     func validate() throws {
         guard !image.isEmpty, !image.contains(where: { $0.isWhitespace }) else {
             throw ValidationError("--image must be an image reference without spaces")
         }
+        _ = try datastores()
+    }
+
+    /// The data stores the NetworkPolicies let the pods reach.
+    func datastores() throws -> DatastorePeers {
+        func peer(selector: String?, cidrs: [String], defaults: [String: String], option: String) throws -> DatastorePeers.Peer {
+            do {
+                if !cidrs.isEmpty {
+                    guard selector == nil else { throw ValidationError("--\(option)-selector and --\(option)-cidr exclude each other") }
+                    return .addresses(try cidrs.map { try DatastorePeers.cidr($0) })
+                }
+                return .pods(labels: try selector.map { try DatastorePeers.labels($0) } ?? defaults, namespace: datastoresNamespace)
+            } catch let error as DatastorePeers.InvalidPeer {
+                throw ValidationError("--\(option): \(error.message)")
+            }
+        }
+        return DatastorePeers(
+            redis: try peer(selector: redisSelector, cidrs: redisCIDRs, defaults: DatastorePeers.defaultRedisLabels, option: "redis"),
+            postgres: try peer(selector: postgresSelector, cidrs: postgresCIDRs, defaults: DatastorePeers.defaultPostgresLabels, option: "postgres"))
     }
 
     func run() throws {
@@ -36,7 +70,8 @@ struct RenderCommand: ParsableCommand {
         guard !manifests.isEmpty else {
             throw CommandFailure("no function manifests under \(configuration.functionsDirectory)")
         }
-        let renderer = DeploymentRenderer(manifests: manifests, image: image)
+        var renderer = DeploymentRenderer(manifests: manifests, image: image)
+        renderer.datastores = try datastores()
         print(target == .k8s ? renderer.kubernetes() : renderer.compose(), terminator: "")
     }
 }

@@ -58,6 +58,15 @@ import Yams
         return services
     }
 
+    /// Every shipped function's database role password (`SLUICE_DB_PASSWORD_NAME`), URL-safe.
+    static var rolePasswords: [String: String] {
+        let root = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let names = (try? ManifestLoader(functionsDirectory: "\(root)/functions").functionNames()) ?? []
+        return Dictionary(uniqueKeysWithValues: names.map { name in
+            ("SLUICE_DB_PASSWORD_" + name.uppercased().replacingOccurrences(of: "-", with: "_"), "role-password-\(name)")
+        })
+    }
+
     static func services(variables: [String: String]) async throws -> (services: [Service], all: [String]) {
         let services = try await renderedServices(image: image)
         var result: [Service] = []
@@ -85,14 +94,14 @@ import Yams
             "SLUICE_WEBHOOK_SECRET": PipelineFixture.webhookSecret, "SLUICE_LOG_LEVEL": "debug",
             "SLUICE_JWT_ISSUER": Self.issuer, "SLUICE_JWT_AUDIENCE": Self.audience,
             "SLUICE_GATEWAY_SIGNING_KEY": TestCaller.signingKey, "SLUICE_GATEWAY_PUBLIC_KEY": TestCaller.publicKey,
-        ])
+        ].merging(Self.rolePasswords, uniquingKeysWith: { $1 }))
         let functions = try ManifestLoader(functionsDirectory: "\(root)/functions").functionNames()
         // Compose names every function, and runs each with `serve NAME`.
         #expect(services.filter { $0.name != "migrate" }.map(\.name) == functions)
         #expect(all == (functions + ["migrate", "postgres", "prometheus", "redis"]).sorted())
         for service in services where service.name != "migrate" { #expect(service.command == ["serve", service.name]) }
         let migrate = try #require(services.first { $0.name == "migrate" })
-        #expect(migrate.command == ["migrate"])
+        #expect(migrate.command == ["migrate", "--roles"])
 
         var ports: [String: Int] = [:], metricsPorts: [String: Int] = [:]
         for name in functions { ports[name] = freePort(); metricsPorts[name] = freePort() }
@@ -106,6 +115,13 @@ import Yams
                     mapped[key] = String(metricsPorts[service.name] ?? freePort())
                 } else if value.hasPrefix("redis://redis:6379/") {
                     mapped[key] = environment.redisURL(db: 6)
+                } else if value.contains("@postgres:5432/"), let user = URLComponents(string: value)?.user, user != "sluice",
+                          var own = URLComponents(string: databaseURL) {
+                    // A function logs in as its own role (`migrate --roles` makes it), on the test's database.
+                    #expect(user == Manifest.databaseRole(for: service.name), "\(service.name): \(user)")
+                    own.user = user
+                    own.password = URLComponents(string: value)?.password
+                    mapped[key] = own.string
                 } else if value.contains("@postgres:5432/") {
                     mapped[key] = databaseURL
                 } else if value == "/app/functions" {
@@ -181,6 +197,10 @@ import Yams
                 }
                 let rows = try await clients.postgres.query("SELECT count(*) FROM events WHERE job_id = \(job)::uuid")
                 #expect(rows.scalar == String(workload.expected["loaded"]!))
+                // Every stage that wrote did so as its own role, not as the owner.
+                let users = Set(try await clients.postgres.query(
+                    "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = current_database() AND usename IS NOT NULL").decode(String.self))
+                for name in ["ingest", "load", "jobs", "enrich"] { #expect(users.contains("sluice_\(name)"), "\(name): \(users.sorted())") }
 
                 // The trace followed the upload through every stream hop, each stage its own process.
                 #expect(jsonLogLines(processes["ingest"]!.log).contains { $0["msg"] == "upload received" && $0["trace"] == trace && $0["job"] == job })

@@ -22,6 +22,7 @@ import Yams
          "SLUICE_PSEUDONYM_KEY": PipelineFixture.pseudonymKey, "SLUICE_WEBHOOK_SECRET": PipelineFixture.webhookSecret,
          "SLUICE_JWT_ISSUER": ContainerContractEndToEndTests.issuer, "SLUICE_JWT_AUDIENCE": ContainerContractEndToEndTests.audience,
          "SLUICE_GATEWAY_SIGNING_KEY": TestCaller.signingKey, "SLUICE_GATEWAY_PUBLIC_KEY": TestCaller.publicKey]
+            .merging(ContainerContractEndToEndTests.rolePasswords, uniquingKeysWith: { $1 })
     }
 
     /// One rendered Compose service, as `podman run` is given it.
@@ -182,7 +183,7 @@ import Yams
 
                 // The migration runs to completion; then every function, each its own container.
                 let migrate = try #require(services["migrate"])
-                #expect(migrate.image == Self.image && migrate.command == ["migrate"])
+                #expect(migrate.image == Self.image && migrate.command == ["migrate", "--roles"])
                 let migration = try await start(migrate, detach: false)
                 #expect(migration.status == 0, "\(migration.output)\(migration.error)")
                 let gatewayPort = freePort()

@@ -160,24 +160,33 @@ struct DeploymentRendererTests {
     @Test func eachPodHoldsOnlyTheSecretsItNeeds() throws {
         let rendered = DeploymentRenderer(manifests: try shipped()).kubernetesObjects()
         let secrets = try secretsByFunction(rendered)
-        let base: Set<String> = ["sluice-datastores", "sluice-caller-key"]
-        #expect(secrets["gateway"] == ["sluice-datastores", "sluice-gateway"])
-        #expect(secrets["validate"] == base.union(["sluice-pseudonym"]))
-        #expect(secrets["quarantine"] == base.union(["sluice-pseudonym"]))
-        #expect(secrets["privacy"] == base.union(["sluice-pseudonym"]))
-        #expect(secrets["warehouse"] == base.union(["sluice-pseudonym"]))
-        #expect(secrets["calls"] == base.union(["sluice-pseudonym", "sluice-delivery"]))
-        #expect(secrets["notify"] == base.union(["sluice-delivery"]))
+        func base(_ name: String) -> Set<String> { ["sluice-datastores", "sluice-caller-key", "sluice-db-\(name)"] }
+        #expect(secrets["gateway"] == ["sluice-datastores", "sluice-gateway", "sluice-db-gateway"])
+        #expect(secrets["validate"] == base("validate").union(["sluice-pseudonym"]))
+        #expect(secrets["quarantine"] == base("quarantine").union(["sluice-pseudonym"]))
+        #expect(secrets["privacy"] == base("privacy").union(["sluice-pseudonym"]))
+        #expect(secrets["warehouse"] == base("warehouse").union(["sluice-pseudonym"]))
+        #expect(secrets["calls"] == base("calls").union(["sluice-pseudonym", "sluice-delivery"]))
+        #expect(secrets["notify"] == base("notify").union(["sluice-delivery"]))
         #expect(secrets["ingest"]?.contains("sluice-pseudonym") == true)
         #expect(secrets["ingest"]?.contains("sluice-delivery") == false, "ingest takes one key of it, not the signing secret")
-        for name in ["enrich", "transform", "load", "jobs"] { #expect(secrets[name] == base, "\(name)") }
+        for name in ["enrich", "transform", "load", "jobs"] { #expect(secrets[name] == base(name), "\(name)") }
         // Only the gateway holds what verifies tokens and signs assertions.
         for (name, held) in secrets where name != "gateway" { #expect(!held.contains("sluice-gateway"), "\(name)") }
-        // The migration needs the datastores alone.
+        // Each function holds its own database role's credentials and no other's; none holds the owner's.
+        for (name, held) in secrets {
+            #expect(held.filter { $0.hasPrefix("sluice-db") || $0.hasPrefix("sluice-database") } == ["sluice-db-\(name)"], "\(name)")
+        }
+        // The migration holds the owner's credentials, and every role's password, to set them.
         guard case .list(let containers)? = objects("Job", in: rendered)["sluice-migrate"]?["spec"]?["template"]?["spec"]?["containers"] else {
             Issue.record("no migration"); return
         }
-        #expect(containers[0]["envFrom"] == [["configMapRef": ["name": "sluice-config"]], ["secretRef": ["name": "sluice-datastores"]]])
+        #expect(containers[0]["envFrom"] == [["configMapRef": ["name": "sluice-config"]], ["secretRef": ["name": "sluice-database"]]])
+        #expect(containers[0]["args"] == ["migrate", "--roles"])
+        guard case .list(let passwords)? = containers[0]["env"] else { Issue.record("no role passwords"); return }
+        #expect(passwords.count == secrets.count)
+        #expect(passwords.contains(["name": "SLUICE_ROLE_PASSWORD_ENRICH", "valueFrom": ["secretKeyRef": [
+            "name": "sluice-db-enrich", "key": "SLUICE_DATABASE_PASSWORD", "optional": true]]]))
         // The gateway refuses to start without an issuer and audience to check.
         guard case .list(let gateway)? = objects("Deployment", in: rendered)["sluice-gateway"]?["spec"]?["template"]?["spec"]?["containers"] else { return }
         #expect(gateway[0]["env"] == [["name": "SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE", "value": "true"]])
@@ -217,6 +226,65 @@ struct DeploymentRendererTests {
         #expect(objects("ConfigMap", in: rendered)["sluice-config"]?["data"]?["SLUICE_METRICS_PORT"] == "9090")
     }
 
+    /// Finding 12: no policy lets a pod reach Redis' or PostgreSQL's port at any address; only
+    /// the data stores' pods (labels the operator may set) or the ranges the operator names.
+    @Test func datastoresAreReachableOnlyAtTheirPodsOrAddresses() throws {
+        func egressRules(_ renderer: DeploymentRenderer) -> [YAMLValue] {
+            objects("NetworkPolicy", in: renderer.kubernetesObjects()).values.flatMap { policy -> [YAMLValue] in
+                if case .list(let rules)? = policy["spec"]?["egress"] { return rules }
+                return []
+            }
+        }
+        func ports(_ rule: YAMLValue) -> [Int] {
+            guard case .list(let ports)? = rule["ports"] else { return [] }
+            return ports.compactMap { if case .int(let port)? = $0["port"] { port } else { nil } }
+        }
+        var custom = DeploymentRenderer(manifests: try shipped())
+        custom.datastores = DatastorePeers(redis: .pods(labels: ["app": "cache"], namespace: "data"),
+                                           postgres: .addresses(["10.0.3.7/32", "fd00::5/128"]))
+        for renderer in [DeploymentRenderer(manifests: try shipped()), custom] {
+            let rules = egressRules(renderer)
+            let datastoreRules = rules.filter { !Set(ports($0)).isDisjoint(with: [6379, 5432]) }
+            #expect(datastoreRules.count == 2)
+            for rule in datastoreRules {
+                // A rule without `to` allows every address; so would a range of every address.
+                guard case .list(let peers)? = rule["to"] else { Issue.record("a rule for \(ports(rule)) allows any address"); continue }
+                #expect(!peers.isEmpty)
+                for peer in peers {
+                    #expect(peer["podSelector"] != nil || peer["ipBlock"] != nil, "\(peer)")
+                    if case .string(let cidr)? = peer["ipBlock"]?["cidr"] { #expect(!cidr.hasSuffix("/0"), "\(cidr)") }
+                    if let selector = peer["podSelector"] { #expect(selector != ["matchLabels": [:]] && selector != [:], "an empty selector is every pod") }
+                }
+                #expect(ports(rule).count == 1, "one data store per rule")
+            }
+            // The outside rules of notify, calls and the gateway never open the data stores' ports.
+            for rule in rules where String(describing: rule["to"]).contains("0.0.0.0/0") {
+                #expect(Set(ports(rule)).isDisjoint(with: [6379, 5432]))
+            }
+        }
+        let defaults = objects("NetworkPolicy", in: DeploymentRenderer(manifests: try shipped()).kubernetesObjects())["sluice-datastores"]?["spec"]?["egress"]
+        #expect(defaults == [
+            ["ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]]],
+            ["to": [["podSelector": ["matchLabels": ["app.kubernetes.io/name": "redis"]]]], "ports": [["protocol": "TCP", "port": 6379]]],
+            ["to": [["podSelector": ["matchLabels": ["app.kubernetes.io/name": "postgresql"]]]], "ports": [["protocol": "TCP", "port": 5432]]],
+        ])
+        let named = objects("NetworkPolicy", in: custom.kubernetesObjects())["sluice-datastores"]?["spec"]?["egress"]
+        #expect(named == [
+            ["ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]]],
+            ["to": [["namespaceSelector": ["matchLabels": ["kubernetes.io/metadata.name": "data"]], "podSelector": ["matchLabels": ["app": "cache"]]]],
+             "ports": [["protocol": "TCP", "port": 6379]]],
+            ["to": [["ipBlock": ["cidr": "10.0.3.7/32"]], ["ipBlock": ["cidr": "fd00::5/128"]]], "ports": [["protocol": "TCP", "port": 5432]]],
+        ])
+        // What an operator may name, and what is refused.
+        #expect(try DatastorePeers.labels("app=db, tier=data") == ["app": "db", "tier": "data"])
+        #expect(throws: DatastorePeers.InvalidPeer.self) { try DatastorePeers.labels("app") }
+        #expect(throws: DatastorePeers.InvalidPeer.self) { try DatastorePeers.labels("") }
+        #expect(try DatastorePeers.cidr("10.0.3.0/24") == "10.0.3.0/24")
+        for refused in ["0.0.0.0/0", "::/0", "10.0.0.1", "10.0.0.1/33", "db.internal/32", "fd00::/129"] {
+            #expect(throws: DatastorePeers.InvalidPeer.self, "\(refused)") { try DatastorePeers.cidr(refused) }
+        }
+    }
+
     @Test func composeGivesEachServiceOnlyItsSecrets() throws {
         let text = DeploymentRenderer(manifests: try shipped(), image: "sluice:test").compose()
         let services = try #require((try Yams.load(yaml: text) as? [String: Any])?["services"] as? [String: Any])
@@ -229,7 +297,18 @@ struct DeploymentRendererTests {
         #expect(environment("load")["SLUICE_PSEUDONYM_KEY"] == nil && environment("load")["SLUICE_WEBHOOK_SECRET"] == nil)
         #expect(environment("validate")["SLUICE_GATEWAY_PUBLIC_KEY"] != nil && environment("validate")["SLUICE_PSEUDONYM_KEY"] != nil)
         #expect(environment("notify")["SLUICE_WEBHOOK_SECRET"] != nil)
-        #expect(environment("migrate").keys.sorted() == ["SLUICE_DATABASE_URL", "SLUICE_FUNCTIONS_DIR", "SLUICE_LOG_LEVEL", "SLUICE_METRICS_PORT", "SLUICE_REDIS_URL"])
+        let functions = try shipped().map(\.name)
+        #expect(environment("migrate").keys.sorted() == (["SLUICE_DATABASE_URL", "SLUICE_FUNCTIONS_DIR", "SLUICE_LOG_LEVEL", "SLUICE_METRICS_PORT"]
+            + functions.map { DeploymentRenderer.rolePasswordVariable($0) }).sorted())
+        #expect(environment("migrate")["SLUICE_DATABASE_URL"] == "postgres://sluice:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}@postgres:5432/sluice")
+        #expect(environment("migrate")["SLUICE_ROLE_PASSWORD_LOAD"] == "${SLUICE_DB_PASSWORD_LOAD:?set SLUICE_DB_PASSWORD_LOAD}")
+        #expect((services["migrate"] as? [String: Any])?["command"] as? [String] == ["migrate", "--roles"])
+        // Every function logs in as its own role, with its own password; none holds the owner's.
+        for name in functions {
+            let variable = "SLUICE_DB_PASSWORD_" + name.uppercased()
+            #expect(environment(name)["SLUICE_DATABASE_URL"] == "postgres://sluice_\(name):${\(variable):?set \(variable)}@postgres:5432/sluice", "\(name)")
+            #expect(!environment(name).values.contains { $0.contains("POSTGRES_PASSWORD") }, "\(name)")
+        }
     }
 
     @Test func yamlScalarsReadBackAsTheSameStrings() throws {

@@ -242,7 +242,11 @@ public final class DatasetStore: Sendable {
     }
 
     static func createTable(_ spec: DatasetSpec, on connection: PostgresConnection) throws {
-        try connection.query("CREATE SCHEMA IF NOT EXISTS \(identifier: spec.table.schema)")
+        // Only when it is missing: CREATE SCHEMA checks the right to create schemas before IF NOT
+        // EXISTS, and a function's own role (ingest's, ``DatabaseRoles``) has no such right.
+        if try connection.query("SELECT to_regnamespace(\(identifierText(spec.table.schema))) IS NULL").scalar(Bool.self) ?? true {
+            try connection.query("CREATE SCHEMA IF NOT EXISTS \(identifier: spec.table.schema)")
+        }
         var definitions: [PostgresQuery] = spec.columns.map { column in
             let notNull: PostgresQuery = spec.key.contains(column.name) ? " NOT NULL" : ""
             return "\(identifier: column.name) \(sqlType(column.type))\(notNull)"

@@ -40,5 +40,14 @@ extension JobStore {
             -- The dataset a job's records belong to (NULL: events, for jobs from before).
             ALTER TABLE jobs ADD COLUMN dataset text;
             """),
+        Migration(version: 16, name: "function roles", sql: """
+            -- A job's status under a share lock, for load's transaction: FOR SHARE needs the UPDATE
+            -- privilege, which load's own role (``DatabaseRoles``) must not have. Runs as the
+            -- schema's owner; only the roles granted EXECUTE may call it.
+            CREATE FUNCTION job_status_for_loading(job uuid) RETURNS text
+                LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp
+                AS $$ SELECT status FROM jobs WHERE id = job FOR SHARE $$;
+            REVOKE ALL ON FUNCTION job_status_for_loading(uuid) FROM PUBLIC;
+            """),
     ]
 }

@@ -196,7 +196,8 @@ public struct JobStore: Sendable {
     /// Job `id`'s status, read under a share lock inside the caller's transaction: a chunk is
     /// loaded only while its job is open, and failing or cancelling the job waits for the load.
     public static func statusForLoading(_ id: String, on connection: PostgresConnection) throws -> JobStatus? {
-        try connection.query("SELECT status FROM jobs WHERE id = \(id)::uuid FOR SHARE").scalar(JobStatus.self)
+        // Through the owner's function: the lock needs a privilege load's role does not hold.
+        try connection.query("SELECT job_status_for_loading(\(id)::uuid)").scalar(JobStatus?.self) ?? nil
     }
 
     /// Where job `id`'s end is to be called back, if its upload asked.
