@@ -62,7 +62,7 @@ import Testing
     /// are counted under their reasons; every loaded row has its score and tier; and the Python
     /// process, behind `pii-mask`, never received any of the personal data gen_events.py planted.
     @Test func aPythonAndANodeFunctionInTheChainKeepEveryCountExact() async throws {
-        let record = try makeTemporaryDirectory("score-record") + "/received.ndjson"
+        let record = try makeSharedDirectory("score-record") + "/received.ndjson"
         try await PipelineFixture.with(db: 21, manifests: try Self.allManifests(score: "environment: {SCORE_RECORD_FILE: \(record)}\n")) { fixture in
             try await Self.install(fixture, chain: "score, tag",
                                    columns: "  - {name: score, type: number}\n  - {name: tier, type: string}\n")
@@ -509,7 +509,9 @@ import Testing
                 if mode == "reject": return self.answer(422, {"detail": "not my kind of rows"})
                 if mode == "hang": time.sleep(60)
                 if mode == "crash":
-                    open(MODE, "w").write("ok")
+                    # Replaced, not written over: the test owns the file, and this process may run as another user.
+                    open(MODE + ".new", "w").write("ok")
+                    os.replace(MODE + ".new", MODE)
                     os._exit(3)
                 self.answer(200, {"outcomes": [{"outcome": "forward", "event": dict(e, moody=True)} for e in chunk["events"]]})
             def answer(self, status, body):
@@ -528,7 +530,7 @@ import Testing
     /// one that crashes is restarted and its chunk retried; `sluice dlq redrive` brings the dead
     /// letters back once the function is fixed, and every row loads exactly once.
     @Test func failuresAreRetriedDeadLetteredAndRedriven() async throws {
-        let mode = try makeTemporaryDirectory("moody") + "/mode"
+        let mode = try makeSharedDirectory("moody") + "/mode"
         try "ok".write(toFile: mode, atomically: true, encoding: .utf8)
         var manifests = try PipelineFixture.pipelineManifests()
         manifests["moody"] = """
@@ -641,7 +643,7 @@ import Testing
     /// without: behind it the process receives none of the e-mail addresses and phone numbers in
     /// the records; without it (the control) it receives every one.
     @Test func piiMaskOnTheFunctionKeepsPersonalDataFromItsProcess() async throws {
-        let records = try makeTemporaryDirectory("recorder")
+        let records = try makeSharedDirectory("recorder")
         var manifests = try PipelineFixture.pipelineManifests()
         for (name, middleware) in [("inbox", "[pii-mask]"), ("rawbox", "[]")] {
             manifests[name] = """

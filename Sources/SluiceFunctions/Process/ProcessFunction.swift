@@ -43,6 +43,10 @@ public final class ProcessFunction: EventFunction, Sendable {
         maxAnswerBytes = manifest.maxChunkBytes * 4 + (1 << 20)
         stream = manifest.triggers.lazy.compactMap { if case .stream(let name) = $0 { name } else { nil } }.first ?? manifest.name
         var services: [any Service] = []
+        let user: FunctionUser?
+        do { user = try FunctionUser.resolve(setup.configuration.functionUser) } catch {
+            throw ManifestError(.badValue, file: manifest.file, key: "runtime", message: "\(error)")
+        }
         let sidecarURL = runtime.command != nil && runtime.wireProtocol == .http ? setup.configuration.functionURL : nil
         let sidecarLambda = runtime.wireProtocol == .lambda ? setup.configuration.lambdaAPIPort : nil
         if let apiPort = sidecarLambda {
@@ -60,7 +64,7 @@ public final class ProcessFunction: EventFunction, Sendable {
             let broker = LambdaBroker()
             let apiPort = ProcessSupervisor.freePort()
             let supervisor = ProcessSupervisor(
-                manifest: manifest, runtime: runtime, logger: setup.logger, readiness: .reported,
+                manifest: manifest, runtime: runtime, logger: setup.logger, readiness: .reported, user: user,
                 reload: setup.configuration.reloadFunctionFiles, build: setup.configuration.buildFunctions,
                 environment: Self.lambdaEnvironment(manifest: manifest, runtime: runtime, api: "127.0.0.1:\(apiPort)"),
                 onExit: { broker.processEnded() })
@@ -70,7 +74,7 @@ public final class ProcessFunction: EventFunction, Sendable {
             self.supervisor = supervisor
             token = supervisor.token
         } else if runtime.command != nil, sidecarURL == nil {
-            let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger,
+            let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger, user: user,
                                                reload: setup.configuration.reloadFunctionFiles, build: setup.configuration.buildFunctions)
             lambda = nil
             self.supervisor = supervisor
