@@ -14,7 +14,11 @@ import Testing
 
         class Quiet(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args): pass
-        server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Quiet)
+        if os.environ.get("LISTEN_FDS") == "1" and os.environ.get("LISTEN_PID") == str(os.getpid()):
+            server = http.server.HTTPServer(("127.0.0.1", 0), Quiet, bind_and_activate=False)
+            server.socket = socket.socket(fileno=3)  # the socket Sluice bound for it
+        else:
+            server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Quiet)
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
         report = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "environment": sorted(os.environ)}
@@ -130,11 +134,14 @@ import Testing
 
             // Its own environment: what docs/function-protocol.md lists, and nothing else (LC_CTYPE is
             // Python's own: it sets it when it coerces the C locale).
-            let allowed: Set<String> = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONUNBUFFERED", "PORT",
-                                        "SLUICE_FUNCTION_NAME", "SLUICE_FUNCTION_TOKEN", "SPY_SLUICE_DIR", "SPY_OUT", "LC_CTYPE"]
+            let allowed: Set<String> = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONUNBUFFERED", "PORT", "LISTEN_FDS", "LISTEN_PID",
+                                        "PWD", "SHLVL", "SLUICE_FUNCTION_NAME", "SLUICE_FUNCTION_TOKEN", "SPY_SLUICE_DIR", "SPY_OUT", "LC_CTYPE"]
             let names = Set(report["environment"]?.arrayValue?.compactMap(\.stringValue) ?? [])
             #expect(names.contains("SLUICE_FUNCTION_TOKEN") && names.isSubset(of: allowed), "\(names.subtracting(allowed))")
             #expect(report["self_environ"]?["ok"] != nil, "the probe itself works: \(report)")
+            // It listens on the socket Sluice bound for it: started once, never with PORT alone.
+            #expect(names.isSuperset(of: ["LISTEN_FDS", "LISTEN_PID"]), "\(names)")
+            #expect(!dev.log.contains("ended before it answered on the socket"), "\(dev.tail())")
 
             // The user and the private folder.
             let root = getuid() == 0

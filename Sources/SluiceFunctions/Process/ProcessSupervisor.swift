@@ -238,7 +238,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         // PostgreSQL) may reach the user's code, whatever was not opened close-on-exec.
         // With a socket: descriptor 3 stays open, and LISTEN_PID names the process (bash execs it: the same pid).
         let inherited = listener == nil ? Self.closeInherited : Self.closeInheritedButListener + "export LISTEN_PID=$$; "
-        arguments += ["--default-signal", "/bin/bash", "-c", inherited + "cd \"$1\" && shift && \(limit)exec \"$@\"",
+        arguments += ["--default-signal", "/bin/bash", "-c", inherited + "cd \"$1\" && unset OLDPWD && shift && \(limit)exec \"$@\"",
                       "sluice-function", runtime.directory]
         arguments += runtime.command ?? []
         let executable = hasLauncher ? launcher : "/usr/bin/env"
@@ -369,7 +369,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
             logger.error("function build failed", metadata: ["error": .string("\(error)")])
             return false
         }
-        var arguments = ["--default-signal", "/bin/bash", "-c", Self.closeInherited + "cd \"$1\" && shift && exec \"$@\"", "sluice-build",
+        var arguments = ["--default-signal", "/bin/bash", "-c", Self.closeInherited + "cd \"$1\" && unset OLDPWD && shift && exec \"$@\"", "sluice-build",
                          runtime.directory] + command
         var executable = "/usr/bin/env"
         if user != nil {
