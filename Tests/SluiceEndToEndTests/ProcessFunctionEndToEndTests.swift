@@ -381,7 +381,7 @@ import Testing
 
     /// Splits each order into its line items, one event per line.
     static let splitter = """
-        import hmac, json, os
+        import hmac, json, os, socket
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         TOKEN = "Bearer " + os.environ["SLUICE_FUNCTION_TOKEN"]
 
@@ -408,11 +408,8 @@ import Testing
             def log_message(self, *args):
                 pass
 
-        if os.environ.get("LISTEN_FDS") == "1" and not os.environ.get("MOODY_BINDS_PORT"):
-            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
-            server.socket = socket.socket(fileno=3)
-        else:
-            server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        server.socket = socket.socket(fileno=3)  # the socket Sluice bound for it
         server.serve_forever()
         """
 
@@ -528,7 +525,12 @@ import Testing
                 self.end_headers()
                 self.wfile.write(data)
             def log_message(self, *args): pass
-        ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+        if os.environ.get("LISTEN_FDS") == "1" and not os.environ.get("MOODY_BINDS_PORT"):
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+            server.socket = socket.socket(fileno=3)
+        else:
+            server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+        server.serve_forever()
         """
 
     /// A function that answers 500 is retried with backoff and then dead-lettered; one that
