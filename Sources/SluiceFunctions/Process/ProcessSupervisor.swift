@@ -49,6 +49,8 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     let readiness: Readiness
     /// Set in the process's environment besides Sluice's own variables.
     let extraEnvironment: [String: String]
+    /// Variables known only once Sluice runs (the Lambda Runtime API's port), awaited before each start.
+    let startEnvironment: @Sendable () async -> [String: String]
     /// Called each time the process has ended (before it is started again).
     let onExit: @Sendable () -> Void
     /// Whether a change to a file in the function's folder restarts the process (`sluice dev`).
@@ -82,7 +84,9 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     public var description: String { "ProcessSupervisor(\(manifest.name))" }
 
     public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger, readiness: Readiness = .listens, user: FunctionUser? = nil,
-                reload: Bool = false, build: Bool = false, environment: [String: String] = [:], onExit: @escaping @Sendable () -> Void = {}) {
+                reload: Bool = false, build: Bool = false, environment: [String: String] = [:],
+                startEnvironment: @escaping @Sendable () async -> [String: String] = { [:] }, onExit: @escaping @Sendable () -> Void = {}) {
+        self.startEnvironment = startEnvironment
         self.reload = reload
         self.user = user
         self.build = build && runtime.build != nil
@@ -244,6 +248,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         let executable = hasLauncher ? launcher : "/usr/bin/env"
         var environment = processEnvironment(port: port, folder: folder)
         if listener != nil { environment["LISTEN_FDS"] = "1" }
+        for (name, value) in await startEnvironment() { environment[name] = value }
 
         // The process is started and waited for on a thread of its own: `--pdeathsig` ends it
         // when the thread that started it ends, so that thread lives exactly as long as it.
