@@ -196,6 +196,56 @@ import Testing
         #expect(!dev.log.contains("\"level\":\"error\""), "\(dev.tail(60))")
     }
 
+    /// A function that reports what it could read of its parent, Sluice: its environment and memory.
+    static let peek = #"""
+        import json, os, socket
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+        def look(path):
+            try: return "read %d bytes" % len(open(path, "rb").read())
+            except OSError as error: return "errno %d" % error.errno
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                if self.headers.get("Authorization") != "Bearer " + os.environ["SLUICE_FUNCTION_TOKEN"]:
+                    self.send_response(401); self.send_header("Content-Length", "0"); self.end_headers(); return
+                chunk = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                found = {"uid": os.getuid(), "parent": os.getppid(), "parent_environ": look(f"/proc/{os.getppid()}/environ"),
+                         "parent_mem": look(f"/proc/{os.getppid()}/mem"), "self_environ": look("/proc/self/environ")}
+                body = json.dumps({"outcomes": [{"outcome": "forward", "event": dict(e, found=found)} for e in chunk["events"]]}).encode()
+                self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+            def log_message(self, *args): pass
+        server = HTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        server.socket = socket.socket(fileno=3)
+        server.serve_forever()
+        """#
+
+    /// Where Sluice cannot give the function another user (it does not run as root), its
+    /// process runs as Sluice's own user, and only Sluice being non-dumpable keeps its environment
+    /// and memory closed: `sluice invoke` run as `nobody` (as root, through setpriv; otherwise as
+    /// the test's user, the same case) starts a function that reads its parent's
+    /// `/proc/PID/environ` and `/proc/PID/mem`, and gets EACCES, while it reads its own.
+    @Test func aFunctionOfSluicesOwnUserCannotReadItsEnvironmentOrMemory() async throws {
+        let environment = try TestEnvironment.get()
+        let directory = try makeSharedDirectory("peek")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        chmod(directory, 0o755)
+        try FileManager.default.createDirectory(atPath: "\(directory)/functions/peek", withIntermediateDirectories: true)
+        try Self.peek.write(toFile: "\(directory)/functions/peek/peek.py", atomically: true, encoding: .utf8)
+        try "runtime: {command: [python3, peek.py], timeout: 5s}\ntriggers: [{stream: peek}]\n"
+            .write(toFile: "\(directory)/functions/peek/function.yaml", atomically: true, encoding: .utf8)
+        let variables = ["PATH=/usr/bin:/bin", "HOME=\(directory)", "SLUICE_REDIS_URL=\(environment.redisURL(db: 29))",
+                         "SLUICE_DATABASE_URL=\(environment.databaseURL)", "SLUICE_FUNCTIONS_DIR=\(directory)/functions", "SLUICE_LOG_LEVEL=error"]
+        let root = getuid() == 0
+        let command = (root ? ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"] : [])
+            + ["/usr/bin/env", "-i"] + variables + [environment.binary, "invoke", "peek"]
+        let invoked = try await runCommand(command[0], Array(command.dropFirst()), input: Data(#"[{"event_id": "x"}]"#.utf8))
+        #expect(invoked.status == 0, "\(invoked.error)")
+        let found = try JSONParser().parse(Array(invoked.output.utf8))["outcomes"]?[0]?["event"]?["found"]
+        #expect(found?["uid"]?.intValue == Int64(root ? 65534 : getuid()), "\(invoked.output)")
+        #expect(found?["parent_environ"]?.stringValue == "errno 13", "\(invoked.output)")
+        #expect(found?["parent_mem"]?.stringValue == "errno 13", "\(invoked.output)")
+        #expect(found?["self_environ"]?.stringValue?.hasPrefix("read ") == true, "the probe works: \(invoked.output)")
+    }
+
     /// Sends `text` to 127.0.0.1:`port` and answers what comes back within a second.
     static func redis(port: Int, send text: String) async throws -> String {
         let result = try await runCommand("/usr/bin/python3", ["-c", """
