@@ -43,6 +43,8 @@ let package = Package(
                        providers: [.apt(["libjwt-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl",
                        providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Typed wrappers for variadic system calls (prctl).
+        .systemLibrary(name: "CSluiceSystem"),
         .target(
             name: "SluiceNotify",
             dependencies: [
@@ -122,7 +124,7 @@ let package = Package(
         .target(
             name: "SluiceFunctions",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads", "SluicePrivacy",
+                "Sluice", "SluiceRedis", "SluicePostgres", "SluiceHTTP", "SluiceNotify", "SluiceUploads", "SluicePrivacy", "CSluiceSystem",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -42,6 +42,7 @@ struct DevCommand: AsyncParsableCommand {
             var local = LocalServers(directory: adopted[0], logger: logger)
             local.redisPort = redis
             local.postgresPort = postgres
+            try local.loadPasswords()
             servers = local
         } else if (environment["SLUICE_REDIS_URL"] ?? "").isEmpty || (environment["SLUICE_DATABASE_URL"] ?? "").isEmpty {
             var local = LocalServers(directory: FileManager.default.currentDirectoryPath + "/.sluice", logger: logger)
@@ -55,6 +56,8 @@ struct DevCommand: AsyncParsableCommand {
         // Development secrets kept under .sluice/ (so `sluice token` signs with the same one),
         // for what the environment does not set.
         let folder = FileManager.default.currentDirectoryPath + "/.sluice"
+        // Out of a function process's reach (it runs as another user when dev runs as root).
+        try LocalServers.protect(folder)
         func fill(_ setting: WritableKeyPath<RuntimeConfiguration, String?>, file: String, variable: String) throws {
             guard configuration[keyPath: setting] == nil else { return }
             let secret = try Self.developmentSecret(directory: folder, file: file)

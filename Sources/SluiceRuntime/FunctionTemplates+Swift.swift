@@ -213,7 +213,7 @@ extension FunctionTemplates {
                 }
             }
 
-            /// Serves `handle` on 127.0.0.1:$PORT until SIGTERM: each connection on a thread of its own,
+            /// Serves `handle` on the socket Sluice passed (or 127.0.0.1:$PORT) until SIGTERM: each connection on a thread of its own,
             /// HTTP/1.1 with keep-alive, only requests with Sluice's bearer token answered.
             public func serve<Input: Decodable, Output: Encodable, Config: Decodable>(
                 _ handle: @escaping (Input, Config) throws -> Outcome<Output>
@@ -224,17 +224,22 @@ extension FunctionTemplates {
                 let environment = ProcessInfo.processInfo.environment
                 guard let port = environment["PORT"].flatMap(UInt16.init) else { fatalError("PORT is not set") }
                 let token = Array(("Bearer " + (environment["SLUICE_FUNCTION_TOKEN"] ?? "")).utf8)
-                let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                var one: Int32 = 1
-                setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = port.bigEndian
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let bound = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                // The socket Sluice bound for this process (descriptor 3, LISTEN_FDS=1: no other local
+                // user can take its port first); 127.0.0.1:$PORT when run by hand.
+                var listener: Int32 = 3
+                if environment["LISTEN_FDS"] != "1" || environment["LISTEN_PID"] != String(getpid()) {
+                    listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                    var one: Int32 = 1
+                    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                    var address = sockaddr_in()
+                    address.sin_family = sa_family_t(AF_INET)
+                    address.sin_port = port.bigEndian
+                    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                    let bound = withUnsafePointer(to: &address) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    }
+                    guard bound == 0, listen(listener, 128) == 0 else { fatalError("cannot listen on 127.0.0.1:\(port): errno \(errno)") }
                 }
-                guard bound == 0, listen(listener, 128) == 0 else { fatalError("cannot listen on 127.0.0.1:\(port): errno \(errno)") }
                 while true {
                     let connection = accept(listener, nil, nil)
                     guard connection >= 0 else { continue }

@@ -91,6 +91,7 @@ enum FunctionTemplates {
             import json
             import os
             import signal
+            import socket
             import sys
             from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -141,6 +142,13 @@ enum FunctionTemplates {
 
 
             def serve(port):
+                """The server on the socket Sluice bound for this process (descriptor 3, LISTEN_FDS=1: no
+                other local user can take its port first), or on 127.0.0.1:port when run by hand."""
+                if os.environ.get("LISTEN_FDS") == "1" and os.environ.get("LISTEN_PID") == str(os.getpid()):
+                    server = ThreadingHTTPServer(("127.0.0.1", port), Handler, bind_and_activate=False)
+                    server.socket.close()
+                    server.socket = socket.socket(fileno=3)
+                    return server
                 return ThreadingHTTPServer(("127.0.0.1", port), Handler)
 
 
@@ -288,7 +296,8 @@ enum FunctionTemplates {
               });
             });
 
-            // Listens on $PORT until SIGTERM, then stops as soon as no answer is being written. Sluice
+            // Listens on the socket Sluice bound for it (descriptor 3, LISTEN_FDS=1: no other local user can
+            // take its port first; $PORT when run by hand) until SIGTERM, then stops as soon as no answer is being written. Sluice
             // keeps its connections open between chunks (and may hold one it has not used yet, which
             // node's own close() would wait for): the idle ones are closed at once, the busy ones after
             // their answer.
@@ -309,7 +318,8 @@ enum FunctionTemplates {
                   if (stopping && left === 0) socket.end();
                 });
               });
-              server.listen(port, '127.0.0.1');
+              const passed = process.env.LISTEN_FDS === '1' && process.env.LISTEN_PID === String(process.pid);
+              server.listen(passed ? { fd: 3 } : { port, host: '127.0.0.1' });
               process.on('SIGTERM', () => {
                 stopping = true;
                 server.close(() => process.exit(0));

@@ -63,6 +63,11 @@ struct ProcessCommand: AsyncParsableCommand {
             return Response(status: .ok, headers: [.contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(bytes: FunctionProtocol.answer(result, for: parsed.chunk))))
         }
+        if environment["LISTEN_FDS"] == "1", environment["LISTEN_PID"] == String(getpid()) {
+            // Started by a Sluice that bound the socket for it (descriptor 3): Hummingbird binds an
+            // address itself, so the socket is closed and its port bound again at once.
+            close(3)
+        }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "sluice-process"),
                               logger: logger)
         let group = ServiceGroup(configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -62,7 +62,7 @@ import Testing
     /// are counted under their reasons; every loaded row has its score and tier; and the Python
     /// process, behind `pii-mask`, never received any of the personal data gen_events.py planted.
     @Test func aPythonAndANodeFunctionInTheChainKeepEveryCountExact() async throws {
-        let record = try makeTemporaryDirectory("score-record") + "/received.ndjson"
+        let record = try makeSharedDirectory("score-record") + "/received.ndjson"
         try await PipelineFixture.with(db: 21, manifests: try Self.allManifests(score: "environment: {SCORE_RECORD_FILE: \(record)}\n")) { fixture in
             try await Self.install(fixture, chain: "score, tag",
                                    columns: "  - {name: score, type: number}\n  - {name: tier, type: string}\n")
@@ -381,7 +381,7 @@ import Testing
 
     /// Splits each order into its line items, one event per line.
     static let splitter = """
-        import hmac, json, os
+        import hmac, json, os, socket
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         TOKEN = "Bearer " + os.environ["SLUICE_FUNCTION_TOKEN"]
 
@@ -408,7 +408,9 @@ import Testing
             def log_message(self, *args):
                 pass
 
-        ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        server.socket = socket.socket(fileno=3)  # the socket Sluice bound for it
+        server.serve_forever()
         """
 
     /// The pid of the latest function process a supervisor's log names.
@@ -486,9 +488,10 @@ import Testing
     /// file: `ok`): `ok` forwards each event with `moody: true`, `fail` answers 500, `reject`
     /// 422, `hang` never answers, `crash` ends the process (after setting `ok`). With
     /// `RECORD_FILE` it writes each chunk's events there, and the descriptors it started with
-    /// to `RECORD_FILE.fds`.
+    /// to `RECORD_FILE.fds`. It listens on the socket Sluice passes (descriptor 3), unless
+    /// `MOODY_BINDS_PORT` is set: then it binds PORT itself, as functions written before did.
     static let moody = """
-        import json, os, sys, time
+        import json, os, socket, sys, time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         MODE, RECORD = os.environ.get("MOODY_MODE_FILE"), os.environ.get("RECORD_FILE")
         if RECORD:
@@ -509,7 +512,9 @@ import Testing
                 if mode == "reject": return self.answer(422, {"detail": "not my kind of rows"})
                 if mode == "hang": time.sleep(60)
                 if mode == "crash":
-                    open(MODE, "w").write("ok")
+                    # Replaced, not written over: the test owns the file, and this process may run as another user.
+                    open(MODE + ".new", "w").write("ok")
+                    os.replace(MODE + ".new", MODE)
                     os._exit(3)
                 self.answer(200, {"outcomes": [{"outcome": "forward", "event": dict(e, moody=True)} for e in chunk["events"]]})
             def answer(self, status, body):
@@ -520,7 +525,12 @@ import Testing
                 self.end_headers()
                 self.wfile.write(data)
             def log_message(self, *args): pass
-        ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+        if os.environ.get("LISTEN_FDS") == "1" and not os.environ.get("MOODY_BINDS_PORT"):
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+            server.socket = socket.socket(fileno=3)
+        else:
+            server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+        server.serve_forever()
         """
 
     /// A function that answers 500 is retried with backoff and then dead-lettered; one that
@@ -528,7 +538,7 @@ import Testing
     /// one that crashes is restarted and its chunk retried; `sluice dlq redrive` brings the dead
     /// letters back once the function is fixed, and every row loads exactly once.
     @Test func failuresAreRetriedDeadLetteredAndRedriven() async throws {
-        let mode = try makeTemporaryDirectory("moody") + "/mode"
+        let mode = try makeSharedDirectory("moody") + "/mode"
         try "ok".write(toFile: mode, atomically: true, encoding: .utf8)
         var manifests = try PipelineFixture.pipelineManifests()
         manifests["moody"] = """
@@ -639,17 +649,19 @@ import Testing
 
     /// The same Python function first in two datasets' chains, once behind `pii-mask` and once
     /// without: behind it the process receives none of the e-mail addresses and phone numbers in
-    /// the records; without it (the control) it receives every one.
+    /// the records; without it (the control) it receives every one. The control binds PORT
+    /// itself, as a function written before Sluice passed the socket: it still works, started
+    /// again with PORT alone after its first start found the port taken.
     @Test func piiMaskOnTheFunctionKeepsPersonalDataFromItsProcess() async throws {
-        let records = try makeTemporaryDirectory("recorder")
+        let records = try makeSharedDirectory("recorder")
         var manifests = try PipelineFixture.pipelineManifests()
-        for (name, middleware) in [("inbox", "[pii-mask]"), ("rawbox", "[]")] {
+        for (name, middleware, old) in [("inbox", "[pii-mask]", ""), ("rawbox", "[]", ", MOODY_BINDS_PORT: yes")] {
             manifests[name] = """
                 runtime: {command: [python3, moody.py], timeout: 3s}
                 triggers: [{stream: \(name)}]
                 middleware: \(middleware)
                 visibility_timeout: 5s
-                environment: {RECORD_FILE: \(records)/\(name).ndjson}
+                environment: {RECORD_FILE: \(records)/\(name).ndjson\(old)}
                 """
         }
         try await PipelineFixture.with(db: 23, manifests: manifests) { fixture in
@@ -657,8 +669,8 @@ import Testing
                 try Self.moody.write(toFile: "\(fixture.functionsDirectory)/\(name)/moody.py", atomically: true, encoding: .utf8)
             }
             try await fixture.startPipeline()
-            try await fixture.start("inbox")
-            try await fixture.start("rawbox")
+            let inbox = try await fixture.start("inbox")
+            let rawbox = try await fixture.start("rawbox")
             let emails = (0..<20).map { "customer.\($0)@example.org" }
             let phones = (0..<20).map { "+44 20 7946 \(String(1000 + $0))" }
             var body = Data()
@@ -686,10 +698,12 @@ import Testing
             let masked = try String(contentsOfFile: "\(records)/inbox.ndjson", encoding: .utf8)
             let raw = try String(contentsOfFile: "\(records)/rawbox.ndjson", encoding: .utf8)
             #expect(masked.contains("t-19") && raw.contains("t-19"))
-            // Started with standard input, output and error only: none of Sluice's sockets.
-            for name in ["inbox", "rawbox"] {
-                #expect(try String(contentsOfFile: "\(records)/\(name).ndjson.fds", encoding: .utf8) == #"["0", "1", "2", "3"]"#)
-            }
+            // Started with standard input, output and error and its listening socket (3) only: none of
+            // Sluice's sockets. The old-style control, started again without the socket, has none.
+            #expect(try String(contentsOfFile: "\(records)/inbox.ndjson.fds", encoding: .utf8) == #"["0", "1", "2", "3", "4"]"#)
+            #expect(try String(contentsOfFile: "\(records)/rawbox.ndjson.fds", encoding: .utf8) == #"["0", "1", "2", "3"]"#)
+            #expect(!inbox.log.contains("ended before it answered on the socket"))
+            #expect(rawbox.log.contains("ended before it answered on the socket"), "\(rawbox.tail())")
             for value in emails + phones {
                 #expect(!masked.contains(value), "behind pii-mask the process received \(value)")
                 #expect(raw.contains(value), "the control did not receive \(value)")

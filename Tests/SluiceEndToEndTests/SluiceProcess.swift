@@ -175,6 +175,14 @@ func makeTemporaryDirectory(_ prefix: String) throws -> String {
     return path
 }
 
+/// A temporary folder a function's process may write in (mode 777): Sluice starts it as
+/// `nobody` when the tests run as root (CI).
+func makeSharedDirectory(_ prefix: String) throws -> String {
+    let path = try makeTemporaryDirectory(prefix)
+    guard chmod(path, 0o777) == 0 else { throw TestSetupError("cannot open \(path) to every user") }
+    return path
+}
+
 /// The JSON log lines of a process's output (other lines skipped), each as its string fields.
 func jsonLogLines(_ log: String) -> [[String: String]] {
     log.split(separator: "\n").compactMap { line -> [String: String]? in

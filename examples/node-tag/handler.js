@@ -52,7 +52,9 @@ const server = http.createServer((request, response) => {
   });
 });
 
-// Listens on $PORT until SIGTERM, then stops as soon as no answer is being written. Sluice
+// Listens on the socket Sluice bound for it (descriptor 3, LISTEN_FDS=1: no other local user can
+// take its port first; $PORT when run by hand) until SIGTERM, then stops as soon as no answer is
+// being written. Sluice
 // keeps its connections open between chunks (and may hold one it has not used yet, which
 // node's own close() would wait for): the idle ones are closed at once, the busy ones after
 // their answer.
@@ -73,7 +75,8 @@ function serve(server, port) {
       if (stopping && left === 0) socket.end();
     });
   });
-  server.listen(port, '127.0.0.1');
+  const passed = process.env.LISTEN_FDS === '1' && process.env.LISTEN_PID === String(process.pid);
+  server.listen(passed ? { fd: 3 } : { port, host: '127.0.0.1' });
   process.on('SIGTERM', () => {
     stopping = true;
     server.close(() => process.exit(0));

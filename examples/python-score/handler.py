@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -71,8 +72,19 @@ class Handler(BaseHTTPRequestHandler):
         pass  # one line per chunk would drown Sluice's own logs
 
 
+def serve(port):
+    """The server on the socket Sluice bound for this process (descriptor 3, LISTEN_FDS=1: no other
+    local user can take its port first), or on 127.0.0.1:port when run by hand."""
+    if os.environ.get("LISTEN_FDS") == "1" and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = socket.socket(fileno=3)
+        return server
+    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), Handler)
+    server = serve(int(os.environ.get("PORT", "8080")))
     print("score listening on", server.server_address[1], file=sys.stderr, flush=True)
     # SIGTERM ends the process at once, said explicitly: a container's first process ignores it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -83,6 +83,9 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     /// process beside Sluice (a sidecar sharing the pod's network), instead of the manifest's
     /// `command` being started here (`protocol: lambda`).
     public var lambdaAPIPort: Int?
+    /// `SLUICE_FUNCTION_USER`: the user a function's process and its build run as (a name,
+    /// `UID` or `UID:GID`; `same` for Sluice's own). Unset, a root Sluice uses `nobody`.
+    public var functionUser: String?
     /// `SLUICE_METRICS_PORT`: when set, `/metrics` is served on this port only, not on the
     /// function's HTTP port (which, for the gateway, is the published one).
     public var metricsPort: Int?
@@ -142,6 +145,7 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         callbackAllowHosts = list(environment["SLUICE_CALLBACK_ALLOW_HOSTS"])
         if let v = environment["SLUICE_METRICS_PORT"], let port = Int(v), (1...65535).contains(port) { metricsPort = port }
         if let v = environment["SLUICE_FUNCTION_URL"], !v.isEmpty { functionURL = v.hasSuffix("/") ? String(v.dropLast()) : v }
+        if let v = environment["SLUICE_FUNCTION_USER"], !v.isEmpty { functionUser = v }
         if let v = environment["SLUICE_LAMBDA_API_PORT"], let port = Int(v), (1...65535).contains(port) { lambdaAPIPort = port }
         if let v = environment["SLUICE_JWT_REQUIRE_ISSUER_AUDIENCE"] { jwtRequireIssuerAudience = ["true", "1", "yes", "on"].contains(v.lowercased()) }
         if let v = environment["SLUICE_HTTP_IDLE_TIMEOUT"], let timeout = DurationParser.parse(v), timeout > .zero { httpIdleTimeout = timeout }

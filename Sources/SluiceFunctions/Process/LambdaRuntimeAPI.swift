@@ -130,6 +130,9 @@ struct LambdaRuntimeAPI: Service, CustomStringConvertible {
     /// Called at each poll of the process (its first poll makes it ready).
     let onPoll: @Sendable () -> Void
     let logger: Logger
+    /// Told the port the API listens on once it does (`port` 0: one the kernel picked, so no
+    /// other local user can take it between its choice and the bind).
+    var onListening: @Sendable (Int) -> Void = { _ in }
 
     var description: String { "LambdaRuntimeAPI(\(function))" }
 
@@ -179,6 +182,7 @@ struct LambdaRuntimeAPI: Service, CustomStringConvertible {
         }
         let app = Application(router: router,
                               configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "sluice-lambda-runtime"),
+                              onServerRunning: { [onListening] channel in onListening(channel.localAddress?.port ?? 0) },
                               logger: logger)
         try await withGracefulShutdownHandler {
             try await app.run()

@@ -43,6 +43,10 @@ public final class ProcessFunction: EventFunction, Sendable {
         maxAnswerBytes = manifest.maxChunkBytes * 4 + (1 << 20)
         stream = manifest.triggers.lazy.compactMap { if case .stream(let name) = $0 { name } else { nil } }.first ?? manifest.name
         var services: [any Service] = []
+        let user: FunctionUser?
+        do { user = try FunctionUser.resolve(setup.configuration.functionUser) } catch {
+            throw ManifestError(.badValue, file: manifest.file, key: "runtime", message: "\(error)")
+        }
         let sidecarURL = runtime.command != nil && runtime.wireProtocol == .http ? setup.configuration.functionURL : nil
         let sidecarLambda = runtime.wireProtocol == .lambda ? setup.configuration.lambdaAPIPort : nil
         if let apiPort = sidecarLambda {
@@ -57,20 +61,25 @@ public final class ProcessFunction: EventFunction, Sendable {
         } else if runtime.wireProtocol == .lambda {
             // Sluice serves the Runtime API to the process on a port of its own; the process is
             // ready at its first poll, and what it held when it ended is retried.
+            // The API binds a port the kernel picks (none found free and released, which another
+            // local user could take first); the process starts once it is known.
             let broker = LambdaBroker()
-            let apiPort = ProcessSupervisor.freePort()
+            let apiPort = LambdaAPIPort()
             let supervisor = ProcessSupervisor(
-                manifest: manifest, runtime: runtime, logger: setup.logger, readiness: .reported,
+                manifest: manifest, runtime: runtime, logger: setup.logger, readiness: .reported, user: user,
                 reload: setup.configuration.reloadFunctionFiles, build: setup.configuration.buildFunctions,
-                environment: Self.lambdaEnvironment(manifest: manifest, runtime: runtime, api: "127.0.0.1:\(apiPort)"),
+                environment: Self.lambdaEnvironment(manifest: manifest, runtime: runtime, api: ""),
+                startEnvironment: { ["AWS_LAMBDA_RUNTIME_API": "127.0.0.1:\(await apiPort.value())"] },
                 onExit: { broker.processEnded() })
-            services.append(LambdaRuntimeAPI(broker: broker, port: apiPort, function: manifest.name, maxResponseBytes: maxAnswerBytes,
-                                             processID: { supervisor.processID }, onPoll: { supervisor.markReady() }, logger: setup.logger))
+            var api = LambdaRuntimeAPI(broker: broker, port: 0, function: manifest.name, maxResponseBytes: maxAnswerBytes,
+                                       processID: { supervisor.processID }, onPoll: { supervisor.markReady() }, logger: setup.logger)
+            api.onListening = { apiPort.set($0) }
+            services.append(api)
             lambda = broker
             self.supervisor = supervisor
             token = supervisor.token
         } else if runtime.command != nil, sidecarURL == nil {
-            let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger,
+            let supervisor = ProcessSupervisor(manifest: manifest, runtime: runtime, logger: setup.logger, user: user,
                                                reload: setup.configuration.reloadFunctionFiles, build: setup.configuration.buildFunctions)
             lambda = nil
             self.supervisor = supervisor

@@ -1,4 +1,8 @@
+import CSluiceSystem
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -18,6 +22,12 @@ import Synchronization
 /// `env --default-signal`, so it does not inherit the SIGTERM that ServiceLifecycle ignores in
 /// Sluice (an ignored signal stays ignored across exec); with `runtime.memory`, under `ulimit -v`;
 /// with no descriptor of Sluice's open but standard input, output and error.
+///
+/// The walls around it (docs/security.md): Sluice makes itself non-dumpable before the first
+/// start (no process of its user reads its `/proc/PID/environ` or memory); with a ``FunctionUser``
+/// (a root Sluice's default) the process and its build run as that user, with no supplementary
+/// groups; and each supervisor gives its process a private folder (`TMPDIR` and `HOME`, mode
+/// 700, owned by that user), removed when the supervisor stops.
 public final class ProcessSupervisor: Service, CustomStringConvertible {
     public enum State: Sendable, Equatable {
         case starting
@@ -39,6 +49,8 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     let readiness: Readiness
     /// Set in the process's environment besides Sluice's own variables.
     let extraEnvironment: [String: String]
+    /// Variables known only once Sluice runs (the Lambda Runtime API's port), awaited before each start.
+    let startEnvironment: @Sendable () async -> [String: String]
     /// Called each time the process has ended (before it is started again).
     let onExit: @Sendable () -> Void
     /// Whether a change to a file in the function's folder restarts the process (`sluice dev`).
@@ -46,8 +58,17 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     /// Whether `runtime.build` runs before the process starts and, with `reload`, after each
     /// change (the running process keeps serving until the new build succeeds).
     let build: Bool
+    /// The user the process and its build run as; `nil` for Sluice's own.
+    public let user: FunctionUser?
+    /// The process's private folder (`TMPDIR`, `HOME`), made at the first start.
+    private let privateFolder = Mutex<String?>(nil)
     /// Set when a change ended the process: it is started again at once.
     private let reloading = Atomic<Bool>(false)
+    /// Whether the process is handed the socket it listens on (descriptor 3, `LISTEN_FDS=1`),
+    /// bound by Sluice so that no other local user can take its port first. Cleared when a
+    /// process ended before it answered on one (a function that binds `PORT` itself: it was
+    /// written before, and found the port taken); set again when the folder changes.
+    private let passSocket = Atomic<Bool>(true)
     /// The bearer token of this supervisor's process.
     public let token = RandomHex.make(words: 4)
     private let state = Mutex<State>(.starting)
@@ -62,9 +83,12 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
 
     public var description: String { "ProcessSupervisor(\(manifest.name))" }
 
-    public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger, readiness: Readiness = .listens, reload: Bool = false,
-                build: Bool = false, environment: [String: String] = [:], onExit: @escaping @Sendable () -> Void = {}) {
+    public init(manifest: Manifest, runtime: FunctionRuntime, logger: Logger, readiness: Readiness = .listens, user: FunctionUser? = nil,
+                reload: Bool = false, build: Bool = false, environment: [String: String] = [:],
+                startEnvironment: @escaping @Sendable () async -> [String: String] = { [:] }, onExit: @escaping @Sendable () -> Void = {}) {
+        self.startEnvironment = startEnvironment
         self.reload = reload
+        self.user = user
         self.build = build && runtime.build != nil
         self.manifest = manifest
         self.runtime = runtime
@@ -114,6 +138,8 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     }
 
     public func run() async throws {
+        Self.makeSluiceNonDumpable(logger: logger)
+        defer { removePrivateFolder() }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 if reload { group.addTask { await self.watchFiles() } }
@@ -146,9 +172,11 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         buildFailed.store(false, ordering: .relaxed)
         var delay = Duration.milliseconds(100)
         while !isStopping {
-            let port = runtime.port ?? Self.freePort()
+            // An HTTP process gets its listening socket from Sluice; a Lambda client listens on nothing.
+            let listener = readiness == .listens && passSocket.load(ordering: .relaxed) ? Self.listen(port: runtime.port ?? 0) : nil
+            let port = listener?.port ?? runtime.port ?? Self.freePort()
             let started = ContinuousClock.now
-            let exit = await runOnce(port: port)
+            let exit = await runOnce(port: port, listener: listener?.descriptor)
             state.withLock { $0 = .starting }
             if isStopping { break }
             if reloading.exchange(false, ordering: .relaxed) {
@@ -170,11 +198,16 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
 
     /// The process's environment: a few of Sluice's variables, never its secrets; the manifest's
     /// `environment`; `PORT` and the token (not for a build).
-    func processEnvironment(port: Int?) -> [String: String] {
+    func processEnvironment(port: Int?, folder: String? = nil) -> [String: String] {
         var environment: [String: String] = [:]
         let inherited = ProcessInfo.processInfo.environment
         for name in ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"] { environment[name] = inherited[name] }
         environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        if let user, let path = environment["PATH"] { environment["PATH"] = user.reachable(path: path) }
+        if let folder {
+            environment["TMPDIR"] = folder
+            environment["HOME"] = folder
+        }
         environment["PYTHONUNBUFFERED"] = "1"
         for (name, value) in manifest.environment { environment[name] = value }
         for (name, value) in extraEnvironment { environment[name] = value }
@@ -186,27 +219,46 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         return environment
     }
 
-    /// Starts the process, marks it ready once it answers, and returns how it ended.
-    func runOnce(port: Int) async -> String {
+    /// Starts the process, marks it ready once it answers, and returns how it ended. With
+    /// `listener` (a listening socket on `port`, closed here) the process gets it as descriptor 3.
+    func runOnce(port: Int, listener: Int32? = nil) async -> String {
+        let folder: String
+        do { folder = try preparePrivateFolder() } catch {
+            if let listener { close(listener) }
+            logger.error("function process not started", metadata: ["error": .string("\(error)")])
+            return "not started: \(error.code)"
+        }
         var arguments: [String] = []
         let launcher = "/usr/bin/setpriv"
         let hasLauncher = FileManager.default.isExecutableFile(atPath: launcher)
-        if hasLauncher { arguments += ["--pdeathsig", "KILL", "--", "/usr/bin/env"] }
+        if user != nil, !hasLauncher {
+            logger.error("function process not started", metadata: ["error": .string("function_user_unavailable: /usr/bin/setpriv is needed to start it as another user")])
+            if let listener { close(listener) }
+            return "not started: function_user_unavailable"
+        }
+        if hasLauncher { arguments += ["--pdeathsig", "KILL"] + userArguments + ["--", "/usr/bin/env"] }
         let limit = runtime.memoryBytes.map { "ulimit -v \($0 / 1024) && " } ?? ""
         // bash closes every descriptor but 0, 1 and 2 first: none of Sluice's sockets (Redis,
         // PostgreSQL) may reach the user's code, whatever was not opened close-on-exec.
-        arguments += ["--default-signal", "/bin/bash", "-c", Self.closeInherited + "cd \"$1\" && shift && \(limit)exec \"$@\"",
+        // With a socket: descriptor 3 stays open, and LISTEN_PID names the process (bash execs it: the same pid).
+        let inherited = listener == nil ? Self.closeInherited : Self.closeInheritedButListener + "export LISTEN_PID=$$; "
+        arguments += ["--default-signal", "/bin/bash", "-c", inherited + "cd \"$1\" && unset OLDPWD && shift && \(limit)exec \"$@\"",
                       "sluice-function", runtime.directory]
         arguments += runtime.command ?? []
         let executable = hasLauncher ? launcher : "/usr/bin/env"
-        let environment = processEnvironment(port: port)
+        var environment = processEnvironment(port: port, folder: folder)
+        if listener != nil { environment["LISTEN_FDS"] = "1" }
+        for (name, value) in await startEnvironment() { environment[name] = value }
 
         // The process is started and waited for on a thread of its own: `--pdeathsig` ends it
         // when the thread that started it ends, so that thread lives exactly as long as it.
         let exited = AsyncStream<String>.makeStream()
         let launched = AsyncStream<Int32?>.makeStream()
         let thread = Thread { [arguments, environment] in
-            guard let pid = Self.spawn(executable, arguments: arguments, environment: environment) else {
+            let spawned = Self.spawn(executable, arguments: arguments, environment: environment, listener: listener)
+            // The process holds the socket now; Sluice's copy goes (its port is the process's alone).
+            if let listener { close(listener) }
+            guard let pid = spawned else {
                 launched.continuation.yield(nil)
                 launched.continuation.finish()
                 exited.continuation.yield("not started: \(String(cString: strerror(errno)))")
@@ -232,26 +284,39 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
 
         // Ready once its port accepts a connection; the exit is watched meanwhile.
         let readyDeadline = ContinuousClock.now + runtime.readyTimeout
-        let watcher = Task { [weak self] in
+        // The watcher answers whether the process became ready.
+        let watcher = Task { [weak self] () -> Bool in
             while let self, !Task.isCancelled, ContinuousClock.now < readyDeadline {
                 if self.readiness == .reported {
-                    if self.isReady { return }
-                } else if await Self.listens(port: port) {
+                    if self.isReady { return true }
+                } else if listener == nil ? await Self.listens(port: port) : await Self.answers(port: port) {
+                    // A passed socket accepts connections before the process does: it is ready
+                    // once it answers a request (any status: without the token, 401).
                     self.state.withLock { if $0 == .starting { $0 = .ready(port: port) } }
                     self.logger.info("function process ready", metadata: ["port": .stringConvertible(port)])
-                    return
+                    return true
                 }
                 try? await Task.sleep(for: .milliseconds(20))
             }
-            guard let self, !Task.isCancelled else { return }
+            guard let self, !Task.isCancelled else { return false }
             self.logger.error("function process not ready in time; restarting", metadata: [
                 "ready_timeout_ms": .stringConvertible(self.runtime.readyTimeout.milliseconds),
             ])
             self.signal(SIGKILL)
+            return false
         }
         var how = "ended"
         for await value in exited.stream { how = value }
         watcher.cancel()
+        let becameReady = await watcher.value
+        if listener != nil, !becameReady, !isStopping, !reloading.load(ordering: .relaxed) {
+            passSocket.store(false, ordering: .relaxed)
+            logger.warning("""
+                function process ended before it answered on the socket Sluice passed it (descriptor 3, LISTEN_FDS=1); \
+                it is started with PORT alone from now on, which another local user could take first: \
+                make it take the socket (sluice new writes functions that do)
+                """)
+        }
         state.withLock { $0 = .starting }
         pid.withLock { $0 = nil }
         onExit()
@@ -276,6 +341,7 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
                 known = Self.fingerprint(of: runtime.directory)
             }
             logger.info("function files changed; restarting the process")
+            passSocket.store(true, ordering: .relaxed)
             reloading.store(true, ordering: .relaxed)
             signal(SIGTERM)
         }
@@ -284,6 +350,8 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     /// bash's first words: close every descriptor but 0, 1 and 2 (none of Sluice's sockets may
     /// reach the user's code or build, whatever was not opened close-on-exec).
     static let closeInherited = "for f in /proc/$$/fd/*; do n=${f##*/}; if [ \"$n\" -gt 2 ]; then exec {n}>&-; fi; done; "
+    /// The same, but for descriptor 3: the listening socket Sluice passes.
+    static let closeInheritedButListener = "for f in /proc/$$/fd/*; do n=${f##*/}; if [ \"$n\" -gt 3 ]; then exec {n}>&-; fi; done; "
 
     /// How often the function's folder is compared for changes.
     static let watchInterval: Duration = .milliseconds(100)
@@ -298,12 +366,26 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         let started = ContinuousClock.now
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-build-\(manifest.name)-\(RandomHex.make(words: 2))").path
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let arguments = ["--default-signal", "/bin/bash", "-c", Self.closeInherited + "cd \"$1\" && shift && exec \"$@\"", "sluice-build",
+        let folder: String
+        do {
+            folder = try preparePrivateFolder()
+            try handOverBuildFolder()
+        } catch {
+            logger.error("function build failed", metadata: ["error": .string("\(error)")])
+            return false
+        }
+        var arguments = ["--default-signal", "/bin/bash", "-c", Self.closeInherited + "cd \"$1\" && unset OLDPWD && shift && exec \"$@\"", "sluice-build",
                          runtime.directory] + command
-        let environment = processEnvironment(port: nil)
+        var executable = "/usr/bin/env"
+        if user != nil {
+            arguments = userArguments + ["--", "/usr/bin/env"] + arguments
+            executable = "/usr/bin/setpriv"
+        }
+        let environment = processEnvironment(port: nil, folder: folder)
         let finished = AsyncStream<String>.makeStream()
-        let thread = Thread {
-            guard let pid = Self.spawn("/usr/bin/env", arguments: arguments, environment: environment, output: output) else {
+        // The build's output file is opened by the spawn (as Sluice), before the user changes.
+        let thread = Thread { [arguments, executable] in
+            guard let pid = Self.spawn(executable, arguments: arguments, environment: environment, output: output) else {
                 finished.continuation.yield("not started: \(String(cString: strerror(errno)))")
                 finished.continuation.finish()
                 return
@@ -336,6 +418,85 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
         return true
     }
 
+    /// setpriv's arguments that start the process as ``user``: its uid and gid, no other group.
+    var userArguments: [String] {
+        guard let user else { return [] }
+        return ["--reuid", "\(user.uid)", "--regid", "\(user.gid)", "--clear-groups"]
+    }
+
+    /// Makes Sluice non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`), once, before a process starts:
+    /// a process of Sluice's own user can then read neither its `/proc/PID/environ` (the
+    /// database URL, the keys) nor its memory, nor attach to it. Core dumps of Sluice are off
+    /// with it.
+    static func makeSluiceNonDumpable(logger: Logger) {
+        guard sluice_get_dumpable() != 0 else { return }
+        if sluice_set_dumpable(0) != 0 {
+            logger.error("cannot make Sluice non-dumpable; a function's process of the same user could read its environment",
+                         metadata: ["error": .string(String(cString: strerror(errno)))])
+        }
+    }
+
+    /// The process's private folder (`TMPDIR` and `HOME`): made at the first start (mode 700,
+    /// owned by ``user``), kept across restarts and builds, removed when the supervisor stops.
+    /// Checks that the user can read the function's folder.
+    /// - Throws: ``FunctionUserError`` `function_folder_unreadable` or `function_private_folder_failed`.
+    func preparePrivateFolder() throws(FunctionUserError) -> String {
+        if let user, !user.may(R_OK | X_OK, runtime.directory) {
+            throw FunctionUserError(code: "function_folder_unreadable", message: """
+                the function's folder \(runtime.directory) (and every folder above it) must be readable by \(user), \
+                the user its process runs as (SLUICE_FUNCTION_USER)
+                """)
+        }
+        return try privateFolder.withLock { folder throws(FunctionUserError) -> String in
+            if let folder { return folder }
+            var base = FileManager.default.temporaryDirectory.path
+            while base.count > 1, base.hasSuffix("/") { base.removeLast() }
+            if let user, !user.may(X_OK, base) { base = "/tmp" }
+            var template = Array("\(base)/sluice-fn-\(manifest.name)-XXXXXX".utf8CString)
+            guard let made = mkdtemp(&template) else {
+                throw FunctionUserError(code: "function_private_folder_failed", message: "cannot make a private folder in \(base): \(String(cString: strerror(errno)))")
+            }
+            let path = String(cString: made)
+            if let user, chown(path, user.uid, user.gid) != 0 {
+                let reason = String(cString: strerror(errno))
+                rmdir(path)
+                throw FunctionUserError(code: "function_private_folder_failed", message: "cannot give \(path) to \(user): \(reason)")
+            }
+            folder = path
+            return path
+        }
+    }
+
+    /// Removes the private folder and what the process left in it.
+    func removePrivateFolder() {
+        guard let folder = privateFolder.withLock({ value in defer { value = nil }; return value }) else { return }
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+
+    /// With a ``user`` and `runtime.build`: `.build` in the function's folder, made when missing,
+    /// is handed to the user (it and everything in it), the one place there a build may write.
+    /// - Throws: ``FunctionUserError`` `function_build_folder_failed`.
+    func handOverBuildFolder() throws(FunctionUserError) {
+        guard let user else { return }
+        let folder = runtime.directory + "/.build"
+        var isFolder: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) {
+            do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false) } catch {
+                throw FunctionUserError(code: "function_build_folder_failed", message: "cannot make \(folder)")
+            }
+        } else if !isFolder.boolValue {
+            throw FunctionUserError(code: "function_build_folder_failed", message: "\(folder) is not a folder")
+        }
+        // lchown: a link in it is handed over, never what it points to.
+        var paths = [folder]
+        if let walker = FileManager.default.enumerator(atPath: folder) {
+            while let path = walker.nextObject() as? String { paths.append(folder + "/" + path) }
+        }
+        for path in paths where lchown(path, user.uid, user.gid) != 0 {
+            throw FunctionUserError(code: "function_build_folder_failed", message: "cannot give \(path) to \(user): \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// The folder's files, sizes and modification times.
     public static func fingerprint(of directory: String) -> [String: String] {
         var result: [String: String] = [:]
@@ -354,11 +515,14 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
     /// Sluice's, every signal at its default and none blocked. `posix_spawn`, not Foundation's
     /// `Process`: `Process` notices an exit through a descriptor the child holds, and the child
     /// closes every inherited descriptor (its exit was then noticed only at the next child's).
-    static func spawn(_ executable: String, arguments: [String], environment: [String: String], output: String? = nil) -> pid_t? {
+    static func spawn(_ executable: String, arguments: [String], environment: [String: String], output: String? = nil,
+                      listener: Int32? = nil) -> pid_t? {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // The listening socket as descriptor 3 (dup2 clears its close-on-exec flag).
+        if let listener { posix_spawn_file_actions_adddup2(&actions, listener, 3) }
         if let output {
             // Standard output and error to `output` (a build's, apart from Sluice's log).
             posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
@@ -407,6 +571,55 @@ public final class ProcessSupervisor: Service, CustomStringConvertible {
                 self.logger.warning("function process ignored SIGTERM; killing it")
                 kill(target, SIGKILL)
             }
+        }
+    }
+
+    /// A socket listening on 127.0.0.1:`port` (0: one the kernel picks), close-on-exec (only the
+    /// process it is handed to gets it), and its port; nil when it cannot be bound.
+    static func listen(port: Int) -> (descriptor: Int32, port: Int)? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && Glibc.listen(fd, 128) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { close(fd); return nil }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    /// Whether an HTTP server answers on 127.0.0.1:`port`: a `POST /` without the token gets any
+    /// answer (the protocol's 401) within 500 ms. An event-loop connection, not a blocking one.
+    static func answers(port: Int) async -> Bool {
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(500))
+                .connect(host: "127.0.0.1", port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+            return try await channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+                return try await withThrowingTaskGroup(of: Bool.self) { group in
+                    group.addTask {
+                        for try await _ in inbound { return true }
+                        return false
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .milliseconds(500))
+                        return false
+                    }
+                    let first = try await group.next() ?? false
+                    group.cancelAll()
+                    return first
+                }
+            }
+        } catch {
+            return false
         }
     }
 
