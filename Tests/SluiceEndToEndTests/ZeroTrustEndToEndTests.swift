@@ -45,10 +45,12 @@ struct ZeroTrustEndToEndTests {
             let otherMethod = try await HTTP.request("DELETE", fixture.url("ingest", "/api/v1/jobs"), headers: ["X-Sluice-Assertion": forJobs])
             #expect(otherMethod.status == 401)
             // Signed with a key that is not the gateway's, or expired.
-            let stranger = CallerAssertionSigner.generate().sign(subject: "x", roles: ["admin"], method: "GET", target: "/api/v1/audit", requestID: nil)
+            let stranger = CallerAssertionSigner.generate().sign(subject: "x", roles: ["admin"], audience: TestCaller.functions, method: "GET", target: "/api/v1/audit",
+                                                                       body: .digest(of: [UInt8]()), requestID: nil)
             #expect(try await HTTP.request("GET", fixture.url("privacy", "/api/v1/audit"), headers: ["X-Sluice-Assertion": stranger]).status == 401)
             let old = Int64(Date().timeIntervalSince1970) - 600
-            let expired = TestCaller.signer.sign(CallerAssertion(subject: "x", roles: ["admin"], method: "GET", target: "/api/v1/audit",
+            let expired = TestCaller.signer.sign(CallerAssertion(subject: "x", roles: ["admin"], audience: TestCaller.functions, method: "GET",
+                                                                 target: "/api/v1/audit", body: .digest(of: [UInt8]()),
                                                                  requestID: nil, issuedAt: old, expiresAt: old + 60))
             #expect(try await HTTP.request("GET", fixture.url("privacy", "/api/v1/audit"), headers: ["X-Sluice-Assertion": expired]).status == 401)
             // The probes stay open (the kubelet has no assertion).

@@ -8,7 +8,7 @@ import SluicePostgres
 /// column names come from the catalog's specs, checked when they were registered, and are
 /// written as quoted identifiers.
 extension WarehouseFunction {
-    func addDatasetRoutes(to router: Router<BasicRequestContext>) {
+    func addDatasetRoutes(to router: Router<SluiceRequestContext>) {
         router.get("/api/v1/datasets") { _, _ -> JSONResponse in
             JSONResponse(status: .ok, value: try await self.listDatasets())
         }

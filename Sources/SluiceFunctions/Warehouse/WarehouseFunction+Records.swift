@@ -10,7 +10,7 @@ import SluicePostgres
 /// `["a","b"]`). Every value is a bound parameter cast to its column's type; every name comes
 /// from the dataset's spec.
 extension WarehouseFunction {
-    func addRecordRoutes(to router: Router<BasicRequestContext>) {
+    func addRecordRoutes(to router: Router<SluiceRequestContext>) {
         router.get("/api/v1/datasets/{name}/records") { request, context -> JSONResponse in
             let query = request.uri.queryParameters
             var parameters: [(String, String)] = []
@@ -48,7 +48,7 @@ extension WarehouseFunction {
         return found
     }
 
-    func recordKey(_ context: BasicRequestContext) async throws -> (DatasetStore.StoredDataset, [String]) {
+    func recordKey(_ context: SluiceRequestContext) async throws -> (DatasetStore.StoredDataset, [String]) {
         let stored = try await storedDataset(try context.parameters.require("name"))
         return (stored, try Self.parseKey(try context.parameters.require("key"), spec: stored.spec))
     }

@@ -47,7 +47,7 @@ public struct WarehouseFunction: HTTPFunction {
         [RollupRefresher(pool: pool, logger: logger, interval: rollupInterval, batch: 5000)]
     }
 
-    public func addRoutes(to router: Router<BasicRequestContext>) {
+    public func addRoutes(to router: Router<SluiceRequestContext>) {
         router.get("/api/v1/data/{event_id}") { _, context -> JSONResponse in
             JSONResponse(status: .ok, value: try await self.record(try context.parameters.require("event_id")))
         }
