@@ -341,7 +341,7 @@ struct GatewayEndToEndTests {
                 "SELECT count(*) FROM audit_log WHERE resource LIKE '%example.com%' OR detail::text LIKE '%example.com%' OR resource LIKE '%matrix-%'")
             #expect(raw.scalar == "0")
             let templated = try await fixture.clients.postgres.query(
-                "SELECT detail->'parameters'->>'id' FROM audit_log WHERE actor = 'matrix-analyst' AND action = 'getRecord'")
+                "SELECT detail->'parameters'->>'event_id' FROM audit_log WHERE actor = 'matrix-analyst' AND action = 'getRecord'")
             #expect(templated.rows.count == 1)
             let parameter = templated.rows.first?.first ?? nil
             #expect(parameter?.hasPrefix("<EMAIL:") == true, "\(String(describing: parameter))")

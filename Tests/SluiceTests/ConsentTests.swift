@@ -119,17 +119,17 @@ struct ConsentTests {
                                     masker: AuditResource.masker(key: key), logger: Logger(label: "test"))
         let found = try #require(audit.operation(method: "GET", path: "/api/v1/data/mail%20jane.doe%40example.com"))
         #expect(found.operation.action == "getRecord")
-        #expect(found.resource.template == "/api/v1/data/{id}")
-        let masked = try #require(found.resource.parameters["id"])
+        #expect(found.resource.template == "/api/v1/data/{event_id}")
+        let masked = try #require(found.resource.parameters["event_id"])
         #expect(!masked.contains("jane.doe"), "\(masked)")
         #expect(!masked.contains("example.com"), "\(masked)")
         #expect(masked.hasPrefix("mail <EMAIL:"), "\(masked)")
         // The same address, the same pseudonym: rows about one value can still be found.
-        #expect(audit.operation(method: "GET", path: "/api/v1/data/mail%20jane.doe@example.com")?.resource.parameters["id"] == masked)
-        #expect(found.resource.detail == ["parameters": ["id": .string(masked)]])
+        #expect(audit.operation(method: "GET", path: "/api/v1/data/mail%20jane.doe@example.com")?.resource.parameters["event_id"] == masked)
+        #expect(found.resource.detail == ["parameters": ["event_id": .string(masked)]])
         #expect(found.resource.subject == nil)
         // An id without personal data stays readable.
-        #expect(audit.operation(method: "GET", path: "/api/v1/data/qs-0003")?.resource.parameters == ["id": "qs-0003"])
+        #expect(audit.operation(method: "GET", path: "/api/v1/data/qs-0003")?.resource.parameters == ["event_id": "qs-0003"])
         // A subject is stored as its pseudonym, the form erasure looks for.
         let subject = AuditResource.of(pattern: ["api", "v1", "subjects", "{subject}"], segments: ["api", "v1", "subjects", "jane%40example.com"],
                                        masker: AuditResource.masker(key: key))
