@@ -38,6 +38,9 @@ struct AssertCommand: ParsableCommand {
     @Flag(help: "Bind no body: for an upload sent streamed (over 1 MiB, or without Content-Length).")
     var streamed = false
 
+    @Option(help: "How many assertions to print, one a line, each with an id of its own (each is accepted once).")
+    var count: Int = 1
+
     func run() throws {
         guard let key = Environment.configuration().gatewaySigningKey else {
             throw CommandFailure("set SLUICE_GATEWAY_SIGNING_KEY (the gateway's private key)")
@@ -62,7 +65,10 @@ struct AssertCommand: ParsableCommand {
         }
         let functions = function.split(separator: ",").map(String.init)
         guard !functions.isEmpty else { throw CommandFailure("--function names at least one function") }
-        print(signer.sign(subject: subject, roles: roles.split(separator: ",").map(String.init), audience: functions,
-                          method: method.uppercased(), target: target, body: body, requestID: nil))
+        guard (1...100_000).contains(count) else { throw CommandFailure("--count must be from 1 to 100000") }
+        for _ in 0..<count {
+            print(signer.sign(subject: subject, roles: roles.split(separator: ",").map(String.init), audience: functions,
+                              method: method.uppercased(), target: target, body: body, requestID: nil))
+        }
     }
 }
