@@ -57,7 +57,7 @@ def rss_kb(pid):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
-    ap.add_argument("--assertion-command", help="prints the gateway's X-Sluice-Assertion for POST /api/v1/ingest (run every 30 s)")
+    ap.add_argument("--assertion-command", help="prints X-Sluice-Assertions for POST /api/v1/ingest, one a line (run again when used up or 30 s old)")
     ap.add_argument("--pool", required=True)
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--seconds", type=int, default=60)
@@ -78,14 +78,15 @@ def main():
     minted = [0.0, None]
 
     def assertion():
-        # An assertion is valid for a minute; a new one every 30 s, shared by the threads.
+        # An assertion is valid for a minute and accepted once: the command prints a batch (one a
+        # line), each request takes one, and a new batch comes when it runs out or is 30 s old.
         if not args.assertion_command:
             return None
         with lock:
-            if time.monotonic() - minted[0] > 30:
-                minted[1] = subprocess.run(args.assertion_command, shell=True, check=True, capture_output=True, text=True).stdout.strip()
+            if not minted[1] or time.monotonic() - minted[0] > 30:
+                minted[1] = subprocess.run(args.assertion_command, shell=True, check=True, capture_output=True, text=True).stdout.split()
                 minted[0] = time.monotonic()
-            return minted[1]
+            return minted[1].pop()
 
     def body(k):
         parts = []

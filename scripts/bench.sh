@@ -53,7 +53,8 @@ export SLUICE_WEBHOOK_SECRET="bench webhook secret, not a secret"
 # Functions answer only requests the gateway vouched for: where the bench calls a function's own
 # port it plays the gateway, with a key pair of its own (`sluice keys`) and `sluice assert`.
 eval "$("$sluice" keys)"
-assertion() { "$sluice" assert --method "$1" --target "$2" --subject bench --roles admin,analyst,ingest; }
+# An assertion is for one function, request and body, and is accepted once: assertion METHOD TARGET FUNCTION [OPTIONS].
+assertion() { "$sluice" assert --method "$1" --target "$2" --function "$3" --subject bench --roles admin,analyst,ingest "${@:4}"; }
 redis_port=$(cat "$servers/redis.port")
 
 now() { date +%s.%N; }
@@ -175,7 +176,7 @@ python3 ../shared/bench/gen_events.py --count 50000 --seed 8 --format ndjson --n
   --out "$servers/pool.ndjson" --manifest "$servers/pool-manifest.json"
 mkdir -p bench/results
 if [[ -n $soak ]]; then
-  python3 bench/paced.py --url "$ingest" --assertion-command "$sluice assert --method POST --target /api/v1/ingest --subject bench --roles ingest" \
+  python3 bench/paced.py --url "$ingest" --assertion-command "$sluice assert --method POST --target /api/v1/ingest --function ingest --streamed --count 500 --subject bench --roles ingest" \
     --pool "$servers/pool.ndjson" --rate "$rate" --seconds "$soak" \
     --database-url "$SLUICE_DATABASE_URL" "${pid_args[@]}" --out bench/results/soak.json
   exit
@@ -191,7 +192,7 @@ SLUICE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" pytho
   --port $((port + 11)) --runs 10 --out bench/results/container_start.json validate >/dev/null
 
 for user in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["consent_withdrawn_users"]))' "$servers/manifest.json"); do
-  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H "X-Sluice-Assertion: $(assertion PUT "/api/v1/consents/$user")" \
+  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H "X-Sluice-Assertion: $(assertion PUT "/api/v1/consents/$user" privacy --data '{"purpose": "analytics", "granted": false}')" \
     -d '{"purpose": "analytics", "granted": false}' "http://127.0.0.1:${ports[privacy]}/api/v1/consents/$user"
 done
 # CPU time (user + system, in clock ticks) of each process, and of Redis and every PostgreSQL
@@ -211,17 +212,20 @@ cpu_snapshot() {
 }
 cpu_before=$(cpu_snapshot)
 start=$(now)
-upload_assertion=$(assertion POST /api/v1/ingest)
+upload_assertion=$(assertion POST /api/v1/ingest ingest --data-file "$servers/events.$format")
 answer=$(curl -fsS -XPOST -H "Content-Type: $type" -H "X-Sluice-Assertion: $upload_assertion" --data-binary "@$servers/events.$format" "$ingest/api/v1/ingest")
 accepted=$(now)
 [[ $answer =~ \"job_id\":\"([0-9a-f-]+)\" ]] || { echo "ingest answered: $answer" >&2; exit 1; }
 job=${BASH_REMATCH[1]}
 deadline=$(( $(date +%s) + 900 ))
 # Polled with curl alone: a python3 per poll would cost the pipeline a good share of a core.
-# An assertion is valid for a minute: a new one every 30 s.
-poll_assertion=$(assertion GET "/api/v1/jobs/$job"); poll_minted=$(date +%s)
+# An assertion is valid for a minute and accepted once: a batch every 30 s (or when used up), one per poll.
+poll_assertions=(); poll_minted=0
 while :; do
-  if (( $(date +%s) - poll_minted >= 30 )); then poll_assertion=$(assertion GET "/api/v1/jobs/$job"); poll_minted=$(date +%s); fi
+  if (( ${#poll_assertions[@]} == 0 || $(date +%s) - poll_minted >= 30 )); then
+    mapfile -t poll_assertions < <(assertion GET "/api/v1/jobs/$job" ingest --count 600); poll_minted=$(date +%s)
+  fi
+  poll_assertion=${poll_assertions[-1]}; unset 'poll_assertions[-1]'
   state=$(curl -fsS -H "X-Sluice-Assertion: $poll_assertion" "$ingest/api/v1/jobs/$job")
   [[ $state =~ \"status\":\"(completed|failed|cancelled)\" ]] && break
   (( $(date +%s) < deadline )) || { echo "job $job did not end: $state" >&2; exit 1; }
@@ -243,7 +247,7 @@ dedup_overhead=$(redis-cli -p "$redis_port" memory stats | awk '/^overhead.hasht
 dedup_bytes=$(python3 -c "import sys; print(round(float(sys.argv[1]) + float(sys.argv[2])))" "$dedup_sample" "$dedup_overhead")
 
 # Latency under a paced load: RATE events/s for SECONDS in uploads of 250 (bench/paced.py).
-python3 bench/paced.py --url "$ingest" --assertion-command "$sluice assert --method POST --target /api/v1/ingest --subject bench --roles ingest" \
+python3 bench/paced.py --url "$ingest" --assertion-command "$sluice assert --method POST --target /api/v1/ingest --function ingest --streamed --count 500 --subject bench --roles ingest" \
   --pool "$servers/pool.ndjson" --rate "$rate" --seconds "$seconds" \
   --database-url "$SLUICE_DATABASE_URL" "${pid_args[@]}" --out bench/results/latency.json >/dev/null
 
@@ -277,12 +281,13 @@ import json, subprocess, sys, time, urllib.request
 lines = [json.loads(line) for line in open(sys.argv[1])]
 minted = [0.0, ""]
 def assertion():
-    # The gateway's assertion for POST /invoke, valid a minute: a new one every 30 s (outside the timing it is cheap).
-    if time.monotonic() - minted[0] > 30:
-        minted[1] = subprocess.run([sys.argv[5], "assert", "--method", "POST", "--target", "/invoke", "--subject", "bench", "--roles", "admin"],
-                                   check=True, capture_output=True, text=True).stdout.strip()
+    # The gateway's assertion for POST /invoke, valid a minute and accepted once: a batch every 30 s, one per call.
+    if not minted[1] or time.monotonic() - minted[0] > 30:
+        minted[1] = subprocess.run([sys.argv[5], "assert", "--method", "POST", "--target", "/invoke", "--function", "validate", "--streamed",
+                                    "--count", "200", "--subject", "bench", "--roles", "admin"],
+                                   check=True, capture_output=True, text=True).stdout.split()
         minted[0] = time.monotonic()
-    return minted[1]
+    return minted[1].pop()
 chunks = [json.dumps(lines[i:i + 500]).encode() for i in range(0, len(lines), 500)]
 def mean_ms(port, bodies):
     start = time.perf_counter()
@@ -384,7 +389,7 @@ erasure=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["remov
 # its 202, the peak memory of both, then the time until the job completes, with its counts.
 # Its workload withdraws nobody's consent: those the first workload withdrew are granted again.
 for user in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["consent_withdrawn_users"]))' "$servers/manifest.json"); do
-  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H "X-Sluice-Assertion: $(assertion PUT "/api/v1/consents/$user")" \
+  curl -fsS -o /dev/null -XPUT -H 'Content-Type: application/json' -H "X-Sluice-Assertion: $(assertion PUT "/api/v1/consents/$user" privacy --data '{"purpose": "analytics", "granted": false}')" \
     -d '{"purpose": "analytics", "granted": true}' "http://127.0.0.1:${ports[privacy]}/api/v1/consents/$user"
 done
 csv_mb=${BENCH_CSV_MB:-100}

@@ -34,7 +34,7 @@ public struct IntakeFunction: HTTPFunction {
         }
     }
 
-    public func addRoutes(to router: Router<BasicRequestContext>) {
+    public func addRoutes(to router: Router<SluiceRequestContext>) {
         router.post("/intake") { request, _ -> JSONResponse in
             try await self.accept(request)
         }

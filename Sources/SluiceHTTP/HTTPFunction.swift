@@ -8,11 +8,11 @@ import Sluice
 /// core stays free of any HTTP library.
 public protocol HTTPFunction: FunctionHandler {
     /// Adds the function's routes.
-    func addRoutes(to router: Router<BasicRequestContext>)
+    func addRoutes(to router: Router<SluiceRequestContext>)
 
     /// Adds middleware that sees every request of the process (the gateway's checks). Called
     /// for every HTTP function before any routes are added.
-    func addMiddleware(to router: Router<BasicRequestContext>)
+    func addMiddleware(to router: Router<SluiceRequestContext>)
 
     /// Work the function does in the background while the process runs (a reaper, a
     /// refresher); stopped with the process, before the HTTP server.
@@ -21,5 +21,5 @@ public protocol HTTPFunction: FunctionHandler {
 
 extension HTTPFunction {
     public var backgroundServices: [any Service] { [] }
-    public func addMiddleware(to router: Router<BasicRequestContext>) {}
+    public func addMiddleware(to router: Router<SluiceRequestContext>) {}
 }

@@ -37,7 +37,7 @@ public struct RuntimeRoutes: Sendable {
     }
 
     /// Adds the routes to `router`.
-    public func add(to router: Router<BasicRequestContext>) {
+    public func add(to router: Router<SluiceRequestContext>) {
         router.get("/health/live") { _, _ -> JSONValue in ["status": "live"] }
         router.get("/health/ready") { _, _ -> JSONResponse in
             let results = await health.run()

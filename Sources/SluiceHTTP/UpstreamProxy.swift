@@ -59,7 +59,9 @@ public final class UpstreamProxy: Service, Sendable {
         let headers = request.headers
         var upstream = HTTPClientRequest(url: base + request.uri.description)
         upstream.method = HTTPMethod(rawValue: request.method.rawValue)
-        for field in headers where !Self.hopByHop.contains(field.name.canonicalName) {
+        // The allow-list again (the gateway applies it first): nothing a function does not read
+        // leaves for another pod, whoever calls the proxy.
+        for field in ForwardedHeaders.filter(headers) where !Self.hopByHop.contains(field.name.canonicalName) {
             upstream.headers.add(name: field.name.rawName, value: field.value)
         }
         let gate = BodyGate()

@@ -106,7 +106,7 @@ struct FunctionHost {
             try await migrate(clients)
             let dependencies = clients.dependencies(manifests: ManifestLoader(functionsDirectory: configuration.functionsDirectory),
                                                     hosted: Set(manifests.map(\.name)))
-            let router = Router()
+            let router = Router(context: SluiceRequestContext.self)
             router.add(middleware: ProblemMiddleware())
             var invokers: [String: FunctionInvoker] = [:]
             var triggers: [any Service] = []
@@ -161,13 +161,14 @@ struct FunctionHost {
             if callerVerifier == nil, let exposed = manifests.first(where: { $0.servesHTTP && $0.handler != "gateway" }) {
                 throw CommandFailure("\(exposed.name) serves HTTP routes but cannot check who calls them: set SLUICE_GATEWAY_PUBLIC_KEY (the gateway's public key; `sluice keys` makes a pair)")
             }
-            router.add(middleware: CallerMiddleware(verifier: callerVerifier, logger: logger))
+            router.add(middleware: CallerMiddleware(verifier: callerVerifier, functions: Set(manifests.map(\.name)), logger: logger))
             // After the gateway's checks (it names the caller), before the routes: every API
             // request this process answers writes an audit row.
             let audited = manifests.flatMap { BuiltinFunctions.operations[$0.handler] ?? [] }
                 .filter { $0.tag != "meta" && !PrivacyFunction.selfAudited.contains($0.operationID) }
             if !audited.isEmpty {
-                router.add(middleware: AuditMiddleware(operations: audited, pool: clients.postgres, logger: logger))
+                router.add(middleware: AuditMiddleware(operations: audited, pool: clients.postgres,
+                                                         masker: AuditResource.masker(key: configuration.pseudonymKey), logger: logger))
             }
             for function in httpFunctions { function.addRoutes(to: router) }
             let redis = clients.redis, postgres = clients.postgres

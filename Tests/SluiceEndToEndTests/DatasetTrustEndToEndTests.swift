@@ -29,7 +29,7 @@ import Testing
         -> (status: Int, body: JSONValue) {
         let url = fixture.url(function, path)
         let response = try await HTTP.request(method, url, body: body, headers: [
-            "Content-Type": type, TestCaller.header: TestCaller.assertion(method: method, url: url, subject: subject, roles: roles),
+            "Content-Type": type, TestCaller.header: TestCaller.assertion(method: method, url: url, body: Array(body ?? Data()), subject: subject, roles: roles),
         ])
         return (response.status, (try? JSONParser().parse(Array(response.body))) ?? .string(response.text))
     }

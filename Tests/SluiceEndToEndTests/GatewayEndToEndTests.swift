@@ -146,6 +146,12 @@ struct GatewayEndToEndTests {
             let refusals = series.filter { $0.key.hasPrefix("sluice_gateway_auth_failures_total{") }.values.reduce(0, +)
             #expect(refusals == 13, "\(series.filter { $0.key.hasPrefix("sluice_gateway_auth_failures_total") })")
             #expect(!text.contains("corpus") && !text.contains("Bearer") && !text.contains("evil"))
+
+            // A role that a comma-joined header would have split into `admin` is refused, naming the claim.
+            let comma = try await Self.get(fixture, "/api/v1/audit", token: try Self.hs256(Self.claims(roles: ["ingest", "x,admin"])))
+            #expect(comma.status == 400, "\(comma.text)")
+            #expect(Self.problemCode(comma) == "invalid_token")
+            #expect((try? JSONParser().parse(Array(comma.body)))?["claim"] == "roles")
         }
     }
 
@@ -158,13 +164,59 @@ struct GatewayEndToEndTests {
                 let result = try await runCommand("/usr/bin/openssl", arguments)
                 try #require(result.status == 0, "openssl: \(result.error)")
             }
+            // This gateway's "ingest" answers with the headers and the body's digest it received:
+            // what a function (or a compromised function pod) sees of a caller.
+            let echoPort = freePort()
+            let echo = """
+                import hashlib, http.server, json, sys
+                class Handler(http.server.BaseHTTPRequestHandler):
+                    def answer(self):
+                        body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
+                        seen = json.dumps({"headers": {k.lower(): v for k, v in self.headers.items()},
+                                           "sha256": hashlib.sha256(body).hexdigest()}).encode()
+                        self.send_response(200)
+                        self.send_header('Content-Type', 'application/json')
+                        self.send_header('Content-Length', str(len(seen)))
+                        self.end_headers()
+                        self.wfile.write(seen)
+                    do_GET = do_POST = answer
+                    def log_message(self, *args):
+                        pass
+                http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), Handler).serve_forever()
+                """
+            let receiver = try Child("/usr/bin/python3", ["-c", echo, "\(echoPort)"], environment: [:],
+                                     stdout: "\(fixture.directory)/echo.log", stderr: "\(fixture.directory)/echo.log")
+            defer { kill(receiver.pid, SIGKILL); _ = receiver.poll() }
             try await fixture.start("gateway", as: "gateway-rs", environment: [
                 "SLUICE_JWT_SECRET": "", "SLUICE_JWT_PUBLIC_KEY": "\(keys)/public.pem",
-            ].merging(Self.upstreams(fixture)) { $1 })
+            ].merging(Self.upstreams(fixture)) { $1 }.merging(["SLUICE_UPSTREAM_INGEST": "http://127.0.0.1:\(echoPort)"]) { $1 })
             let rs = try await Self.cliToken(fixture, subject: "rs-user", roles: "ingest", extra: ["SLUICE_JWT_SECRET": ""],
                                              arguments: ["--key", "\(keys)/private.pem"])
-            let passed = try await Self.get(fixture, "/api/v1/jobs", via: "gateway-rs", token: rs)
+            let passed = try await Self.get(fixture, "/api/v1/jobs", via: "gateway-rs", token: rs,
+                                            headers: ["Cookie": "session=caller-secret", "X-Sluice-Debug": "1", "X-Sluice-Roles": "admin",
+                                                      "tracestate": "vendor=1"])
             #expect(passed.status == 200, "\(passed.text)")
+            // The function gets the allow-listed headers and the assertion, never the caller's credentials.
+            let seen = try JSONParser().parse(Array(passed.body))
+            let headers = Set(seen["headers"]?.objectValue?.map(\.key) ?? [])
+            for gone in ["authorization", "cookie", "x-sluice-debug", "x-sluice-roles"] { #expect(!headers.contains(gone), "\(gone) reached the function") }
+            #expect(headers.isSuperset(of: ["x-sluice-assertion", "x-request-id", "traceparent", "tracestate"]), "\(headers)")
+            // The assertion is for ingest alone, this request, the empty body, and the roles as a list.
+            let assertion = seen["headers"]?["x-sluice-assertion"]?.stringValue ?? ""
+            let payload = try JSONParser().parse(Base64URL.decode(assertion.split(separator: ".").dropFirst().first.map { Array($0.utf8) } ?? []) ?? [])
+            #expect(payload["aud"] == ["ingest"])
+            #expect(payload["roles"] == ["ingest"])
+            #expect(payload["target"] == "/api/v1/jobs")
+            #expect(payload["bdy"] == .string("sha256:\(seen["sha256"]?.stringValue ?? "?")"))
+            #expect((payload["exp"]?.intValue ?? 0) - (payload["iat"]?.intValue ?? 0) == 60)
+            // A body is bound by the digest of exactly what the function receives.
+            let posted = try await HTTP.request("POST", fixture.url("gateway-rs", "/api/v1/process/transform"), body: Data("[{\"a\":1}]".utf8),
+                                                headers: ["Authorization": "Bearer \(rs)", "Content-Type": "application/json"])
+            let postedSeen = try JSONParser().parse(Array(posted.body))
+            let postedAssertion = postedSeen["headers"]?["x-sluice-assertion"]?.stringValue ?? ""
+            let postedPayload = try JSONParser().parse(Base64URL.decode(postedAssertion.split(separator: ".").dropFirst().first.map { Array($0.utf8) } ?? []) ?? [])
+            #expect(postedSeen["sha256"] == .string(SHA256.hex(Array("[{\"a\":1}]".utf8))))
+            #expect(postedPayload["bdy"] == .string("sha256:\(SHA256.hex(Array("[{\"a\":1}]".utf8)))"))
 
             // HS256 with the RSA public key as the HMAC secret: the classic confusion attack.
             let publicPEM = try Data(contentsOf: URL(fileURLWithPath: "\(keys)/public.pem"))
@@ -226,7 +278,8 @@ struct GatewayEndToEndTests {
                     ])
                     let job = try JSONParser().parse(Array(upload.body))["job_id"]?.stringValue ?? ""
                     // And a warehouse record of its own (a deleted record cannot be deleted again).
-                    let record = "matrix-\(UUID().uuidString)"
+                    // Its id holds an e-mail address, as a path a caller types may: the audit log must not keep it.
+                    let record = "matrix-\(UUID().uuidString.prefix(8))-jane.doe@example.com"
                     try await fixture.clients.postgres.query(
                         "INSERT INTO events (event_id, event_type, event_time, user_id, received_at) VALUES (\(record), 'click', now(), 'u1', now())")
                     // And a call of its own.
@@ -282,6 +335,16 @@ struct GatewayEndToEndTests {
             }
             let plain = try await fixture.clients.postgres.query("SELECT count(*) FROM audit_log WHERE resource LIKE '%matrix-subject%'")
             #expect(plain.scalar == "0")
+            // Rows name the route's template and its parameters masked: the address typed into the
+            // record's path is nowhere in the table, its keyed pseudonym is.
+            let raw = try await fixture.clients.postgres.query(
+                "SELECT count(*) FROM audit_log WHERE resource LIKE '%example.com%' OR detail::text LIKE '%example.com%' OR resource LIKE '%matrix-%'")
+            #expect(raw.scalar == "0")
+            let templated = try await fixture.clients.postgres.query(
+                "SELECT detail->'parameters'->>'event_id' FROM audit_log WHERE actor = 'matrix-analyst' AND action = 'getRecord'")
+            #expect(templated.rows.count == 1)
+            let parameter = templated.rows.first?.first ?? nil
+            #expect(parameter?.hasPrefix("<EMAIL:") == true, "\(String(describing: parameter))")
             // Outside the declared routes: 404, and 405 naming the methods a path takes.
             let unknown = try await Self.get(fixture, "/api/v1/nothing-here", token: tokens["admin"])
             #expect(unknown.status == 404)

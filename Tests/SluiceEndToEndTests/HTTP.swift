@@ -26,7 +26,7 @@ enum HTTP {
         request.httpMethod = method
         request.httpBody = body
         if !headers.keys.contains(where: { $0.lowercased() == TestCaller.header.lowercased() }) {
-            request.setValue(TestCaller.assertion(method: method, url: url), forHTTPHeaderField: TestCaller.header)
+            request.setValue(TestCaller.assertion(method: method, url: url, body: Array(body ?? Data())), forHTTPHeaderField: TestCaller.header)
         }
         for (name, value) in headers where !value.isEmpty || name.lowercased() != TestCaller.header.lowercased() {
             request.setValue(value, forHTTPHeaderField: name)

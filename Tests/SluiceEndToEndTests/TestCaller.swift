@@ -32,8 +32,21 @@ enum TestCaller {
         return components.percentEncodedQuery.map { "\(path)?\($0)" } ?? path
     }
 
-    /// An assertion as the gateway would make it for `method url`.
-    static func assertion(method: String, url: String, subject: String = "e2e-test", roles: [String] = ["admin", "analyst", "ingest"]) -> String {
-        signer.sign(subject: subject, roles: roles, method: method.uppercased(), target: target(of: url), requestID: nil)
+    /// The functions the tests' processes host, by the names their manifests give them: an
+    /// assertion names them all (the gateway names one), so that any of the tests' processes
+    /// takes it. `/invoke/NAME` adds NAME.
+    static let functions = ["calls", "enrich", "gateway", "ingest", "jobs", "load", "notify", "privacy", "quarantine", "transform",
+                            "validate", "warehouse", "filter", "stamp", "sink", "fail", "intake", "score", "risk", "review"]
+
+    /// An assertion as the gateway would make it for `method url` with `body`: bound by its
+    /// digest up to the gateway's 1 MiB, else (and for `nil`, a body sent streamed) bound by the
+    /// request alone, as the gateway binds a large upload.
+    static func assertion(method: String, url: String, body: [UInt8]? = nil, subject: String = "e2e-test",
+                          roles: [String] = ["admin", "analyst", "ingest"]) -> String {
+        let target = target(of: url)
+        var audience = functions
+        if target.hasPrefix("/invoke/") { audience.append(String(target.dropFirst("/invoke/".count).prefix { $0 != "?" })) }
+        return signer.sign(subject: subject, roles: roles, audience: audience, method: method.uppercased(), target: target,
+                           body: body.flatMap { $0.count <= CallerAssertion.boundBodyLimit ? .digest(of: $0) : nil } ?? .streamed, requestID: nil)
     }
 }

@@ -45,12 +45,28 @@ struct ZeroTrustEndToEndTests {
             let otherMethod = try await HTTP.request("DELETE", fixture.url("ingest", "/api/v1/jobs"), headers: ["X-Sluice-Assertion": forJobs])
             #expect(otherMethod.status == 401)
             // Signed with a key that is not the gateway's, or expired.
-            let stranger = CallerAssertionSigner.generate().sign(subject: "x", roles: ["admin"], method: "GET", target: "/api/v1/audit", requestID: nil)
+            let stranger = CallerAssertionSigner.generate().sign(subject: "x", roles: ["admin"], audience: TestCaller.functions, method: "GET", target: "/api/v1/audit",
+                                                                       body: .digest(of: [UInt8]()), requestID: nil)
             #expect(try await HTTP.request("GET", fixture.url("privacy", "/api/v1/audit"), headers: ["X-Sluice-Assertion": stranger]).status == 401)
             let old = Int64(Date().timeIntervalSince1970) - 600
-            let expired = TestCaller.signer.sign(CallerAssertion(subject: "x", roles: ["admin"], method: "GET", target: "/api/v1/audit",
+            let expired = TestCaller.signer.sign(CallerAssertion(subject: "x", roles: ["admin"], audience: TestCaller.functions, method: "GET",
+                                                                 target: "/api/v1/audit", body: .digest(of: [UInt8]()),
                                                                  requestID: nil, issuedAt: old, expiresAt: old + 60))
             #expect(try await HTTP.request("GET", fixture.url("privacy", "/api/v1/audit"), headers: ["X-Sluice-Assertion": expired]).status == 401)
+            // Accepted once, by the function it names, for the body it binds.
+            let once = TestCaller.assertion(method: "GET", url: fixture.url("privacy", "/api/v1/audit"), body: [], subject: "zt-admin")
+            #expect(try await HTTP.request("GET", fixture.url("privacy", "/api/v1/audit"), headers: ["X-Sluice-Assertion": once]).status == 200)
+            #expect(try await HTTP.request("GET", fixture.url("privacy", "/api/v1/audit"), headers: ["X-Sluice-Assertion": once]).status == 401,
+                    "a replayed assertion")
+            let forIngest = TestCaller.signer.sign(subject: "x", roles: ["admin"], audience: ["ingest"], method: "GET", target: "/api/v1/audit",
+                                                   body: .digest(of: [UInt8]()), requestID: nil)
+            #expect(try await HTTP.request("GET", fixture.url("privacy", "/api/v1/audit"), headers: ["X-Sluice-Assertion": forIngest]).status == 401,
+                    "an assertion made for another function")
+            let consent = Data(#"{"purpose": "analytics", "granted": true}"#.utf8)
+            let otherBody = TestCaller.assertion(method: "PUT", url: fixture.url("privacy", "/api/v1/consents/zt-body"), body: Array(#"{"purpose": "analytics", "granted": false}"#.utf8))
+            #expect(try await HTTP.request("PUT", fixture.url("privacy", "/api/v1/consents/zt-body"), body: consent,
+                                           headers: ["Content-Type": "application/json", "X-Sluice-Assertion": otherBody]).status == 401,
+                    "an assertion made for another body")
             // The probes stay open (the kubelet has no assertion).
             #expect(try await HTTP.request("GET", fixture.url("privacy", "/health/live"), headers: none).status == 200)
 

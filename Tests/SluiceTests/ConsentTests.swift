@@ -102,12 +102,44 @@ struct ConsentTests {
 
     @Test func auditActionsAreTheOperationIDs() {
         let audit = AuditMiddleware(operations: WarehouseFunction.operations + PrivacyFunction.operations,
-                                    pool: .init(url: "postgres://unused", threadPool: .singleton), logger: Logger(label: "test"))
+                                    pool: .init(url: "postgres://unused", threadPool: .singleton),
+                                    masker: AuditResource.masker(key: nil), logger: Logger(label: "test"))
         #expect(audit.action(method: "GET", path: "/api/v1/data/abc") == "getRecord")
         #expect(audit.action(method: "DELETE", path: "/api/v1/data/abc") == "deleteRecord")
         #expect(audit.action(method: "GET", path: "/api/v1/audit") == "getAudit")
         #expect(audit.action(method: "GET", path: "/api/v1/data/") == nil)
         #expect(audit.action(method: "POST", path: "/api/v1/data/abc") == nil)
         #expect(audit.action(method: "GET", path: "/health/ready") == nil)
+    }
+
+    @Test func auditRowsNameTheRouteTemplateAndMaskedParametersNeverThePath() throws {
+        let key = "an audit test pseudonym key 32+"
+        let audit = AuditMiddleware(operations: WarehouseFunction.operations + PrivacyFunction.operations,
+                                    pool: .init(url: "postgres://unused", threadPool: .singleton),
+                                    masker: AuditResource.masker(key: key), logger: Logger(label: "test"))
+        let found = try #require(audit.operation(method: "GET", path: "/api/v1/data/mail%20jane.doe%40example.com"))
+        #expect(found.operation.action == "getRecord")
+        #expect(found.resource.template == "/api/v1/data/{event_id}")
+        let masked = try #require(found.resource.parameters["event_id"])
+        #expect(!masked.contains("jane.doe"), "\(masked)")
+        #expect(!masked.contains("example.com"), "\(masked)")
+        #expect(masked.hasPrefix("mail <EMAIL:"), "\(masked)")
+        // The same address, the same pseudonym: rows about one value can still be found.
+        #expect(audit.operation(method: "GET", path: "/api/v1/data/mail%20jane.doe@example.com")?.resource.parameters["event_id"] == masked)
+        #expect(found.resource.detail == ["parameters": ["event_id": .string(masked)]])
+        #expect(found.resource.subject == nil)
+        // An id without personal data stays readable.
+        #expect(audit.operation(method: "GET", path: "/api/v1/data/qs-0003")?.resource.parameters == ["event_id": "qs-0003"])
+        // A subject is stored as its pseudonym, the form erasure looks for.
+        let subject = AuditResource.of(pattern: ["api", "v1", "subjects", "{subject}"], segments: ["api", "v1", "subjects", "jane%40example.com"],
+                                       masker: AuditResource.masker(key: key))
+        let pseudonym = PIIMasker(operators: [:], key: Array(key.utf8)).pseudonymousUserID("jane@example.com")
+        #expect(subject.template == "/api/v1/subjects/{subject}")
+        #expect(subject.subject == pseudonym)
+        #expect(subject.parameters == ["subject": pseudonym])
+        // Without a pseudonym key the placeholder stands in.
+        let unkeyed = AuditResource.of(pattern: ["api", "v1", "data", "{id}"], segments: ["api", "v1", "data", "jane@example.com"],
+                                       masker: AuditResource.masker(key: nil))
+        #expect(unkeyed.parameters == ["id": "<EMAIL>"])
     }
 }

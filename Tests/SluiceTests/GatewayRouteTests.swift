@@ -1,10 +1,12 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
 import NIOPosix
 import Sluice
+import Synchronization
 import SluiceFunctions
 import SluiceHTTP
 import SluicePostgres
@@ -21,7 +23,22 @@ struct GatewayRouteTests {
     static let signer = CallerAssertionSigner.generate()
     static let functions = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../functions").standardized.path
 
-    func application() async throws -> some ApplicationProtocol {
+    /// The headers of every request that reached the functions' side of the router.
+    final class SeenHeaders: Sendable {
+        let fields = Mutex<[HTTPFields]>([])
+    }
+
+    /// Records what reaches the routes, after the gateway and the caller check.
+    struct RecordHeaders: RouterMiddleware {
+        let seen: SeenHeaders
+        func handle(_ request: Request, context: SluiceRequestContext,
+                    next: (Request, SluiceRequestContext) async throws -> Response) async throws -> Response {
+            seen.fields.withLock { $0.append(request.headers) }
+            return try await next(request, context)
+        }
+    }
+
+    func application(seen: SeenHeaders? = nil) async throws -> some ApplicationProtocol {
         var configuration = RuntimeConfiguration()
         configuration.jwtSecret = Self.secret
         configuration.gatewaySigningKey = Self.signer.base64PrivateKey
@@ -32,7 +49,7 @@ struct GatewayRouteTests {
             postgres: PostgresPool(url: "postgres://127.0.0.1:1/none", threadPool: .singleton),
             manifests: loader, hosted: ["gateway", "ingest"])
         let registry = BuiltinFunctions.registry()
-        let router = Router()
+        let router = Router(context: SluiceRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         var functions: [any HTTPFunction] = []
         // The gateway last: its proxy's client must reach its service to be shut down.
@@ -42,7 +59,8 @@ struct GatewayRouteTests {
             functions.append(try #require(try await registry.makeHandler(setup) as? any HTTPFunction))
         }
         for function in functions { function.addMiddleware(to: router) }
-        router.add(middleware: CallerMiddleware(verifier: Self.signer.verifier, logger: Logger(label: "test")))
+        router.add(middleware: CallerMiddleware(verifier: Self.signer.verifier, functions: ["gateway", "ingest"], logger: Logger(label: "test")))
+        if let seen { router.add(middleware: RecordHeaders(seen: seen)) }
         for function in functions { function.addRoutes(to: router) }
         // The functions' services (the gateway's proxy client among them) run, and stop, with the test.
         return Application(router: router, services: functions.flatMap(\.backgroundServices))
@@ -123,5 +141,41 @@ struct GatewayRouteTests {
                 #expect(answer.code == "invalid_parameter")
             }
         }
+    }
+
+    @Test func aRoleNameOutsideTheAlphabetIsRefusedNamingTheClaim() async throws {
+        try await application().test(.router) { client in
+            // Read as `ingest` and `x,admin` by the gateway, it once became admin in every function.
+            try await client.execute(uri: "/api/v1/jobs?limit=0", method: .get, headers: try token(roles: ["ingest", "x,admin"])) { response in
+                #expect(response.status == .badRequest)
+                #expect(response.headers[.contentType] == "application/problem+json")
+                let body = try JSONParser().parse(Array(response.body.readableBytesView))
+                #expect(body["code"] == "invalid_token")
+                #expect(body["claim"] == "roles")
+            }
+        }
+    }
+
+    @Test func functionsHostedWithTheGatewayNeverSeeTheCallersCredentials() async throws {
+        let seen = SeenHeaders()
+        try await application(seen: seen).test(.router) { client in
+            var headers = try token(roles: ["ingest"])
+            headers[.cookie] = "session=secret"
+            headers[.proxyAuthorization] = "Basic c2VjcmV0"
+            headers[HTTPField.Name("X-Sluice-Debug")!] = "1"
+            headers[HTTPField.Name("X-Sluice-Roles")!] = "admin"
+            headers[HTTPField.Name("tracestate")!] = "vendor=1"
+            try await client.execute(uri: "/api/v1/jobs?limit=0", method: .get, headers: headers) { response in
+                #expect(response.status == .badRequest, "ingest answered")
+            }
+        }
+        let reached = try #require(seen.fields.withLock { $0 }.last)
+        let names = Set(reached.map(\.name.canonicalName))
+        for gone in ["authorization", "cookie", "proxy-authorization", "x-sluice-debug", "x-sluice-roles", "x-sluice-assertion"] {
+            #expect(!names.contains(gone), "\(gone)")
+        }
+        #expect(reached[HTTPField.Name("tracestate")!] == "vendor=1")
+        #expect(reached[HTTPField.Name("X-Request-Id")!] != nil)
+        #expect(reached[HTTPField.Name("traceparent")!] != nil)
     }
 }

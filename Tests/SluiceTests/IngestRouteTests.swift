@@ -28,9 +28,9 @@ struct IngestRouteTests {
             manifests: ManifestLoader(functionsDirectory: "/nonexistent"))
         let ingest = try await IngestFunction(setup: PipelineSetup(manifest: manifest, logger: Logger(label: "test"),
                                                                    dependencies: dependencies, registry: BuiltinFunctions.registry()))
-        let router = Router()
+        let router = Router(context: SluiceRequestContext.self)
         router.add(middleware: ProblemMiddleware())
-        router.add(middleware: CallerMiddleware(verifier: Self.signer.verifier, logger: Logger(label: "test")))
+        router.add(middleware: CallerMiddleware(verifier: Self.signer.verifier, functions: ["ingest"], logger: Logger(label: "test")))
         ingest.addMiddleware(to: router)
         ingest.addRoutes(to: router)
         return Application(router: router)
@@ -39,7 +39,8 @@ struct IngestRouteTests {
     /// The headers of a request the gateway let through for `roles`.
     func caller(_ method: HTTPRequest.Method, _ target: String, roles: [String] = ["ingest"], more: HTTPFields = [:]) -> HTTPFields {
         var headers = more
-        headers[CallerHeaders.assertion] = Self.signer.sign(subject: "route-test", roles: roles, method: method.rawValue, target: target, requestID: nil)
+        headers[CallerHeaders.assertion] = Self.signer.sign(subject: "route-test", roles: roles, audience: ["ingest"], method: method.rawValue,
+                                                            target: target, body: .streamed, requestID: nil)
         return headers
     }
 

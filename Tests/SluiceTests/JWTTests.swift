@@ -95,6 +95,9 @@ struct JWTTests {
         // The scheme is case-insensitive (RFC 7235); roles also come from `scope`.
         let scoped = try hs256(claims(["scope": "admin analyst"], dropping: ["roles"]))
         #expect(try await verifier().verify(authorization: "bearer \(scoped)").roles == ["admin", "analyst"])
+        // A scope outside the role alphabet names no role (an OAuth scope, or a comma that once became two roles).
+        let oauth = try hs256(claims(["scope": "read:jobs analyst x,admin"], dropping: ["roles"]))
+        #expect(try await verifier().verify(authorization: "Bearer \(oauth)").roles == ["analyst"])
     }
 
     @Test func validRS256AndES256TokensPass() async throws {

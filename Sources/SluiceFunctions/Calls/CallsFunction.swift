@@ -63,12 +63,12 @@ public struct CallsFunction: HTTPFunction {
 
     public var backgroundServices: [any Service] { [CallWorker(function: self)] }
 
-    public func addRoutes(to router: Router<BasicRequestContext>) {
+    public func addRoutes(to router: Router<SluiceRequestContext>) {
         router.post("/api/v1/functions/{name}/async") { request, context -> Response in
-            try await self.enqueue(name: try context.parameters.require("name"), request: request)
+            try await self.enqueue(name: try context.parameters.require("name"), request: request, caller: context.caller)
         }
         router.get("/api/v1/calls/{id}") { request, context -> JSONResponse in
-            JSONResponse(status: .ok, value: try await self.call(try context.parameters.require("id"), caller: Caller(request)))
+            JSONResponse(status: .ok, value: try await self.call(try context.parameters.require("id"), caller: context.caller))
         }
     }
 
@@ -110,11 +110,11 @@ public struct CallsFunction: HTTPFunction {
         return masker
     }
 
-    func enqueue(name: String, request: Request) async throws -> Response {
+    func enqueue(name: String, request: Request, caller: Caller?) async throws -> Response {
         guard let masker = try callable(name), try await invoker(name) != nil else {
             throw Problem(.notFound, code: "function_not_found", detail: "no function callable asynchronously has this name")
         }
-        guard let caller = Caller(request) else {
+        guard let caller else {
             throw Problem(.unauthorized, code: "caller_unverified", detail: "this function answers only requests that the gateway has checked")
         }
         var callback: String?

@@ -68,11 +68,11 @@ public struct GatewayFunction: HTTPFunction {
 
     public var backgroundServices: [any Service] { [proxy] + verifier.backgroundServices }
 
-    public func addMiddleware(to router: Router<BasicRequestContext>) {
+    public func addMiddleware(to router: Router<SluiceRequestContext>) {
         router.add(middleware: GatewayMiddleware(gateway: self))
     }
 
-    public func addRoutes(to router: Router<BasicRequestContext>) {
+    public func addRoutes(to router: Router<SluiceRequestContext>) {
         let document = ByteBuffer(bytes: self.document)
         router.get("/api/v1/openapi.json") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
@@ -108,7 +108,7 @@ public enum GatewayHeaders {
 }
 
 struct GatewayMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = SluiceRequestContext
     let gateway: GatewayFunction
     /// Set while the rate limiter's Redis is unreachable, so the warning is logged once.
     private final class OutageFlag: Sendable { let warned = Atomic<Bool>(false) }
@@ -203,6 +203,14 @@ struct GatewayMiddleware: RouterMiddleware {
                 throw Problem(.unauthorized, code: error == .missing ? "missing_token" : "invalid_token", detail: error.clientDescription,
                               headers: [GatewayHeaders.wwwAuthenticate: #"Bearer realm="sluice", error="invalid_token", error_description="\#(error.clientDescription)""#])
             }
+            // Roles reach functions as a list, but a name that could be read as two (`x,admin`)
+            // is refused here, before any check reads it.
+            guard token.roles.allSatisfy(Caller.isValidRole) else {
+                GatewayMetrics.authFailure("invalid_roles")
+                throw Problem(.badRequest, code: "invalid_token",
+                              detail: "the token's roles claim holds a name that is not 1 to 64 of a-z, 0-9, _, . and -",
+                              extra: ["claim": "roles"])
+            }
             guard !route.roles.isDisjoint(with: token.roles) else {
                 GatewayMetrics.authFailure("forbidden")
                 throw Problem(.forbidden, code: "forbidden", detail: "this route needs one of the roles: \(route.roles.sorted().joined(separator: ", "))")
@@ -218,11 +226,27 @@ struct GatewayMiddleware: RouterMiddleware {
             }
             caller = (token.subject, token.roles)
         }
-        // The function checks this, not a header anyone could send.
+        // The body is bound by its digest when the gateway can hold it (up to 1 MiB with a
+        // length, or a method without a body); a larger or unlengthed upload streams through
+        // and is bound by the request alone.
+        var body = request.body
+        let binding: CallerAssertion.Body
+        let length = head.headerFields[.contentLength].flatMap { Int($0) }
+        if Self.bodiless.contains(request.method) || length.map({ $0 <= CallerAssertion.boundBodyLimit }) == true {
+            let bytes = try await request.body.collect(upTo: CallerAssertion.boundBodyLimit)
+            binding = .digest(of: bytes.readableBytesView)
+            body = RequestBody(buffer: bytes)
+        } else {
+            binding = .streamed
+        }
+        // The function checks this, not a header anyone could send: for this request, this
+        // body and the one function that answers it.
         head.headerFields[GatewayHeaders.assertion] = gateway.signer.sign(
-            subject: caller.subject, roles: caller.roles, method: request.method.rawValue, target: request.uri.description,
-            requestID: head.headerFields[GatewayHeaders.requestID])
-        let forwarded = Request(head: head, body: request.body)
+            subject: caller.subject, roles: caller.roles, audience: [route.function], method: request.method.rawValue,
+            target: request.uri.description, body: binding, requestID: head.headerFields[GatewayHeaders.requestID])
+        // Only what functions read goes on: never the caller's token or cookies.
+        head.headerFields = ForwardedHeaders.filter(head.headerFields)
+        let forwarded = Request(head: head, body: body)
         switch try gateway.destination(of: route.function) {
         case .inProcess:
             return try await next(forwarded, context)
@@ -230,6 +254,9 @@ struct GatewayMiddleware: RouterMiddleware {
             return try await gateway.proxy.forward(forwarded, to: base, logger: context.logger)
         }
     }
+
+    /// Methods whose body, if any, the gateway always reads whole (up to the bound).
+    static let bodiless: Set<HTTPRequest.Method> = [.get, .head, .delete, .options]
 
     /// Takes a token from the subject's bucket; 429 when it is empty. When Redis cannot be
     /// reached the request passes (a limiter outage must not take the API down) and a warning

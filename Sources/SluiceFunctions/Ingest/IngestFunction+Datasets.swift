@@ -89,8 +89,8 @@ extension IngestFunction {
 
     /// `POST /api/v1/datasets`: a spec (JSON), or a sample (CSV, NDJSON or a JSON array, with
     /// `?name=`) whose schema is detected; the dataset and its table are created, nothing loaded.
-    func createDataset(_ request: Request) async throws -> JSONResponse {
-        guard mayCreateDatasets(Caller(request)) else { throw DatasetRoutes.forbidden }
+    func createDataset(_ request: Request, caller: Caller?) async throws -> JSONResponse {
+        guard mayCreateDatasets(caller) else { throw DatasetRoutes.forbidden }
         let query = request.uri.queryParameters
         let format = UploadFormat.detect(query: query.get("format"), contentType: request.headers[.contentType], filename: nil)
         let body = try await request.body.collect(upTo: DatasetRoutes.maxSampleBytes)
@@ -117,7 +117,7 @@ extension IngestFunction {
             }
             try router.check(spec)
             let registration = try await datasets.register(spec, origin: format == .json ? "api" : "detected", createOnly: true,
-                                                           owner: Caller(request)?.ownerKey, maxDatasets: maxDatasets)
+                                                           owner: caller?.ownerKey, maxDatasets: maxDatasets)
             return JSONResponse(status: .created, value: Self.describe(registration.stored, changes: []))
         } catch let error as DatasetError {
             throw DatasetRoutes.problem(error)
@@ -129,8 +129,7 @@ extension IngestFunction {
 
     /// `PUT /api/v1/datasets/{name}`: the dataset's new spec; its table is changed as
     /// ``DatasetSpec/changes(from:migration:)`` allows (`?migration=true` declares a migration).
-    func updateDataset(_ name: String, _ request: Request) async throws -> JSONResponse {
-        let caller = Caller(request)
+    func updateDataset(_ name: String, _ request: Request, caller: Caller?) async throws -> JSONResponse {
         guard mayCreateDatasets(caller) else { throw DatasetRoutes.forbidden }
         guard let existing = try await datasets.spec(name) else { throw DatasetRoutes.notFound }
         guard existing.mayWrite(caller) else { throw DatasetRoutes.notOwner }

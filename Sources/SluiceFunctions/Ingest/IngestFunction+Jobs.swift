@@ -29,8 +29,8 @@ extension IngestFunction {
     static let jobNotFound = Problem(.notFound, code: "job_not_found", detail: "no job has this id")
     static let jobsUnavailable = Problem(.serviceUnavailable, code: "jobs_unavailable", detail: "the job store is not available; try again")
 
-    func listJobs(_ request: Request) async throws -> JSONResponse {
-        let reader = JobReader(Caller(request), readAll: readAllJobs)
+    func listJobs(_ request: Request, caller: Caller?) async throws -> JSONResponse {
+        let reader = JobReader(caller, readAll: readAllJobs)
         let query = request.uri.queryParameters
         let limitText = query.get("limit") ?? "50"
         guard let limit = Int(limitText), (1...500).contains(limit) else {

@@ -9,7 +9,7 @@ extension IngestFunction {
     /// `POST /api/v1/data`: one event through the whole pipeline as a job of its own, answered
     /// with its fate once the job settles: 201 loaded, 409 a duplicate, 422 quarantined, stale
     /// or without consent; 202 with the job when it takes longer than `config.record_wait`.
-    func postRecord(_ request: Request) async throws -> Response {
+    func postRecord(_ request: Request, caller: Caller?) async throws -> Response {
         let value = try await request.decodeJSON(limit: limits.maxRecordBytes)
         guard case .object = value else {
             throw Problem(.badRequest, code: "invalid_record", detail: "the body must be one event: a JSON object")
@@ -18,7 +18,7 @@ extension IngestFunction {
         line.append(UInt8(ascii: "\n"))
         let target = try await uploadTarget(DatasetReference.events, create: false, query: request.uri.queryParameters)
         let (jobID, _) = try await upload(RequestBody(buffer: ByteBuffer(bytes: line)), format: .ndjson,
-                                          contentType: request.headers[.contentType], headers: request.headers, target: target)
+                                          contentType: request.headers[.contentType], headers: request.headers, caller: caller, target: target)
         let eventID = Event(value).id
         let deadline = ContinuousClock.now + recordWait
         var live = JobStore.Live(status: nil, fields: [:])

@@ -106,41 +106,41 @@ public struct IngestFunction: HTTPFunction {
                       fail: { [self] jobID, code in await self.fail(jobID, code: code) })]
     }
 
-    public func addRoutes(to router: Router<BasicRequestContext>) {
-        router.post("/api/v1/ingest") { request, _ -> JSONResponse in
-            try await self.ingest(request, into: DatasetReference.events, create: false)
+    public func addRoutes(to router: Router<SluiceRequestContext>) {
+        router.post("/api/v1/ingest") { request, context -> JSONResponse in
+            try await self.ingest(request, into: DatasetReference.events, create: false, caller: context.caller)
         }
         router.post("/api/v1/datasets/{name}/ingest") { request, context -> JSONResponse in
             let name = try context.parameters.require("name")
-            return try await self.ingest(request, into: name, create: self.mayCreateDatasets(Caller(request)))
+            return try await self.ingest(request, into: name, create: self.mayCreateDatasets(context.caller), caller: context.caller)
         }
-        router.post("/api/v1/datasets") { request, _ -> JSONResponse in
-            try await self.createDataset(request)
+        router.post("/api/v1/datasets") { request, context -> JSONResponse in
+            try await self.createDataset(request, caller: context.caller)
         }
         router.put("/api/v1/datasets/{name}") { request, context -> JSONResponse in
-            try await self.updateDataset(try context.parameters.require("name"), request)
+            try await self.updateDataset(try context.parameters.require("name"), request, caller: context.caller)
         }
-        router.get("/api/v1/jobs") { request, _ -> JSONResponse in
-            try await self.listJobs(request)
+        router.get("/api/v1/jobs") { request, context -> JSONResponse in
+            try await self.listJobs(request, caller: context.caller)
         }
         router.get("/api/v1/jobs/{id}") { request, context -> JSONResponse in
             let id = try context.parameters.require("id")
-            return JSONResponse(status: .ok, value: try await self.job(id, for: JobReader(Caller(request), readAll: self.readAllJobs)))
+            return JSONResponse(status: .ok, value: try await self.job(id, for: JobReader(context.caller, readAll: self.readAllJobs)))
         }
         router.delete("/api/v1/jobs/{id}") { request, context -> JSONResponse in
-            try await self.cancel(try context.parameters.require("id"), by: JobReader(Caller(request), readAll: []))
+            try await self.cancel(try context.parameters.require("id"), by: JobReader(context.caller, readAll: []))
         }
         router.post("/api/v1/process/transform") { request, _ -> JSONResponse in
             try await self.processTransform(request)
         }
-        router.post("/api/v1/data") { request, _ -> Response in
-            try await self.postRecord(request)
+        router.post("/api/v1/data") { request, context -> Response in
+            try await self.postRecord(request, caller: context.caller)
         }
     }
 
     // MARK: - Upload
 
-    func ingest(_ request: Request, into name: String, create: Bool) async throws -> JSONResponse {
+    func ingest(_ request: Request, into name: String, create: Bool, caller: Caller?) async throws -> JSONResponse {
         let filename = request.uri.queryParameters.get("filename")
             ?? request.headers[.contentDisposition].flatMap(UploadFormat.filename(fromContentDisposition:))
         let contentType = request.headers[.contentType]
@@ -157,19 +157,19 @@ public struct IngestFunction: HTTPFunction {
         if let url = request.headers[CallsFunction.callbackHeader] ?? request.uri.queryParameters.get("callback_url").map({ String($0) }) {
             callback = try await callbacks.acceptCallback(url)
         }
-        return try await upload(request.body, format: format, contentType: contentType, headers: request.headers, callback: callback,
+        return try await upload(request.body, format: format, contentType: contentType, headers: request.headers, caller: caller, callback: callback,
                                 target: target).answer
     }
 
     /// Records a new job and receives `body` into it; answers the job id and the 202 answer.
     /// `callback` is where notify announces the job's end, besides its configured channels.
-    func upload(_ body: RequestBody, format: UploadFormat, contentType: String?, headers: HTTPFields,
+    func upload(_ body: RequestBody, format: UploadFormat, contentType: String?, headers: HTTPFields, caller: Caller?,
                 callback: String? = nil, target: UploadTarget) async throws -> (jobID: String, answer: JSONResponse) {
         let jobID = UUID().uuidString.lowercased()
         let traceID = TraceContext.traceID(in: headers) ?? TraceContext.newTraceID()
         do {
             try await jobs.open(.init(id: jobID, format: format.rawValue, contentType: contentType, callbackURL: callback,
-                                      createdBy: Caller(headers: headers)?.ownerKey, traceID: traceID, dataset: target.name))
+                                      createdBy: caller?.ownerKey, traceID: traceID, dataset: target.name))
         } catch {
             throw Problem(.serviceUnavailable, code: "ingest_unavailable", detail: "the job store is not available; try again")
         }
@@ -177,7 +177,7 @@ public struct IngestFunction: HTTPFunction {
         let lease = UploadLease(jobID: jobID, lease: uploadLease, redis: redis, keys: keys)
         do {
             let answer = try await accept(body, jobID: jobID, traceID: traceID, format: format, target: target,
-                                          owner: Caller(headers: headers)?.ownerKey)
+                                          owner: caller?.ownerKey)
             await lease.release(redis: redis, keys: keys, jobID: jobID)
             return (jobID, answer)
         } catch {

@@ -5,6 +5,7 @@ import Logging
 import Sluice
 import SluiceHTTP
 import SluicePostgres
+import SluicePrivacy
 import Synchronization
 
 /// One row of the append-only `audit_log` (migration 9): who did what to which resource.
@@ -57,10 +58,10 @@ public struct AuditEntry: Sendable {
         _ = try await pool.query(insert(entries))
     }
 
-    /// The caller as the gateway named it (`X-Sluice-Subject`), or `anonymous` for a request
-    /// that did not come through the gateway.
-    public static func actor(of request: Request) -> String {
-        request.headers[GatewayHeaders.subject] ?? "anonymous"
+    /// The verified caller's subject (``SluiceRequestContext/caller``), or `anonymous` for a
+    /// request that names none.
+    public static func actor(_ caller: Caller?) -> String {
+        caller?.subject ?? "anonymous"
     }
 
     public static func requestID(of request: Request) -> String? {
@@ -70,14 +71,15 @@ public struct AuditEntry: Sendable {
 
 /// Writes an audit row for every request to a public API route this process answers (the
 /// routes the hosted functions describe as ``APIOperation``s): the caller, the operation id as
-/// the action, the path as the resource, the request id and the status. Routes that write
+/// the action, the route's template as the resource with the path's parameters masked in
+/// `detail` (``AuditResource``; never the raw path), the request id and the status. Routes that write
 /// their own rows in the same transaction as their change (consents, erasure) are left out.
 ///
 /// Added after the gateway's middleware, so that under `sluice dev` it sees the caller the
 /// gateway checked. A request is answered even when its audit row cannot be written (the
 /// failure is logged), since the row follows the operation rather than guarding it.
 public struct AuditMiddleware: RouterMiddleware {
-    public typealias Context = BasicRequestContext
+    public typealias Context = SluiceRequestContext
     struct Operation {
         let method: String
         let segments: [String]
@@ -85,32 +87,43 @@ public struct AuditMiddleware: RouterMiddleware {
     }
     let operations: [Operation]
     let writer: AuditWriter
+    let masker: PIIMasker
     let logger: Logger
 
-    public init(operations: [APIOperation], pool: PostgresPool, logger: Logger) {
+    /// A middleware auditing `operations` into `pool`, masking path parameters with `masker`
+    /// (``AuditResource/masker(key:)``).
+    public init(operations: [APIOperation], pool: PostgresPool, masker: PIIMasker, logger: Logger) {
         self.operations = operations.map {
             Operation(method: $0.method, segments: $0.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init),
                       action: $0.operationID)
         }
         self.writer = AuditWriter(pool: pool)
+        self.masker = masker
         self.logger = logger
     }
 
     /// The operation id of the described route `method path`, if any.
     func action(method: String, path: String) -> String? {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        return operations.first { operation in
+        operation(method: method, path: path)?.operation.action
+    }
+
+    /// The described route `method path` and what its audit row names, if any.
+    func operation(method: String, path: String) -> (operation: Operation, resource: AuditResource)? {
+        let segments = Array(path.split(separator: "/", omittingEmptySubsequences: false).dropFirst())
+        guard let operation = operations.first(where: { operation in
             guard operation.method == method, operation.segments.count == segments.count else { return false }
             return zip(operation.segments, segments).allSatisfy { pattern, segment in
                 pattern.hasPrefix("{") ? !segment.isEmpty : pattern == segment
             }
-        }?.action
+        }) else { return nil }
+        return (operation, AuditResource.of(pattern: operation.segments, segments: segments, masker: masker))
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let action = action(method: request.method.rawValue, path: request.uri.path) else {
+        guard let (operation, resource) = operation(method: request.method.rawValue, path: request.uri.path) else {
             return try await next(request, context)
         }
+        let action = operation.action
         let status: Int
         let response: Response
         do {
@@ -118,16 +131,17 @@ public struct AuditMiddleware: RouterMiddleware {
             status = response.status.code
         } catch {
             let code = (error as? Problem)?.status.code ?? (error as? any HTTPResponseError)?.status.code ?? 500
-            await audit(request, action: action, status: code, context: context)
+            await audit(request, action: action, resource: resource, status: code, context: context)
             throw error
         }
-        await audit(request, action: action, status: status, context: context)
+        await audit(request, action: action, resource: resource, status: status, context: context)
         return response
     }
 
-    func audit(_ request: Request, action: String, status: Int, context: Context) async {
-        let entry = AuditEntry(actor: AuditEntry.actor(of: request), action: action, resource: request.uri.path,
-                               requestID: AuditEntry.requestID(of: request), status: status)
+    func audit(_ request: Request, action: String, resource: AuditResource, status: Int, context: Context) async {
+        let entry = AuditEntry(actor: AuditEntry.actor(context.caller), action: action, resource: resource.template,
+                               subject: resource.subject, requestID: AuditEntry.requestID(of: request), status: status,
+                               detail: resource.detail)
         do {
             try await writer.write(entry)
         } catch {

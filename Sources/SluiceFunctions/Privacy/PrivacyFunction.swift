@@ -50,15 +50,15 @@ public struct PrivacyFunction: HTTPFunction {
     /// subject's pseudonym instead of the path, which holds the id).
     public static let selfAudited: Set<String> = ["putConsent", "getConsents", "eraseSubject"]
 
-    public func addRoutes(to router: Router<BasicRequestContext>) {
+    public func addRoutes(to router: Router<SluiceRequestContext>) {
         router.put("/api/v1/consents/{subject}") { request, context -> JSONResponse in
-            try await self.putConsent(try Self.subject(in: context), request: request)
+            try await self.putConsent(try Self.subject(in: context), request: request, caller: context.caller)
         }
         router.get("/api/v1/consents/{subject}") { request, context -> JSONResponse in
-            try await self.consents(try Self.subject(in: context), request: request)
+            try await self.consents(try Self.subject(in: context), request: request, caller: context.caller)
         }
         router.delete("/api/v1/subjects/{subject}") { request, context -> JSONResponse in
-            try await self.erase(try Self.subject(in: context), request: request)
+            try await self.erase(try Self.subject(in: context), request: request, caller: context.caller)
         }
         router.get("/api/v1/audit") { request, _ -> JSONResponse in
             try await self.audit(request)
@@ -67,7 +67,7 @@ public struct PrivacyFunction: HTTPFunction {
 
     /// The `{subject}` of the path, percent-decoded (`50%25` is the user id `50%`): the router
     /// hands path parameters over as sent.
-    static func subject(in context: BasicRequestContext) throws -> String {
+    static func subject(in context: SluiceRequestContext) throws -> String {
         let sent = try context.parameters.require("subject")
         guard let subject = sent.removingPercentEncoding else {
             throw Problem(.badRequest, code: "invalid_subject", detail: "the subject is not a valid percent-encoded path segment")
@@ -85,7 +85,7 @@ public struct PrivacyFunction: HTTPFunction {
         return PIIMasker.isPseudonymousUserID(subject) ? subject : masker.pseudonymousUserID(subject)
     }
 
-    func putConsent(_ subject: String, request: Request) async throws -> JSONResponse {
+    func putConsent(_ subject: String, request: Request, caller: Caller?) async throws -> JSONResponse {
         let pseudonym = try pseudonym(of: subject)
         guard case .object(let body) = try await request.decodeJSON(limit: 16 << 10) else {
             throw Problem(.badRequest, code: "invalid_consent", detail: #"the body must be {"purpose": "...", "granted": true|false}"#)
@@ -100,7 +100,7 @@ public struct PrivacyFunction: HTTPFunction {
         guard case .bool(let granted)? = body["granted"] else {
             throw Problem(.badRequest, code: "wrong_type", detail: "granted must be true or false", extra: ["field": "granted"])
         }
-        let entry = AuditEntry(actor: AuditEntry.actor(of: request), action: "putConsent", resource: "consents/\(pseudonym)",
+        let entry = AuditEntry(actor: AuditEntry.actor(caller), action: "putConsent", resource: "consents/\(pseudonym)",
                                subject: pseudonym, requestID: AuditEntry.requestID(of: request), status: 200,
                                detail: ["purpose": .string(purpose), "granted": .bool(granted)])
         let updated: String
@@ -123,9 +123,9 @@ public struct PrivacyFunction: HTTPFunction {
         ])
     }
 
-    func consents(_ subject: String, request: Request) async throws -> JSONResponse {
+    func consents(_ subject: String, request: Request, caller: Caller?) async throws -> JSONResponse {
         let pseudonym = try pseudonym(of: subject)
-        let entry = AuditEntry(actor: AuditEntry.actor(of: request), action: "getConsents", resource: "consents/\(pseudonym)",
+        let entry = AuditEntry(actor: AuditEntry.actor(caller), action: "getConsents", resource: "consents/\(pseudonym)",
                                subject: pseudonym, requestID: AuditEntry.requestID(of: request), status: 200)
         let rows: PostgresRows
         do {
@@ -151,9 +151,9 @@ public struct PrivacyFunction: HTTPFunction {
     /// purpose is recorded (so later events are dropped); the audit row holds the counts. The
     /// fence's lock is taken first: the stores in progress finish before the deletes, and no
     /// store writes between them and the commit.
-    func erase(_ subject: String, request: Request) async throws -> JSONResponse {
+    func erase(_ subject: String, request: Request, caller: Caller?) async throws -> JSONResponse {
         let pseudonym = try pseudonym(of: subject)
-        let actor = AuditEntry.actor(of: request), requestID = AuditEntry.requestID(of: request)
+        let actor = AuditEntry.actor(caller), requestID = AuditEntry.requestID(of: request)
         let started = ContinuousClock.now
         let mask = pipelineMask
         let result: (datasets: [(String, Int)], quarantine: Int, calls: Int, at: String, audit: Int64)

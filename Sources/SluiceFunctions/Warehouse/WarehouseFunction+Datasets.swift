@@ -16,12 +16,12 @@ import SluicePostgres
 /// of the list, and a profile shows stored values (min, max, top) only to callers who may read
 /// records (`config.record_readers`, and admin).
 extension WarehouseFunction {
-    func addDatasetRoutes(to router: Router<BasicRequestContext>) {
-        router.get("/api/v1/datasets") { request, _ -> JSONResponse in
-            JSONResponse(status: .ok, value: try await self.listDatasets(for: Caller(request)))
+    func addDatasetRoutes(to router: Router<SluiceRequestContext>) {
+        router.get("/api/v1/datasets") { _, context -> JSONResponse in
+            JSONResponse(status: .ok, value: try await self.listDatasets(for: context.caller))
         }
-        router.get("/api/v1/datasets/{name}") { request, context -> JSONResponse in
-            JSONResponse(status: .ok, value: try await self.dataset(try context.parameters.require("name"), for: Caller(request)))
+        router.get("/api/v1/datasets/{name}") { _, context -> JSONResponse in
+            JSONResponse(status: .ok, value: try await self.dataset(try context.parameters.require("name"), for: context.caller))
         }
         addRecordRoutes(to: router)
     }

@@ -10,7 +10,7 @@ import SluicePostgres
 /// `["a","b"]`). Every value is a bound parameter cast to its column's type; every name comes
 /// from the dataset's spec.
 extension WarehouseFunction {
-    func addRecordRoutes(to router: Router<BasicRequestContext>) {
+    func addRecordRoutes(to router: Router<SluiceRequestContext>) {
         router.get("/api/v1/datasets/{name}/records") { request, context -> JSONResponse in
             let query = request.uri.queryParameters
             var parameters: [(String, String)] = []
@@ -24,12 +24,12 @@ extension WarehouseFunction {
         }
         router.put("/api/v1/datasets/{name}/records/{key}") { request, context -> JSONResponse in
             let (stored, key) = try await self.recordKey(context)
-            guard stored.mayWrite(Caller(request)) else { throw DatasetRoutes.notOwner }
+            guard stored.mayWrite(context.caller) else { throw DatasetRoutes.notOwner }
             return JSONResponse(status: .ok, value: try await self.replaceRecord(stored.spec, key: key, body: try await request.decodeJSON(limit: 1 << 20)))
         }
-        router.delete("/api/v1/datasets/{name}/records/{key}") { request, context -> Response in
+        router.delete("/api/v1/datasets/{name}/records/{key}") { _, context -> Response in
             let (stored, key) = try await self.recordKey(context)
-            guard stored.mayWrite(Caller(request)) else { throw DatasetRoutes.notOwner }
+            guard stored.mayWrite(context.caller) else { throw DatasetRoutes.notOwner }
             try await self.deleteRecord(stored.spec, key: key)
             return Response(status: .noContent)
         }
@@ -50,7 +50,7 @@ extension WarehouseFunction {
         return found
     }
 
-    func recordKey(_ context: BasicRequestContext) async throws -> (DatasetStore.StoredDataset, [String]) {
+    func recordKey(_ context: SluiceRequestContext) async throws -> (DatasetStore.StoredDataset, [String]) {
         let stored = try await storedDataset(try context.parameters.require("name"))
         return (stored, try Self.parseKey(try context.parameters.require("key"), spec: stored.spec))
     }

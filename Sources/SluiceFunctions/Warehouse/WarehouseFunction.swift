@@ -64,16 +64,16 @@ public struct WarehouseFunction: HTTPFunction {
         [RollupRefresher(pool: pool, logger: logger, interval: rollupInterval, batch: 5000)]
     }
 
-    public func addRoutes(to router: Router<BasicRequestContext>) {
+    public func addRoutes(to router: Router<SluiceRequestContext>) {
         router.get("/api/v1/data/{event_id}") { _, context -> JSONResponse in
             JSONResponse(status: .ok, value: try await self.record(try context.parameters.require("event_id")))
         }
         router.put("/api/v1/data/{event_id}") { request, context -> JSONResponse in
-            try await self.checkEventsWriter(Caller(request))
+            try await self.checkEventsWriter(context.caller)
             return try await self.replace(try context.parameters.require("event_id"), request: request)
         }
-        router.delete("/api/v1/data/{event_id}") { request, context -> Response in
-            try await self.checkEventsWriter(Caller(request))
+        router.delete("/api/v1/data/{event_id}") { _, context -> Response in
+            try await self.checkEventsWriter(context.caller)
             try await self.delete(try context.parameters.require("event_id"))
             return Response(status: .noContent)
         }

@@ -83,7 +83,8 @@ public enum JWTFailure: String, Error, Sendable, CaseIterable {
 public struct VerifiedToken: Sendable, Equatable {
     /// The `sub` claim.
     public var subject: String
-    /// The roles from the `roles` claim (array) and the `scope` claim (space-separated).
+    /// The roles from the `roles` claim (array) and the `scope` claim (space-separated; its
+    /// entries outside the role alphabet left out).
     public var roles: Set<String>
     /// The `exp` claim, seconds since 1970.
     public var expiresAt: Double
@@ -321,7 +322,10 @@ public final class JWTVerifier: Sendable {
             for value in values { if let role = value.stringValue { roles.insert(role) } }
         }
         if let scope = claims["scope"]?.stringValue {
-            for role in scope.split(separator: " ") { roles.insert(String(role)) }
+            // An OAuth scope such as `read:jobs` or `api://x/read` names no Sluice role: ignored,
+            // not refused (providers put them in every token). The `roles` claim is the gateway's
+            // to refuse (`Caller.isValidRole`).
+            for role in scope.split(separator: " ") where Caller.isValidRole(String(role)) { roles.insert(String(role)) }
         }
         return VerifiedToken(subject: subject, roles: roles, expiresAt: expiry)
     }
