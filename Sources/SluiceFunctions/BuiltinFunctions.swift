@@ -32,9 +32,15 @@ public enum BuiltinFunctions {
         registry.register(FunctionRuntime.handler) { try ProcessFunction(setup: $0) }
         registry.registerMiddleware("pii-mask") { setup in
             var middleware = try PIIMaskMiddleware(manifest: setup.manifest, pseudonymKey: setup.configuration.pseudonymKey)
-            let datasets = setup.dependencies.datasets
+            // The plan is made once per dataset version, not per chunk (a wide spec's is not free).
+            let plans = PerDataset<DatasetMasking>(datasets: setup.dependencies.datasets) { spec, _ in spec.masking }
             middleware.chunkMasking = { chunk in
-                try await datasets.spec(chunk.datasetName, atLeast: chunk.dataset?.version)?.spec.masking ?? .none
+                do {
+                    return try await plans.plan(for: chunk)
+                } catch let error as FunctionError where error.code == "unknown_dataset" {
+                    // A dataset no longer in the catalog: its records are still masked by the scan.
+                    return .none
+                }
             }
             return middleware
         }
